@@ -1,0 +1,169 @@
+//! The [`KmsBackend`] trait every key store implements, and the [`BackendFactory`] registry
+//! that builds one from configuration.
+//!
+//! A backend holds master keys and performs the operations that need them. The nine methods
+//! of the spec are required; the rest default to [`KmsError::Unsupported`] and a backend
+//! declares what it implements in [`KmsBackend::capabilities`]. Every backend crate runs the
+//! contract suite (`kms_core::testkit`) against itself.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kms_types::config::{KmsBackend as BackendKind, KmsConfig};
+use kms_types::error::{KmsError, Result};
+use kms_types::types::{
+    BackendCapabilities, CancelKeyDeletionRequest, CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse,
+    DecryptRequest, DecryptResponse, DeleteKeyRequest, DeleteKeyResponse, DescribeKeyRequest, DescribeKeyResponse,
+    DisableKeyRequest, EnableKeyRequest, EncryptRequest, EncryptResponse, GenerateDataKeyRequest,
+    GenerateDataKeyResponse, GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse,
+    KeyMetadataResponse, ListKeysRequest, ListKeysResponse, ReEncryptRequest, ReEncryptResponse, RotateKeyRequest,
+    TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest,
+};
+
+/// A key store: holds master keys and performs the operations that need them.
+///
+/// Contract (checked by the contract suite): cryptographic operations are refused with
+/// [`KmsError::InvalidKeyState`] unless the key is `Enabled`; an unknown key is
+/// [`KmsError::KeyNotFound`]; a ciphertext that does not authenticate under the given
+/// encryption context is [`KmsError::Crypto`]; `list_keys` pages in ascending key-id order and
+/// a marker survives the deletion of the key it names.
+#[async_trait]
+pub trait KmsBackend: Send + Sync {
+    /// Creates a master key.
+    async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse>;
+    /// Encrypts at most 4096 bytes under a master key.
+    async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse>;
+    /// Decrypts a ciphertext made by `encrypt` or `generate_data_key`.
+    async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse>;
+    /// Generates a data key, returned in plaintext and wrapped.
+    async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse>;
+    /// Describes a key.
+    async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse>;
+    /// Lists keys, one page at a time, ascending by key id.
+    async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse>;
+    /// Schedules a key's deletion after a 7-30 day waiting period.
+    async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse>;
+    /// Cancels a scheduled deletion; the key comes back `Disabled`.
+    async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse>;
+    /// Whether the backend can serve requests now.
+    async fn health_check(&self) -> Result<bool>;
+
+    /// The backend's name, for errors and metrics (`local`, `vault`, `memory`).
+    fn backend_name(&self) -> &'static str {
+        "custom"
+    }
+
+    /// Which optional operations this backend implements.
+    fn capabilities(&self) -> BackendCapabilities {
+        BackendCapabilities::default()
+    }
+
+    /// Generates a data key and returns only its wrapped form.
+    async fn generate_data_key_without_plaintext(
+        &self,
+        request: GenerateDataKeyWithoutPlaintextRequest,
+    ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
+        let _ = request;
+        Err(self.unsupported("generate_data_key_without_plaintext"))
+    }
+    /// Enables a `Disabled` key.
+    async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
+        let _ = request;
+        Err(self.unsupported("enable_key"))
+    }
+    /// Disables an `Enabled` key.
+    async fn disable_key(&self, request: DisableKeyRequest) -> Result<KeyMetadataResponse> {
+        let _ = request;
+        Err(self.unsupported("disable_key"))
+    }
+    /// Makes a new key version current; older versions keep decrypting.
+    async fn rotate_key(&self, request: RotateKeyRequest) -> Result<KeyMetadataResponse> {
+        let _ = request;
+        Err(self.unsupported("rotate_key"))
+    }
+    /// Moves a ciphertext to another key or to the newest version, without exposing plaintext.
+    async fn re_encrypt(&self, request: ReEncryptRequest) -> Result<ReEncryptResponse> {
+        let _ = request;
+        Err(self.unsupported("re_encrypt"))
+    }
+    /// Replaces a key's description.
+    async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
+        let _ = request;
+        Err(self.unsupported("update_key_description"))
+    }
+    /// Adds or overwrites tags.
+    async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
+        let _ = request;
+        Err(self.unsupported("tag_key"))
+    }
+    /// Removes tags.
+    async fn untag_key(&self, request: UntagKeyRequest) -> Result<KeyMetadataResponse> {
+        let _ = request;
+        Err(self.unsupported("untag_key"))
+    }
+
+    /// Releases background tasks and handles; called when the service stops or swaps backends.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The error an unimplemented optional operation returns.
+    fn unsupported(&self, operation: &'static str) -> KmsError {
+        KmsError::Unsupported { operation, backend: self.backend_name() }
+    }
+}
+
+/// Builds a backend of one kind from a validated configuration.
+#[async_trait]
+pub trait BackendFactory: Send + Sync {
+    /// The kind of backend this factory builds.
+    fn kind(&self) -> BackendKind;
+    /// Builds (and connects) a backend; the caller health-checks it before use.
+    async fn build(&self, config: &KmsConfig) -> Result<Arc<dyn KmsBackend>>;
+}
+
+/// The factories the service manager may use, by backend kind. `kms-core` cannot depend on
+/// the backend crates, so the facade (or an embedding application) registers them.
+#[derive(Clone, Default)]
+pub struct BackendRegistry {
+    factories: HashMap<BackendKind, Arc<dyn BackendFactory>>,
+}
+
+impl std::fmt::Debug for BackendRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut kinds: Vec<_> = self.factories.keys().map(|k| k.as_str()).collect();
+        kinds.sort_unstable();
+        f.debug_struct("BackendRegistry").field("kinds", &kinds).finish()
+    }
+}
+
+impl BackendRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers (or replaces) the factory for its kind.
+    pub fn register(&mut self, factory: Arc<dyn BackendFactory>) -> &mut Self {
+        self.factories.insert(factory.kind(), factory);
+        self
+    }
+
+    /// Whether a factory for `kind` is registered.
+    pub fn supports(&self, kind: BackendKind) -> bool {
+        self.factories.contains_key(&kind)
+    }
+
+    /// Validates `config` and builds its backend.
+    pub async fn build(&self, config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {
+        config.validate()?;
+        let factory = self.factories.get(&config.backend).ok_or_else(|| {
+            KmsError::configuration(
+                "backend",
+                format!("the {} backend is not available in this build", config.backend.as_str()),
+            )
+        })?;
+        factory.build(config).await
+    }
+}

@@ -1,0 +1,273 @@
+//! Payloads of the admin REST API (`/kms/v1/configure`, `/kms/v1/status`, ...).
+//!
+//! [`ConfigureKmsRequest`] is what an operator sends; `KmsConfig::from(&request)` turns it into
+//! a [`KmsConfig`] with defaults filled in, which is then validated before use.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{
+    BackendConfig, CacheConfig, DEFAULT_RETRY_ATTEMPTS, DEFAULT_TIMEOUT, KmsBackend, KmsConfig, LocalConfig,
+    MasterKeySource, TlsConfig, VaultAuthMethod, VaultConfig,
+};
+
+/// Default Transit mount.
+pub const DEFAULT_TRANSIT_MOUNT: &str = "transit";
+/// Default KV v2 mount.
+pub const DEFAULT_KV_MOUNT: &str = "secret";
+/// Default metadata path prefix in KV.
+pub const DEFAULT_KEY_PATH_PREFIX: &str = "kms/keys";
+
+/// Configure (or reconfigure) the KMS; `backend_type` selects the variant in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend_type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ConfigureKmsRequest {
+    /// The local file backend.
+    Local(ConfigureLocalKmsRequest),
+    /// The Vault / OpenBao backend.
+    Vault(ConfigureVaultKmsRequest),
+}
+
+/// Local backend settings from the admin API; omitted options take their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigureLocalKmsRequest {
+    /// Directory of key files.
+    pub key_dir: String,
+    /// Where the master key comes from.
+    pub master_key: MasterKeySource,
+    /// Key used when a caller names none.
+    #[serde(default)]
+    pub default_key_id: Option<String>,
+    /// Per-call timeout in seconds (default 30).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// Retries of idempotent calls (default 3).
+    #[serde(default)]
+    pub retry_attempts: Option<u32>,
+    /// Cache key metadata (default true).
+    #[serde(default)]
+    pub enable_cache: Option<bool>,
+    /// Cache size (default 1024).
+    #[serde(default)]
+    pub max_cached_keys: Option<usize>,
+    /// Cache TTL in seconds (default 300).
+    #[serde(default)]
+    pub cache_ttl_seconds: Option<u64>,
+}
+
+/// Vault backend settings from the admin API; omitted options take their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigureVaultKmsRequest {
+    /// Vault's address.
+    pub address: String,
+    /// How to authenticate.
+    pub auth_method: VaultAuthMethod,
+    /// Namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Transit mount (default `transit`).
+    #[serde(default)]
+    pub mount_path: Option<String>,
+    /// KV v2 mount (default `secret`).
+    #[serde(default)]
+    pub kv_mount: Option<String>,
+    /// Metadata prefix in KV (default `kms/keys`).
+    #[serde(default)]
+    pub key_path_prefix: Option<String>,
+    /// Key used when a caller names none.
+    #[serde(default)]
+    pub default_key_id: Option<String>,
+    /// Accept any server certificate (default false). Dangerous.
+    #[serde(default)]
+    pub skip_tls_verify: Option<bool>,
+    /// Per-call timeout in seconds (default 30).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// Retries of idempotent calls (default 3).
+    #[serde(default)]
+    pub retry_attempts: Option<u32>,
+    /// Cache key metadata (default true).
+    #[serde(default)]
+    pub enable_cache: Option<bool>,
+    /// Cache size (default 1024).
+    #[serde(default)]
+    pub max_cached_keys: Option<usize>,
+    /// Cache TTL in seconds (default 300).
+    #[serde(default)]
+    pub cache_ttl_seconds: Option<u64>,
+}
+
+struct CommonOptions {
+    default_key_id: Option<String>,
+    timeout_seconds: Option<u64>,
+    retry_attempts: Option<u32>,
+    enable_cache: Option<bool>,
+    max_cached_keys: Option<usize>,
+    cache_ttl_seconds: Option<u64>,
+}
+
+impl CommonOptions {
+    fn into_config(self, backend: KmsBackend, backend_config: BackendConfig) -> KmsConfig {
+        let defaults = CacheConfig::default();
+        KmsConfig {
+            backend,
+            backend_config,
+            default_key_id: self.default_key_id,
+            timeout: self.timeout_seconds.map_or(DEFAULT_TIMEOUT, Duration::from_secs),
+            retry_attempts: self.retry_attempts.unwrap_or(DEFAULT_RETRY_ATTEMPTS),
+            enable_cache: self.enable_cache.unwrap_or(true),
+            cache_config: CacheConfig::new(
+                self.max_cached_keys.unwrap_or(defaults.max_keys),
+                self.cache_ttl_seconds.map_or(defaults.ttl, Duration::from_secs),
+            ),
+        }
+    }
+}
+
+impl From<&ConfigureKmsRequest> for KmsConfig {
+    fn from(request: &ConfigureKmsRequest) -> Self {
+        match request {
+            ConfigureKmsRequest::Local(r) => CommonOptions {
+                default_key_id: r.default_key_id.clone(),
+                timeout_seconds: r.timeout_seconds,
+                retry_attempts: r.retry_attempts,
+                enable_cache: r.enable_cache,
+                max_cached_keys: r.max_cached_keys,
+                cache_ttl_seconds: r.cache_ttl_seconds,
+            }
+            .into_config(KmsBackend::Local, BackendConfig::Local(LocalConfig::new(&r.key_dir, r.master_key.clone()))),
+            ConfigureKmsRequest::Vault(r) => {
+                let tls = r.skip_tls_verify.filter(|skip| *skip).map(|_| {
+                    let mut tls = TlsConfig::default();
+                    tls.skip_verify = true;
+                    tls
+                });
+                let vault = VaultConfig {
+                    address: r.address.clone(),
+                    auth_method: r.auth_method.clone(),
+                    namespace: r.namespace.clone(),
+                    mount_path: r.mount_path.clone().unwrap_or_else(|| DEFAULT_TRANSIT_MOUNT.into()),
+                    kv_mount: r.kv_mount.clone().unwrap_or_else(|| DEFAULT_KV_MOUNT.into()),
+                    key_path_prefix: r.key_path_prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PATH_PREFIX.into()),
+                    tls,
+                };
+                CommonOptions {
+                    default_key_id: r.default_key_id.clone(),
+                    timeout_seconds: r.timeout_seconds,
+                    retry_attempts: r.retry_attempts,
+                    enable_cache: r.enable_cache,
+                    max_cached_keys: r.max_cached_keys,
+                    cache_ttl_seconds: r.cache_ttl_seconds,
+                }
+                .into_config(KmsBackend::Vault, BackendConfig::Vault(vault))
+            }
+        }
+    }
+}
+
+impl From<ConfigureKmsRequest> for KmsConfig {
+    fn from(request: ConfigureKmsRequest) -> Self {
+        Self::from(&request)
+    }
+}
+
+/// Lifecycle state of the KMS service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum KmsServiceStatus {
+    /// No configuration yet.
+    NotConfigured,
+    /// Configured, not started.
+    Configured,
+    /// Serving requests.
+    Running,
+    /// Stopped by an operator; the configuration is kept.
+    Stopped,
+    /// Start or reconfigure failed; the message says why (no secrets).
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// `GET /kms/v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsStatusResponse {
+    /// Service state.
+    pub status: KmsServiceStatus,
+    /// The configured backend, if any.
+    pub backend: Option<KmsBackend>,
+    /// Result of the last health check, if the service is running.
+    pub healthy: Option<bool>,
+}
+
+/// `GET /kms/v1/config`: the current configuration, secrets redacted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KmsConfigResponse {
+    /// The configuration with every secret shown as `[REDACTED]`, if configured.
+    pub config: Option<KmsConfig>,
+}
+
+/// Cache statistics (`GET /kms/v1/status` detail, `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CacheStats {
+    /// Lookups served from the cache.
+    pub hits: u64,
+    /// Lookups that went to the backend.
+    pub misses: u64,
+    /// Entries currently held.
+    pub entries: usize,
+    /// Capacity.
+    pub capacity: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vault_request_fills_defaults_and_maps_skip_verify() {
+        let json = r#"{"backend_type":"vault","address":"http://127.0.0.1:8200",
+            "auth_method":{"type":"token","token":"root"},"skip_tls_verify":false}"#;
+        let request: ConfigureKmsRequest = serde_json::from_str(json).unwrap();
+        let config = KmsConfig::from(&request);
+        let BackendConfig::Vault(vault) = &config.backend_config else { panic!() };
+        assert_eq!(vault.mount_path, "transit");
+        assert_eq!(vault.kv_mount, "secret");
+        assert_eq!(vault.tls, None);
+        assert_eq!(config.timeout, DEFAULT_TIMEOUT);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn local_request_converts_and_validates() {
+        let json = r#"{"backend_type":"local","key_dir":"/tmp/k",
+            "master_key":{"type":"env","var":"KMS_MASTER_KEY"},"max_cached_keys":10,"cache_ttl_seconds":5}"#;
+        let request: ConfigureKmsRequest = serde_json::from_str(json).unwrap();
+        let config = KmsConfig::from(&request);
+        assert_eq!(config.backend, KmsBackend::Local);
+        assert_eq!(config.cache_config.max_keys, 10);
+        assert_eq!(config.cache_config.ttl, Duration::from_secs(5));
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_backend_and_fields_are_rejected() {
+        assert!(serde_json::from_str::<ConfigureKmsRequest>(r#"{"backend_type":"s3"}"#).is_err());
+        let extra = r#"{"backend_type":"local","key_dir":"/k","master_key":{"type":"env","var":"X"},"bogus":1}"#;
+        assert!(serde_json::from_str::<ConfigureKmsRequest>(extra).is_err());
+    }
+
+    #[test]
+    fn status_serializes_with_a_state_tag() {
+        let s = serde_json::to_value(KmsServiceStatus::Error { message: "x".into() }).unwrap();
+        assert_eq!(s, serde_json::json!({"state": "error", "message": "x"}));
+        let s = serde_json::to_value(KmsServiceStatus::Running).unwrap();
+        assert_eq!(s, serde_json::json!({"state": "running"}));
+    }
+}
