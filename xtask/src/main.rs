@@ -1,6 +1,8 @@
 //! Project automation (matklad's xtask pattern): `cargo xtask <task>`.
 //!
-//! Tasks: `test` runs every test of the workspace; `ci` is everything CI checks.
+//! Tasks: `test` runs every test of the workspace; `ci` is everything CI checks;
+//! `bench [NAME...]` runs the benchmarks (each a `harness = false` bench target of the crate
+//! that owns it, listed in [`BENCHES`]).
 
 use std::process::{Command, ExitCode};
 
@@ -9,8 +11,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("ci") => ci(),
+        Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test|ci>");
+            eprintln!("usage: cargo xtask <test|ci|bench [{}]>", bench_names().join("|"));
             return ExitCode::from(2);
         }
     };
@@ -38,4 +41,34 @@ fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
     test()
+}
+
+/// `cargo xtask bench NAME` runs `cargo bench -p PACKAGE --bench NAME`.
+const BENCHES: &[(&str, &str)] = &[];
+
+fn bench_names() -> Vec<&'static str> {
+    BENCHES.iter().map(|(name, _)| *name).collect()
+}
+
+fn bench(names: &[String]) -> Result<(), String> {
+    let selected: Vec<&(&str, &str)> = if names.is_empty() {
+        BENCHES.iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                BENCHES
+                    .iter()
+                    .find(|(name, _)| name == n)
+                    .ok_or_else(|| format!("unknown benchmark `{n}`; known: {}", bench_names().join(", ")))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if selected.is_empty() {
+        return Err("no benchmarks are registered yet".into());
+    }
+    for (name, package) in selected {
+        cargo(&["bench", "-p", package, "--all-features", "--bench", name])?;
+    }
+    Ok(())
 }
