@@ -14,8 +14,7 @@ use std::time::Duration;
 use kms_types::config::LocalConfig;
 use kms_types::error::{KmsError, Result};
 use kms_types::types::{
-    KeyListEntry, KeyOrigin, KeySpec, KeyState, ListKeysRequest, ListKeysResponse, validate_key_id,
-    validate_list_limit,
+    KeyListEntry, KeyOrigin, KeySpec, KeyState, ListKeysRequest, ListKeysResponse, validate_key_id, validate_list_limit,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
@@ -220,13 +219,7 @@ impl LocalBackend {
                 };
                 keys.insert(id, Slot::new(state));
             }
-            Ok(Inner {
-                dir,
-                protection,
-                clock: options.clock,
-                keys: RwLock::new(keys),
-                closed: AtomicBool::new(false),
-            })
+            Ok(Inner { dir, protection, clock: options.clock, keys: RwLock::new(keys), closed: AtomicBool::new(false) })
         })
         .await?;
         Ok(Self { inner: Arc::new(inner), worker: Mutex::new(None) })
@@ -287,11 +280,7 @@ impl LocalBackend {
         self.inner.dir.release();
     }
 
-    pub(crate) async fn create(
-        &self,
-        key_id: Option<String>,
-        meta: StoredMeta,
-    ) -> Result<Arc<KeyRecord>> {
+    pub(crate) async fn create(&self, key_id: Option<String>, meta: StoredMeta) -> Result<Arc<KeyRecord>> {
         if meta.origin != KeyOrigin::Kms {
             return Err(KmsError::Unsupported { operation: "create_key with an external origin", backend: "local" });
         }
@@ -317,7 +306,7 @@ impl LocalBackend {
             keys.insert(id.clone(), slot.clone());
             id
         };
-        let version = KeyVersion::new(1, meta.creation_date, material)?;
+        let version = KeyVersion::new(1, meta.creation_date, material.as_ref())?;
         let record = KeyRecord { key_id: key_id.clone(), meta, versions: vec![Arc::new(version)] };
         let inner = self.inner.clone();
         blocking(move || {
@@ -429,7 +418,7 @@ fn load(dir: &KeyDir, protection: &RecordProtection, key_id: &str) -> std::resul
 async fn purge_expired(inner: &Arc<Inner>) -> Result<Vec<String>> {
     inner.check_open()?;
     let now = inner.now();
-    let due = |state: &SlotState| {
+    let due = move |state: &SlotState| {
         matches!(state, SlotState::Ready(r)
             if r.meta.state == StoredState::PendingDeletion && r.meta.deletion_date.is_some_and(|d| d <= now))
     };
@@ -483,7 +472,7 @@ fn random_material() -> Result<Zeroizing<[u8; MATERIAL_LEN]>> {
 /// A fresh version of a key: the next number, new random material.
 pub(crate) fn next_version(record: &KeyRecord, now: OffsetDateTime) -> Result<KeyVersion> {
     let number = record.current().version.checked_add(1).ok_or_else(|| KmsError::backend("key version overflow"))?;
-    KeyVersion::new(number, now, random_material()?)
+    KeyVersion::new(number, now, random_material()?.as_ref())
 }
 
 /// A random id shaped like a UUID v4.

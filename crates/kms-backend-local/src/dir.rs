@@ -43,7 +43,8 @@ impl KeyDir {
         match fs::symlink_metadata(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    fs::create_dir_all(parent).map_err(|e| io_error(format!("cannot create {}", parent.display()), e))?;
+                    fs::create_dir_all(parent)
+                        .map_err(|e| io_error(format!("cannot create {}", parent.display()), e))?;
                 }
                 DirBuilder::new()
                     .mode(0o700)

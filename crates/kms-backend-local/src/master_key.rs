@@ -22,8 +22,9 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use kms_crypto::aead::{Algorithm, RandomNonceKey};
+
 use crate::dir::{KeyDir, VERIFIER_FILE, io_error};
-use crate::seal::SealingKey;
 
 const FIELD: &str = "backend_config.master_key";
 const VERIFIER_FORMAT: &str = "kms-local-verifier";
@@ -107,9 +108,7 @@ impl MasterSecret {
 fn decode_key(field: &str, text: &str) -> Result<Zeroizing<[u8; 32]>, KmsError> {
     // The decoder's own error names the offending byte: never show it.
     let bytes = Zeroizing::new(
-        STANDARD
-            .decode(text.trim())
-            .map_err(|_| KmsError::configuration(field, "is not valid standard base64"))?,
+        STANDARD.decode(text.trim()).map_err(|_| KmsError::configuration(field, "is not valid standard base64"))?,
     );
     let mut key = Zeroizing::new([0u8; 32]);
     if bytes.len() != key.len() {
@@ -201,7 +200,7 @@ mod opt_base64 {
 #[derive(Debug)]
 pub(crate) enum RecordProtection {
     /// Records are sealed under this key-encryption key.
-    Sealed(SealingKey),
+    Sealed(RandomNonceKey),
     /// Records are stored in the clear.
     InsecurePlaintext,
 }
@@ -310,7 +309,7 @@ fn derive(secret: &MasterSecret, salt: &[u8], argon: Option<Argon2Params>) -> Re
     let okm = prk.expand(&[KEK_INFO], hkdf::HKDF_SHA256).map_err(|_| KmsError::crypto())?;
     let mut kek = Zeroizing::new([0u8; 32]);
     okm.fill(kek.as_mut()).map_err(|_| KmsError::crypto())?;
-    Ok(RecordProtection::Sealed(SealingKey::new(&kek)?))
+    Ok(RecordProtection::Sealed(RandomNonceKey::new(Algorithm::Aes256Gcm, kek.as_ref())?))
 }
 
 #[cfg(test)]
@@ -336,7 +335,8 @@ mod tests {
 
     #[test]
     fn env_and_file_sources() {
-        let err = MasterSecret::resolve(&MasterKeySource::Env { var: "KMS_LOCAL_TEST_UNSET_VAR_9".into() }).unwrap_err();
+        let err =
+            MasterSecret::resolve(&MasterKeySource::Env { var: "KMS_LOCAL_TEST_UNSET_VAR_9".into() }).unwrap_err();
         assert!(err.to_string().contains("KMS_LOCAL_TEST_UNSET_VAR_9 is not set"), "{err}");
 
         let tmp = tempfile::tempdir().unwrap();

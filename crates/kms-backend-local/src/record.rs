@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use kms_crypto::keys::KeyEncryptionKey;
 use kms_types::error::KmsError;
 use kms_types::types::{KeyMetadata, KeyOrigin, KeySpec, KeyState, KeyUsage, Tags};
 use serde::{Deserialize, Serialize};
@@ -77,7 +78,14 @@ pub(crate) struct StoredMeta {
 pub(crate) struct KeyVersion {
     pub(crate) version: u32,
     pub(crate) created_at: OffsetDateTime,
-    pub(crate) material: Zeroizing<[u8; MATERIAL_LEN]>,
+    /// The material, zeroized when the last snapshot holding this version is dropped.
+    pub(crate) kek: KeyEncryptionKey,
+}
+
+impl KeyVersion {
+    pub(crate) fn new(version: u32, created_at: OffsetDateTime, material: &[u8]) -> Result<Self, KmsError> {
+        Ok(Self { version, created_at, kek: KeyEncryptionKey::from_bytes(material)? })
+    }
 }
 
 impl fmt::Debug for KeyVersion {
@@ -85,7 +93,7 @@ impl fmt::Debug for KeyVersion {
         f.debug_struct("KeyVersion")
             .field("version", &self.version)
             .field("created_at", &self.created_at)
-            .field("material", &"[REDACTED]")
+            .field("kek", &self.kek)
             .finish()
     }
 }
@@ -137,7 +145,7 @@ impl KeyRecord {
         for v in &self.versions {
             body.extend_from_slice(&v.version.to_be_bytes());
             body.extend_from_slice(&v.created_at.unix_timestamp().to_be_bytes());
-            body.extend_from_slice(v.material.as_ref());
+            body.extend_from_slice(v.kek.expose_secret());
         }
         let header = Header {
             format: RECORD_FORMAT.into(),
@@ -152,8 +160,8 @@ impl KeyRecord {
             RecordProtection::Sealed(kek) => STANDARD.encode(kek.seal(&aad, &body)?),
             RecordProtection::InsecurePlaintext => STANDARD.encode(&*body),
         };
-        let mut bytes =
-            serde_json::to_vec_pretty(&Header { body, ..header }).map_err(|e| KmsError::backend_with_source("encode", false, e))?;
+        let mut bytes = serde_json::to_vec_pretty(&Header { body, ..header })
+            .map_err(|e| KmsError::backend_with_source("encode", false, e))?;
         bytes.push(b'\n');
         Ok(bytes)
     }
@@ -212,14 +220,14 @@ fn parse_body(key_id: &str, body: &[u8]) -> Result<KeyRecord, RecordError> {
     for _ in 0..count {
         let version = u32_at(take(4)?);
         let created = i64::from_be_bytes(take(8)?.try_into().expect("8 bytes"));
-        let mut material = Zeroizing::new([0u8; MATERIAL_LEN]);
-        material.copy_from_slice(take(MATERIAL_LEN)?);
+        let material = take(MATERIAL_LEN)?;
         if versions.last().is_some_and(|v| v.version >= version) || version == 0 {
             return Err(RecordError::Malformed("key versions are not ascending".into()));
         }
         let created_at = OffsetDateTime::from_unix_timestamp(created)
             .map_err(|_| RecordError::Malformed("bad version timestamp".into()))?;
-        versions.push(Arc::new(KeyVersion { version, created_at, material }));
+        let kek = KeyEncryptionKey::from_bytes(material).map_err(|_| RecordError::Malformed("bad material".into()))?;
+        versions.push(Arc::new(KeyVersion { version, created_at, kek }));
     }
     if !rest.is_empty() {
         return Err(RecordError::Malformed("trailing bytes after the body".into()));
@@ -305,7 +313,7 @@ impl fmt::Display for RecordError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seal::SealingKey;
+    use kms_crypto::aead::{Algorithm, RandomNonceKey};
 
     fn sample(key_id: &str, versions: u32) -> KeyRecord {
         let t = time::macros::datetime!(2026-03-04 05:06:07 UTC);
@@ -323,14 +331,12 @@ mod tests {
                 deletion_date: None,
                 rotation_date: (versions > 1).then_some(t),
             },
-            versions: (1..=versions)
-                .map(|v| Arc::new(KeyVersion { version: v, created_at: t, material: Zeroizing::new([v as u8; 32]) }))
-                .collect(),
+            versions: (1..=versions).map(|v| Arc::new(KeyVersion::new(v, t, &[v as u8; 32]).unwrap())).collect(),
         }
     }
 
     fn kek(byte: u8) -> RecordProtection {
-        RecordProtection::Sealed(SealingKey::new(&[byte; 32]).unwrap())
+        RecordProtection::Sealed(RandomNonceKey::new(Algorithm::Aes256Gcm, &[byte; 32]).unwrap())
     }
 
     #[test]
@@ -341,7 +347,7 @@ mod tests {
             let back = KeyRecord::decode("app-1", &bytes, &p).unwrap();
             assert_eq!(back.meta, rec.meta);
             assert_eq!(back.versions.len(), 3);
-            assert_eq!(*back.version(2).unwrap().material, [2; 32]);
+            assert_eq!(back.version(2).unwrap().kek.expose_secret(), [2; 32]);
             assert_eq!(back.metadata().current_version, 3);
         }
     }
