@@ -200,7 +200,7 @@ mod opt_base64 {
 #[derive(Debug)]
 pub(crate) enum RecordProtection {
     /// Records are sealed under this key-encryption key.
-    Sealed(RandomNonceKey),
+    Sealed(Box<RandomNonceKey>),
     /// Records are stored in the clear.
     InsecurePlaintext,
 }
@@ -309,7 +309,7 @@ fn derive(secret: &MasterSecret, salt: &[u8], argon: Option<Argon2Params>) -> Re
     let okm = prk.expand(&[KEK_INFO], hkdf::HKDF_SHA256).map_err(|_| KmsError::crypto())?;
     let mut kek = Zeroizing::new([0u8; 32]);
     okm.fill(kek.as_mut()).map_err(|_| KmsError::crypto())?;
-    Ok(RecordProtection::Sealed(RandomNonceKey::new(Algorithm::Aes256Gcm, kek.as_ref())?))
+    Ok(RecordProtection::Sealed(Box::new(RandomNonceKey::new(Algorithm::Aes256Gcm, kek.as_ref())?)))
 }
 
 #[cfg(test)]

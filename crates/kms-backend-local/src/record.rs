@@ -336,7 +336,7 @@ mod tests {
     }
 
     fn kek(byte: u8) -> RecordProtection {
-        RecordProtection::Sealed(RandomNonceKey::new(Algorithm::Aes256Gcm, &[byte; 32]).unwrap())
+        RecordProtection::Sealed(Box::new(RandomNonceKey::new(Algorithm::Aes256Gcm, &[byte; 32]).unwrap()))
     }
 
     #[test]
