@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::Duration;
 
@@ -98,7 +98,10 @@ pub(crate) struct Inner {
     protection: RecordProtection,
     clock: Arc<dyn Clock>,
     keys: RwLock<BTreeMap<String, Arc<Slot>>>,
+    /// Set when the last handle is shut down (or dropped).
     closed: AtomicBool,
+    /// Open [`LocalBackend`] handles on this store (changed under the `keys` write lock).
+    handles: AtomicUsize,
 }
 
 impl Inner {
@@ -122,8 +125,8 @@ impl Inner {
     }
 
     /// The loaded key for a cryptographic or read operation (no disk access).
+    /// The caller has checked that its handle is open.
     pub(crate) fn loaded(&self, key_id: &str, operation: &'static str) -> Result<Arc<KeyRecord>> {
-        self.check_open()?;
         self.slot(key_id)?.ready(key_id, operation)
     }
 
@@ -147,8 +150,15 @@ impl Inner {
 /// The local file key store. Build it with [`LocalBackend::open`] (or through
 /// [`LocalBackendFactory`](crate::LocalBackendFactory)); it implements
 /// `kms_core::backends::KmsBackend`.
+///
+/// A `LocalBackend` is a handle on an open key directory. The factory hands out several
+/// handles on one directory when it is asked to build a backend for a directory it already
+/// has open (a service reconfigure builds the new backend before it retires the old one);
+/// the directory stays locked until the last handle is shut down or dropped.
 pub struct LocalBackend {
     pub(crate) inner: Arc<Inner>,
+    /// This handle was shut down.
+    closed: AtomicBool,
     worker: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -157,7 +167,7 @@ impl std::fmt::Debug for LocalBackend {
         f.debug_struct("LocalBackend")
             .field("key_dir", &self.inner.dir.path())
             .field("keys", &self.inner.keys().len())
-            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .field("closed", &self.is_closed())
             .finish()
     }
 }
@@ -165,6 +175,9 @@ impl std::fmt::Debug for LocalBackend {
 impl Drop for LocalBackend {
     fn drop(&mut self) {
         self.stop_worker();
+        // The directory lock itself goes with the last reference to the store (in-flight
+        // blocking tasks hold one until they finish).
+        self.release_handle();
     }
 }
 
@@ -219,10 +232,67 @@ impl LocalBackend {
                 };
                 keys.insert(id, Slot::new(state));
             }
-            Ok(Inner { dir, protection, clock: options.clock, keys: RwLock::new(keys), closed: AtomicBool::new(false) })
+            Ok(Inner {
+                dir,
+                protection,
+                clock: options.clock,
+                keys: RwLock::new(keys),
+                closed: AtomicBool::new(false),
+                handles: AtomicUsize::new(1),
+            })
         })
         .await?;
-        Ok(Self { inner: Arc::new(inner), worker: Mutex::new(None) })
+        Ok(Self::handle(Arc::new(inner)))
+    }
+
+    fn handle(inner: Arc<Inner>) -> Self {
+        Self { inner, closed: AtomicBool::new(false), worker: Mutex::new(None) }
+    }
+
+    /// Another handle on the store `inner`, if it is still open and `config`'s master key
+    /// opens its verifier record.
+    pub(crate) async fn attach(inner: Arc<Inner>, config: &LocalConfig) -> Result<Option<Self>> {
+        config.validate()?;
+        let source = config.master_key.clone();
+        let checked = inner.clone();
+        blocking(move || {
+            let secret = MasterSecret::resolve(&source)?;
+            RecordProtection::establish(&checked.dir, secret, true).map(drop)
+        })
+        .await?;
+        let _keys = inner.keys_mut();
+        if inner.closed.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        inner.handles.fetch_add(1, Ordering::AcqRel);
+        drop(_keys);
+        Ok(Some(Self::handle(inner)))
+    }
+
+    /// Whether this handle, or the whole store, is closed.
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.inner.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.is_closed() {
+            return Err(KmsError::ServiceUnavailable { message: "the local key store is closed".into() });
+        }
+        Ok(())
+    }
+
+    /// Marks this handle closed; returns whether it was the store's last handle (the store is
+    /// then closed too).
+    fn release_handle(&self) -> bool {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let _keys = self.inner.keys_mut();
+        let last = self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1;
+        if last {
+            self.inner.closed.store(true, Ordering::Release);
+        }
+        last
     }
 
     /// Starts the deletion worker: every `interval` it removes keys whose deletion date has
@@ -262,18 +332,19 @@ impl LocalBackend {
     /// Removes, durably, every key in `PendingDeletion` whose deletion date is at or before
     /// the clock's now; returns their ids. What the deletion worker does on each sweep.
     pub async fn purge_expired_keys(&self) -> Result<Vec<String>> {
+        self.check_open()?;
         purge_expired(&self.inner).await
     }
 
-    /// Stops the deletion worker, waits for changes in flight, refuses further calls and
-    /// releases the directory lock, so another backend may open the directory.
+    /// Stops this handle's deletion worker and refuses further calls on it. On the store's
+    /// last handle it also waits for changes in flight and releases the directory lock, so
+    /// another backend (or process) may open the directory. Idempotent.
     pub async fn shutdown(&self) {
         self.stop_worker();
-        let slots: Vec<Arc<Slot>> = {
-            let keys = self.inner.keys_mut();
-            self.inner.closed.store(true, Ordering::Release);
-            keys.values().cloned().collect()
-        };
+        if !self.release_handle() {
+            return;
+        }
+        let slots: Vec<Arc<Slot>> = self.inner.keys().values().cloned().collect();
         for slot in slots {
             drop(slot.write.lock().await);
         }
@@ -287,6 +358,7 @@ impl LocalBackend {
         if let Some(id) = &key_id {
             validate_key_id("key_name", id)?;
         }
+        self.check_open()?;
         let material = random_material()?;
         let slot = Slot::new(SlotState::Creating);
         let guard = slot.write.clone().try_lock_owned().expect("a new slot is unlocked");
@@ -337,7 +409,7 @@ impl LocalBackend {
         F: FnOnce(&KeyRecord, OffsetDateTime) -> Result<Option<KeyRecord>> + Send + 'static,
     {
         validate_key_id("key_id", key_id)?;
-        self.inner.check_open()?;
+        self.check_open()?;
         let slot = self.inner.slot(key_id)?;
         let guard = slot.write.clone().lock_owned().await;
         let inner = self.inner.clone();
@@ -362,7 +434,7 @@ impl LocalBackend {
     /// The metadata view of a key (an unreadable record is an error naming the reason).
     pub(crate) fn describe(&self, key_id: &str) -> Result<Arc<KeyRecord>> {
         validate_key_id("key_id", key_id)?;
-        self.inner.check_open()?;
+        self.check_open()?;
         match self.inner.slot(key_id)?.get() {
             SlotState::Ready(record) => Ok(record),
             SlotState::Unavailable(why) => {
@@ -377,7 +449,7 @@ impl LocalBackend {
         if let Some(marker) = &request.marker {
             validate_key_id("marker", marker)?;
         }
-        self.inner.check_open()?;
+        self.check_open()?;
         let keys = self.inner.keys();
         // The marker is a position (exclusive lower bound), not a cursor: it stays valid when
         // its key is deleted, and keys created behind it are simply not on later pages.
@@ -401,7 +473,7 @@ impl LocalBackend {
     }
 
     pub(crate) fn healthy(&self) -> bool {
-        !self.inner.closed.load(Ordering::Acquire) && self.inner.dir.path().is_dir()
+        !self.is_closed() && self.inner.dir.path().is_dir()
     }
 
     pub(crate) fn now(&self) -> OffsetDateTime {

@@ -70,6 +70,7 @@ impl LocalBackend {
     /// The `Enabled` key `key_id` for a cryptographic operation (memory only).
     fn enabled(&self, key_id: &str, operation: &'static str) -> Result<Arc<KeyRecord>> {
         validate_key_id("key_id", key_id)?;
+        self.check_open()?;
         let record = self.inner.loaded(key_id, operation)?;
         require(&record, &[StoredState::Enabled], operation)?;
         Ok(record)
