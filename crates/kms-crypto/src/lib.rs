@@ -40,9 +40,11 @@
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod cipher;
 pub mod context;
 pub mod envelope;
 mod error;
 pub mod keys;
+pub mod stream;
 
 pub use error::CryptoError;
