@@ -161,13 +161,6 @@ where
     }
 }
 
-/// Panics unless `generated` names exactly the suite's cases (guards the macro's list).
-pub fn assert_complete(generated: &[&str]) {
-    let generated: BTreeSet<&str> = generated.iter().copied().collect();
-    let known: BTreeSet<&str> = case_names().into_iter().collect();
-    assert_eq!(generated, known, "backend_contract_tests! and testkit::CASES disagree");
-}
-
 /// Generates one `#[test]` per contract case, in a module `kms_backend_contract`.
 ///
 /// The argument is an expression (usually an `async` block) yielding the backend under test;
@@ -175,7 +168,33 @@ pub fn assert_complete(generated: &[&str]) {
 #[macro_export]
 macro_rules! backend_contract_tests {
     ($builder:expr $(,)?) => {
-        $crate::__backend_contract_cases!($builder;
+        $crate::__kms_contract_cases!(@tests $builder);
+    };
+}
+
+/// The one list of contract cases, expanded into the generated tests (`@tests`) and into the
+/// suite's case table (`@consts`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __kms_contract_cases {
+    (@expand tests $builder:expr; $($case:ident,)*) => {
+        #[cfg(test)]
+        mod kms_backend_contract {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    $crate::testkit::run_case_blocking(stringify!($case), $builder);
+                }
+            )*
+        }
+    };
+    (@expand consts; $($case:ident,)*) => {
+        const CASES: &[Case] = &[$(Case { name: stringify!($case), run: |ctx| Box::pin($case(ctx)) }),*];
+    };
+    (@$mode:ident $($builder:expr)?) => {
+        $crate::__kms_contract_cases!(@expand $mode $($builder)?;
             create_key_returns_enabled_metadata,
             create_key_generates_unique_valid_ids,
             create_existing_key_fails,
@@ -211,28 +230,6 @@ macro_rules! backend_contract_tests {
     };
 }
 
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __backend_contract_cases {
-    ($builder:expr; $($case:ident),* $(,)?) => {
-        #[cfg(test)]
-        mod kms_backend_contract {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[test]
-                fn $case() {
-                    $crate::testkit::run_case_blocking(stringify!($case), $builder);
-                }
-            )*
-            #[test]
-            fn suite_is_complete() {
-                $crate::testkit::assert_complete(&[$(stringify!($case)),*]);
-            }
-        }
-    };
-}
-
 // ---------------------------------------------------------------------------------------------
 // Machinery
 
@@ -244,45 +241,7 @@ struct Case {
     run: fn(Ctx) -> CaseFuture,
 }
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        const CASES: &[Case] = &[$(Case { name: stringify!($name), run: |ctx| Box::pin($name(ctx)) }),*];
-    };
-}
-
-cases!(
-    create_key_returns_enabled_metadata,
-    create_key_generates_unique_valid_ids,
-    create_existing_key_fails,
-    invalid_ids_are_invalid_requests,
-    unknown_keys_are_not_found,
-    encrypt_decrypt_round_trip,
-    encrypt_enforces_plaintext_limit,
-    encryption_context_is_bound,
-    wrong_key_ciphertexts_fail,
-    tampered_ciphertexts_fail,
-    generate_data_key_round_trip,
-    generate_data_key_without_plaintext,
-    enabled_key_operations,
-    disabled_key_operations,
-    pending_deletion_key_operations,
-    pending_import_key_operations,
-    delete_key_schedules_deletion,
-    delete_key_rejects_bad_windows,
-    cancel_deletion_leaves_key_disabled,
-    repeated_lifecycle_calls,
-    rotation_keeps_old_versions_decrypting,
-    re_encrypt_moves_ciphertexts,
-    description_and_tags,
-    list_keys_pages_in_ascending_order,
-    list_keys_rejects_bad_limits,
-    list_marker_survives_deletes,
-    list_keys_under_concurrent_creates,
-    concurrent_creates,
-    concurrent_data_keys,
-    capabilities_gate_optional_operations,
-    health_check_reports_healthy,
-);
+crate::__kms_contract_cases!(@consts);
 
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
