@@ -17,7 +17,7 @@
 //!   error at start. The master key is never written. Plaintext records exist only with the
 //!   loudly named `MasterKeySource::InsecurePlaintextForDevelopment`.
 //! - **Lifecycle**: create (optionally named), describe, list (marker-paged), enable,
-//!   disable, describe/tag/untag, rotate (old versions keep decrypting; every ciphertext names
+//!   disable, update description, tag/untag, rotate (old versions keep decrypting; every ciphertext names
 //!   its key and version), schedule deletion (7-30 days) and cancel it (the key comes back
 //!   `Disabled`), and a deletion worker with an injectable [`Clock`]. Encrypt, decrypt and
 //!   data keys need an `Enabled` key (`docs/key-states.md`).
