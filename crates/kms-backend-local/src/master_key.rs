@@ -291,8 +291,20 @@ fn protection_name(p: Protection) -> &'static str {
 }
 
 fn derive(secret: &MasterSecret, salt: &[u8], argon: Option<Argon2Params>) -> Result<RecordProtection, KmsError> {
+    match derive_kek(secret, salt, argon)? {
+        None => Ok(RecordProtection::InsecurePlaintext),
+        Some(kek) => Ok(RecordProtection::Sealed(Box::new(RandomNonceKey::new(Algorithm::Aes256Gcm, kek.as_ref())?))),
+    }
+}
+
+/// The record KEK's bytes (`None` in development mode).
+fn derive_kek(
+    secret: &MasterSecret,
+    salt: &[u8],
+    argon: Option<Argon2Params>,
+) -> Result<Option<Zeroizing<[u8; 32]>>, KmsError> {
     let root: Zeroizing<[u8; 32]> = match secret {
-        MasterSecret::InsecurePlaintext => return Ok(RecordProtection::InsecurePlaintext),
+        MasterSecret::InsecurePlaintext => return Ok(None),
         MasterSecret::Key(key) => key.clone(),
         MasterSecret::Passphrase(passphrase) => {
             let p = argon.ok_or_else(|| KmsError::backend("the verifier record has no Argon2id parameters"))?;
@@ -309,7 +321,7 @@ fn derive(secret: &MasterSecret, salt: &[u8], argon: Option<Argon2Params>) -> Re
     let okm = prk.expand(&[KEK_INFO], hkdf::HKDF_SHA256).map_err(|_| KmsError::crypto())?;
     let mut kek = Zeroizing::new([0u8; 32]);
     okm.fill(kek.as_mut()).map_err(|_| KmsError::crypto())?;
-    Ok(RecordProtection::Sealed(Box::new(RandomNonceKey::new(Algorithm::Aes256Gcm, kek.as_ref())?)))
+    Ok(Some(kek))
 }
 
 #[cfg(test)]
@@ -388,6 +400,16 @@ mod tests {
         std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
         let err = RecordProtection::establish(&dir, pass("correct horse battery staple"), true).unwrap_err();
         assert!(err.to_string().contains("below the minimum"), "{err}");
+    }
+
+    /// Known answer for the KEK derivation (HKDF-SHA256, RFC 5869; computed independently
+    /// with Python's hmac/hashlib).
+    #[test]
+    fn kek_derivation_known_answer() {
+        let kek = derive_kek(&MasterSecret::Key(Zeroizing::new([1; 32])), &[2; 16], None).unwrap().unwrap();
+        let hex: String = kek.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "8974872411e7620f21831d9f9ae606e34fc2df03598db614767883bd52bc65e9");
+        assert!(derive_kek(&MasterSecret::InsecurePlaintext, &[2; 16], None).unwrap().is_none());
     }
 
     #[test]
