@@ -251,3 +251,20 @@ fn hostile_headers_are_refused_before_allocating() {
     assert_eq!(header.as_bytes(), &f.ct[..HEADER_LEN]);
     assert_eq!(format!("{header:?}"), "Header { algorithm: Aes256Gcm, segment_size: 16, .. }");
 }
+
+#[test]
+fn large_read_buffers_never_see_unauthenticated_plaintext() {
+    // With a read buffer larger than a segment, the reader opens segments in the caller's
+    // buffer; a failed segment must leave no plaintext there.
+    let f = fixture(Algorithm::Aes256Gcm);
+    let mut ct = f.ct.clone();
+    ct[HEADER_LEN + SEG + 3] ^= 0x40; // damage segment 1
+    let mut reader = DecryptingReader::new(&ct[..], &f.key, &f.ctx, Part::Whole);
+    let mut buf = vec![0xEE; 4096];
+    assert_eq!(reader.read(&mut buf).unwrap(), S);
+    assert_eq!(&buf[..S], &f.pt[..S]);
+    buf.fill(0xEE);
+    assert_eq!(reader.read(&mut buf).unwrap_err().kind(), ErrorKind::InvalidData);
+    assert!(buf[..S].iter().all(|&b| b == 0 || b == 0xEE), "plaintext of a forged segment leaked");
+    assert!(!buf.windows(4).any(|w| f.pt[S..2 * S].windows(4).any(|p| p == w)), "segment 1 plaintext leaked");
+}

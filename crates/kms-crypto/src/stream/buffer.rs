@@ -40,23 +40,52 @@ pub fn encrypt_parallel(
     seal_all(&sealer, plaintext, threads)
 }
 
+/// Encrypts `plaintext` into `out`, which must be exactly
+/// [`ciphertext_len`]`(plaintext.len())` bytes long, spreading the segments over `threads`
+/// threads. For callers that reuse one output buffer across objects.
+pub fn encrypt_into(
+    data_key: &PlaintextDataKey,
+    context: &EncryptionContext,
+    part: Part,
+    params: StreamParams,
+    plaintext: &[u8],
+    out: &mut [u8],
+    threads: NonZeroUsize,
+) -> Result<(), CryptoError> {
+    let sealer = StreamSealer::new(data_key, context, part, params)?;
+    seal_into(&sealer, plaintext, out, threads)
+}
+
 pub(crate) fn seal_all(sealer: &StreamSealer, plaintext: &[u8], threads: NonZeroUsize) -> Result<Vec<u8>, CryptoError> {
+    let total = ciphertext_len(plaintext.len() as u64, sealer.segment_size() as u32)?;
+    let mut out = vec![0u8; usize::try_from(total).map_err(|_| CryptoError::invalid("plaintext", "too large"))?];
+    seal_into(sealer, plaintext, &mut out, threads)?;
+    Ok(out)
+}
+
+fn seal_into(
+    sealer: &StreamSealer,
+    plaintext: &[u8],
+    out: &mut [u8],
+    threads: NonZeroUsize,
+) -> Result<(), CryptoError> {
     let s = sealer.segment_size();
-    let too_large = CryptoError::invalid("plaintext", "too large");
     let total = ciphertext_len(plaintext.len() as u64, s as u32)?;
-    let mut out = vec![0u8; usize::try_from(total).map_err(|_| too_large)?];
+    if out.len() as u64 != total {
+        return Err(CryptoError::invalid("out", "must be exactly ciphertext_len(plaintext.len()) bytes"));
+    }
     out[..HEADER_LEN].copy_from_slice(sealer.header().as_bytes());
     let body = &mut out[HEADER_LEN..];
     let segments = segment_count(plaintext.len() as u64, s as u32);
     if plaintext.is_empty() {
         let tag = sealer.seal_at(0, &mut [], true)?;
         body.copy_from_slice(&tag);
-        return Ok(out);
+        return Ok(());
     }
+    let too_large = CryptoError::invalid("plaintext", "too large");
     let per_thread = usize::try_from(segments.div_ceil(threads.get() as u64)).map_err(|_| too_large)?;
-    if threads.get() == 1 || per_thread == segments as usize {
-        seal_chunk(sealer, 0, segments, plaintext, body)?;
-        return Ok(out);
+    if threads.get() == 1 || per_thread as u64 == segments {
+        return seal_chunk(sealer, 0, segments, plaintext, body);
     }
     std::thread::scope(|scope| {
         let workers: Vec<_> = plaintext
@@ -65,9 +94,8 @@ pub(crate) fn seal_all(sealer: &StreamSealer, plaintext: &[u8], threads: NonZero
             .enumerate()
             .map(|(t, (pt, ct))| scope.spawn(move || seal_chunk(sealer, (t * per_thread) as u64, segments, pt, ct)))
             .collect();
-        workers.into_iter().try_for_each(|w| w.join().unwrap_or(Err(CryptoError::Unauthenticated)))
-    })?;
-    Ok(out)
+        workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
 }
 
 fn seal_chunk(

@@ -27,6 +27,25 @@ pub(crate) trait Pump {
     fn input(&mut self) -> Result<Option<&mut [u8]>, CryptoError>;
     /// `n` bytes were read into the input window; `0` means the input ended.
     fn advance(&mut self, n: usize) -> Result<(), CryptoError>;
+
+    /// Whether the next segment can be read and opened straight in a caller's buffer of
+    /// `capacity` bytes (saving a copy); if so, how many input bytes to read into it.
+    fn direct_len(&self, _capacity: usize) -> Option<usize> {
+        None
+    }
+
+    /// Starts a direct read: puts any input byte already taken (look-ahead) at the front of
+    /// `buf` and returns how many.
+    fn direct_prefill(&mut self, _buf: &mut [u8]) -> usize {
+        0
+    }
+
+    /// Finishes a direct read: `buf[..filled]` holds the input (`filled` short of
+    /// [`direct_len`](Self::direct_len) only at end of input). Opens it in place and returns
+    /// the plaintext length, at the front of `buf`. On failure ring has zeroed the plaintext.
+    fn direct_open(&mut self, _buf: &mut [u8], _filled: usize) -> Result<usize, CryptoError> {
+        Err(CryptoError::invalid("direct", "not supported"))
+    }
 }
 
 /// Encrypts plaintext input into a stream (header, then sealed segments).
@@ -219,10 +238,17 @@ impl DecryptPump {
         if remaining <= full { (remaining as usize, includes_final) } else { (full as usize, false) }
     }
 
-    fn open(&mut self, len: usize, last: bool) -> Result<(), CryptoError> {
-        let Phase::Body { opener, index, .. } = &mut self.phase else { unreachable!("open in body phase") };
-        let plaintext = opener.open_segment(*index, last, &mut self.buf[..len])?.len();
+    /// Opens the next segment of the current piece in `buf` (ciphertext ‖ tag) and returns the
+    /// plaintext length.
+    fn open_in(phase: &mut Phase, buf: &mut [u8], last: bool) -> Result<usize, CryptoError> {
+        let Phase::Body { opener, index, .. } = phase else { unreachable!("segments are opened in the body phase") };
+        let plaintext = opener.open_segment(*index, last, buf)?.len();
         *index += 1;
+        Ok(plaintext)
+    }
+
+    fn open(&mut self, len: usize, last: bool) -> Result<(), CryptoError> {
+        let plaintext = Self::open_in(&mut self.phase, &mut self.buf[..len], last)?;
         self.filled = 0;
         let piece = self.piece.as_mut().expect("a piece is being decrypted");
         let start = usize::try_from(piece.skip.min(plaintext as u64)).expect("within a segment");
@@ -238,6 +264,40 @@ impl DecryptPump {
             self.next_piece();
         }
         Ok(())
+    }
+
+    fn direct_open_inner(&mut self, buf: &mut [u8], filled: usize) -> Result<usize, CryptoError> {
+        let piece = self.piece.expect("direct reads happen inside a piece");
+        let Phase::Body { opener, remaining, .. } = &mut self.phase else {
+            unreachable!("direct reads are in the body")
+        };
+        let s = opener.segment_size();
+        match (piece.framing, remaining) {
+            (Framing::UntilEof, _) => {
+                if filled == s + TAG_LEN + 1 {
+                    self.carry = Some(buf[s + TAG_LEN]);
+                    Self::open_in(&mut self.phase, &mut buf[..s + TAG_LEN], false)
+                } else {
+                    let n = Self::open_in(&mut self.phase, &mut buf[..filled], true)?;
+                    self.next_piece();
+                    Ok(n)
+                }
+            }
+            (Framing::Exact { includes_final, .. }, Some(left)) => {
+                let (len, last) = Self::exact_segment(s, *left, includes_final);
+                if filled < len {
+                    return Err(CryptoError::Unauthenticated);
+                }
+                *left -= len as u64;
+                let done = *left == 0;
+                let n = Self::open_in(&mut self.phase, &mut buf[..len], last)?;
+                if done {
+                    self.next_piece();
+                }
+                Ok(n)
+            }
+            (Framing::Exact { .. }, None) => unreachable!("exact framing tracks what is left"),
+        }
     }
 
     fn next_piece(&mut self) {
@@ -354,5 +414,37 @@ impl Pump for DecryptPump {
             self.done = true;
         }
         self.step(n).map_err(|e| self.fail(e))
+    }
+
+    fn direct_len(&self, capacity: usize) -> Option<usize> {
+        if self.failed.is_some() || self.done || !self.out.is_empty() || self.filled != 0 {
+            return None;
+        }
+        let piece = self.piece?;
+        if piece.skip != 0 || piece.take.is_some() {
+            return None;
+        }
+        let Phase::Body { opener, remaining, .. } = &self.phase else { return None };
+        let want = match piece.framing {
+            Framing::UntilEof => opener.segment_size() + TAG_LEN + 1,
+            Framing::Exact { includes_final, .. } => {
+                Self::exact_segment(opener.segment_size(), remaining.unwrap_or(0), includes_final).0
+            }
+        };
+        (want > 0 && want <= capacity).then_some(want)
+    }
+
+    fn direct_prefill(&mut self, buf: &mut [u8]) -> usize {
+        match self.carry.take() {
+            Some(byte) => {
+                buf[0] = byte;
+                1
+            }
+            None => 0,
+        }
+    }
+
+    fn direct_open(&mut self, buf: &mut [u8], filled: usize) -> Result<usize, CryptoError> {
+        self.direct_open_inner(buf, filled).map_err(|e| self.fail(e))
     }
 }
