@@ -14,9 +14,9 @@ use kms_types::types::{
     DecryptRequest, DecryptResponse, DeleteKeyRequest, DeleteKeyResponse, DescribeKeyRequest, DescribeKeyResponse,
     DisableKeyRequest, EnableKeyRequest, EncryptRequest, EncryptResponse, EncryptionContext, GenerateDataKeyRequest,
     GenerateDataKeyResponse, GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse,
-    KeyMetadataResponse, KeySpec, KeyState, ListKeysRequest, ListKeysResponse, MAX_ENCRYPT_PLAINTEXT_BYTES,
-    ReEncryptRequest, ReEncryptResponse, RotateKeyRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest,
-    validate_key_id, validate_pending_window,
+    KeyMetadataResponse, KeySpec, KeyState, ListKeysRequest, ListKeysResponse, ReEncryptRequest, ReEncryptResponse,
+    RotateKeyRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest, validate_key_id,
+    validate_pending_window,
 };
 use zeroize::Zeroizing;
 
@@ -24,8 +24,7 @@ use crate::backend::{LocalBackend, MASTER_KEY_SPEC, next_version};
 use crate::ciphertext;
 use crate::record::{KeyRecord, StoredMeta, StoredState};
 
-/// Longest key description accepted (as AWS KMS).
-pub const MAX_DESCRIPTION_LEN: usize = 8192;
+pub use kms_types::types::MAX_DESCRIPTION_LEN;
 
 /// States in which description and tags may change (as AWS KMS).
 const METADATA_EDITABLE: &[StoredState] = &[StoredState::Enabled, StoredState::Disabled];
@@ -36,30 +35,6 @@ fn require(record: &KeyRecord, allowed: &[StoredState], operation: &'static str)
     } else {
         Err(KmsError::invalid_key_state(record.key_id.clone(), record.meta.state.into(), operation))
     }
-}
-
-fn check_description(description: &str) -> Result<()> {
-    if description.len() > MAX_DESCRIPTION_LEN {
-        return Err(KmsError::invalid_request("description", format!("must be at most {MAX_DESCRIPTION_LEN} bytes")));
-    }
-    Ok(())
-}
-
-fn check_tag_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
-    if keys.into_iter().any(|k| k.is_empty()) {
-        return Err(KmsError::invalid_request("tags", "tag keys must not be empty"));
-    }
-    Ok(())
-}
-
-fn check_plaintext(plaintext: &SecretBytes) -> Result<()> {
-    if plaintext.is_empty() || plaintext.len() > MAX_ENCRYPT_PLAINTEXT_BYTES {
-        return Err(KmsError::invalid_request(
-            "plaintext",
-            format!("must be 1 to {MAX_ENCRYPT_PLAINTEXT_BYTES} bytes, got {}", plaintext.len()),
-        ));
-    }
-    Ok(())
 }
 
 fn response(record: &KeyRecord) -> KeyMetadataResponse {
@@ -131,9 +106,9 @@ impl LocalBackend {
 impl KmsBackend for LocalBackend {
     async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
         if let Some(description) = &request.description {
-            check_description(description)?;
+            kms_types::types::validate_description(description)?;
         }
-        check_tag_keys(request.tags.keys())?;
+        kms_types::types::validate_tag_keys(request.tags.keys())?;
         let meta = StoredMeta {
             state: StoredState::Enabled,
             usage: request.key_usage,
@@ -151,7 +126,7 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
-        check_plaintext(&request.plaintext)?;
+        kms_types::types::validate_encrypt_plaintext(&request.plaintext)?;
         let record = self.enabled(&request.key_id, "encrypt")?;
         let (key_version, ciphertext_blob) =
             Self::seal(&record, request.plaintext.expose_secret(), &request.encryption_context)?;
@@ -300,7 +275,7 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
-        check_description(&request.description)?;
+        kms_types::types::validate_description(&request.description)?;
         let description = request.description;
         let record = self
             .mutate(&request.key_id, "update_key_description", move |current, _| {
@@ -316,7 +291,7 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
-        check_tag_keys(request.tags.keys())?;
+        kms_types::types::validate_tag_keys(request.tags.keys())?;
         let tags = request.tags;
         let record = self
             .mutate(&request.key_id, "tag_key", move |current, _| {

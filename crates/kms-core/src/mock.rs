@@ -53,16 +53,15 @@ use kms_types::types::{
     DisableKeyRequest, EnableKeyRequest, EncryptRequest, EncryptResponse, EncryptionContext, GenerateDataKeyRequest,
     GenerateDataKeyResponse, GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse,
     KeyListEntry, KeyMetadata, KeyMetadataResponse, KeyOrigin, KeySpec, KeyState, ListKeysRequest, ListKeysResponse,
-    MAX_ENCRYPT_PLAINTEXT_BYTES, ReEncryptRequest, ReEncryptResponse, RotateKeyRequest, TagKeyRequest, UntagKeyRequest,
-    UpdateKeyDescriptionRequest, validate_key_id, validate_list_limit, validate_pending_window,
+    ReEncryptRequest, ReEncryptResponse, RotateKeyRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest,
+    validate_key_id, validate_list_limit, validate_pending_window,
 };
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::backends::{BackendFactory, KmsBackend};
 
-/// Longest key description accepted (as AWS KMS).
-pub const MAX_DESCRIPTION_LEN: usize = 8192;
+pub use kms_types::types::MAX_DESCRIPTION_LEN;
 
 type MasterKey = Zeroizing<[u8; 32]>;
 
@@ -202,30 +201,6 @@ fn check_key_id(key_id: &str) -> Result<()> {
     validate_key_id("key_id", key_id)
 }
 
-fn check_plaintext(plaintext: &SecretBytes) -> Result<()> {
-    if plaintext.is_empty() || plaintext.len() > MAX_ENCRYPT_PLAINTEXT_BYTES {
-        return Err(KmsError::invalid_request(
-            "plaintext",
-            format!("must be 1 to {MAX_ENCRYPT_PLAINTEXT_BYTES} bytes, got {}", plaintext.len()),
-        ));
-    }
-    Ok(())
-}
-
-fn check_description(description: &str) -> Result<()> {
-    if description.len() > MAX_DESCRIPTION_LEN {
-        return Err(KmsError::invalid_request("description", format!("must be at most {MAX_DESCRIPTION_LEN} bytes")));
-    }
-    Ok(())
-}
-
-fn check_tag_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
-    if keys.into_iter().any(|k| k.is_empty()) {
-        return Err(KmsError::invalid_request("tags", "tag keys must not be empty"));
-    }
-    Ok(())
-}
-
 fn metadata_response(rec: &KeyRecord) -> KeyMetadataResponse {
     KeyMetadataResponse { key_metadata: rec.metadata.clone() }
 }
@@ -260,9 +235,9 @@ impl KmsBackend for MemoryBackend {
             validate_key_id("key_name", name)?;
         }
         if let Some(description) = &request.description {
-            check_description(description)?;
+            kms_types::types::validate_description(description)?;
         }
-        check_tag_keys(request.tags.keys())?;
+        kms_types::types::validate_tag_keys(request.tags.keys())?;
         let origin = request.origin.unwrap_or_default();
         let (key_state, versions) = match origin {
             KeyOrigin::External => (KeyState::PendingImport, Vec::new()),
@@ -298,7 +273,7 @@ impl KmsBackend for MemoryBackend {
 
     async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
         check_key_id(&request.key_id)?;
-        check_plaintext(&request.plaintext)?;
+        kms_types::types::validate_encrypt_plaintext(&request.plaintext)?;
         let keys = self.lock();
         let rec = get(&keys, &request.key_id)?;
         require_state(rec, &[KeyState::Enabled], "encrypt")?;
@@ -472,7 +447,7 @@ impl KmsBackend for MemoryBackend {
     async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
         self.require(self.capabilities.update_description, "update_key_description")?;
         check_key_id(&request.key_id)?;
-        check_description(&request.description)?;
+        kms_types::types::validate_description(&request.description)?;
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
         require_state(rec, METADATA_EDITABLE, "update_key_description")?;
@@ -483,7 +458,7 @@ impl KmsBackend for MemoryBackend {
     async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
         self.require(self.capabilities.tags, "tag_key")?;
         check_key_id(&request.key_id)?;
-        check_tag_keys(request.tags.keys())?;
+        kms_types::types::validate_tag_keys(request.tags.keys())?;
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
         require_state(rec, METADATA_EDITABLE, "tag_key")?;

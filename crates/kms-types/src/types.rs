@@ -501,6 +501,39 @@ pub fn validate_list_limit(limit: Option<u32>) -> crate::Result<usize> {
     }
 }
 
+/// Longest key description accepted (as AWS KMS).
+pub const MAX_DESCRIPTION_LEN: usize = 8192;
+
+/// Checks a key description's length.
+pub fn validate_description(description: &str) -> crate::Result<()> {
+    if description.len() > MAX_DESCRIPTION_LEN {
+        return Err(crate::KmsError::invalid_request(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks tag names: none may be empty.
+pub fn validate_tag_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> crate::Result<()> {
+    if keys.into_iter().any(|k| k.is_empty()) {
+        return Err(crate::KmsError::invalid_request("tags", "tag keys must not be empty"));
+    }
+    Ok(())
+}
+
+/// Checks an `Encrypt` plaintext: 1 to [`MAX_ENCRYPT_PLAINTEXT_BYTES`] bytes (as AWS KMS).
+pub fn validate_encrypt_plaintext(plaintext: &crate::secret::SecretBytes) -> crate::Result<()> {
+    if plaintext.is_empty() || plaintext.len() > MAX_ENCRYPT_PLAINTEXT_BYTES {
+        return Err(crate::KmsError::invalid_request(
+            "plaintext",
+            format!("must be 1 to {MAX_ENCRYPT_PLAINTEXT_BYTES} bytes, got {}", plaintext.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// Largest key id, in bytes.
 pub const MAX_KEY_ID_LEN: usize = 256;
 
