@@ -46,6 +46,10 @@ pub(crate) trait Pump {
     fn direct_open(&mut self, _buf: &mut [u8], _filled: usize) -> Result<usize, CryptoError> {
         Err(CryptoError::invalid("direct", "not supported"))
     }
+
+    /// Abandons a direct read (the input failed part-way): keeps `buf[..filled]` as buffered
+    /// input, so the next read resumes where this one stopped.
+    fn direct_abort(&mut self, _buf: &[u8], _filled: usize) {}
 }
 
 /// Encrypts plaintext input into a stream (header, then sealed segments).
@@ -455,5 +459,10 @@ impl Pump for DecryptPump {
 
     fn direct_open(&mut self, buf: &mut [u8], filled: usize) -> Result<usize, CryptoError> {
         self.direct_open_inner(buf, filled).map_err(|e| self.fail(e))
+    }
+
+    fn direct_abort(&mut self, buf: &[u8], filled: usize) {
+        self.buf[..filled].copy_from_slice(&buf[..filled]);
+        self.filled = filled;
     }
 }
