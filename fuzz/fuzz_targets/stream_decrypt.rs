@@ -53,8 +53,11 @@ fuzz_target!(|data: &[u8]| {
     if let Some(&first) = edits.first() {
         let start = u64::from(first).min(layout.plaintext_len());
         let plan = layout.plan(start..layout.plaintext_len()).unwrap();
-        let fetched: Vec<u8> =
-            plan.fetch_ranges().iter().flat_map(|r| ct.get(r.start as usize..r.end as usize).unwrap_or(&[]).to_vec()).collect();
+        let fetched: Vec<u8> = plan
+            .fetch_ranges()
+            .iter()
+            .flat_map(|r| ct.get(r.start as usize..r.end as usize).unwrap_or(&[]).to_vec())
+            .collect();
         if let Ok(range) = stream::decrypt_range(&key, &ctx, &plan, &fetched) {
             assert_eq!(&range[..], &plaintext[start as usize..]);
         }

@@ -78,39 +78,15 @@ pub trait ObjectCipher: Send + Sync + fmt::Debug {
     }
 }
 
-/// Shared ring plumbing of the two ciphers.
-struct RingCipher(LessSafeKey);
-
-impl RingCipher {
-    fn seal(&self, iv: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
-        let tag = self.0.seal_in_place_separate_tag(Nonce::assume_unique_for_key(*iv), Aad::from(aad), in_out)?;
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(tag.as_ref());
-        Ok(out)
-    }
-
-    fn open(
-        &self,
-        iv: &[u8; NONCE_LEN],
-        aad: &[u8],
-        in_out: &mut [u8],
-        tag: &[u8; TAG_LEN],
-    ) -> Result<(), CryptoError> {
-        let tag = Tag::from(*tag);
-        self.0.open_in_place_separate_tag(Nonce::assume_unique_for_key(*iv), Aad::from(aad), tag, in_out, 0..)?;
-        Ok(())
-    }
-}
-
 macro_rules! ring_cipher {
     ($(#[$doc:meta])* $name:ident, $alg:expr) => {
         $(#[$doc])*
-        pub struct $name(RingCipher);
+        pub struct $name(LessSafeKey);
 
         impl $name {
             /// A cipher keyed with `key` (32 bytes).
             pub fn new(key: &[u8]) -> Result<Self, CryptoError> {
-                Ok(Self(RingCipher($alg.less_safe_key(key)?)))
+                Ok(Self($alg.less_safe_key(key)?))
             }
         }
 
@@ -120,7 +96,10 @@ macro_rules! ring_cipher {
             }
 
             fn seal_in_place(&self, iv: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
-                self.0.seal(iv, aad, in_out)
+                let tag = self.0.seal_in_place_separate_tag(Nonce::assume_unique_for_key(*iv), Aad::from(aad), in_out)?;
+                let mut out = [0u8; TAG_LEN];
+                out.copy_from_slice(tag.as_ref());
+                Ok(out)
             }
 
             fn open_in_place(
@@ -130,7 +109,9 @@ macro_rules! ring_cipher {
                 in_out: &mut [u8],
                 tag: &[u8; TAG_LEN],
             ) -> Result<(), CryptoError> {
-                self.0.open(iv, aad, in_out, tag)
+                let nonce = Nonce::assume_unique_for_key(*iv);
+                self.0.open_in_place_separate_tag(nonce, Aad::from(aad), Tag::from(*tag), in_out, 0..)?;
+                Ok(())
             }
         }
 

@@ -196,3 +196,47 @@ fn sealer_enforces_the_segment_rules() {
         assert!(matches!(StreamSealer::new(&key, &ctx, Part::Whole, params), Err(CryptoError::InvalidArgument { .. })));
     }
 }
+
+/// A reader that fails with `WouldBlock` every other call, like a non-blocking source.
+struct Flaky<'a> {
+    data: &'a [u8],
+    tick: bool,
+    chunk: usize,
+}
+
+impl std::io::Read for Flaky<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tick = !self.tick;
+        if self.tick {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.chunk).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn readers_resume_after_transient_input_errors() {
+    let key = key(7);
+    let ctx = context(&[]);
+    let pt = plaintext(1000);
+    let ct =
+        stream::encrypt(&key, &ctx, Part::Whole, StreamParams { segment_size: 64, ..StreamParams::default() }, &pt)
+            .unwrap();
+    for read_size in [10, 81, 4096] {
+        let mut reader = DecryptingReader::new(Flaky { data: &ct, tick: false, chunk: 50 }, &key, &ctx, Part::Whole);
+        let mut out = Vec::new();
+        let mut buf = vec![0; read_size];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(out, pt, "read size {read_size}");
+    }
+}

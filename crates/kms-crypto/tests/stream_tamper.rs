@@ -268,3 +268,18 @@ fn large_read_buffers_never_see_unauthenticated_plaintext() {
     assert!(buf[..S].iter().all(|&b| b == 0 || b == 0xEE), "plaintext of a forged segment leaked");
     assert!(!buf.windows(4).any(|w| f.pt[S..2 * S].windows(4).any(|p| p == w)), "segment 1 plaintext leaked");
 }
+
+#[test]
+fn a_layout_with_another_segment_size_is_refused() {
+    let f = fixture(Algorithm::Aes256Gcm);
+    // Same total length is impossible to arrange in general; the header check fires first.
+    let layout = ObjectLayout::single(32, LEN as u64).unwrap();
+    let mut out = Vec::new();
+    let err = DecryptingReader::object(&f.ct[..], &f.key, &f.ctx, &layout).unwrap().read_to_end(&mut out).unwrap_err();
+    let inner = err.get_ref().and_then(|e| e.downcast_ref::<CryptoError>()).copied();
+    assert_eq!(inner, Some(CryptoError::Malformed));
+    assert!(out.is_empty());
+    let plan = layout.plan(0..10).unwrap();
+    let fetched = fetch(&f.ct, &plan.fetch_ranges());
+    assert_eq!(stream::decrypt_range(&f.key, &f.ctx, &plan, &fetched).unwrap_err(), CryptoError::Malformed);
+}

@@ -32,9 +32,13 @@ pub(crate) fn pump_read<P: Pump>(pump: &mut P, inner: &mut impl Read, buf: &mut 
             // caller gets only the error.
             let mut filled = pump.direct_prefill(buf);
             while filled < want {
-                match read_once(inner, &mut buf[filled..want])? {
-                    0 => break,
-                    n => filled += n,
+                match read_once(inner, &mut buf[filled..want]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) => {
+                        pump.direct_abort(buf, filled);
+                        return Err(e);
+                    }
                 }
             }
             match pump.direct_open(buf, filled)? {

@@ -46,6 +46,10 @@ pub(crate) trait Pump {
     fn direct_open(&mut self, _buf: &mut [u8], _filled: usize) -> Result<usize, CryptoError> {
         Err(CryptoError::invalid("direct", "not supported"))
     }
+
+    /// Abandons a direct read (the input failed part-way): keeps `buf[..filled]` as buffered
+    /// input, so the next read resumes where this one stopped.
+    fn direct_abort(&mut self, _buf: &[u8], _filled: usize) {}
 }
 
 /// Encrypts plaintext input into a stream (header, then sealed segments).
@@ -141,6 +145,8 @@ enum Framing {
 #[derive(Debug, Clone, Copy)]
 struct Piece {
     part: Part,
+    /// The segment size the caller's layout assumes; the header must agree.
+    segment_size: Option<u32>,
     framing: Framing,
     first_segment: u64,
     skip: u64,
@@ -172,7 +178,8 @@ pub(crate) struct DecryptPump {
 
 impl DecryptPump {
     pub(crate) fn single(data_key: &[u8], context: &EncryptionContext, part: Part) -> Self {
-        let piece = Piece { part, framing: Framing::UntilEof, first_segment: 0, skip: 0, take: None };
+        let piece =
+            Piece { part, segment_size: None, framing: Framing::UntilEof, first_segment: 0, skip: 0, take: None };
         Self::new(data_key, context, [piece].into())
     }
 
@@ -185,7 +192,8 @@ impl DecryptPump {
         for p in layout.parts() {
             let body = ciphertext_len(p.plaintext_len, layout.segment_size())? - HEADER_LEN as u64;
             let framing = Framing::Exact { body, includes_final: true };
-            pieces.push_back(Piece { part: p.part, framing, first_segment: 0, skip: 0, take: None });
+            let segment_size = Some(layout.segment_size());
+            pieces.push_back(Piece { part: p.part, segment_size, framing, first_segment: 0, skip: 0, take: None });
         }
         Ok(Self::new(data_key, context, pieces))
     }
@@ -196,6 +204,7 @@ impl DecryptPump {
             .iter()
             .map(|p| Piece {
                 part: p.part,
+                segment_size: Some(plan.segment_size),
                 framing: Framing::Exact {
                     body: p.segments.end - p.segments.start,
                     includes_final: p.includes_final_segment,
@@ -318,6 +327,10 @@ impl DecryptPump {
                 self.filled += n;
                 if self.filled == HEADER_LEN {
                     let opener = StreamOpener::from_raw_key(&self.data_key, &self.context, piece.part, &self.buf)?;
+                    if piece.segment_size.is_some_and(|s| s != opener.header().segment_size()) {
+                        // The layout does not describe this stream: its offsets would be wrong.
+                        return Err(CryptoError::Malformed);
+                    }
                     let remaining = match piece.framing {
                         Framing::UntilEof => None,
                         Framing::Exact { body, .. } => Some(body),
@@ -446,5 +459,10 @@ impl Pump for DecryptPump {
 
     fn direct_open(&mut self, buf: &mut [u8], filled: usize) -> Result<usize, CryptoError> {
         self.direct_open_inner(buf, filled).map_err(|e| self.fail(e))
+    }
+
+    fn direct_abort(&mut self, buf: &[u8], filled: usize) {
+        self.buf[..filled].copy_from_slice(&buf[..filled]);
+        self.filled = filled;
     }
 }
