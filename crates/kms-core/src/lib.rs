@@ -7,3 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod backends;
+pub mod mock;
+#[cfg(feature = "testkit")]
+pub mod testkit;
