@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backends;
+pub mod manager;
 pub mod mock;
 #[cfg(feature = "testkit")]
 pub mod testkit;
