@@ -10,8 +10,9 @@ use http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
+use kms_core::encryption::service::EncryptionService;
 use kms_core::service_manager::KmsServiceManager;
-use kms_types::api_types::{ConfigureKmsRequest, KmsConfigResponse, KmsServiceStatus, KmsStatusResponse};
+use kms_types::api_types::{ConfigureKmsRequest, KmsConfigResponse, KmsServiceStatus};
 use kms_types::config::KmsConfig;
 use kms_types::error::KmsError;
 use kms_types::types::{
@@ -81,8 +82,7 @@ impl App {
             Some(path) => AuditLog::to_file(path).map_err(|e| format!("server.audit_log {}: {e}", path.display()))?,
             None => AuditLog::disabled(),
         };
-        let stats_manager = manager.clone();
-        let metrics = Arc::new(Metrics::new(Arc::new(move || stats_manager.cache_stats())));
+        let metrics = Arc::new(Metrics::new());
         Ok(Self {
             manager,
             auth,
@@ -163,7 +163,13 @@ impl App {
         use Operation as Op;
         match operation {
             Op::Health => self.health(&req).await,
-            Op::Metrics => Ok(text_response(self.metrics.render())),
+            Op::Metrics => {
+                let cache = match self.manager.manager().await {
+                    Some(m) => Some(m.cache_stats()),
+                    None => None,
+                };
+                Ok(text_response(self.metrics.render(cache)))
+            }
             Op::Status => self.status().await,
             Op::GetConfig => {
                 let _: EmptyBody = self.body(req, false).await?;
@@ -174,6 +180,13 @@ impl App {
                 let request: ConfigureKmsRequest = self.body(req, true).await?;
                 let config = KmsConfig::from(&request);
                 config.validate()?;
+                if operation == Op::Configure && self.manager.get_status().await == KmsServiceStatus::Running {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "service_running",
+                        "the service is running: use POST /kms/v1/reconfigure to switch it",
+                    ));
+                }
                 self.lifecycle_change(operation, Some(config)).await
             }
             Op::Start | Op::Stop => {
@@ -182,7 +195,10 @@ impl App {
             }
             Op::ClearCache => {
                 let _: EmptyBody = self.body(req, false).await?;
-                self.call(operation, async { self.manager.clear_cache().await }).await?;
+                match self.manager.manager().await {
+                    Some(m) => m.clear_cache(),
+                    None => return Err(not_running()),
+                }
                 Ok(json(StatusCode::OK, &serde_json::json!({"cleared": true})))
             }
             Op::CreateKey => {
@@ -192,26 +208,26 @@ impl App {
                 }
                 info.key_id.clone_from(&request.key_name);
                 check(identity, operation, request.key_name.as_deref())?;
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let created = self.call(operation, svc.create_key(request)).await?;
                 info.key_id = Some(created.key_id.clone());
                 Ok(json(StatusCode::CREATED, &created))
             }
             Op::ListKeys => {
                 let request = list_query(req.uri().query())?;
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let mut page = self.call(operation, svc.list_keys(request)).await?;
                 page.keys.retain(|k| identity.may_on(Op::ListKeys, Some(&k.key_id)));
                 Ok(json(StatusCode::OK, &page))
             }
             Op::DescribeKey => {
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let r = self.call(operation, svc.describe_key(DescribeKeyRequest { key_id: key })).await?;
                 Ok(json(StatusCode::OK, &r))
             }
             Op::EnableKey | Op::DisableKey | Op::RotateKey => {
                 let _: EmptyBody = self.body(req, false).await?;
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let request = KeyIdRequest { key_id: key };
                 let r = match operation {
                     Op::EnableKey => self.call(operation, svc.enable_key(request)).await?,
@@ -222,37 +238,37 @@ impl App {
             }
             Op::UpdateKeyDescription => {
                 let body: DescriptionBody = self.body(req, true).await?;
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let request = UpdateKeyDescriptionRequest { key_id: key, description: body.description };
                 Ok(json(StatusCode::OK, &self.call(operation, svc.update_key_description(request)).await?))
             }
             Op::TagKey => {
                 let body: TagBody = self.body(req, true).await?;
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let request = TagKeyRequest { key_id: key, tags: body.tags };
                 Ok(json(StatusCode::OK, &self.call(operation, svc.tag_key(request)).await?))
             }
             Op::UntagKey => {
                 let body: UntagBody = self.body(req, true).await?;
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let request = UntagKeyRequest { key_id: key, tag_keys: body.tag_keys };
                 Ok(json(StatusCode::OK, &self.call(operation, svc.untag_key(request)).await?))
             }
             Op::ScheduleKeyDeletion => {
                 let days = deletion_query(req.uri().query())?;
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let request = DeleteKeyRequest { key_id: key, pending_window_in_days: Some(days) };
                 Ok(json(StatusCode::OK, &self.call(operation, svc.delete_key(request)).await?))
             }
             Op::CancelKeyDeletion => {
                 let _: EmptyBody = self.body(req, false).await?;
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let request = CancelKeyDeletionRequest { key_id: key };
                 Ok(json(StatusCode::OK, &self.call(operation, svc.cancel_key_deletion(request)).await?))
             }
             Op::GenerateDataKey => {
                 let body: DataKeyBody = self.body(req, false).await?;
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let request = GenerateDataKeyRequest {
                     key_id: key,
                     key_spec: body.key_spec,
@@ -262,7 +278,7 @@ impl App {
             }
             Op::GenerateDataKeyWithoutPlaintext => {
                 let body: DataKeyBody = self.body(req, false).await?;
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let request = GenerateDataKeyWithoutPlaintextRequest {
                     key_id: key,
                     key_spec: body.key_spec,
@@ -278,7 +294,7 @@ impl App {
                         format!("must be 1 to {MAX_ENCRYPT_PLAINTEXT_BYTES} bytes; use a data key for more"),
                     ));
                 }
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let request = EncryptRequest {
                     key_id: key,
                     plaintext: body.plaintext,
@@ -293,7 +309,7 @@ impl App {
                     info.key_id = Some(k.clone());
                     check(identity, operation, Some(k))?;
                 }
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let r = self.call(operation, svc.decrypt(request)).await?;
                 // The ciphertext names its key: the plaintext is only released to a caller
                 // allowed to decrypt under that key (and is zeroized otherwise).
@@ -308,7 +324,7 @@ impl App {
                     info.key_id = Some(dest.clone());
                     check(identity, operation, Some(dest))?;
                 }
-                let svc = self.service()?;
+                let svc = self.service().await?;
                 let r = self.call(operation, svc.re_encrypt(request)).await?;
                 info.key_id = Some(r.source_key_id.clone());
                 check(identity, operation, Some(&r.source_key_id))?;
@@ -318,10 +334,8 @@ impl App {
         }
     }
 
-    fn service(&self) -> Result<Arc<kms_core::encryption::service::EncryptionService>, ApiError> {
-        self.manager.get_encryption_service().ok_or_else(|| {
-            ApiError::from(KmsError::ServiceUnavailable { message: "the KMS service is not running".into() })
-        })
+    async fn service(&self) -> Result<Arc<EncryptionService>, ApiError> {
+        self.manager.encryption_service().await.ok_or_else(not_running)
     }
 
     /// Runs one call into the service, timing it for `/metrics`.
@@ -346,21 +360,21 @@ impl App {
         if live_only {
             return Ok(json(StatusCode::OK, &HealthBody { live: true, ready: false }));
         }
-        let ready = matches!(self.manager.get_status().await, KmsServiceStatus::Running)
-            && self.manager.health_check().await.unwrap_or(false);
+        let ready = match self.manager.encryption_service().await {
+            Some(service) => service.health_check().await.unwrap_or(false),
+            None => false,
+        };
         let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         Ok(json(status, &HealthBody { live: true, ready }))
     }
 
     async fn status(&self) -> Result<Resp, ApiError> {
-        let status = self.manager.get_status().await;
-        let config = self.manager.current_config().await;
-        let running = matches!(status, KmsServiceStatus::Running);
-        let healthy = if running { Some(self.manager.health_check().await.unwrap_or(false)) } else { None };
+        let status = self.manager.status_response().await;
+        let manager = self.manager.manager().await;
         let body = StatusBody {
-            status: KmsStatusResponse { status, backend: config.map(|c| c.backend), healthy },
-            cache: self.manager.cache_stats(),
-            capabilities: self.manager.get_encryption_service().map(|s| s.backend_capabilities()),
+            status,
+            cache: manager.as_ref().map(|m| m.cache_stats()),
+            capabilities: manager.as_ref().map(|m| m.backend().capabilities()),
         };
         Ok(json(StatusCode::OK, &body))
     }
@@ -432,6 +446,10 @@ impl App {
         }
         parsed
     }
+}
+
+fn not_running() -> ApiError {
+    ApiError::from(KmsError::ServiceUnavailable { message: "the kms service is not running".into() })
 }
 
 fn check(identity: &Identity, operation: Operation, key_id: Option<&str>) -> Result<(), ApiError> {

@@ -13,7 +13,7 @@
 //!
 //! Labels never carry key ids (unbounded cardinality, and ids can be sensitive).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kms_types::api_types::CacheStats;
@@ -52,22 +52,15 @@ fn latency_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 20))
 }
 
-/// Reads cache statistics at scrape time (`None` while the service is not running).
-pub type CacheStatsSource = Arc<dyn Fn() -> Option<CacheStats> + Send + Sync>;
-
+/// Cache statistics as of the current scrape (`None` while the service is not running).
+#[derive(Debug, Default)]
 struct CacheCollector {
-    source: CacheStatsSource,
-}
-
-impl std::fmt::Debug for CacheCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CacheCollector")
-    }
+    latest: Mutex<Option<CacheStats>>,
 }
 
 impl Collector for CacheCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let Some(stats) = (self.source)() else { return Ok(()) };
+        let Some(stats) = *self.latest.lock().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
         let hits = ConstCounter::new(stats.hits);
         hits.encode(encoder.encode_descriptor(
             "kms_cache_hits",
@@ -103,11 +96,18 @@ pub struct Metrics {
     connections_total: Counter,
     backend_duration: HistogramFamily<OperationLabels>,
     backend_errors: Family<ErrorLabels, Counter>,
+    cache: Arc<CacheCollector>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
-    /// A registry with every metric, cache statistics read from `cache`.
-    pub fn new(cache: CacheStatsSource) -> Self {
+    /// A registry with every metric.
+    pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("kms_http_requests", "HTTP requests by operation and status", requests.clone());
@@ -133,7 +133,8 @@ impl Metrics {
             "Failed calls into the KMS service by error code",
             backend_errors.clone(),
         );
-        registry.register_collector(Box::new(CacheCollector { source: cache }));
+        let cache = Arc::new(CacheCollector::default());
+        registry.register_collector(Box::new(cache.clone()));
         Self {
             registry,
             requests,
@@ -142,6 +143,7 @@ impl Metrics {
             connections_total,
             backend_duration,
             backend_errors,
+            cache,
         }
     }
 
@@ -171,8 +173,9 @@ impl Metrics {
         self.connections_active.dec();
     }
 
-    /// The text exposition.
-    pub fn render(&self) -> String {
+    /// The text exposition, with the cache statistics read for this scrape.
+    pub fn render(&self, cache: Option<CacheStats>) -> String {
+        *self.cache.latest.lock().unwrap_or_else(|p| p.into_inner()) = cache;
         let mut out = String::with_capacity(8 * 1024);
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
@@ -186,13 +189,13 @@ mod tests {
 
     #[test]
     fn render_shows_requests_backend_calls_and_cache_stats() {
-        let metrics = Metrics::new(Arc::new(|| Some(CacheStats { hits: 7, misses: 3, entries: 2, capacity: 10 })));
+        let metrics = Metrics::new();
         metrics.observe_request(Some("decrypt"), 200, Duration::from_micros(120));
         metrics.observe_request(Some("decrypt"), 200, Duration::from_micros(80));
         metrics.observe_request(None, 404, Duration::from_micros(5));
         metrics.observe_backend("decrypt", Duration::from_micros(50), Some("crypto_error"));
         metrics.connection_opened();
-        let text = metrics.render();
+        let text = metrics.render(Some(CacheStats { hits: 7, misses: 3, entries: 2, capacity: 10 }));
         assert!(text.contains(r#"kms_http_requests_total{operation="decrypt",status="200"} 2"#), "{text}");
         assert!(text.contains(r#"kms_http_requests_total{operation="none",status="404"} 1"#), "{text}");
         assert!(text.contains(r#"kms_http_request_duration_seconds_count{operation="decrypt"} 2"#), "{text}");
@@ -204,7 +207,7 @@ mod tests {
 
     #[test]
     fn cache_metrics_are_absent_while_the_service_is_down() {
-        let metrics = Metrics::new(Arc::new(|| None));
-        assert!(!metrics.render().contains("kms_cache_hits"));
+        let metrics = Metrics::new();
+        assert!(!metrics.render(None).contains("kms_cache_hits"));
     }
 }

@@ -11,7 +11,7 @@ use crate::config::ServerTlsConfig;
 
 /// Builds the acceptor: server certificate and key from PEM files; when `client_ca_path` is
 /// set, every client must present a certificate chaining to one of those CAs (mTLS).
-pub fn acceptor(config: &ServerTlsConfig) -> Result<TlsAcceptor, String> {
+pub(crate) fn acceptor(config: &ServerTlsConfig) -> Result<TlsAcceptor, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.cert_path)
         .and_then(|it| it.collect::<Result<_, _>>())

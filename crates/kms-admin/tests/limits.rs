@@ -68,7 +68,10 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let mut third = TcpStream::connect(server.addr).await.unwrap();
     third.write_all(request.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    assert!(tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await.is_err(), "served over the cap");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await.is_err(),
+        "served over the cap"
+    );
     // Freeing a slot lets it through.
     drop(held.pop());
     let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await.unwrap().unwrap();

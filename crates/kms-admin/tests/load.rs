@@ -25,13 +25,30 @@ async fn sixty_four_clients_times_two_hundred_requests_without_an_error() {
             for i in 0..200 {
                 let ok = if i % 2 == 0 {
                     let reply = http
-                        .call(Method::POST, "/kms/v1/keys/app-load/generate-data-key", APP, Some(json!({"encryption_context": ctx})))
+                        .call(
+                            Method::POST,
+                            "/kms/v1/keys/app-load/generate-data-key",
+                            APP,
+                            Some(json!({"encryption_context": ctx})),
+                        )
                         .await;
                     reply.status.is_success()
                 } else {
-                    let dk = http.ok(Method::POST, "/kms/v1/keys/app-load/generate-data-key", APP, Some(json!({"encryption_context": ctx}))).await;
+                    let dk = http
+                        .ok(
+                            Method::POST,
+                            "/kms/v1/keys/app-load/generate-data-key",
+                            APP,
+                            Some(json!({"encryption_context": ctx})),
+                        )
+                        .await;
                     let reply = http
-                        .call(Method::POST, "/kms/v1/decrypt", APP, Some(json!({"ciphertext_blob": dk["ciphertext_blob"], "encryption_context": ctx})))
+                        .call(
+                            Method::POST,
+                            "/kms/v1/decrypt",
+                            APP,
+                            Some(json!({"ciphertext_blob": dk["ciphertext_blob"], "encryption_context": ctx})),
+                        )
                         .await;
                     reply.status.is_success() && reply.json()["plaintext"] == dk["plaintext_key"]
                 };
@@ -47,8 +64,8 @@ async fn sixty_four_clients_times_two_hundred_requests_without_an_error() {
     assert_eq!(errors.load(Ordering::Relaxed), 0);
     let metrics = http.raw(Method::GET, "/metrics", Some(ADMIN), None, "").await;
     let text = String::from_utf8(metrics.body.to_vec()).unwrap();
-    // 64 × (100 + 2 × 100) generate/decrypt calls, all 200.
-    assert!(text.contains(r#"kms_http_requests_total{operation="generate_data_key",status="200"} 12801"#), "{text}");
+    // 64 clients × (100 + 100) data keys and 64 × 100 decrypts, all 200.
+    assert!(text.contains(r#"kms_http_requests_total{operation="generate_data_key",status="200"} 12800"#), "{text}");
     assert!(text.contains(r#"kms_http_requests_total{operation="decrypt",status="200"} 6400"#), "{text}");
     server.stop().await;
 }
@@ -74,7 +91,12 @@ async fn reconfigure_under_load_fails_no_request() {
                 let reply = http.call(Method::POST, "/kms/v1/keys/app-rc/generate-data-key", APP, None).await;
                 if reply.status.is_success() {
                     let reply = http
-                        .call(Method::POST, "/kms/v1/decrypt", APP, Some(json!({"ciphertext_blob": reply.json()["ciphertext_blob"]})))
+                        .call(
+                            Method::POST,
+                            "/kms/v1/decrypt",
+                            APP,
+                            Some(json!({"ciphertext_blob": reply.json()["ciphertext_blob"]})),
+                        )
                         .await;
                     if !reply.status.is_success() {
                         failed.push(format!("decrypt {} {}", reply.status, String::from_utf8_lossy(&reply.body)));

@@ -11,7 +11,13 @@ use serde_json::json;
 async fn a_restarted_server_resumes_configuration_and_keys() {
     let dir = common::temp_dir("restart");
     let backend = std::sync::Arc::new(kms_core::mock::MemoryBackend::new());
-    let first = TestServer::with(Options { data_dir: Some(dir.clone()), backend: Some(backend.clone()), start: false, ..Options::default() }).await;
+    let first = TestServer::with(Options {
+        data_dir: Some(dir.clone()),
+        backend: Some(backend.clone()),
+        start: false,
+        ..Options::default()
+    })
+    .await;
     let http = Http::new(&first);
     let body = json!({"backend_type": "local", "key_dir": "/unused",
         "master_key": {"type": "passphrase", "passphrase": "a passphrase that stays sealed"},
@@ -26,14 +32,21 @@ async fn a_restarted_server_resumes_configuration_and_keys() {
     assert!(!saved.contains("stays sealed"), "{saved}");
 
     // The memory backend stands in for the key store that survives on disk.
-    let second = TestServer::with(Options { data_dir: Some(dir.clone()), backend: Some(backend), start: false, ..Options::default() }).await;
+    let second = TestServer::with(Options {
+        data_dir: Some(dir.clone()),
+        backend: Some(backend),
+        start: false,
+        ..Options::default()
+    })
+    .await;
     let http = Http::new(&second);
     let status = http.ok(Method::GET, "/kms/v1/status", ADMIN, None).await;
     assert_eq!(status["status"]["state"], "running");
     let config = http.ok(Method::GET, "/kms/v1/config", ADMIN, None).await;
     assert_eq!(config["config"]["default_key_id"], "k1");
     assert_eq!(config["config"]["cache_config"]["ttl_seconds"], 42);
-    let opened = http.ok(Method::POST, "/kms/v1/decrypt", ADMIN, Some(json!({"ciphertext_blob": dk["ciphertext_blob"]}))).await;
+    let opened =
+        http.ok(Method::POST, "/kms/v1/decrypt", ADMIN, Some(json!({"ciphertext_blob": dk["ciphertext_blob"]}))).await;
     assert_eq!(opened["plaintext"], dk["plaintext_key"]);
 
     // A stopped service stays stopped across a restart.

@@ -63,7 +63,8 @@ async fn every_route_answers_as_documented() {
     assert_eq!(e["key_metadata"]["key_state"], "enabled");
     let r = http.ok(Method::POST, "/kms/v1/keys/app-1/rotate", ADMIN, None).await;
     assert_eq!(r["key_metadata"]["current_version"], 2);
-    let u = http.ok(Method::PUT, "/kms/v1/keys/app-1/description", ADMIN, Some(json!({"description": "renamed"}))).await;
+    let u =
+        http.ok(Method::PUT, "/kms/v1/keys/app-1/description", ADMIN, Some(json!({"description": "renamed"}))).await;
     assert_eq!(u["key_metadata"]["description"], "renamed");
     let t = http.ok(Method::POST, "/kms/v1/keys/app-1/tags", ADMIN, Some(json!({"tags": {"env": "prod"}}))).await;
     assert_eq!(t["key_metadata"]["tags"], json!({"team": "a", "env": "prod"}));
@@ -86,10 +87,10 @@ async fn every_route_answers_as_documented() {
         .await;
     assert_eq!(opened["plaintext"], dk["plaintext_key"]);
     assert_eq!(opened["key_id"], "app-1");
-    let dk128 = http.ok(Method::POST, "/kms/v1/keys/app-1/generate-data-key", ADMIN, Some(json!({"key_spec": "aes128"}))).await;
+    let dk128 =
+        http.ok(Method::POST, "/kms/v1/keys/app-1/generate-data-key", ADMIN, Some(json!({"key_spec": "aes128"}))).await;
     assert_eq!(STANDARD.decode(dk128["plaintext_key"].as_str().unwrap()).unwrap().len(), 16);
-    let wrapped =
-        http.ok(Method::POST, "/kms/v1/keys/app-1/generate-data-key-without-plaintext", ADMIN, None).await;
+    let wrapped = http.ok(Method::POST, "/kms/v1/keys/app-1/generate-data-key-without-plaintext", ADMIN, None).await;
     assert!(wrapped.get("plaintext_key").is_none());
     assert!(wrapped["ciphertext_blob"].is_string());
 
@@ -106,7 +107,8 @@ async fn every_route_answers_as_documented() {
         .await;
     assert_eq!(re["source_key_id"], "app-1");
     assert_eq!(re["key_id"], generated_id.as_str());
-    let dec = http.ok(Method::POST, "/kms/v1/decrypt", ADMIN, Some(json!({"ciphertext_blob": re["ciphertext_blob"]}))).await;
+    let dec =
+        http.ok(Method::POST, "/kms/v1/decrypt", ADMIN, Some(json!({"ciphertext_blob": re["ciphertext_blob"]}))).await;
     assert_eq!(STANDARD.decode(dec["plaintext"].as_str().unwrap()).unwrap(), b"hello");
 
     // Deletion.
@@ -129,7 +131,10 @@ async fn every_route_answers_as_documented() {
     let stopped = http.ok(Method::POST, "/kms/v1/stop", ADMIN, None).await;
     assert_eq!(stopped["status"]["state"], "stopped");
     let unavailable = http.call(Method::GET, "/kms/v1/keys/app-1", ADMIN, None).await;
-    assert_eq!((unavailable.status, unavailable.code().as_str()), (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"));
+    assert_eq!(
+        (unavailable.status, unavailable.code().as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+    );
     let not_ready = http.raw(Method::GET, "/health", None, None, "").await;
     assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
     let configure_body = json!({"backend_type": "local", "key_dir": "/unused",

@@ -40,7 +40,11 @@ pub fn identities() -> Vec<IdentityConfig> {
             token_sha256: hash_token(APP),
             allow: vec![grant(&["generate_data_key", "decrypt"], &["app-*"])],
         },
-        IdentityConfig { name: "auditor".into(), token_sha256: hash_token(AUDITOR), allow: vec![grant(&["read"], &["*"])] },
+        IdentityConfig {
+            name: "auditor".into(),
+            token_sha256: hash_token(AUDITOR),
+            allow: vec![grant(&["read"], &["*"])],
+        },
     ]
 }
 
@@ -180,14 +184,21 @@ impl Http {
 
     pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
         match body {
-            Some(v) => self.raw(method, path, Some(token), Some("application/json"), serde_json::to_vec(&v).unwrap()).await,
+            Some(v) => {
+                self.raw(method, path, Some(token), Some("application/json"), serde_json::to_vec(&v).unwrap()).await
+            }
             None => self.raw(method, path, Some(token), None, Bytes::new()).await,
         }
     }
 
     pub async fn ok(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Value {
         let reply = self.call(method.clone(), path, token, body).await;
-        assert!(reply.status.is_success(), "{method} {path}: {} {}", reply.status, String::from_utf8_lossy(&reply.body));
+        assert!(
+            reply.status.is_success(),
+            "{method} {path}: {} {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
         reply.json()
     }
 }
