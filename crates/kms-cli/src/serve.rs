@@ -179,7 +179,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
 
     let store = ConfigStore::open(&data_dir, settings.seal_key_file.as_deref())
         .map_err(|e| CliError::local(format!("saved state: {e}")))?;
-    let manager = Arc::new(KmsServiceManager::new(kms::default_backend_registry()));
+    let manager = Arc::new(KmsServiceManager::new(kms::default_registry()));
     resume(&manager, &store, &settings, &data_dir).await?;
 
     let app = Arc::new(App::new(manager.clone(), &settings.server, Some(store)).map_err(CliError::usage)?);
