@@ -1,12 +1,9 @@
 //! Project automation (matklad's xtask pattern): `cargo xtask <task>`.
 //!
-//! - `test`: every test of the workspace.
-//! - `ci`: everything CI checks, in order: formatting, clippy with warnings denied, docs, the
-//!   facade's feature matrix, the layering rules, `cargo deny` (when installed), then `test`.
-//! - `bench [NAME...]`: the benchmarks, each a `harness = false` bench target of the crate that
-//!   owns it, listed in [`BENCHES`].
-//!
-//! This crate is built before every task, so it keeps no dependencies: it only runs commands.
+//! Tasks: `test` runs every test of the workspace; `ci` is everything CI checks;
+//! `bench [NAME...]` runs the benchmarks (each a `harness = false` bench target of the crate
+//! that owns it, listed in [`BENCHES`]); `fuzz [SECONDS]` runs every `cargo fuzz` target in
+//! `fuzz/` for SECONDS each (default 60; needs cargo-fuzz and a nightly toolchain, not part of CI).
 
 use std::process::{Command, ExitCode};
 
@@ -18,8 +15,9 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(args.get(1).map(String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <test | ci | bench [{}]>", bench_names().join("|"));
+            eprintln!("usage: cargo xtask <test|ci|bench [{}]|fuzz [SECONDS]>", bench_names().join("|"));
             return ExitCode::from(2);
         }
     };
@@ -123,7 +121,10 @@ fn deny() -> Result<(), String> {
 }
 
 /// `cargo xtask bench NAME` runs `cargo bench -p PACKAGE --bench NAME`.
-const BENCHES: &[(&str, &str)] = &[("http", "kms-admin"), ("local", "kms-backend-local")];
+const BENCHES: &[(&str, &str)] = &[("crypto", "kms-crypto"), ("http", "kms-admin"), ("local", "kms-backend-local")];
+
+/// `cargo xtask fuzz [SECONDS]` runs each of these `cargo fuzz` targets (in `fuzz/`) in turn.
+const FUZZ_TARGETS: &[&str] = &["stream_header", "envelope_open", "stream_decrypt"];
 
 fn bench_names() -> Vec<&'static str> {
     BENCHES.iter().map(|(name, _)| *name).collect()
@@ -148,6 +149,35 @@ fn bench(names: &[String]) -> Result<(), String> {
     }
     for (name, package) in selected {
         cargo(&["bench", "-p", package, "--all-features", "--bench", name])?;
+    }
+    Ok(())
+}
+
+/// Runs every fuzz target for `seconds` (default 60) each, with cargo-fuzz on nightly.
+fn fuzz(seconds: Option<&str>) -> Result<(), String> {
+    let seconds: u64 = match seconds {
+        None => 60,
+        Some(s) => s.parse().map_err(|_| format!("SECONDS must be a whole number, not `{s}`"))?,
+    };
+    let has = |args: &[&str]| Command::new("cargo").args(args).output().map(|o| o.status.success()).unwrap_or(false);
+    if !has(&["+nightly", "--version"]) {
+        return Err("fuzzing needs a nightly toolchain: `rustup toolchain install nightly`".into());
+    }
+    if !has(&["+nightly", "fuzz", "--version"]) {
+        return Err("fuzzing needs cargo-fuzz: `cargo install cargo-fuzz`".into());
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("xtask has no parent directory")?;
+    for target in FUZZ_TARGETS {
+        let max_time = format!("-max_total_time={seconds}");
+        eprintln!("$ cargo +nightly fuzz run {target} -- {max_time}");
+        let status = Command::new("cargo")
+            .current_dir(root)
+            .args(["+nightly", "fuzz", "run", target, "--", &max_time])
+            .status()
+            .map_err(|e| format!("cannot run cargo fuzz: {e}"))?;
+        if !status.success() {
+            return Err(format!("fuzz target `{target}` failed ({status})"));
+        }
     }
     Ok(())
 }

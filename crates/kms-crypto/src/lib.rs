@@ -1,10 +1,12 @@
 //! All the cryptography of **kms**, on [`ring`]: data keys, envelopes that wrap them under a
-//! master key, and the canonical encoding of encryption contexts.
+//! master key, the canonical encoding of encryption contexts, the spec's [`cipher::ObjectCipher`]
+//! and a seekable streaming format for objects of any size.
 //!
-//! This crate sits just above `kms-types` and below every backend: the local backend seals its
-//! key records with [`aead::RandomNonceKey`] and wraps data keys with [`envelope`]; the Vault
-//! backend sends [`context::canonical_context`] as Transit `associated_data`. It is synchronous
-//! and does no I/O.
+//! This crate sits just above `kms-types` and below every backend and the S3 encryption
+//! service: the local backend seals its key records with [`aead::RandomNonceKey`] and wraps
+//! data keys with [`envelope`]; the Vault backend sends [`context::canonical_context`] as
+//! Transit `associated_data`; object data goes through [`stream`]. It is synchronous; the only
+//! I/O is through the `Read`/`Write` (and, with `tokio`, `AsyncRead`) values callers hand it.
 //!
 //! | module | holds |
 //! |---|---|
@@ -12,6 +14,8 @@
 //! | [`aead`] | [`aead::Algorithm`] and [`aead::RandomNonceKey`] (`nonce ‖ ciphertext ‖ tag`) |
 //! | [`context`] | [`context::canonical_context`]: one injective, order-independent, versioned encoding |
 //! | [`envelope`] | seal/open ≤ 4096 bytes, wrap/unwrap data keys, bound to key id, version and context |
+//! | [`cipher`] | [`cipher::ObjectCipher`]: AES-256-GCM and ChaCha20-Poly1305, caller-chosen nonces, in place |
+//! | [`stream`] | segments under a per-object key: `Write`/`Read` adapters, ranges, multipart, parallel |
 //!
 //! Every failure is a [`CryptoError`], deliberately without detail; it converts into
 //! `kms_types::error::KmsError` (`Crypto`, or `InvalidRequest` for caller mistakes).
@@ -36,13 +40,21 @@
 //!
 //! # Feature flags
 //!
-//! None yet: the crate has no optional parts.
+//! - `tokio` (off by default): `stream::AsyncEncryptingReader` and `stream::AsyncDecryptingReader`,
+//!   `tokio::io::AsyncRead` adapters for the streaming format. Without it the crate does not
+//!   depend on tokio.
+//!
+//! ```toml
+//! kms-crypto = { workspace = true, features = ["tokio"] }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod aead;
+pub mod cipher;
 pub mod context;
 pub mod envelope;
 mod error;
 pub mod keys;
+pub mod stream;
 
 pub use error::CryptoError;

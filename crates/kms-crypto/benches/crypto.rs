@@ -1,0 +1,261 @@
+//! `cargo xtask bench crypto`: throughput of the streaming format against raw ring on the
+//! same buffers, parallel speed-up, and peak memory of streaming 1 GiB.
+//!
+//! Every ratio is measured in this one process, so machine noise hits both sides alike.
+//! Memory is the peak resident set (VmHWM) of a fresh child process that streams 1 GiB,
+//! minus that of a child that does everything but the streaming.
+#![allow(clippy::print_stdout)] // printing the figures is this binary's job
+
+use std::hint::black_box;
+use std::io::{self, Read, Write};
+use std::num::NonZeroUsize;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kms_crypto::aead::TAG_LEN;
+use kms_crypto::keys::PlaintextDataKey;
+use kms_crypto::stream::{
+    self, DecryptingReader, EncryptingReader, EncryptingWriter, HEADER_LEN, Part, StreamOpener, StreamParams,
+    StreamSealer,
+};
+use kms_types::types::{EncryptionContext, KeySpec};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+
+const OBJECT: usize = 256 << 20;
+const STREAMED: u64 = 1 << 30;
+const SEG: usize = stream::DEFAULT_SEGMENT_SIZE as usize;
+const ROUNDS: usize = 5;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1]);
+        return;
+    }
+    let key = PlaintextDataKey::generate(KeySpec::Aes256).expect("random");
+    let ctx: EncryptionContext = [("bucket".to_owned(), "bench".to_owned())].into();
+    let raw = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[0x42; 32]).expect("key"));
+    let params = StreamParams::default();
+    let mut buf: Vec<u8> = (0..OBJECT).map(|i| (i * 7 + i / 4093) as u8).collect();
+    let gbps = |d: Duration| OBJECT as f64 / d.as_secs_f64() / 1e9;
+
+    println!(
+        "kms-crypto stream bench: {} MiB object, {} KiB segments, AES-256-GCM, {ROUNDS} rounds",
+        OBJECT >> 20,
+        SEG >> 10
+    );
+
+    // --- encryption ---------------------------------------------------------------------
+    // Each comparison alternates the two sides round by round, so load from other processes
+    // on this shared machine hits both alike; the ratio is the median of the per-round ratios.
+    let raw_seal = |buf: &mut [u8]| {
+        timed(|| {
+            let mut tags = 0u8;
+            for (i, chunk) in buf.chunks_mut(SEG).enumerate() {
+                let tag = raw.seal_in_place_separate_tag(nonce(i), Aad::empty(), chunk).unwrap();
+                tags ^= tag.as_ref()[0];
+            }
+            black_box(tags);
+        })
+    };
+    let segment_seal = |buf: &mut [u8]| {
+        let mut sealer = StreamSealer::new(&key, &ctx, Part::Whole, params).unwrap();
+        timed(|| {
+            let count = buf.len().div_ceil(SEG);
+            let mut tags = 0u8;
+            for (i, chunk) in buf.chunks_mut(SEG).enumerate() {
+                tags ^= sealer.seal_segment(chunk, i + 1 == count).unwrap()[0];
+            }
+            black_box(tags);
+        })
+    };
+    let writer = |buf: &mut [u8]| {
+        let mut w = EncryptingWriter::new(io::sink(), &key, &ctx, Part::Whole, params).unwrap();
+        timed(|| {
+            w.write_all(buf).unwrap();
+            w.finish().unwrap();
+        })
+    };
+    let out_buf =
+        std::cell::RefCell::new(vec![0u8; stream::ciphertext_len(OBJECT as u64, SEG as u32).unwrap() as usize]);
+    let encrypt_into = |buf: &mut [u8], threads: usize| {
+        let threads = NonZeroUsize::new(threads).unwrap();
+        let mut out = out_buf.borrow_mut();
+        timed(|| stream::encrypt_into(&key, &ctx, Part::Whole, params, buf, &mut out, threads).unwrap())
+    };
+
+    println!("\nencrypt                                      GB/s   ours/raw (median of rounds)");
+    let (raw_best, ours, ratio) = compare(&mut buf[..], raw_seal, segment_seal);
+    println!("  raw ring seal_in_place_separate_tag       {:6.2}", gbps(raw_best));
+    row("StreamSealer::seal_segment (in place)", gbps(ours), ratio);
+    let (_, ours, ratio) = compare(&mut buf[..], raw_seal, writer);
+    row("EncryptingWriter -> io::sink", gbps(ours), ratio);
+    let (_, ours, ratio) = compare(&mut buf[..], raw_seal, |b: &mut [u8]| encrypt_into(b, 1));
+    row("stream::encrypt_into, 1 thread", gbps(ours), ratio);
+    let (one, two, speedup) =
+        compare(&mut buf[..], |b: &mut [u8]| encrypt_into(b, 1), |b: &mut [u8]| encrypt_into(b, 2));
+    println!(
+        "  stream::encrypt_into, 2 threads           {:6.2}   {speedup:.2}x one thread ({:.2} GB/s)",
+        gbps(two),
+        gbps(one)
+    );
+    drop(out_buf);
+
+    // --- decryption ---------------------------------------------------------------------
+    let ct = stream::encrypt(&key, &ctx, Part::Whole, params, &buf).unwrap();
+    let body = &ct[HEADER_LEN..];
+    // The same layout sealed by raw ring (chunk ‖ tag), to open with raw ring.
+    let raw_sealed: Vec<u8> = {
+        let mut out = Vec::with_capacity(body.len());
+        for (i, chunk) in buf.chunks(SEG).enumerate() {
+            let start = out.len();
+            out.extend_from_slice(chunk);
+            let tag = raw.seal_in_place_separate_tag(nonce(i), Aad::empty(), &mut out[start..]).unwrap();
+            out.extend_from_slice(tag.as_ref());
+        }
+        out
+    };
+    drop(buf);
+    // Both open in place, so each round works on a fresh copy, made outside the timing.
+    let raw_open = |work: &mut [u8]| {
+        work.copy_from_slice(&raw_sealed);
+        timed(|| {
+            for (i, chunk) in work.chunks_mut(SEG + TAG_LEN).enumerate() {
+                black_box(raw.open_in_place(nonce(i), Aad::empty(), chunk).unwrap());
+            }
+        })
+    };
+    let segment_open = |work: &mut [u8]| {
+        work.copy_from_slice(body);
+        timed(|| {
+            let opener = StreamOpener::new(&key, &ctx, Part::Whole, &ct).unwrap();
+            let count = work.len().div_ceil(SEG + TAG_LEN);
+            for (i, chunk) in work.chunks_mut(SEG + TAG_LEN).enumerate() {
+                black_box(opener.open_segment(i as u64, i + 1 == count, chunk).unwrap());
+            }
+        })
+    };
+    let mut read_buf = vec![0u8; 1 << 20];
+    let mut reader = |_: &mut [u8]| {
+        timed(|| {
+            let mut r = DecryptingReader::new(&ct[..], &key, &ctx, Part::Whole);
+            while r.read(&mut read_buf).unwrap() != 0 {}
+        })
+    };
+    let mut work = vec![0u8; body.len()];
+    println!("\ndecrypt                                      GB/s   ours/raw (median of rounds)");
+    let (raw_best, ours, ratio) = compare(&mut work[..], raw_open, segment_open);
+    println!("  raw ring open_in_place                    {:6.2}", gbps(raw_best));
+    row("StreamOpener::open_segment (in place)", gbps(ours), ratio);
+    let (_, ours, ratio) = compare(&mut work[..], raw_open, &mut reader);
+    row("DecryptingReader, 1 MiB reads", gbps(ours), ratio);
+    drop((ct, raw_sealed, work));
+
+    // --- memory -------------------------------------------------------------------------
+    let base = child_peak("baseline");
+    let enc = child_peak("encrypt");
+    let pipe = child_peak("pipeline");
+    let limit = 4 * (SEG + TAG_LEN);
+    println!(
+        "\npeak resident memory streaming {} GiB (child process, minus a baseline child of {} KiB)",
+        STREAMED >> 30,
+        base >> 10
+    );
+    for (what, peak) in [("EncryptingWriter -> sink", enc), ("EncryptingReader -> DecryptingReader -> sink", pipe)] {
+        let delta = peak.saturating_sub(base);
+        println!(
+            "  {what:<46} +{:5} KiB  ({:.2} segments; budget 4 segments = {} KiB)",
+            delta >> 10,
+            delta as f64 / SEG as f64,
+            limit >> 10
+        );
+    }
+}
+
+fn row(what: &str, ours: f64, ratio: f64) {
+    println!("  {what:<41} {ours:6.2}   {ratio:.2}");
+}
+
+fn nonce(i: usize) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&(i as u64).to_be_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+/// Runs `a` and `b` alternately `ROUNDS` times on `state`: (best of a, best of b, median of
+/// the per-round ratios of b's speed to a's).
+fn compare<T: ?Sized>(
+    state: &mut T,
+    mut a: impl FnMut(&mut T) -> Duration,
+    mut b: impl FnMut(&mut T) -> Duration,
+) -> (Duration, Duration, f64) {
+    let mut ratios = Vec::new();
+    let (mut best_a, mut best_b) = (Duration::MAX, Duration::MAX);
+    for _ in 0..ROUNDS {
+        let ta = a(state);
+        let tb = b(state);
+        best_a = best_a.min(ta);
+        best_b = best_b.min(tb);
+        ratios.push(ta.as_secs_f64() / tb.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    (best_a, best_b, ratios[ROUNDS / 2])
+}
+
+fn child_peak(mode: &str) -> u64 {
+    let exe = std::env::current_exe().expect("own path");
+    let out = Command::new(exe).args(["--child", mode]).output().expect("child runs");
+    assert!(out.status.success(), "child {mode} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a byte count")
+}
+
+/// Streams 1 GiB in a fresh process and prints its peak resident set in bytes.
+fn child(mode: &str) {
+    let key = PlaintextDataKey::generate(KeySpec::Aes256).unwrap();
+    let ctx: EncryptionContext = [("bucket".to_owned(), "bench".to_owned())].into();
+    let params = StreamParams::default();
+    let source = || io::repeat(0x5A).take(STREAMED);
+    // Touched in every mode, so the baseline includes it.
+    let mut copy_buf = vec![1u8; 1 << 20];
+    let mut pump = |r: &mut dyn Read, w: &mut dyn Write| -> u64 {
+        let mut total = 0;
+        loop {
+            let n = r.read(&mut copy_buf).unwrap();
+            if n == 0 {
+                return total;
+            }
+            w.write_all(&copy_buf[..n]).unwrap();
+            total += n as u64;
+        }
+    };
+    match mode {
+        // Everything but the stream: the key, the context, the copy buffer.
+        "baseline" => {
+            pump(&mut io::repeat(0).take(1 << 20), &mut io::sink());
+        }
+        "encrypt" => {
+            let mut w = EncryptingWriter::new(io::sink(), &key, &ctx, Part::Whole, params).unwrap();
+            assert_eq!(pump(&mut source(), &mut w), STREAMED);
+            w.finish().unwrap();
+        }
+        "pipeline" => {
+            let enc = EncryptingReader::new(source(), &key, &ctx, Part::Whole, params).unwrap();
+            let mut dec = DecryptingReader::new(enc, &key, &ctx, Part::Whole);
+            assert_eq!(pump(&mut dec, &mut io::sink()), STREAMED);
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    println!("{}", kib * 1024);
+}
