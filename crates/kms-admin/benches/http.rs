@@ -84,7 +84,8 @@ async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Out
                 if now >= end {
                     break;
                 }
-                let mut req = Request::builder().method(target.method.clone()).uri(&target.path).header("host", "bench");
+                let mut req =
+                    Request::builder().method(target.method.clone()).uri(&target.path).header("host", "bench");
                 for (k, v) in &target.headers {
                     req = req.header(*k, v);
                 }
@@ -123,7 +124,13 @@ async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Out
 }
 
 /// One request with the load generator's client, returning the JSON answer.
-async fn one(addr: SocketAddr, method: Method, path: &str, headers: &[(&str, String)], body: &str) -> serde_json::Value {
+async fn one(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &str,
+) -> serde_json::Value {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await.expect("handshake");
@@ -188,7 +195,8 @@ fn find_bao() -> Option<PathBuf> {
 }
 
 fn start_bao(bin: &Path) -> Result<Bao, String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let token = format!("bench-root-{}", std::process::id());
     let child = Command::new(bin)
@@ -234,15 +242,17 @@ fn kms_server(rt: &tokio::runtime::Runtime, data: &Path) -> (SocketAddr, tokio::
         let master = MasterKeySource::Key { key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into() };
         manager.configure(KmsConfig::local(LocalConfig::new(data.join("keys"), master))).await.expect("configure");
         manager.start().await.expect("start");
-        let mut config = ServerConfig::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.max_connections = 256;
-        config.audit_log = Some(data.join("audit.log"));
-        config.identities = vec![IdentityConfig {
-            name: "bench".into(),
-            token_sha256: hash_token(TOKEN),
-            allow: vec![Grant { operations: vec!["*".into()], keys: vec!["*".into()] }],
-        }];
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            max_connections: 256,
+            audit_log: Some(data.join("audit.log")),
+            identities: vec![IdentityConfig {
+                name: "bench".into(),
+                token_sha256: hash_token(TOKEN),
+                allow: vec![Grant { operations: vec!["*".into()], keys: vec!["*".into()] }],
+            }],
+            ..ServerConfig::default()
+        };
         let app = Arc::new(App::new(manager, &config, None).expect("app"));
         let server = Server::bind(&config, app).await.expect("bind");
         let addr = server.local_addr();
@@ -295,7 +305,8 @@ fn main() {
     let bao = match bao {
         Some(Ok(bao)) => {
             let headers = vec![("x-vault-token", bao.token.clone()), ("content-type", "application/json".into())];
-            let ct = client_rt.block_on(one(bao.addr, Method::POST, "/v1/transit/datakey/plaintext/bench", &headers, "{}"));
+            let ct =
+                client_rt.block_on(one(bao.addr, Method::POST, "/v1/transit/datakey/plaintext/bench", &headers, "{}"));
             let ciphertext = ct["data"]["ciphertext"].as_str().unwrap().to_owned();
             targets.push(Target {
                 name: "openbao transit/datakey/plaintext",
@@ -345,8 +356,13 @@ fn main() {
     }
     let rps = |name: &str, c: usize| results.iter().find(|(n, cc, _)| *n == name && *cc == c).map(|r| r.2);
     for c in [8usize, 64] {
-        if let (Some(ours), Some(theirs)) = (rps("kms generate-data-key", c), rps("openbao transit/datakey/plaintext", c)) {
-            println!("ratio generate-data-key vs OpenBao datakey/plaintext at {c}: {:.2}x (target >= 3x)", ours / theirs);
+        if let (Some(ours), Some(theirs)) =
+            (rps("kms generate-data-key", c), rps("openbao transit/datakey/plaintext", c))
+        {
+            println!(
+                "ratio generate-data-key vs OpenBao datakey/plaintext at {c}: {:.2}x (target >= 3x)",
+                ours / theirs
+            );
         }
         if let (Some(ours), Some(theirs)) = (rps("kms decrypt", c), rps("openbao transit/decrypt", c)) {
             println!("ratio decrypt vs OpenBao transit/decrypt at {c}: {:.2}x", ours / theirs);

@@ -164,10 +164,7 @@ impl App {
         match operation {
             Op::Health => self.health(&req).await,
             Op::Metrics => {
-                let cache = match self.manager.manager().await {
-                    Some(m) => Some(m.cache_stats()),
-                    None => None,
-                };
+                let cache = self.manager.manager().await.map(|m| m.cache_stats());
                 Ok(text_response(self.metrics.render(cache)))
             }
             Op::Status => self.status().await,
@@ -410,10 +407,9 @@ impl App {
     async fn body<T: DeserializeOwned>(&self, req: Request<Incoming>, required: bool) -> Result<T, ApiError> {
         let (parts, body) = req.into_parts();
         let limit = self.max_body_bytes;
-        if let Some(len) = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
-            if len > limit as u64 {
-                return Err(ApiError::body_too_large(limit));
-            }
+        let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(ApiError::body_too_large(limit));
         }
         let bytes = Limited::new(body, limit)
             .collect()

@@ -115,8 +115,7 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(5));
         assert_eq!(c.max_connections, 1024);
         assert!(serde_json::from_str::<ServerConfig>(r#"{"listn":"0.0.0.0:1"}"#).is_err());
-        let mut c = ServerConfig::default();
-        c.max_connections = 0;
+        let c = ServerConfig { max_connections: 0, ..ServerConfig::default() };
         assert!(c.validate().unwrap_err().contains("max_connections"));
     }
 }

@@ -8,14 +8,16 @@ use serde_json::json;
 
 const JSON: Option<&str> = Some("application/json");
 
+/// (method, path, content type, body, status, error code, field)
+type Case<'a> = (Method, &'a str, Option<&'a str>, &'a str, u16, &'a str, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_4xx_and_name_the_field() {
     let server = TestServer::start().await;
     let http = Http::new(&server);
     http.ok(Method::POST, "/kms/v1/keys", ADMIN, Some(json!({"key_name": "k1"}))).await;
 
-    // (method, path, content type, body, status, error code, field)
-    let cases: Vec<(Method, &str, Option<&str>, &str, u16, &str, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         // Malformed JSON.
         (Method::POST, "/kms/v1/keys", JSON, "{", 400, "invalid_request", "body"),
         (Method::POST, "/kms/v1/keys", JSON, "not json", 400, "invalid_request", "body"),

@@ -15,35 +15,35 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// or authorization failure, 4 not found, 5 server error or server unreachable.
 #[derive(Debug, Parser)]
 #[command(name = "kms", version, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub(crate) global: GlobalArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Options of the client commands.
 #[derive(Debug, Args)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Server URL.
     #[arg(long, env = "KMS_URL", default_value = "http://127.0.0.1:7373", global = true)]
-    pub url: String,
+    pub(crate) url: String,
     /// Bearer token (prefer KMS_TOKEN or --token-file: arguments are visible to other users).
     #[arg(long, env = "KMS_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// File holding the bearer token [default: ./kms-data/admin.token if it exists].
     #[arg(long, env = "KMS_TOKEN_FILE", global = true)]
-    pub token_file: Option<PathBuf>,
+    pub(crate) token_file: Option<PathBuf>,
     /// PEM CA bundle to verify an https server with (instead of the system roots).
     #[arg(long, env = "KMS_CA_CERT", global = true)]
-    pub ca_cert: Option<PathBuf>,
+    pub(crate) ca_cert: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the server.
     Serve(ServeArgs),
     /// Manage master keys.
@@ -109,35 +109,35 @@ pub enum Command {
 /// and resumed on the next start.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, short = 'c', env = "KMS_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7373].
     #[arg(long, env = "KMS_LISTEN")]
-    pub listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
     /// Data folder [default: ./kms-data].
     #[arg(long, env = "KMS_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Audit log file (one JSON line per request).
     #[arg(long, env = "KMS_AUDIT_LOG")]
-    pub audit_log: Option<PathBuf>,
+    pub(crate) audit_log: Option<PathBuf>,
     /// File with the base64 32-byte key that seals secrets in the saved state.
     #[arg(long, env = "KMS_SEAL_KEY_FILE")]
-    pub seal_key_file: Option<PathBuf>,
+    pub(crate) seal_key_file: Option<PathBuf>,
     /// Largest request body in bytes.
     #[arg(long, env = "KMS_MAX_BODY_BYTES")]
-    pub max_body_bytes: Option<usize>,
+    pub(crate) max_body_bytes: Option<usize>,
     /// Most concurrent connections.
     #[arg(long, env = "KMS_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     /// Log filter, e.g. `info` or `kms_admin=debug`.
     #[arg(long, env = "KMS_LOG")]
-    pub log: Option<String>,
+    pub(crate) log: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum KeyCommand {
+pub(crate) enum KeyCommand {
     /// Create a master key.
     Create {
         /// Key id (letters, digits, `-`, `_`, `.`) [default: generated].
@@ -198,28 +198,28 @@ pub enum KeyCommand {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Spec {
+pub(crate) enum Spec {
     Aes256,
     Aes128,
 }
 
 #[derive(Debug, Args)]
-pub struct DatakeyArgs {
+pub(crate) struct DatakeyArgs {
     /// The master key.
-    pub key_id: String,
+    pub(crate) key_id: String,
     /// Data key size.
     #[arg(long, value_enum, default_value = "aes256")]
-    pub spec: Spec,
+    pub(crate) spec: Spec,
     /// Encryption context entry NAME=VALUE (repeatable).
     #[arg(long = "context", value_name = "NAME=VALUE")]
-    pub context: Vec<String>,
+    pub(crate) context: Vec<String>,
     /// Return only the wrapped key.
     #[arg(long)]
-    pub no_plaintext: bool,
+    pub(crate) no_plaintext: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ServiceCommand {
+pub(crate) enum ServiceCommand {
     /// Show the service status.
     Status,
     /// Show the current configuration (secrets redacted).
@@ -237,46 +237,46 @@ pub enum ServiceCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct EncryptArgs {
+pub(crate) struct EncryptArgs {
     /// The master key that wraps the data key.
     #[arg(long)]
-    pub key: String,
+    pub(crate) key: String,
     /// Input file [default: stdin].
     #[arg(long, short = 'i')]
-    pub input: Option<PathBuf>,
+    pub(crate) input: Option<PathBuf>,
     /// Output file [default: stdout].
     #[arg(long, short = 'o')]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Encryption context entry NAME=VALUE (repeatable); needed again to decrypt.
     #[arg(long = "context", value_name = "NAME=VALUE")]
-    pub context: Vec<String>,
+    pub(crate) context: Vec<String>,
     /// Never show a progress bar.
     #[arg(long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct DecryptArgs {
+pub(crate) struct DecryptArgs {
     /// Input file [default: stdin].
     #[arg(long, short = 'i')]
-    pub input: Option<PathBuf>,
+    pub(crate) input: Option<PathBuf>,
     /// Output file [default: stdout].
     #[arg(long, short = 'o')]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Encryption context entry NAME=VALUE, as given to encrypt (repeatable).
     #[arg(long = "context", value_name = "NAME=VALUE")]
-    pub context: Vec<String>,
+    pub(crate) context: Vec<String>,
     /// Only plaintext bytes START..END (END exclusive; `START-` to the end). Needs a seekable
     /// input file.
     #[arg(long, value_name = "START-END")]
-    pub range: Option<String>,
+    pub(crate) range: Option<String>,
     /// Never show a progress bar.
     #[arg(long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Print a new random token and its hash (put the hash in `[[server.identities]]`).
     Generate,
     /// Print the hash of the token read from stdin.

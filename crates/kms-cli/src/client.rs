@@ -19,49 +19,49 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 /// Exit codes: distinct for usage, auth, not-found and server errors.
-pub mod exit {
+pub(crate) mod exit {
     /// Success.
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// The request was refused as invalid (400, 409, 413, ...), or a local failure.
-    pub const FAILED: u8 = 1;
+    pub(crate) const FAILED: u8 = 1;
     /// Bad command line (clap uses 2 too).
-    pub const USAGE: u8 = 2;
+    pub(crate) const USAGE: u8 = 2;
     /// 401 or 403.
-    pub const AUTH: u8 = 3;
+    pub(crate) const AUTH: u8 = 3;
     /// 404.
-    pub const NOT_FOUND: u8 = 4;
+    pub(crate) const NOT_FOUND: u8 = 4;
     /// 5xx, or the server could not be reached.
-    pub const SERVER: u8 = 5;
+    pub(crate) const SERVER: u8 = 5;
 }
 
 /// A failed command: what to print and how to exit.
 #[derive(Debug)]
-pub struct CliError {
+pub(crate) struct CliError {
     /// The exit code.
-    pub code: u8,
+    pub(crate) code: u8,
     /// The message for stderr.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl CliError {
     /// A failure with exit code `code`.
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
     }
 
     /// A local failure (exit 1).
-    pub fn local(message: impl Into<String>) -> Self {
+    pub(crate) fn local(message: impl Into<String>) -> Self {
         Self::new(exit::FAILED, message)
     }
 
     /// A usage error (exit 2).
-    pub fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Self::new(exit::USAGE, message)
     }
 }
 
 /// A connection to a kms server.
-pub struct Client {
+pub(crate) struct Client {
     http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
     token: Option<Zeroizing<String>>,
@@ -76,7 +76,7 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client for `url` (`http://` or `https://`), sending `token`; `ca_cert` replaces the
     /// system roots for https.
-    pub fn new(url: &str, token: Option<Zeroizing<String>>, ca_cert: Option<&Path>) -> Result<Self, CliError> {
+    pub(crate) fn new(url: &str, token: Option<Zeroizing<String>>, ca_cert: Option<&Path>) -> Result<Self, CliError> {
         let base = url.trim_end_matches('/').to_owned();
         let uri: Uri = base.parse().map_err(|e| CliError::usage(format!("--url {url}: {e}")))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
@@ -112,7 +112,7 @@ impl Client {
     }
 
     /// Sends a request; returns the status and body of any answer (error statuses included).
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
@@ -150,7 +150,7 @@ impl Client {
 
     /// Sends a request and parses a JSON success; an error status becomes a [`CliError`] with the
     /// matching exit code and the server's message.
-    pub async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -166,7 +166,7 @@ impl Client {
 }
 
 /// The error for a non-success answer.
-pub fn status_error(status: StatusCode, body: &[u8]) -> CliError {
+pub(crate) fn status_error(status: StatusCode, body: &[u8]) -> CliError {
     let message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| {

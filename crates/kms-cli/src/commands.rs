@@ -15,10 +15,10 @@ use crate::client::{CliError, Client};
 use crate::output;
 
 /// Default location of the bootstrap admin token (`kms serve` with default options).
-pub const DEFAULT_TOKEN_FILE: &str = "kms-data/admin.token";
+pub(crate) const DEFAULT_TOKEN_FILE: &str = "kms-data/admin.token";
 
 /// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<(), CliError> {
+pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     let global = cli.global;
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).await,
@@ -36,7 +36,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let route = if args.no_plaintext { "generate-data-key-without-plaintext" } else { "generate-data-key" };
             let path = format!("/kms/v1/keys/{}/{route}", segment(&args.key_id)?);
             let v: Value = client.call(Method::POST, &path, Some(&body)).await?;
-            show(&global, &v, |v| output::fields(v));
+            show(&global, &v, output::fields);
             Ok(())
         }
         Command::Status => service(&client(&global)?, &global, ServiceCommand::Status).await,
@@ -76,7 +76,7 @@ fn segment(key_id: &str) -> Result<&str, CliError> {
 }
 
 /// Parses `NAME=VALUE` arguments.
-pub fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+pub(crate) fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
     items
         .iter()
         .map(|item| {
@@ -85,13 +85,6 @@ pub fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, C
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .ok_or_else(|| CliError::usage(format!("{flag} {item}: expected NAME=VALUE")))
         })
-        .collect()
-}
-
-fn metadata_row(m: &Value) -> Vec<String> {
-    ["key_id", "key_state", "key_spec", "current_version", "creation_date", "description"]
-        .iter()
-        .map(|f| output::cell(&m[*f]))
         .collect()
 }
 
@@ -114,8 +107,7 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
         KeyCommand::List { limit, marker, all } => {
             let mut marker = marker;
             let mut keys = Vec::new();
-            let mut last = Value::Null;
-            loop {
+            let last = loop {
                 let mut query = Vec::new();
                 if let Some(l) = limit {
                     query.push(format!("limit={l}"));
@@ -123,16 +115,16 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
                 if let Some(m) = &marker {
                     query.push(format!("marker={}", segment(m)?));
                 }
-                let path = if query.is_empty() { "/kms/v1/keys".into() } else { format!("/kms/v1/keys?{}", query.join("&")) };
+                let path =
+                    if query.is_empty() { "/kms/v1/keys".into() } else { format!("/kms/v1/keys?{}", query.join("&")) };
                 let v: Value = client.call(Method::GET, &path, None::<&()>).await?;
                 keys.extend(v["keys"].as_array().cloned().unwrap_or_default());
                 marker = v["next_marker"].as_str().map(str::to_owned);
                 let more = v["truncated"].as_bool().unwrap_or(false);
-                last = v;
                 if !all || !more || marker.is_none() {
-                    break;
+                    break v;
                 }
-            }
+            };
             if global.json {
                 let mut v = last;
                 v["keys"] = Value::Array(keys);
@@ -141,15 +133,16 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
                 let rows: Vec<Vec<String>> =
                     keys.iter().map(|k| vec![output::cell(&k["key_id"]), output::cell(&k["key_state"])]).collect();
                 output::table(&["KEY ID", "STATE"], &rows);
-                if let (false, Some(m)) = (all, last["next_marker"].as_str()) {
-                    if last["truncated"].as_bool().unwrap_or(false) {
-                        eprintln!("(more keys: --marker {m}, or --all)");
-                    }
+                if let (false, true, Some(m)) =
+                    (all, last["truncated"].as_bool().unwrap_or(false), last["next_marker"].as_str())
+                {
+                    eprintln!("(more keys: --marker {m}, or --all)");
                 }
             }
         }
         KeyCommand::Describe { key_id } => {
-            let v: Value = client.call(Method::GET, &format!("/kms/v1/keys/{}", segment(&key_id)?), None::<&()>).await?;
+            let v: Value =
+                client.call(Method::GET, &format!("/kms/v1/keys/{}", segment(&key_id)?), None::<&()>).await?;
             show(global, &v, show_metadata);
         }
         KeyCommand::Enable { key_id } => simple(client, global, &key_id, "enable").await?,
@@ -159,7 +152,7 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
         KeyCommand::Delete { key_id, pending_days } => {
             let path = format!("/kms/v1/keys/{}?pending_window_in_days={pending_days}", segment(&key_id)?);
             let v: Value = client.call(Method::DELETE, &path, None::<&()>).await?;
-            show(global, &v, |v| output::fields(v));
+            show(global, &v, output::fields);
         }
         KeyCommand::Tag { key_id, tags } => {
             let body = TagBody { tags: pairs("tag", &tags)? };
@@ -199,7 +192,7 @@ async fn service(client: &Client, global: &GlobalArgs, cmd: ServiceCommand) -> R
         ServiceCommand::ClearCache => (Method::POST, "/kms/v1/cache/clear", None),
     };
     let v: Value = client.call(method, path, body.as_ref()).await?;
-    show(global, &v, |v| output::fields(v));
+    show(global, &v, output::fields);
     Ok(())
 }
 
@@ -210,14 +203,13 @@ fn request_file(path: &PathBuf) -> Result<Value, CliError> {
         std::io::stdin().read_to_string(&mut s).map_err(|e| CliError::local(format!("stdin: {e}")))?;
         Zeroizing::new(s)
     } else {
-        Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?,
-        )
+        Zeroizing::new(std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?)
     };
     if let Ok(v) = serde_json::from_str::<Value>(&text) {
         return Ok(v);
     }
-    toml::from_str::<Value>(&text).map_err(|e| CliError::usage(format!("{}: neither JSON nor TOML: {e}", path.display())))
+    toml::from_str::<Value>(&text)
+        .map_err(|e| CliError::usage(format!("{}: neither JSON nor TOML: {e}", path.display())))
 }
 
 fn token(cmd: TokenCommand) -> Result<(), CliError> {

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// Prints rows under a header, columns padded to their widest cell.
-pub fn table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -28,7 +28,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 }
 
 /// A JSON scalar as table text (`-` for null).
-pub fn cell(v: &Value) -> String {
+pub(crate) fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -40,7 +40,7 @@ pub fn cell(v: &Value) -> String {
 }
 
 /// Prints an object as `name: value` lines, nested objects flattened with dots.
-pub fn fields(v: &Value) {
+pub(crate) fn fields(v: &Value) {
     let mut rows = Vec::new();
     flatten("", v, &mut rows);
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -62,7 +62,7 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
 }
 
 /// Prints `v` as pretty JSON.
-pub fn json(v: &Value) {
+pub(crate) fn json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("values serialize"));
 }
 
@@ -77,9 +77,6 @@ mod tests {
         assert_eq!(cell(&serde_json::json!([1, "x"])), "1,x");
         let mut rows = Vec::new();
         flatten("", &serde_json::json!({"key_metadata": {"key_id": "k", "tags": {"a": "b"}}}), &mut rows);
-        assert_eq!(
-            rows,
-            vec![("key_metadata.key_id".into(), "k".into()), ("key_metadata.tags".into(), "a=b".into())]
-        );
+        assert_eq!(rows, vec![("key_metadata.key_id".into(), "k".into()), ("key_metadata.tags".into(), "a=b".into())]);
     }
 }

@@ -21,57 +21,57 @@ use crate::cli::ServeArgs;
 use crate::client::CliError;
 
 /// Default data folder.
-pub const DEFAULT_DATA_DIR: &str = "./kms-data";
+pub(crate) const DEFAULT_DATA_DIR: &str = "./kms-data";
 /// The bootstrap admin token's file in the data folder.
-pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub(crate) const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// The bootstrap admin token's hash in the data folder (kept when the token file is removed).
-pub const ADMIN_HASH_FILE: &str = "admin.token.sha256";
+pub(crate) const ADMIN_HASH_FILE: &str = "admin.token.sha256";
 /// The default local master key's file in the data folder.
-pub const MASTER_KEY_FILE: &str = "master.key";
+pub(crate) const MASTER_KEY_FILE: &str = "master.key";
 
 /// The TOML file (`kms serve --config`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     /// Data folder.
     #[serde(default)]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     /// Seal key for the saved state.
     #[serde(default)]
-    pub seal_key_file: Option<PathBuf>,
+    pub(crate) seal_key_file: Option<PathBuf>,
     /// Log filter.
     #[serde(default)]
-    pub log: Option<String>,
+    pub(crate) log: Option<String>,
     /// Create the admin token on first start (default true).
     #[serde(default)]
-    pub bootstrap_admin: Option<bool>,
+    pub(crate) bootstrap_admin: Option<bool>,
     /// The HTTP server.
     #[serde(default)]
-    pub server: ServerConfig,
+    pub(crate) server: ServerConfig,
     /// The service configuration to use when none is saved.
     #[serde(default)]
-    pub kms: Option<ConfigureKmsRequest>,
+    pub(crate) kms: Option<ConfigureKmsRequest>,
 }
 
 /// Everything `kms serve` runs with, after merging flags, environment and file.
 #[derive(Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Data folder (absolute).
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Seal key file.
-    pub seal_key_file: Option<PathBuf>,
+    pub(crate) seal_key_file: Option<PathBuf>,
     /// Log filter.
-    pub log: String,
+    pub(crate) log: String,
     /// Create the admin token on first start.
-    pub bootstrap_admin: bool,
+    pub(crate) bootstrap_admin: bool,
     /// The HTTP server.
-    pub server: ServerConfig,
+    pub(crate) server: ServerConfig,
     /// Initial service configuration.
-    pub kms: Option<ConfigureKmsRequest>,
+    pub(crate) kms: Option<ConfigureKmsRequest>,
 }
 
 /// Merges flags and environment (clap has read both) over the file over the defaults.
-pub fn settings(args: &ServeArgs) -> Result<Settings, CliError> {
+pub(crate) fn settings(args: &ServeArgs) -> Result<Settings, CliError> {
     let file = match &args.config {
         Some(path) => {
             let text = fs::read_to_string(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
@@ -156,7 +156,7 @@ fn default_local_config(data_dir: &Path) -> Result<KmsConfig, CliError> {
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let mut settings = settings(&args)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
         .map_err(|e| CliError::usage(format!("--log {}: {e}", settings.log)))?;
@@ -283,7 +283,7 @@ mod tests {
         assert!(created);
         let token = fs::read_to_string(dir.join(ADMIN_TOKEN_FILE)).unwrap();
         assert_eq!(first.token_sha256, hash_token(token.trim()));
-        let (second, created) = bootstrap_admin(&dir, &[first.clone()]).unwrap();
+        let (second, created) = bootstrap_admin(&dir, std::slice::from_ref(&first)).unwrap();
         assert!(!created);
         assert_eq!(second.token_sha256, first.token_sha256);
         assert_eq!(second.name, "bootstrap-admin");

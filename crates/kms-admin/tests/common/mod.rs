@@ -77,9 +77,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        let mut config = ServerConfig::default();
-        config.listen = "127.0.0.1:0".parse().unwrap();
-        config.identities = identities();
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            identities: identities(),
+            ..ServerConfig::default()
+        };
         Self { config, start: true, data_dir: None, backend: None }
     }
 }
