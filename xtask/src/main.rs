@@ -1,13 +1,18 @@
 //! Project automation (matklad's xtask pattern): `cargo xtask <task>`.
 //!
-//! Tasks: `test` runs every test of the workspace (against a real OpenBao server it starts and
-//! stops, see [`openbao`]); `ci` is everything CI checks; `bench [NAME...]` runs the benchmarks
-//! (each a `harness = false` bench target of the crate that owns it, listed in [`BENCHES`]);
-//! `openbao` starts one OpenBao dev server for a development loop and prints its environment.
+//! - `test`: every test of the workspace, against a real OpenBao dev server it starts and always
+//!   stops (see [`openbao`]; the Vault tests fail without one, they are never skipped).
+//! - `ci`: everything CI checks, in order: formatting, clippy with warnings denied, docs, the
+//!   facade's feature matrix, the layering rules, `cargo deny` (when installed), then `test`.
+//! - `bench [NAME...]`: the benchmarks, each a `harness = false` bench target of the crate that
+//!   owns it, listed in [`BENCHES`].
+//! - `openbao`: one OpenBao dev server for a development loop; prints the environment to export.
+//!
+//! This crate is built before every task, so it keeps no dependencies: it only runs commands.
 
+mod layering;
 mod openbao;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
@@ -18,7 +23,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("openbao") => openbao_dev(),
         _ => {
-            eprintln!("usage: cargo xtask <test|ci|bench [{}]|openbao>", bench_names().join("|"));
+            eprintln!("usage: cargo xtask <test | ci | bench [{}] | openbao>", bench_names().join("|"));
             return ExitCode::from(2);
         }
     };
@@ -31,23 +36,45 @@ fn main() -> ExitCode {
     }
 }
 
+/// The `cargo` that invoked us (so toolchain overrides carry through).
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Runs `cargo ARGS` in the workspace root and fails on a non-zero exit.
 fn cargo(args: &[&str]) -> Result<(), String> {
     cargo_with_env(args, &[])
 }
 
+/// Runs `cargo ARGS` with extra environment variables.
 fn cargo_with_env(args: &[&str], env: &[(&str, String)]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("$ cargo {}", args.join(" "));
-    let status = Command::new(&cargo)
+    let status = Command::new(cargo_bin())
         .args(args)
+        .current_dir(workspace_root())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("`cargo {}` failed ({status})", args.join(" "))) }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace root").to_path_buf()
+/// Runs `cargo ARGS` and returns its standard output.
+fn cargo_output(args: &[&str]) -> Result<String, String> {
+    let output = Command::new(cargo_bin())
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!("`cargo {}` failed:\n{}", args.join(" "), String::from_utf8_lossy(&output.stderr)))
+    }
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    let manifest_dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map(std::path::Path::to_path_buf).unwrap_or(manifest_dir)
 }
 
 /// Every test, with a fresh OpenBao dev server for the Vault suite; the server is stopped
@@ -81,7 +108,52 @@ fn openbao_dev() -> Result<(), String> {
 fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
+    docs()?;
+    feature_matrix()?;
+    layering::check()?;
+    deny()?;
     test()
+}
+
+fn docs() -> Result<(), String> {
+    // SAFETY of the environment: only this process and its children see the variable.
+    eprintln!("$ RUSTDOCFLAGS='-D warnings' cargo doc --workspace --all-features --no-deps");
+    let status = Command::new(cargo_bin())
+        .args(["doc", "--workspace", "--all-features", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() { Ok(()) } else { Err("documentation has warnings".into()) }
+}
+
+/// The facade's features must each build alone, together, and not at all.
+const FACADE_FEATURE_SETS: &[&[&str]] = &[
+    &["--no-default-features"],
+    &["--no-default-features", "--features", "local"],
+    &["--no-default-features", "--features", "vault"],
+    &["--no-default-features", "--features", "admin"],
+    &["--all-features"],
+];
+
+fn feature_matrix() -> Result<(), String> {
+    for features in FACADE_FEATURE_SETS {
+        let mut args = vec!["check", "--quiet", "-p", "kms", "--all-targets"];
+        args.extend_from_slice(features);
+        cargo(&args)?;
+    }
+    Ok(())
+}
+
+fn deny() -> Result<(), String> {
+    let installed =
+        Command::new(cargo_bin()).args(["deny", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
+    if installed {
+        cargo(&["deny", "--all-features", "check"])
+    } else {
+        eprintln!("xtask: cargo-deny is not installed; skipping `cargo deny check` (cargo install cargo-deny)");
+        Ok(())
+    }
 }
 
 /// `cargo xtask bench NAME` runs `cargo bench -p PACKAGE --bench NAME`.

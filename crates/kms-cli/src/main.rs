@@ -1,1 +1,2 @@
+//! The `kms` binary (being filled by the admin API issue).
 fn main() {}

@@ -141,11 +141,10 @@ impl From<&ConfigureKmsRequest> for KmsConfig {
             }
             .into_config(KmsBackend::Local, BackendConfig::Local(LocalConfig::new(&r.key_dir, r.master_key.clone()))),
             ConfigureKmsRequest::Vault(r) => {
-                let tls = r.skip_tls_verify.filter(|skip| *skip).map(|_| {
-                    let mut tls = TlsConfig::default();
-                    tls.skip_verify = true;
-                    tls
-                });
+                let tls = r
+                    .skip_tls_verify
+                    .filter(|skip| *skip)
+                    .map(|_| TlsConfig { skip_verify: true, ..TlsConfig::default() });
                 let vault = VaultConfig {
                     address: r.address.clone(),
                     auth_method: r.auth_method.clone(),

@@ -48,6 +48,8 @@ impl KmsBackend {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
+// Built once per (re)configuration; boxing the larger variant would only cost ergonomics.
+#[allow(clippy::large_enum_variant)]
 pub enum BackendConfig {
     /// Settings of the local backend.
     Local(LocalConfig),
@@ -431,10 +433,10 @@ impl VaultConfig {
             return Err(KmsError::configuration("backend_config.tls", "is set but the address is http://"));
         }
         self.auth_method.validate()?;
-        if let Some(ns) = &self.namespace {
-            if !is_mount_path(ns) {
-                return Err(KmsError::configuration("backend_config.namespace", "is not a valid namespace path"));
-            }
+        if let Some(ns) = &self.namespace
+            && !is_mount_path(ns)
+        {
+            return Err(KmsError::configuration("backend_config.namespace", "is not a valid namespace path"));
         }
         if !is_mount_path(&self.mount_path) {
             return Err(KmsError::configuration("backend_config.mount_path", "is not a valid mount path"));
@@ -522,9 +524,7 @@ mod tests {
         assert_eq!(field_of(KmsConfig::vault(v).validate().unwrap_err()), "backend_config.auth_method.token");
 
         let mut v = vault();
-        let mut tls = TlsConfig::default();
-        tls.client_cert_path = Some("/c.pem".into());
-        v.tls = Some(tls);
+        v.tls = Some(TlsConfig { client_cert_path: Some("/c.pem".into()), ..TlsConfig::default() });
         assert_eq!(field_of(KmsConfig::vault(v).validate().unwrap_err()), "backend_config.tls.client_cert_path");
 
         let mut c = KmsConfig::vault(vault());

@@ -1,1 +1,2 @@
+//! **kms**: a key-management library. (The facade is being filled by the foundation issue.)
 #![forbid(unsafe_code)]

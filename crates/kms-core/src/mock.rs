@@ -1,0 +1,704 @@
+//! [`MemoryBackend`]: an in-memory key store with the full key lifecycle, for tests of the
+//! layers above backends (manager, service manager, `EncryptionService`, admin handlers).
+//!
+//! It behaves as the contract (and AWS KMS) says a backend must: cryptographic operations only
+//! on `Enabled` keys, deletion scheduled 7-30 days ahead and cancellable (the key comes back
+//! `Disabled`), rotation that keeps older versions decrypting, ciphertexts that name their key
+//! and version, and encryption contexts bound as AES-GCM associated data. It passes the
+//! contract suite (`kms_core::testkit`). Keys live only in the process: nothing is persisted.
+//!
+//! [`MemoryBackend::with_capabilities`] builds one that implements only some optional
+//! operations (the others return [`KmsError::Unsupported`]), and [`MemoryBackend::set_healthy`]
+//! makes its health check fail, so the layers above can be tested against both.
+//!
+//! # Ciphertext format (`KMM1`, in memory only)
+//!
+//! ```text
+//! "KMM1" | u16 BE key-id length | key id (ASCII) | u32 BE key version | nonce (12) | AES-256-GCM ciphertext | tag (16)
+//! ```
+//! The associated data binds the key id, the version and the encryption context
+//! (`"kms-memory-v1"`, then each as a u32 BE length-prefixed string, the context as a u32 BE
+//! count followed by its pairs in ascending key order).
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use kms_core::backends::KmsBackend;
+//! use kms_core::mock::MemoryBackend;
+//! use kms_types::types::{CreateKeyRequest, DecryptRequest, EncryptRequest};
+//!
+//! let backend = MemoryBackend::new();
+//! let key = backend.create_key(CreateKeyRequest::default()).await?;
+//! let sealed = backend
+//!     .encrypt(EncryptRequest { key_id: key.key_id, plaintext: b"hello".as_slice().into(), encryption_context: Default::default() })
+//!     .await?;
+//! let opened = backend
+//!     .decrypt(DecryptRequest { ciphertext_blob: sealed.ciphertext_blob, encryption_context: Default::default(), key_id: None })
+//!     .await?;
+//! assert_eq!(opened.plaintext.expose_secret(), b"hello");
+//! # Ok::<(), kms_types::KmsError>(()) }).unwrap();
+//! ```
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use kms_types::config::{KmsBackend as BackendKind, KmsConfig};
+use kms_types::error::{KmsError, Result};
+use kms_types::secret::SecretBytes;
+use kms_types::types::{
+    BackendCapabilities, CancelKeyDeletionRequest, CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse,
+    DecryptRequest, DecryptResponse, DeleteKeyRequest, DeleteKeyResponse, DescribeKeyRequest, DescribeKeyResponse,
+    DisableKeyRequest, EnableKeyRequest, EncryptRequest, EncryptResponse, EncryptionContext, GenerateDataKeyRequest,
+    GenerateDataKeyResponse, GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse,
+    KeyListEntry, KeyMetadata, KeyMetadataResponse, KeyOrigin, KeySpec, KeyState, ListKeysRequest, ListKeysResponse,
+    MAX_ENCRYPT_PLAINTEXT_BYTES, ReEncryptRequest, ReEncryptResponse, RotateKeyRequest, TagKeyRequest, UntagKeyRequest,
+    UpdateKeyDescriptionRequest, validate_key_id, validate_list_limit, validate_pending_window,
+};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::backends::{BackendFactory, KmsBackend};
+
+/// Longest key description accepted (as AWS KMS).
+pub const MAX_DESCRIPTION_LEN: usize = 8192;
+
+type MasterKey = Zeroizing<[u8; 32]>;
+
+struct KeyRecord {
+    metadata: KeyMetadata,
+    /// Material of versions 1..=n (index = version - 1); empty while `PendingImport`.
+    versions: Vec<MasterKey>,
+}
+
+/// An in-memory key store with the full lifecycle. See the [module docs](self).
+pub struct MemoryBackend {
+    keys: Mutex<BTreeMap<String, KeyRecord>>,
+    capabilities: BackendCapabilities,
+    healthy: AtomicBool,
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("keys", &self.key_count())
+            .field("capabilities", &self.capabilities)
+            .field("healthy", &self.healthy.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// An empty store implementing every optional operation.
+    pub fn new() -> Self {
+        Self::with_capabilities(BackendCapabilities::ALL)
+    }
+
+    /// An empty store implementing only the optional operations in `capabilities`; the others
+    /// return [`KmsError::Unsupported`], as the trait's defaults do.
+    pub fn with_capabilities(capabilities: BackendCapabilities) -> Self {
+        Self { keys: Mutex::new(BTreeMap::new()), capabilities, healthy: AtomicBool::new(true) }
+    }
+
+    /// Makes [`KmsBackend::health_check`] report `healthy` (it starts healthy).
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// Number of keys held, in any state.
+    pub fn key_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Removes keys whose scheduled deletion date is at or before `now`, as a deletion sweep
+    /// would; returns how many were removed.
+    pub fn purge_deleted_keys(&self, now: OffsetDateTime) -> usize {
+        let mut keys = self.lock();
+        let before = keys.len();
+        keys.retain(|_, rec| {
+            !(rec.metadata.key_state == KeyState::PendingDeletion
+                && rec.metadata.deletion_date.is_some_and(|date| date <= now))
+        });
+        before - keys.len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, KeyRecord>> {
+        // A panic while holding the lock cannot leave a record half-written (every mutation
+        // is a single assignment), so a poisoned map is still consistent.
+        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn require(&self, supported: bool, operation: &'static str) -> Result<()> {
+        if supported { Ok(()) } else { Err(self.unsupported(operation)) }
+    }
+}
+
+fn get<'a>(keys: &'a BTreeMap<String, KeyRecord>, key_id: &str) -> Result<&'a KeyRecord> {
+    keys.get(key_id).ok_or_else(|| KmsError::key_not_found(key_id))
+}
+
+fn get_mut<'a>(keys: &'a mut BTreeMap<String, KeyRecord>, key_id: &str) -> Result<&'a mut KeyRecord> {
+    keys.get_mut(key_id).ok_or_else(|| KmsError::key_not_found(key_id))
+}
+
+fn require_state(rec: &KeyRecord, allowed: &[KeyState], operation: &'static str) -> Result<()> {
+    let state = rec.metadata.key_state;
+    if allowed.contains(&state) {
+        Ok(())
+    } else {
+        Err(KmsError::invalid_key_state(rec.metadata.key_id.clone(), state, operation))
+    }
+}
+
+/// States in which key metadata (description, tags) may change, as in AWS KMS.
+const METADATA_EDITABLE: &[KeyState] = &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport];
+
+impl KeyRecord {
+    fn current(&self) -> Result<(u32, &MasterKey)> {
+        let version = self.metadata.current_version;
+        self.version(version).map(|key| (version, key))
+    }
+
+    fn version(&self, version: u32) -> Result<&MasterKey> {
+        version.checked_sub(1).and_then(|i| self.versions.get(i as usize)).ok_or_else(KmsError::crypto)
+    }
+
+    /// Seals `plaintext` under the current version into a `KMM1` blob.
+    fn seal(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<(u32, Vec<u8>)> {
+        let (version, key) = self.current()?;
+        let binding = aead::Binding { master_key_id: &self.metadata.key_id, master_key_version: version, context };
+        let sealed = aead::seal(key, plaintext, &binding)?;
+        Ok((version, blob::encode(&self.metadata.key_id, version, &sealed)))
+    }
+}
+
+fn random_key() -> Result<MasterKey> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    aead::fill_random(&mut key[..])?;
+    Ok(key)
+}
+
+fn random_bytes(len: usize) -> Result<SecretBytes> {
+    let mut bytes = vec![0u8; len];
+    aead::fill_random(&mut bytes)?;
+    Ok(SecretBytes::new(bytes))
+}
+
+fn generated_key_id() -> Result<String> {
+    let mut raw = [0u8; 16];
+    aead::fill_random(&mut raw)?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("mem-{hex}"))
+}
+
+fn check_key_id(key_id: &str) -> Result<()> {
+    validate_key_id("key_id", key_id)
+}
+
+fn check_plaintext(plaintext: &SecretBytes) -> Result<()> {
+    if plaintext.is_empty() || plaintext.len() > MAX_ENCRYPT_PLAINTEXT_BYTES {
+        return Err(KmsError::invalid_request(
+            "plaintext",
+            format!("must be 1 to {MAX_ENCRYPT_PLAINTEXT_BYTES} bytes, got {}", plaintext.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_description(description: &str) -> Result<()> {
+    if description.len() > MAX_DESCRIPTION_LEN {
+        return Err(KmsError::invalid_request("description", format!("must be at most {MAX_DESCRIPTION_LEN} bytes")));
+    }
+    Ok(())
+}
+
+fn check_tag_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    if keys.into_iter().any(|k| k.is_empty()) {
+        return Err(KmsError::invalid_request("tags", "tag keys must not be empty"));
+    }
+    Ok(())
+}
+
+fn metadata_response(rec: &KeyRecord) -> KeyMetadataResponse {
+    KeyMetadataResponse { key_metadata: rec.metadata.clone() }
+}
+
+/// Decrypts `blob` with its key, checking the optional expected key id and the key's state.
+fn open_blob(
+    keys: &BTreeMap<String, KeyRecord>,
+    ciphertext: &[u8],
+    context: &EncryptionContext,
+    expected_key: Option<&str>,
+    operation: &'static str,
+) -> Result<(String, u32, Zeroizing<Vec<u8>>)> {
+    if let Some(expected) = expected_key {
+        check_key_id(expected)?;
+    }
+    let (key_id, version, sealed) = blob::decode(ciphertext)?;
+    if expected_key.is_some_and(|expected| expected != key_id) {
+        return Err(KmsError::crypto());
+    }
+    let rec = get(keys, key_id)?;
+    require_state(rec, &[KeyState::Enabled], operation)?;
+    let key = rec.version(version)?;
+    let binding = aead::Binding { master_key_id: key_id, master_key_version: version, context };
+    let plaintext = aead::open(key, sealed, &binding)?;
+    Ok((key_id.to_owned(), version, plaintext))
+}
+
+#[async_trait]
+impl KmsBackend for MemoryBackend {
+    async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
+        if let Some(name) = &request.key_name {
+            validate_key_id("key_name", name)?;
+        }
+        if let Some(description) = &request.description {
+            check_description(description)?;
+        }
+        check_tag_keys(request.tags.keys())?;
+        let origin = request.origin.unwrap_or_default();
+        let (key_state, versions) = match origin {
+            KeyOrigin::External => (KeyState::PendingImport, Vec::new()),
+            _ => (KeyState::Enabled, vec![random_key()?]),
+        };
+        let mut keys = self.lock();
+        let key_id = match request.key_name {
+            Some(name) if keys.contains_key(&name) => return Err(KmsError::KeyAlreadyExists { key_id: name }),
+            Some(name) => name,
+            None => loop {
+                let id = generated_key_id()?;
+                if !keys.contains_key(&id) {
+                    break id;
+                }
+            },
+        };
+        let metadata = KeyMetadata {
+            key_id: key_id.clone(),
+            key_state,
+            key_usage: request.key_usage,
+            key_spec: KeySpec::Aes256,
+            origin,
+            description: request.description,
+            tags: request.tags,
+            creation_date: OffsetDateTime::now_utc(),
+            deletion_date: None,
+            current_version: 1,
+            rotation_date: None,
+        };
+        keys.insert(key_id.clone(), KeyRecord { metadata: metadata.clone(), versions });
+        Ok(CreateKeyResponse { key_id, key_metadata: metadata })
+    }
+
+    async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
+        check_key_id(&request.key_id)?;
+        check_plaintext(&request.plaintext)?;
+        let keys = self.lock();
+        let rec = get(&keys, &request.key_id)?;
+        require_state(rec, &[KeyState::Enabled], "encrypt")?;
+        let (key_version, ciphertext_blob) =
+            rec.seal(request.plaintext.expose_secret(), &request.encryption_context)?;
+        Ok(EncryptResponse { key_id: request.key_id, key_version, ciphertext_blob })
+    }
+
+    async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
+        let keys = self.lock();
+        let (key_id, key_version, plaintext) = open_blob(
+            &keys,
+            &request.ciphertext_blob,
+            &request.encryption_context,
+            request.key_id.as_deref(),
+            "decrypt",
+        )?;
+        Ok(DecryptResponse { key_id, key_version, plaintext: SecretBytes::new(plaintext.to_vec()) })
+    }
+
+    async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
+        check_key_id(&request.key_id)?;
+        let data_key = random_bytes(request.key_spec.key_len())?;
+        let keys = self.lock();
+        let rec = get(&keys, &request.key_id)?;
+        require_state(rec, &[KeyState::Enabled], "generate_data_key")?;
+        let (key_version, ciphertext_blob) = rec.seal(data_key.expose_secret(), &request.encryption_context)?;
+        Ok(GenerateDataKeyResponse { key_id: request.key_id, key_version, plaintext_key: data_key, ciphertext_blob })
+    }
+
+    async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
+        check_key_id(&request.key_id)?;
+        let keys = self.lock();
+        Ok(DescribeKeyResponse { key_metadata: get(&keys, &request.key_id)?.metadata.clone() })
+    }
+
+    async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse> {
+        let limit = validate_list_limit(request.limit)?;
+        if let Some(marker) = &request.marker {
+            validate_key_id("marker", marker)?;
+        }
+        let keys = self.lock();
+        // The marker is a position, not a cursor: it stays valid when its key is removed.
+        let start = request.marker.as_ref().map_or(Bound::Unbounded, |m| Bound::Excluded(m.clone()));
+        let mut page: Vec<KeyListEntry> = keys
+            .range((start, Bound::Unbounded))
+            .take(limit + 1)
+            .map(|(id, rec)| KeyListEntry { key_id: id.clone(), key_state: rec.metadata.key_state })
+            .collect();
+        let truncated = page.len() > limit;
+        page.truncate(limit);
+        let next_marker = if truncated { page.last().map(|e| e.key_id.clone()) } else { None };
+        Ok(ListKeysResponse { keys: page, next_marker, truncated })
+    }
+
+    async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
+        check_key_id(&request.key_id)?;
+        let days = validate_pending_window(request.pending_window_in_days)?;
+        let mut keys = self.lock();
+        let rec = get_mut(&mut keys, &request.key_id)?;
+        require_state(rec, &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport], "delete_key")?;
+        let deletion_date = OffsetDateTime::now_utc() + time::Duration::days(i64::from(days));
+        rec.metadata.key_state = KeyState::PendingDeletion;
+        rec.metadata.deletion_date = Some(deletion_date);
+        Ok(DeleteKeyResponse { key_id: request.key_id, key_state: KeyState::PendingDeletion, deletion_date })
+    }
+
+    async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
+        check_key_id(&request.key_id)?;
+        let mut keys = self.lock();
+        let rec = get_mut(&mut keys, &request.key_id)?;
+        require_state(rec, &[KeyState::PendingDeletion], "cancel_key_deletion")?;
+        rec.metadata.key_state = KeyState::Disabled;
+        rec.metadata.deletion_date = None;
+        Ok(CancelKeyDeletionResponse { key_id: request.key_id, key_state: KeyState::Disabled })
+    }
+
+    async fn health_check(&self) -> Result<bool> {
+        Ok(self.healthy.load(Ordering::Relaxed))
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> BackendCapabilities {
+        self.capabilities
+    }
+
+    async fn generate_data_key_without_plaintext(
+        &self,
+        request: GenerateDataKeyWithoutPlaintextRequest,
+    ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
+        self.require(self.capabilities.data_key_without_plaintext, "generate_data_key_without_plaintext")?;
+        let response = self
+            .generate_data_key(GenerateDataKeyRequest {
+                key_id: request.key_id,
+                key_spec: request.key_spec,
+                encryption_context: request.encryption_context,
+            })
+            .await
+            .map_err(|e| match e {
+                KmsError::InvalidKeyState { key_id, state, .. } => {
+                    KmsError::invalid_key_state(key_id, state, "generate_data_key_without_plaintext")
+                }
+                other => other,
+            })?;
+        Ok(GenerateDataKeyWithoutPlaintextResponse {
+            key_id: response.key_id,
+            key_version: response.key_version,
+            ciphertext_blob: response.ciphertext_blob,
+        })
+    }
+
+    async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
+        self.require(self.capabilities.enable_disable, "enable_key")?;
+        check_key_id(&request.key_id)?;
+        let mut keys = self.lock();
+        let rec = get_mut(&mut keys, &request.key_id)?;
+        require_state(rec, &[KeyState::Enabled, KeyState::Disabled], "enable_key")?;
+        rec.metadata.key_state = KeyState::Enabled;
+        Ok(metadata_response(rec))
+    }
+
+    async fn disable_key(&self, request: DisableKeyRequest) -> Result<KeyMetadataResponse> {
+        self.require(self.capabilities.enable_disable, "disable_key")?;
+        check_key_id(&request.key_id)?;
+        let mut keys = self.lock();
+        let rec = get_mut(&mut keys, &request.key_id)?;
+        require_state(rec, &[KeyState::Enabled, KeyState::Disabled], "disable_key")?;
+        rec.metadata.key_state = KeyState::Disabled;
+        Ok(metadata_response(rec))
+    }
+
+    async fn rotate_key(&self, request: RotateKeyRequest) -> Result<KeyMetadataResponse> {
+        self.require(self.capabilities.rotate, "rotate_key")?;
+        check_key_id(&request.key_id)?;
+        let material = random_key()?;
+        let mut keys = self.lock();
+        let rec = get_mut(&mut keys, &request.key_id)?;
+        require_state(rec, &[KeyState::Enabled], "rotate_key")?;
+        rec.versions.push(material);
+        rec.metadata.current_version =
+            u32::try_from(rec.versions.len()).map_err(|_| KmsError::backend("key version counter overflow"))?;
+        rec.metadata.rotation_date = Some(OffsetDateTime::now_utc());
+        Ok(metadata_response(rec))
+    }
+
+    async fn re_encrypt(&self, request: ReEncryptRequest) -> Result<ReEncryptResponse> {
+        self.require(self.capabilities.re_encrypt, "re_encrypt")?;
+        if let Some(destination) = &request.destination_key_id {
+            validate_key_id("destination_key_id", destination)?;
+        }
+        let keys = self.lock();
+        let (source_key_id, source_key_version, plaintext) =
+            open_blob(&keys, &request.ciphertext_blob, &request.source_encryption_context, None, "re_encrypt")?;
+        let destination_id = request.destination_key_id.as_deref().unwrap_or(&source_key_id);
+        let destination = get(&keys, destination_id)?;
+        require_state(destination, &[KeyState::Enabled], "re_encrypt")?;
+        let context = request.destination_encryption_context.as_ref().unwrap_or(&request.source_encryption_context);
+        let (key_version, ciphertext_blob) = destination.seal(&plaintext, context)?;
+        Ok(ReEncryptResponse {
+            ciphertext_blob,
+            key_id: destination_id.to_owned(),
+            source_key_id,
+            source_key_version,
+            key_version,
+        })
+    }
+
+    async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
+        self.require(self.capabilities.update_description, "update_key_description")?;
+        check_key_id(&request.key_id)?;
+        check_description(&request.description)?;
+        let mut keys = self.lock();
+        let rec = get_mut(&mut keys, &request.key_id)?;
+        require_state(rec, METADATA_EDITABLE, "update_key_description")?;
+        rec.metadata.description = Some(request.description);
+        Ok(metadata_response(rec))
+    }
+
+    async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
+        self.require(self.capabilities.tags, "tag_key")?;
+        check_key_id(&request.key_id)?;
+        check_tag_keys(request.tags.keys())?;
+        let mut keys = self.lock();
+        let rec = get_mut(&mut keys, &request.key_id)?;
+        require_state(rec, METADATA_EDITABLE, "tag_key")?;
+        rec.metadata.tags.extend(request.tags);
+        Ok(metadata_response(rec))
+    }
+
+    async fn untag_key(&self, request: UntagKeyRequest) -> Result<KeyMetadataResponse> {
+        self.require(self.capabilities.tags, "untag_key")?;
+        check_key_id(&request.key_id)?;
+        let mut keys = self.lock();
+        let rec = get_mut(&mut keys, &request.key_id)?;
+        require_state(rec, METADATA_EDITABLE, "untag_key")?;
+        for name in &request.tag_keys {
+            rec.metadata.tags.remove(name);
+        }
+        Ok(metadata_response(rec))
+    }
+}
+
+/// A [`BackendFactory`] that builds [`MemoryBackend`]s, registered under a backend kind of
+/// your choice (the configuration's backend settings are ignored). For tests of the service
+/// manager and of applications embedding it; never register it in production.
+#[derive(Debug, Clone)]
+pub struct MemoryBackendFactory {
+    kind: BackendKind,
+    shared: Option<Arc<MemoryBackend>>,
+}
+
+impl MemoryBackendFactory {
+    /// Builds a fresh, empty [`MemoryBackend`] for every configuration of `kind`.
+    pub fn new(kind: BackendKind) -> Self {
+        Self { kind, shared: None }
+    }
+
+    /// Hands out `backend` itself for every configuration of `kind`, so keys survive a
+    /// reconfigure and the test can reach the backend (to make it unhealthy, say).
+    pub fn sharing(kind: BackendKind, backend: Arc<MemoryBackend>) -> Self {
+        Self { kind, shared: Some(backend) }
+    }
+}
+
+#[async_trait]
+impl BackendFactory for MemoryBackendFactory {
+    fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    async fn build(&self, _config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {
+        Ok(match &self.shared {
+            Some(backend) => Arc::clone(backend) as Arc<dyn KmsBackend>,
+            None => Arc::new(MemoryBackend::new()),
+        })
+    }
+}
+
+/// The `KMM1` blob: which key and version sealed the payload.
+mod blob {
+    use kms_types::error::{KmsError, Result};
+
+    const MAGIC: &[u8; 4] = b"KMM1";
+
+    pub(super) fn encode(key_id: &str, version: u32, sealed: &[u8]) -> Vec<u8> {
+        let id = key_id.as_bytes();
+        let mut out = Vec::with_capacity(4 + 2 + id.len() + 4 + sealed.len());
+        out.extend_from_slice(MAGIC);
+        // Key ids are at most 256 bytes (`validate_key_id`), so the length fits a u16.
+        out.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        out.extend_from_slice(id);
+        out.extend_from_slice(&version.to_be_bytes());
+        out.extend_from_slice(sealed);
+        out
+    }
+
+    /// Splits a blob into key id, version and sealed payload; any malformation is an opaque
+    /// crypto error.
+    pub(super) fn decode(blob: &[u8]) -> Result<(&str, u32, &[u8])> {
+        let rest = blob.strip_prefix(MAGIC.as_slice()).ok_or_else(KmsError::crypto)?;
+        let (len, rest) = rest.split_first_chunk::<2>().ok_or_else(KmsError::crypto)?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        if rest.len() < len {
+            return Err(KmsError::crypto());
+        }
+        let (id, rest) = rest.split_at(len);
+        let id = std::str::from_utf8(id).map_err(|_| KmsError::crypto())?;
+        if kms_types::types::validate_key_id("key_id", id).is_err() {
+            return Err(KmsError::crypto());
+        }
+        let (version, sealed) = rest.split_first_chunk::<4>().ok_or_else(KmsError::crypto)?;
+        Ok((id, u32::from_be_bytes(*version), sealed))
+    }
+}
+
+/// AES-256-GCM with the key binding as associated data. Private so that it can be swapped for
+/// `kms_crypto::envelope` without touching the backend.
+mod aead {
+    use kms_types::error::{KmsError, Result};
+    use kms_types::types::EncryptionContext;
+    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+    use ring::rand::{SecureRandom, SystemRandom};
+    use zeroize::Zeroizing;
+
+    /// What a sealed payload is bound to.
+    pub(super) struct Binding<'a> {
+        pub(super) master_key_id: &'a str,
+        pub(super) master_key_version: u32,
+        pub(super) context: &'a EncryptionContext,
+    }
+
+    impl Binding<'_> {
+        fn aad(&self) -> Vec<u8> {
+            let mut aad = b"kms-memory-v1".to_vec();
+            let mut put = |bytes: &[u8]| {
+                aad.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                aad.extend_from_slice(bytes);
+            };
+            put(self.master_key_id.as_bytes());
+            put(&self.master_key_version.to_be_bytes());
+            put(&(self.context.len() as u32).to_be_bytes());
+            for (k, v) in self.context {
+                put(k.as_bytes());
+                put(v.as_bytes());
+            }
+            aad
+        }
+    }
+
+    pub(super) fn fill_random(buf: &mut [u8]) -> Result<()> {
+        SystemRandom::new().fill(buf).map_err(|_| KmsError::backend("the system random generator failed"))
+    }
+
+    fn key(kek: &[u8; 32]) -> Result<LessSafeKey> {
+        UnboundKey::new(&AES_256_GCM, kek).map(LessSafeKey::new).map_err(|_| KmsError::crypto())
+    }
+
+    /// `nonce ‖ ciphertext ‖ tag`, with a random 96-bit nonce.
+    pub(super) fn seal(kek: &[u8; 32], plaintext: &[u8], binding: &Binding<'_>) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let tag = key(kek)?
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(binding.aad()),
+                &mut out[NONCE_LEN..],
+            )
+            .map_err(|_| KmsError::crypto())?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    pub(super) fn open(kek: &[u8; 32], sealed: &[u8], binding: &Binding<'_>) -> Result<Zeroizing<Vec<u8>>> {
+        let (nonce, body) = sealed.split_first_chunk::<NONCE_LEN>().ok_or_else(KmsError::crypto)?;
+        if body.len() < AES_256_GCM.tag_len() {
+            return Err(KmsError::crypto());
+        }
+        let mut buf = Zeroizing::new(body.to_vec());
+        let len = key(kek)?
+            .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(binding.aad()), &mut buf)
+            .map_err(|_| KmsError::crypto())?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encrypt_req(key_id: &str, plaintext: &[u8]) -> EncryptRequest {
+        EncryptRequest { key_id: key_id.into(), plaintext: plaintext.into(), encryption_context: Default::default() }
+    }
+
+    #[tokio::test]
+    async fn ciphertexts_name_key_and_version() {
+        let backend = MemoryBackend::new();
+        let key = backend.create_key(CreateKeyRequest::default()).await.unwrap();
+        let sealed = backend.encrypt(encrypt_req(&key.key_id, b"x")).await.unwrap();
+        let (id, version, _) = blob::decode(&sealed.ciphertext_blob).unwrap();
+        assert_eq!((id, version), (key.key_id.as_str(), 1));
+        assert!(key.key_id.starts_with("mem-"));
+    }
+
+    #[tokio::test]
+    async fn purge_removes_only_due_keys_and_markers_still_work() {
+        let backend = MemoryBackend::new();
+        for id in ["a", "b", "c"] {
+            backend.create_key(CreateKeyRequest { key_name: Some(id.into()), ..Default::default() }).await.unwrap();
+        }
+        backend.delete_key(DeleteKeyRequest { key_id: "b".into(), pending_window_in_days: Some(7) }).await.unwrap();
+        assert_eq!(backend.purge_deleted_keys(OffsetDateTime::now_utc()), 0);
+        let later = OffsetDateTime::now_utc() + time::Duration::days(8);
+        assert_eq!(backend.purge_deleted_keys(later), 1);
+        let page = backend.list_keys(ListKeysRequest { limit: None, marker: Some("b".into()) }).await.unwrap();
+        let ids: Vec<_> = page.keys.iter().map(|k| k.key_id.as_str()).collect();
+        assert_eq!(ids, ["c"]);
+    }
+
+    #[tokio::test]
+    async fn debug_shows_no_key_material() {
+        let backend = MemoryBackend::new();
+        backend.create_key(CreateKeyRequest::default()).await.unwrap();
+        assert_eq!(
+            format!("{backend:?}").split_once('{').unwrap().1.trim(),
+            format!("keys: 1, capabilities: {:?}, healthy: true }}", BackendCapabilities::ALL)
+        );
+    }
+
+    #[tokio::test]
+    async fn unhealthy_backend_reports_false() {
+        let backend = MemoryBackend::new();
+        backend.set_healthy(false);
+        assert!(!backend.health_check().await.unwrap());
+    }
+}

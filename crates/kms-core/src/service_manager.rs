@@ -1,0 +1,298 @@
+//! [`KmsServiceManager`]: the lifecycle behind `/kms/configure`, `/kms/start`, `/kms/stop`,
+//! `/kms/reconfigure` and `/kms/status`, and the process-wide instance.
+//!
+//! States ([`KmsServiceStatus`]): `NotConfigured` → `configure` → `Configured` → `start` →
+//! `Running` ⇄ `stop`/`start` (`Stopped`); a failed start is `Error` (the message never holds
+//! secrets). `start` builds the backend through the [`BackendRegistry`] and requires a passing
+//! health check. `reconfigure` builds and health-checks a *candidate* first and swaps it in
+//! atomically only if it is healthy: a failing candidate never replaces a running backend.
+//! Calls already running finish on the backend they started on; the old backend is closed
+//! once they are done. Lifecycle calls are serialized.
+//!
+//! `kms-core` cannot depend on the backend crates, so the registry is passed in; the facade's
+//! `kms::init_global_kms_service_manager()` passes one holding the backends its features enable.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use kms_core::backends::BackendRegistry;
+//! use kms_core::mock::MemoryBackendFactory;
+//! use kms_core::service_manager::KmsServiceManager;
+//! use kms_types::api_types::KmsServiceStatus;
+//! use kms_types::config::{KmsBackend, KmsConfig, LocalConfig, MasterKeySource};
+//!
+//! let mut registry = BackendRegistry::new();
+//! registry.register(Arc::new(MemoryBackendFactory::new(KmsBackend::Local)));
+//! let manager = KmsServiceManager::new(registry);
+//! manager
+//!     .configure(KmsConfig::local(LocalConfig::new("/unused", MasterKeySource::InsecurePlaintextForDevelopment)))
+//!     .await?;
+//! manager.start().await?;
+//! assert_eq!(manager.get_status().await, KmsServiceStatus::Running);
+//! let service = manager.encryption_service().await.expect("running");
+//! assert!(service.health_check().await?);
+//! # Ok::<(), kms_types::KmsError>(()) }).unwrap();
+//! ```
+
+use std::sync::{Arc, OnceLock};
+
+use kms_types::api_types::{KmsServiceStatus, KmsStatusResponse};
+use kms_types::config::KmsConfig;
+use kms_types::error::{KmsError, Result};
+use tokio::sync::{Mutex, OwnedRwLockReadGuard, RwLock};
+
+use crate::backends::BackendRegistry;
+use crate::encryption::service::EncryptionService;
+use crate::manager::KmsManager;
+
+/// The backend in force: its manager, the default key, and the lock in-flight calls hold
+/// (read) and retirement takes (write) so the backend is closed only after they finish.
+#[derive(Debug)]
+struct Active {
+    manager: Arc<KmsManager>,
+    default_key_id: Option<String>,
+    in_flight: Arc<RwLock<()>>,
+}
+
+/// Where managed [`EncryptionService`]s find the backend in force.
+#[derive(Debug, Default)]
+pub(crate) struct ServiceSlot {
+    active: RwLock<Option<Arc<Active>>>,
+}
+
+impl ServiceSlot {
+    /// The manager in force and a guard that keeps it open. The slot's read lock is held
+    /// while taking the guard, so a swap cannot retire this backend in between.
+    pub(crate) async fn lease(&self) -> Result<(Arc<KmsManager>, Option<String>, OwnedRwLockReadGuard<()>)> {
+        let slot = self.active.read().await;
+        let active = slot
+            .as_ref()
+            .ok_or_else(|| KmsError::ServiceUnavailable { message: "the kms service is not running".into() })?;
+        let guard = Arc::clone(&active.in_flight).read_owned().await;
+        Ok((Arc::clone(&active.manager), active.default_key_id.clone(), guard))
+    }
+
+    async fn replace(&self, next: Option<Arc<Active>>) -> Option<Arc<Active>> {
+        std::mem::replace(&mut *self.active.write().await, next)
+    }
+}
+
+/// Waits for the calls running on `active` to finish, then closes its backend.
+async fn retire(active: Arc<Active>) {
+    let _no_more_calls = active.in_flight.write().await;
+    if let Err(e) = active.manager.close().await {
+        tracing::warn!(backend = active.manager.backend().backend_name(), error = %e, "closing a retired kms backend failed");
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    config: Option<KmsConfig>,
+    status: KmsServiceStatus,
+}
+
+/// The KMS service lifecycle. See the [module docs](self).
+#[derive(Debug)]
+pub struct KmsServiceManager {
+    registry: BackendRegistry,
+    slot: Arc<ServiceSlot>,
+    service: Arc<EncryptionService>,
+    state: std::sync::RwLock<State>,
+    /// Serializes configure/start/stop/reconfigure.
+    lifecycle: Mutex<()>,
+}
+
+impl KmsServiceManager {
+    /// A manager that builds backends with `registry`; starts `NotConfigured`.
+    pub fn new(registry: BackendRegistry) -> Self {
+        let slot = Arc::new(ServiceSlot::default());
+        Self {
+            registry,
+            service: Arc::new(EncryptionService::managed(Arc::clone(&slot))),
+            slot,
+            state: std::sync::RwLock::new(State { config: None, status: KmsServiceStatus::NotConfigured }),
+            lifecycle: Mutex::new(()),
+        }
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn check(&self, config: &KmsConfig) -> Result<()> {
+        config.validate()?;
+        if !self.registry.supports(config.backend) {
+            return Err(KmsError::configuration(
+                "backend",
+                format!("the {} backend is not available in this build", config.backend.as_str()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stores a validated configuration for the next `start`. Refused while running (use
+    /// [`Self::reconfigure`], which never drops a healthy backend for a broken one).
+    pub async fn configure(&self, config: KmsConfig) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        self.check(&config)?;
+        let mut state = self.write_state();
+        if state.status == KmsServiceStatus::Running {
+            return Err(KmsError::invalid_request("status", "the kms service is running: use reconfigure"));
+        }
+        state.config = Some(config);
+        state.status = KmsServiceStatus::Configured;
+        Ok(())
+    }
+
+    /// Builds the configured backend, health-checks it and starts serving. Starting a running
+    /// service does nothing.
+    pub async fn start(&self) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        let config = {
+            let state = self.read_state();
+            if state.status == KmsServiceStatus::Running {
+                return Ok(());
+            }
+            state.config.clone().ok_or_else(|| {
+                KmsError::configuration("config", "the kms service is not configured: call configure first")
+            })?
+        };
+        match self.build(&config).await {
+            Ok(active) => {
+                self.slot.replace(Some(active)).await;
+                self.write_state().status = KmsServiceStatus::Running;
+                tracing::info!(backend = config.backend.as_str(), "kms service started");
+                Ok(())
+            }
+            Err(e) => {
+                self.write_state().status = KmsServiceStatus::Error { message: e.to_string() };
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops serving; calls already running finish first, then the backend is closed. The
+    /// configuration is kept. Stopping a service that is not running does nothing.
+    pub async fn stop(&self) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        let Some(old) = self.slot.replace(None).await else {
+            return Ok(());
+        };
+        self.write_state().status = KmsServiceStatus::Stopped;
+        retire(old).await;
+        tracing::info!("kms service stopped");
+        Ok(())
+    }
+
+    /// Builds and health-checks a backend for `config`, then swaps it in atomically and
+    /// retires the old one after its in-flight calls finish. If the candidate fails, nothing
+    /// changes (a running service keeps running on its old backend) and the error is returned.
+    /// On a service that is not running, this is `configure` + `start`.
+    pub async fn reconfigure(&self, config: KmsConfig) -> Result<()> {
+        let _lifecycle = self.lifecycle.lock().await;
+        self.check(&config)?;
+        let candidate = match self.build(&config).await {
+            Ok(candidate) => candidate,
+            Err(e) => {
+                let mut state = self.write_state();
+                if state.status != KmsServiceStatus::Running {
+                    state.status = KmsServiceStatus::Error { message: e.to_string() };
+                }
+                tracing::warn!(error = %e, "kms reconfigure rejected: the candidate backend failed");
+                return Err(e);
+            }
+        };
+        let old = self.slot.replace(Some(candidate)).await;
+        {
+            let mut state = self.write_state();
+            state.config = Some(config);
+            state.status = KmsServiceStatus::Running;
+        }
+        if let Some(old) = old {
+            retire(old).await;
+        }
+        tracing::info!("kms service reconfigured");
+        Ok(())
+    }
+
+    async fn build(&self, config: &KmsConfig) -> Result<Arc<Active>> {
+        let built = tokio::time::timeout(config.timeout, self.registry.build(config))
+            .await
+            .unwrap_or(Err(KmsError::Timeout { operation: "build backend", after: config.timeout }))?;
+        let manager = Arc::new(KmsManager::new(built, config));
+        let healthy = match manager.health_check().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(KmsError::ServiceUnavailable {
+                message: format!("the {} backend failed its health check", config.backend.as_str()),
+            }),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = healthy {
+            let _ = manager.close().await;
+            return Err(e);
+        }
+        Ok(Arc::new(Active {
+            manager,
+            default_key_id: config.default_key_id.clone(),
+            in_flight: Arc::new(RwLock::new(())),
+        }))
+    }
+
+    /// The service's state.
+    pub async fn get_status(&self) -> KmsServiceStatus {
+        self.read_state().status.clone()
+    }
+
+    /// State, backend kind and (when running) a fresh health check, for `/kms/status`.
+    pub async fn status_response(&self) -> KmsStatusResponse {
+        let (status, backend) = {
+            let state = self.read_state();
+            (state.status.clone(), state.config.as_ref().map(|c| c.backend))
+        };
+        let healthy = match self.slot.lease().await {
+            Ok((manager, _, _guard)) => Some(manager.health_check().await.unwrap_or(false)),
+            Err(_) => None,
+        };
+        KmsStatusResponse { status, backend, healthy }
+    }
+
+    /// The configuration in force (or stored for the next start), secrets included: call
+    /// [`KmsConfig::redacted`] before showing it.
+    pub async fn current_config(&self) -> Option<KmsConfig> {
+        self.read_state().config.clone()
+    }
+
+    /// The [`EncryptionService`], if running. It follows later reconfigures; after a stop its
+    /// calls fail with [`KmsError::ServiceUnavailable`].
+    pub async fn encryption_service(&self) -> Option<Arc<EncryptionService>> {
+        self.slot.active.read().await.as_ref().map(|_| Arc::clone(&self.service))
+    }
+
+    /// The manager of the backend in force, if running (for cache statistics and the like).
+    pub async fn manager(&self) -> Option<Arc<KmsManager>> {
+        self.slot.active.read().await.as_ref().map(|active| Arc::clone(&active.manager))
+    }
+}
+
+static GLOBAL: OnceLock<Arc<KmsServiceManager>> = OnceLock::new();
+
+/// The process-wide service manager, created on the first call with `registry` (later calls
+/// return the same manager and ignore their argument). The facade's
+/// `kms::init_global_kms_service_manager()` calls this with the backends its features enable.
+pub fn init_global_kms_service_manager(registry: BackendRegistry) -> Arc<KmsServiceManager> {
+    Arc::clone(GLOBAL.get_or_init(|| Arc::new(KmsServiceManager::new(registry))))
+}
+
+/// The process-wide service manager, if initialised.
+pub fn get_global_kms_service_manager() -> Option<Arc<KmsServiceManager>> {
+    GLOBAL.get().cloned()
+}
+
+/// The process-wide [`EncryptionService`], if the global manager exists and is running.
+pub async fn get_global_encryption_service() -> Option<Arc<EncryptionService>> {
+    get_global_kms_service_manager()?.encryption_service().await
+}

@@ -1,0 +1,444 @@
+//! KmsManager: timeouts, retries of idempotent reads only, and the metadata cache, against a
+//! scripted backend that fails, hangs or answers slowly on demand. Time is virtual (paused).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kms_core::backends::KmsBackend;
+use kms_core::manager::{KmsManager, ManagerOptions, RetryPolicy};
+use kms_core::mock::MemoryBackend;
+use kms_types::config::CacheConfig;
+use kms_types::error::{KmsError, Result};
+use kms_types::types::*;
+use tokio::time::Instant;
+
+type MakeError = fn() -> KmsError;
+
+fn transient() -> KmsError {
+    KmsError::backend_with_source("connection refused", true, std::io::Error::other("refused"))
+}
+
+/// A MemoryBackend that can be told to fail the next N calls, to hang, or to answer
+/// `describe_key` slowly (after reading the state); counts calls per operation.
+struct Scripted {
+    inner: MemoryBackend,
+    fail_next: AtomicU32,
+    failure: Mutex<MakeError>,
+    hang: AtomicBool,
+    slow_describe: AtomicBool,
+    calls: Mutex<HashMap<&'static str, u32>>,
+}
+
+impl Scripted {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryBackend::new(),
+            fail_next: AtomicU32::new(0),
+            failure: Mutex::new(transient),
+            hang: AtomicBool::new(false),
+            slow_describe: AtomicBool::new(false),
+            calls: Mutex::default(),
+        })
+    }
+
+    fn fail(&self, times: u32, failure: MakeError) {
+        *self.failure.lock().unwrap() = failure;
+        self.fail_next.store(times, Ordering::SeqCst);
+    }
+
+    fn calls(&self, op: &str) -> u32 {
+        self.calls.lock().unwrap().get(op).copied().unwrap_or(0)
+    }
+
+    async fn enter(&self, op: &'static str) -> Result<()> {
+        *self.calls.lock().unwrap().entry(op).or_default() += 1;
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if self.fail_next.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err((self.failure.lock().unwrap())());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KmsBackend for Scripted {
+    async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
+        self.enter("create_key").await?;
+        self.inner.create_key(request).await
+    }
+    async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
+        self.enter("encrypt").await?;
+        self.inner.encrypt(request).await
+    }
+    async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
+        self.enter("decrypt").await?;
+        self.inner.decrypt(request).await
+    }
+    async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
+        self.enter("generate_data_key").await?;
+        self.inner.generate_data_key(request).await
+    }
+    async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
+        self.enter("describe_key").await?;
+        let answer = self.inner.describe_key(request).await;
+        if self.slow_describe.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        answer
+    }
+    async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse> {
+        self.enter("list_keys").await?;
+        self.inner.list_keys(request).await
+    }
+    async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
+        self.enter("delete_key").await?;
+        self.inner.delete_key(request).await
+    }
+    async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
+        self.enter("cancel_key_deletion").await?;
+        self.inner.cancel_key_deletion(request).await
+    }
+    async fn health_check(&self) -> Result<bool> {
+        self.enter("health_check").await?;
+        self.inner.health_check().await
+    }
+    fn capabilities(&self) -> BackendCapabilities {
+        self.inner.capabilities()
+    }
+    async fn disable_key(&self, request: DisableKeyRequest) -> Result<KeyMetadataResponse> {
+        self.enter("disable_key").await?;
+        self.inner.disable_key(request).await
+    }
+    async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
+        self.enter("enable_key").await?;
+        self.inner.enable_key(request).await
+    }
+    async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
+        self.enter("tag_key").await?;
+        self.inner.tag_key(request).await
+    }
+    async fn rotate_key(&self, request: RotateKeyRequest) -> Result<KeyMetadataResponse> {
+        self.enter("rotate_key").await?;
+        self.inner.rotate_key(request).await
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn options(max_retries: u32, cache: Option<CacheConfig>) -> ManagerOptions {
+    ManagerOptions {
+        timeout: TIMEOUT,
+        retry: RetryPolicy { max_retries, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) },
+        cache,
+    }
+}
+
+fn manager(backend: &Arc<Scripted>, max_retries: u32, cache: Option<CacheConfig>) -> KmsManager {
+    KmsManager::with_options(Arc::clone(backend) as Arc<dyn KmsBackend>, options(max_retries, cache))
+}
+
+async fn key(m: &KmsManager, name: &str) -> (String, Vec<u8>) {
+    let id = m.create_key(CreateKeyRequest { key_name: Some(name.into()), ..Default::default() }).await.unwrap().key_id;
+    let blob = m
+        .encrypt(EncryptRequest {
+            key_id: id.clone(),
+            plaintext: b"p".as_slice().into(),
+            encryption_context: Default::default(),
+        })
+        .await
+        .unwrap()
+        .ciphertext_blob;
+    (id, blob)
+}
+
+fn describe(id: &str) -> DescribeKeyRequest {
+    DescribeKeyRequest { key_id: id.into() }
+}
+
+fn decrypt(blob: &[u8]) -> DecryptRequest {
+    DecryptRequest { ciphertext_blob: blob.to_vec(), encryption_context: Default::default(), key_id: None }
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_read_failures_are_retried_until_success() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 3, None);
+    let (id, blob) = key(&m, "k").await;
+
+    backend.fail(2, transient);
+    m.describe_key(describe(&id)).await.unwrap();
+    assert_eq!(backend.calls("describe_key"), 3);
+
+    backend.fail(3, transient);
+    assert_eq!(m.decrypt(decrypt(&blob)).await.unwrap().plaintext.expose_secret(), b"p");
+    assert_eq!(backend.calls("decrypt"), 4);
+
+    backend.fail(1, transient);
+    m.list_keys(ListKeysRequest::default()).await.unwrap();
+    assert_eq!(backend.calls("list_keys"), 2);
+
+    backend.fail(1, transient);
+    assert!(m.health_check().await.unwrap());
+    assert_eq!(backend.calls("health_check"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stop_after_the_configured_attempts() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 3, None);
+    let (id, _) = key(&m, "k").await;
+    backend.fail(100, transient);
+    let err = m.describe_key(describe(&id)).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(backend.calls("describe_key"), 4, "1 attempt + 3 retries");
+
+    let no_retry = manager(&backend, 0, None);
+    no_retry.describe_key(describe(&id)).await.unwrap_err();
+    assert_eq!(backend.calls("describe_key"), 5, "retry_attempts = 0 means one attempt");
+}
+
+#[tokio::test(start_paused = true)]
+async fn permanent_errors_are_never_retried() {
+    let permanent: [(&str, MakeError); 5] = [
+        ("crypto", KmsError::crypto),
+        ("not found", || KmsError::key_not_found("k")),
+        ("invalid state", || KmsError::invalid_key_state("k", KeyState::Disabled, "decrypt")),
+        ("unauthorized", || KmsError::Unauthorized { message: "token revoked".into(), source: None }),
+        ("permanent backend error", || KmsError::backend("permission denied")),
+    ];
+    for (what, failure) in permanent {
+        let backend = Scripted::new();
+        let m = manager(&backend, 5, None);
+        let (id, blob) = key(&m, "k").await;
+        backend.fail(1, failure);
+        m.decrypt(decrypt(&blob)).await.unwrap_err();
+        assert_eq!(backend.calls("decrypt"), 1, "{what} was retried");
+        backend.fail(1, failure);
+        m.describe_key(describe(&id)).await.unwrap_err();
+        assert_eq!(backend.calls("describe_key"), 1, "{what} was retried");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_run_exactly_once_even_on_transient_errors() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 5, None);
+    let (id, _) = key(&m, "k").await;
+    backend.fail(1, transient);
+    m.encrypt(EncryptRequest {
+        key_id: id.clone(),
+        plaintext: b"x".as_slice().into(),
+        encryption_context: Default::default(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(backend.calls("encrypt"), 2, "one call for setup, one for the failing encrypt");
+    backend.fail(1, transient);
+    m.generate_data_key(GenerateDataKeyRequest {
+        key_id: id.clone(),
+        key_spec: KeySpec::Aes256,
+        encryption_context: Default::default(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(backend.calls("generate_data_key"), 1);
+    backend.fail(1, transient);
+    m.create_key(CreateKeyRequest::default()).await.unwrap_err();
+    assert_eq!(backend.calls("create_key"), 2);
+    backend.fail(1, transient);
+    m.delete_key(DeleteKeyRequest { key_id: id, pending_window_in_days: None }).await.unwrap_err();
+    assert_eq!(backend.calls("delete_key"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_exponentially() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 3, None);
+    let (id, _) = key(&m, "k").await;
+    backend.fail(3, transient);
+    let start = Instant::now();
+    m.describe_key(describe(&id)).await.unwrap();
+    let waited = start.elapsed();
+    // Jittered delays lie in [d/2, d] for d = 100, 200, 400 ms.
+    assert!(waited >= Duration::from_millis(350) && waited <= Duration::from_millis(700), "waited {waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_backend_times_out() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 2, None);
+    let (id, blob) = key(&m, "k").await;
+    backend.hang.store(true, Ordering::SeqCst);
+
+    let start = Instant::now();
+    let err = m
+        .encrypt(EncryptRequest {
+            key_id: id.clone(),
+            plaintext: b"x".as_slice().into(),
+            encryption_context: Default::default(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KmsError::Timeout { operation: "encrypt", after } if after == TIMEOUT), "{err:?}");
+    assert_eq!(start.elapsed(), TIMEOUT);
+
+    // A read times out on every attempt: 3 attempts under the timeout each.
+    let start = Instant::now();
+    let err = m.decrypt(decrypt(&blob)).await.unwrap_err();
+    assert!(matches!(err, KmsError::Timeout { operation: "decrypt", .. }), "{err:?}");
+    assert_eq!(backend.calls("decrypt"), 3);
+    assert!(start.elapsed() >= TIMEOUT * 3, "{:?}", start.elapsed());
+    assert!(matches!(m.health_check().await, Err(KmsError::Timeout { operation: "health_check", .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn describe_is_cached_and_every_mutation_invalidates() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 0, Some(CacheConfig::new(100, Duration::from_secs(60))));
+    let (id, _) = key(&m, "k").await;
+
+    for _ in 0..3 {
+        assert_eq!(m.describe_key(describe(&id)).await.unwrap().key_metadata.key_state, KeyState::Enabled);
+    }
+    assert_eq!(backend.calls("describe_key"), 1);
+    let stats = m.cache_stats();
+    assert_eq!((stats.hits, stats.misses, stats.entries, stats.capacity), (2, 1, 1, 100));
+
+    let steps: Vec<(&str, KeyState)> = vec![
+        ("disable_key", KeyState::Disabled),
+        ("enable_key", KeyState::Enabled),
+        ("tag_key", KeyState::Enabled),
+        ("rotate_key", KeyState::Enabled),
+        ("delete_key", KeyState::PendingDeletion),
+        ("cancel_key_deletion", KeyState::Disabled),
+    ];
+    for (op, state) in steps {
+        let k = || KeyIdRequest { key_id: id.clone() };
+        match op {
+            "disable_key" => drop(m.disable_key(k()).await.unwrap()),
+            "enable_key" => drop(m.enable_key(k()).await.unwrap()),
+            "tag_key" => drop(
+                m.tag_key(TagKeyRequest { key_id: id.clone(), tags: [("t".into(), "v".into())].into() }).await.unwrap(),
+            ),
+            "rotate_key" => drop(m.rotate_key(k()).await.unwrap()),
+            "delete_key" => {
+                drop(m.delete_key(DeleteKeyRequest { key_id: id.clone(), pending_window_in_days: None }).await.unwrap())
+            }
+            _ => drop(m.cancel_key_deletion(CancelKeyDeletionRequest { key_id: id.clone() }).await.unwrap()),
+        }
+        let before = backend.calls("describe_key");
+        let meta = m.describe_key(describe(&id)).await.unwrap().key_metadata;
+        assert_eq!(backend.calls("describe_key"), before + 1, "{op} did not invalidate the cache");
+        assert_eq!(meta.key_state, state, "after {op}");
+        if op == "tag_key" {
+            assert_eq!(meta.tags.get("t").map(String::as_str), Some("v"));
+        }
+        if op == "rotate_key" {
+            assert_eq!(meta.current_version, 2);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_mutation_still_invalidates() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 0, Some(CacheConfig::default()));
+    let (id, _) = key(&m, "k").await;
+    m.describe_key(describe(&id)).await.unwrap();
+    backend.fail(1, transient);
+    m.disable_key(KeyIdRequest { key_id: id.clone() }).await.unwrap_err();
+    m.describe_key(describe(&id)).await.unwrap();
+    assert_eq!(backend.calls("describe_key"), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn entries_expire_after_the_ttl() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 0, Some(CacheConfig::new(10, Duration::from_secs(30))));
+    let (id, _) = key(&m, "k").await;
+    m.describe_key(describe(&id)).await.unwrap();
+    tokio::time::advance(Duration::from_secs(29)).await;
+    m.describe_key(describe(&id)).await.unwrap();
+    assert_eq!(backend.calls("describe_key"), 1);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    m.describe_key(describe(&id)).await.unwrap();
+    assert_eq!(backend.calls("describe_key"), 2, "an expired entry was served");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_cache_is_bounded_and_can_be_cleared() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 0, Some(CacheConfig::new(2, Duration::from_secs(60))));
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (id, _) = key(&m, &format!("k{n}")).await;
+        m.describe_key(describe(&id)).await.unwrap();
+        ids.push(id);
+    }
+    assert_eq!(m.cache_stats().entries, 2);
+    // The two most recent are cached, the oldest was evicted.
+    m.describe_key(describe(&ids[4])).await.unwrap();
+    assert_eq!(backend.calls("describe_key"), 5);
+    m.describe_key(describe(&ids[0])).await.unwrap();
+    assert_eq!(backend.calls("describe_key"), 6);
+    m.clear_cache();
+    assert_eq!(m.cache_stats().entries, 0);
+    m.describe_key(describe(&ids[0])).await.unwrap();
+    assert_eq!(backend.calls("describe_key"), 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_cache_every_describe_reaches_the_backend() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 0, None);
+    let (id, _) = key(&m, "k").await;
+    for _ in 0..3 {
+        m.describe_key(describe(&id)).await.unwrap();
+    }
+    assert_eq!(backend.calls("describe_key"), 3);
+    assert_eq!(m.cache_stats(), Default::default());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_describe_racing_a_mutation_does_not_cache_stale_metadata() {
+    let backend = Scripted::new();
+    let m = Arc::new(manager(&backend, 0, Some(CacheConfig::default())));
+    let (id, _) = key(&m, "k").await;
+    backend.slow_describe.store(true, Ordering::SeqCst);
+    let slow = {
+        let (m, id) = (Arc::clone(&m), id.clone());
+        tokio::spawn(async move { m.describe_key(describe(&id)).await })
+    };
+    tokio::task::yield_now().await; // the describe has read "Enabled" and is sleeping
+    m.disable_key(KeyIdRequest { key_id: id.clone() }).await.unwrap();
+    let stale = slow.await.unwrap().unwrap().key_metadata;
+    assert_eq!(stale.key_state, KeyState::Enabled);
+    backend.slow_describe.store(false, Ordering::SeqCst);
+    let fresh = m.describe_key(describe(&id)).await.unwrap().key_metadata;
+    assert_eq!(fresh.key_state, KeyState::Disabled, "the racing describe cached stale metadata");
+}
+
+#[tokio::test(start_paused = true)]
+async fn key_errors_on_the_data_path_drop_the_cached_entry() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 0, Some(CacheConfig::default()));
+    let (id, _) = key(&m, "k").await;
+    m.describe_key(describe(&id)).await.unwrap();
+    // Another node disabled the key behind this manager's back.
+    backend.inner.disable_key(KeyIdRequest { key_id: id.clone() }).await.unwrap();
+    let err = m
+        .encrypt(EncryptRequest {
+            key_id: id.clone(),
+            plaintext: b"x".as_slice().into(),
+            encryption_context: Default::default(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, KmsError::InvalidKeyState { .. }));
+    assert_eq!(m.describe_key(describe(&id)).await.unwrap().key_metadata.key_state, KeyState::Disabled);
+}
