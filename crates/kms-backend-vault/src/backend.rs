@@ -693,7 +693,8 @@ impl KmsBackend for VaultBackend {
             if let Some(expected) = &request.key_id
                 && expected != &blob.key_id
             {
-                return Err(KmsError::invalid_request("key_id", "the ciphertext was not made under this key"));
+                // As a wrong key: opaque, like any ciphertext that does not open under it.
+                return Err(KmsError::crypto());
             }
             inner.usable(&blob.key_id, "decrypt").await?;
             let plaintext = inner.transit_decrypt(&blob, &request.encryption_context).await?;
@@ -849,6 +850,7 @@ impl KmsBackend for VaultBackend {
             let description = request.description;
             let record = inner
                 .update(&request.key_id, "update_key_description", |r| {
+                    refuse_pending_deletion(r, "update_key_description")?;
                     r.description = Some(description.clone());
                     Ok(())
                 })
@@ -866,6 +868,7 @@ impl KmsBackend for VaultBackend {
             }
             let record = inner
                 .update(&request.key_id, "tag_key", |r| {
+                    refuse_pending_deletion(r, "tag_key")?;
                     r.tags.extend(request.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
                     Ok(())
                 })
@@ -880,6 +883,7 @@ impl KmsBackend for VaultBackend {
         deadline("untag_key", inner.timeout, async {
             let record = inner
                 .update(&request.key_id, "untag_key", |r| {
+                    refuse_pending_deletion(r, "untag_key")?;
                     for k in &request.tag_keys {
                         r.tags.remove(k);
                     }
@@ -914,6 +918,16 @@ impl VaultBackend {
             Ok(KeyMetadataResponse { key_metadata: record.metadata() })
         })
         .await
+    }
+}
+
+/// Metadata edits are refused while a key waits for deletion (as in AWS KMS).
+fn refuse_pending_deletion(record: &KeyRecord, operation: &'static str) -> Result<()> {
+    match record.key_state {
+        KeyState::PendingDeletion => {
+            Err(KmsError::invalid_key_state(&record.key_id, KeyState::PendingDeletion, operation))
+        }
+        _ => Ok(()),
     }
 }
 
