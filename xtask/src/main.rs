@@ -157,7 +157,7 @@ fn deny() -> Result<(), String> {
 }
 
 /// `cargo xtask bench NAME` runs `cargo bench -p PACKAGE --bench NAME`.
-const BENCHES: &[(&str, &str)] = &[];
+const BENCHES: &[(&str, &str)] = &[("vault", "kms-backend-vault")];
 
 fn bench_names() -> Vec<&'static str> {
     BENCHES.iter().map(|(name, _)| *name).collect()
@@ -181,7 +181,14 @@ fn bench(names: &[String]) -> Result<(), String> {
         return Err("no benchmarks are registered yet".into());
     }
     for (name, package) in selected {
-        cargo(&["bench", "-p", package, "--all-features", "--bench", name])?;
+        // The Vault benchmark starts its own OpenBao server: hand it the `bao` binary.
+        let env = if *name == "vault" {
+            let bin = openbao::find_or_install_bao(&workspace_root())?;
+            vec![("KMS_TEST_BAO_BIN", bin.display().to_string())]
+        } else {
+            Vec::new()
+        };
+        cargo_with_env(&["bench", "-p", package, "--all-features", "--bench", name], &env)?;
     }
     Ok(())
 }
