@@ -98,10 +98,11 @@ use service_manager::KmsServiceManager;
 pub fn default_registry() -> BackendRegistry {
     #[allow(unused_mut)] // empty when no backend feature is on
     let mut registry = BackendRegistry::new();
-    // Backend factories, one line per feature, registered here as their crates provide them:
+    // Backend factories, one line per feature:
     #[cfg(feature = "local")]
     registry.register(Arc::new(kms_backend_local::LocalBackendFactory::new()));
-    //   #[cfg(feature = "vault")] registry.register(Arc::new(kms_backend_vault::VaultBackendFactory));
+    #[cfg(feature = "vault")]
+    registry.register(Arc::new(kms_backend_vault::VaultBackendFactory));
     registry
 }
 
