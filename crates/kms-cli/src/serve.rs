@@ -160,7 +160,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let mut settings = settings(&args)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log)
         .map_err(|e| CliError::usage(format!("--log {}: {e}", settings.log)))?;
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 
     create_private_dir(&settings.data_dir)
         .map_err(|e| CliError::local(format!("data folder {}: {e}", settings.data_dir.display())))?;
