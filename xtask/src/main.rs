@@ -26,7 +26,10 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(args.get(1).map(String::as_str)),
         Some("openbao") => openbao_dev(),
         _ => {
-            eprintln!("usage: cargo xtask <test | ci | bench [{}] | fuzz [SECONDS] | openbao>", bench_names().join("|"));
+            eprintln!(
+                "usage: cargo xtask <test | ci | bench [{}] | fuzz [SECONDS] | openbao>",
+                bench_names().join("|")
+            );
             return ExitCode::from(2);
         }
     };
@@ -160,12 +163,8 @@ fn deny() -> Result<(), String> {
 }
 
 /// `cargo xtask bench NAME` runs `cargo bench -p PACKAGE --bench NAME`.
-const BENCHES: &[(&str, &str)] = &[
-    ("crypto", "kms-crypto"),
-    ("http", "kms-admin"),
-    ("local", "kms-backend-local"),
-    ("vault", "kms-backend-vault"),
-];
+const BENCHES: &[(&str, &str)] =
+    &[("crypto", "kms-crypto"), ("http", "kms-admin"), ("local", "kms-backend-local"), ("vault", "kms-backend-vault")];
 
 /// `cargo xtask fuzz [SECONDS]` runs each of these `cargo fuzz` targets (in `fuzz/`) in turn.
 const FUZZ_TARGETS: &[&str] = &["stream_header", "envelope_open", "stream_decrypt"];

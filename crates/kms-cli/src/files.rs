@@ -150,16 +150,7 @@ fn encrypt_blocking(
         .map_err(|e| CliError::local(format!("cannot start the stream: {e}")))?;
     let bar = progress(len, args.quiet);
     let mut reader = bar.wrap_read(input);
-    let mut buf = Zeroizing::new(vec![0u8; CHUNK]);
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_error("cannot read", args.input.as_deref(), e)),
-        };
-        writer.write_all(&buf[..n]).map_err(write_err)?;
-    }
+    copy(&mut reader, &mut writer, |e| io_error("cannot read", args.input.as_deref(), e), args.output.as_deref())?;
     let mut out = writer.finish().map_err(write_err)?;
     out.flush().map_err(write_err)?;
     bar.finish_and_clear();
@@ -243,24 +234,31 @@ fn decrypt_all(
     let (mut guard, mut out) = Output::open(args.output.as_deref())?;
     let bar = progress(len, args.quiet);
     let mut reader = DecryptingReader::new(bar.wrap_read(input), data_key, context, Part::Whole);
-    copy(&mut reader, &mut out, args.output.as_deref())?;
+    copy(&mut reader, &mut out, not_decryptable, args.output.as_deref())?;
     bar.finish_and_clear();
     guard.done = true;
     Ok(())
 }
 
-fn copy(reader: &mut dyn Read, out: &mut dyn Write, output: Option<&Path>) -> Result<(), CliError> {
+/// The error of a stream that does not authenticate (deliberately without detail).
+fn not_decryptable(_: io::Error) -> CliError {
+    CliError::local("the file does not decrypt: wrong encryption context, or it was modified or truncated")
+}
+
+/// Copies `reader` to `out` through a zeroized buffer, mapping read failures with `on_read`.
+fn copy(
+    reader: &mut dyn Read,
+    out: &mut dyn Write,
+    on_read: impl Fn(io::Error) -> CliError,
+    output: Option<&Path>,
+) -> Result<(), CliError> {
     let mut buf = Zeroizing::new(vec![0u8; CHUNK]);
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                return Err(CliError::local(
-                    "the file does not decrypt: wrong encryption context, or it was modified or truncated",
-                ));
-            }
+            Err(e) => return Err(on_read(e)),
         };
         out.write_all(&buf[..n]).map_err(|e| io_error("cannot write", output, e))?;
     }
@@ -306,7 +304,7 @@ fn decrypt_range(
     let (mut guard, mut out) = Output::open(args.output.as_deref())?;
     let bar = progress(Some(plan.fetch_len()), args.quiet);
     let mut reader = DecryptingReader::range(bar.wrap_read(pieces), data_key, context, &plan);
-    copy(&mut reader, &mut out, args.output.as_deref())?;
+    copy(&mut reader, &mut out, not_decryptable, args.output.as_deref())?;
     bar.finish_and_clear();
     guard.done = true;
     Ok(())

@@ -3,90 +3,13 @@
 //! encrypt/decrypt of a file over 100 MiB with a ranged decrypt, and a restart that keeps keys
 //! and configuration.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use serde_json::Value;
-
-const KMS: &str = env!("CARGO_BIN_EXE_kms");
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn serve(dir: &Path, port: u16) -> (Server, String) {
-    let mut child = Command::new(KMS)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.join("kms-data"))
-        .current_dir(dir)
-        .env_remove("KMS_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let server = Server { child, url: url.clone() };
-    // Read stderr until the server says it listens.
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut buf = [0u8; 256];
-    while !seen.contains("listening on") {
-        assert!(Instant::now() < deadline, "server did not start: {seen}");
-        let n = stderr.read(&mut buf).unwrap();
-        assert!(n > 0, "server exited: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
-    });
-    (server, seen)
-}
-
-fn kms(dir: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(KMS)
-        .arg("--url")
-        .arg(url)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KMS_TOKEN")
-        .env_remove("KMS_TOKEN_FILE")
-        .env_remove("KMS_URL")
-        .output()
-        .unwrap()
-}
-
-fn ok_json(dir: &Path, url: &str, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = kms(dir, url, &all);
-    assert!(out.status.success(), "kms {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("kms {args:?}: {e}: {:?}", out.stdout))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kms-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{KMS, free_port, kms, ok_json, serve, temp_dir};
 
 fn sha256_file(path: &Path) -> Vec<u8> {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
@@ -106,7 +29,8 @@ fn sha256_file(path: &Path) -> Vec<u8> {
 fn a_user_session_with_kms_serve_and_the_client() {
     let dir = temp_dir("session");
     let port = free_port();
-    let (server, banner) = serve(&dir, port);
+    let data_dir = dir.join("kms-data");
+    let (server, banner) = serve(&dir, port, &["--data-dir", data_dir.to_str().unwrap()]);
     let url = server.url.clone();
 
     // The token is in a 0600 file in the data folder, and never printed.
@@ -228,19 +152,10 @@ fn a_user_session_with_kms_serve_and_the_client() {
     assert_eq!(opened.stdout, b"hello through a pipe");
 
     // Restart: SIGTERM, then the same data folder: keys, configuration and token survive.
-    let pid = server.child.id();
-    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
     let mut server = server;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if server.child.try_wait().unwrap().is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(server.terminate(), "server did not stop on SIGTERM");
     drop(server);
-    let (server, banner) = serve(&dir, port);
+    let (server, banner) = serve(&dir, port, &[]);
     assert!(!banner.contains("created an admin token"), "{banner}");
     let described = ok_json(&dir, &url, &["key", "describe", "app-1"]);
     assert_eq!(described["key_metadata"]["description"], "renamed");

@@ -6,85 +6,20 @@
 //! `KMS_TEST_VAULT_TOKEN`); like the Vault backend's own tests, it fails rather than skips
 //! without one.
 
-use std::io::Read;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-use serde_json::Value;
-
-const KMS: &str = env!("CARGO_BIN_EXE_kms");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self.0.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path, port: u16) -> Server {
-    let mut child = Command::new(KMS)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 256];
-    while !seen.contains("listening on") {
-        let n = stderr.read(&mut buf).unwrap();
-        assert!(n > 0, "server exited: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
-    });
-    Server(child)
-}
-
-fn kms(dir: &Path, url: &str, args: &[&str]) -> Output {
-    Command::new(KMS).args(["--url", url]).args(args).current_dir(dir).env_remove("KMS_TOKEN").output().unwrap()
-}
-
-fn ok_json(dir: &Path, url: &str, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = kms(dir, url, &all);
-    assert!(out.status.success(), "kms {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn ok(dir: &Path, url: &str, args: &[&str]) {
-    let out = kms(dir, url, args);
-    assert!(out.status.success(), "kms {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
+use common::{free_port, ok, ok_json, serve, temp_dir};
 
 #[test]
 fn switch_from_local_to_vault_and_back_without_a_restart() {
     let addr = std::env::var("KMS_TEST_VAULT_ADDR").expect("KMS_TEST_VAULT_ADDR: run through `cargo xtask test`");
     let token = std::env::var("KMS_TEST_VAULT_TOKEN").expect("KMS_TEST_VAULT_TOKEN: run through `cargo xtask test`");
-    let dir = std::env::temp_dir().join(format!("kms-cli-vault-switch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = temp_dir("vault-switch");
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     std::fs::write(dir.join("plain.txt"), b"local then vault").unwrap();
 
-    let server = serve(&dir, port);
+    let (server, _) = serve(&dir, port, &[]);
     assert_eq!(ok_json(&dir, &url, &["status"])["backend"], "local");
     ok(&dir, &url, &["key", "create", "--name", "local-1"]);
     ok(&dir, &url, &["encrypt", "--key", "local-1", "-i", "plain.txt", "-o", "local.kms"]);
@@ -109,12 +44,12 @@ fn switch_from_local_to_vault_and_back_without_a_restart() {
     // The saved state holds the token sealed, and the config endpoint shows it redacted.
     let saved = std::fs::read_to_string(dir.join("kms-data/service-state.json")).unwrap();
     assert!(!saved.contains(&token), "token saved in the clear");
-    let config = kms(&dir, &url, &["--json", "service", "config"]);
+    let config = common::kms(&dir, &url, &["--json", "service", "config"]);
     assert!(!String::from_utf8_lossy(&config.stdout).contains(&token));
 
     // A restart resumes on Vault.
     drop(server);
-    let server = serve(&dir, port);
+    let (server, _) = serve(&dir, port, &[]);
     let status = ok_json(&dir, &url, &["status"]);
     assert_eq!((status["backend"].as_str(), status["status"]["state"].as_str()), (Some("vault"), Some("running")));
     ok(&dir, &url, &["decrypt", "--context", "a=b", "-i", "vault.kms", "-o", "vault2.out"]);
