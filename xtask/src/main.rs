@@ -1,18 +1,21 @@
 //! Project automation (matklad's xtask pattern): `cargo xtask <task>`.
 //!
-//! - `test`: every test of the workspace.
+//! - `test`: every test of the workspace, against a real OpenBao dev server it starts and always
+//!   stops (see [`openbao`]; the Vault tests fail without one, they are never skipped).
 //! - `ci`: everything CI checks, in order: formatting, clippy with warnings denied, docs, the
 //!   facade's feature matrix, the layering rules, `cargo deny` (when installed), then `test`.
 //! - `bench [NAME...]`: the benchmarks, each a `harness = false` bench target of the crate that
 //!   owns it, listed in [`BENCHES`].
 //! - `fuzz [SECONDS]`: every `cargo fuzz` target in `fuzz/` for SECONDS each (default 60; needs
 //!   cargo-fuzz and a nightly toolchain, not part of CI).
+//! - `openbao`: one OpenBao dev server for a development loop; prints the environment to export.
 //!
 //! This crate is built before every task, so it keeps no dependencies: it only runs commands.
 
-use std::process::{Command, ExitCode};
-
 mod layering;
+mod openbao;
+
+use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,8 +24,12 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str)),
+        Some("openbao") => openbao_dev(),
         _ => {
-            eprintln!("usage: cargo xtask <test | ci | bench [{}] | fuzz [SECONDS]>", bench_names().join("|"));
+            eprintln!(
+                "usage: cargo xtask <test | ci | bench [{}] | fuzz [SECONDS] | openbao>",
+                bench_names().join("|")
+            );
             return ExitCode::from(2);
         }
     };
@@ -42,10 +49,16 @@ fn cargo_bin() -> String {
 
 /// Runs `cargo ARGS` in the workspace root and fails on a non-zero exit.
 fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_with_env(args, &[])
+}
+
+/// Runs `cargo ARGS` with extra environment variables.
+fn cargo_with_env(args: &[&str], env: &[(&str, String)]) -> Result<(), String> {
     eprintln!("$ cargo {}", args.join(" "));
     let status = Command::new(cargo_bin())
         .args(args)
         .current_dir(workspace_root())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("`cargo {}` failed ({status})", args.join(" "))) }
@@ -70,8 +83,32 @@ fn workspace_root() -> std::path::PathBuf {
     manifest_dir.parent().map(std::path::Path::to_path_buf).unwrap_or(manifest_dir)
 }
 
+/// Every test, with a fresh OpenBao dev server for the Vault suite; the server is stopped
+/// when this returns, whether the tests passed or not.
 fn test() -> Result<(), String> {
-    cargo(&["test", "--workspace", "--all-features"])
+    let server = openbao::OpenBao::start(&workspace_root())?;
+    eprintln!("xtask: OpenBao dev server up (log: {})", server.log().display());
+    let result = cargo_with_env(&["test", "--workspace", "--all-features"], &server.env());
+    drop(server);
+    result
+}
+
+/// `cargo xtask openbao`: one dev server for a development loop; prints the environment to
+/// export and runs until interrupted (Ctrl-C stops the server with it).
+fn openbao_dev() -> Result<(), String> {
+    let server = openbao::OpenBao::start(&workspace_root())?;
+    let mut out = String::new();
+    for (name, value) in server.env() {
+        out.push_str(&format!("export {name}={value}\n"));
+    }
+    let env_file = workspace_root().join("target").join("openbao").join("env.sh");
+    std::fs::write(&env_file, &out).map_err(|e| format!("cannot write {}: {e}", env_file.display()))?;
+    #[allow(clippy::print_stdout)] // printing the environment is this task's job
+    {
+        print!("{out}");
+        println!("# also written to {}; log: {}; Ctrl-C stops the server", env_file.display(), server.log().display());
+    }
+    server.wait()
 }
 
 fn ci() -> Result<(), String> {
@@ -117,31 +154,17 @@ fn feature_matrix() -> Result<(), String> {
 fn deny() -> Result<(), String> {
     let installed =
         Command::new(cargo_bin()).args(["deny", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if !installed {
+    if installed {
+        cargo(&["deny", "--all-features", "check"])
+    } else {
         eprintln!("xtask: cargo-deny is not installed; skipping `cargo deny check` (cargo install cargo-deny)");
-        return Ok(());
+        Ok(())
     }
-    cargo(&["deny", "--all-features", "check", "bans", "licenses", "sources"])?;
-    // The advisory database is a git clone; where the machine cannot reach it, use a copy
-    // fetched earlier, or say plainly that advisories were not checked.
-    let home = std::env::var_os("CARGO_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")));
-    let has_db = || {
-        home.as_ref()
-            .map(|h| h.join("advisory-dbs"))
-            .and_then(|dir| std::fs::read_dir(dir).ok())
-            .is_some_and(|mut entries| entries.any(|e| e.is_ok_and(|e| e.path().join(".git").exists())))
-    };
-    if !has_db() && (cargo(&["deny", "fetch", "db"]).is_err() || !has_db()) {
-        eprintln!("xtask: the RustSec advisory database cannot be fetched from here; advisories NOT checked");
-        return Ok(());
-    }
-    cargo(&["deny", "--all-features", "check", "--disable-fetch", "advisories"])
 }
 
 /// `cargo xtask bench NAME` runs `cargo bench -p PACKAGE --bench NAME`.
-const BENCHES: &[(&str, &str)] = &[("crypto", "kms-crypto"), ("local", "kms-backend-local")];
+const BENCHES: &[(&str, &str)] =
+    &[("crypto", "kms-crypto"), ("http", "kms-admin"), ("local", "kms-backend-local"), ("vault", "kms-backend-vault")];
 
 /// `cargo xtask fuzz [SECONDS]` runs each of these `cargo fuzz` targets (in `fuzz/`) in turn.
 const FUZZ_TARGETS: &[&str] = &["stream_header", "envelope_open", "stream_decrypt"];
@@ -168,7 +191,14 @@ fn bench(names: &[String]) -> Result<(), String> {
         return Err("no benchmarks are registered yet".into());
     }
     for (name, package) in selected {
-        cargo(&["bench", "-p", package, "--all-features", "--bench", name])?;
+        // The Vault benchmark starts its own OpenBao server: hand it the `bao` binary.
+        let env = if *name == "vault" {
+            let bin = openbao::find_or_install_bao(&workspace_root())?;
+            vec![("KMS_TEST_BAO_BIN", bin.display().to_string())]
+        } else {
+            Vec::new()
+        };
+        cargo_with_env(&["bench", "-p", package, "--all-features", "--bench", name], &env)?;
     }
     Ok(())
 }

@@ -67,7 +67,7 @@
 //! With `default-features = false` the facade has no backend: the service manager then
 //! accepts no configuration until you register a [`backends::BackendFactory`] of your own in
 //! a [`backends::BackendRegistry`] and pass it to
-//! [`service_manager::init_global_kms_service_manager`].
+//! [`service_manager::init_global_kms_service_manager`](kms_core::service_manager::init_global_kms_service_manager).
 //!
 //! ```toml
 //! [dependencies]
@@ -96,12 +96,13 @@ use service_manager::KmsServiceManager;
 
 /// A registry holding the backend factories this build's features enable.
 pub fn default_registry() -> BackendRegistry {
-    #[allow(unused_mut)] // empty when no backend feature is enabled
+    #[allow(unused_mut)] // empty when no backend feature is on
     let mut registry = BackendRegistry::new();
-    // Backend factories, one line per feature, registered here as their crates provide them:
-    //   #[cfg(feature = "vault")] registry.register(Arc::new(kms_backend_vault::VaultBackendFactory));
+    // Backend factories, one line per feature:
     #[cfg(feature = "local")]
     registry.register(Arc::new(kms_backend_local::LocalBackendFactory::new()));
+    #[cfg(feature = "vault")]
+    registry.register(Arc::new(kms_backend_vault::VaultBackendFactory));
     registry
 }
 

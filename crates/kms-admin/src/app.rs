@@ -1,0 +1,595 @@
+//! [`App`]: one request's way through the server: authenticate, route, authorize, read and
+//! check the body, call the service, answer; then count it and audit it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use kms_core::encryption::service::EncryptionService;
+use kms_core::service_manager::KmsServiceManager;
+use kms_types::api_types::{ConfigureKmsRequest, KmsConfigResponse, KmsServiceStatus};
+use kms_types::config::KmsConfig;
+use kms_types::error::KmsError;
+use kms_types::types::{
+    CancelKeyDeletionRequest, CreateKeyRequest, DecryptRequest, DeleteKeyRequest, DescribeKeyRequest, EncryptRequest,
+    GenerateDataKeyRequest, GenerateDataKeyWithoutPlaintextRequest, KeyIdRequest, ListKeysRequest,
+    MAX_ENCRYPT_PLAINTEXT_BYTES, ReEncryptRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest,
+    validate_key_id, validate_list_limit, validate_pending_window,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::{
+    DataKeyBody, DescriptionBody, EmptyBody, EncryptBody, HealthBody, LifecycleBody, StatusBody, TagBody, UntagBody,
+};
+use crate::audit::{AuditLog, AuditRecord};
+use crate::auth::{Authenticator, Identity, Operation};
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::routes::{Route, route};
+use crate::store::{ConfigStore, PersistedState};
+
+type Resp = Response<Full<Bytes>>;
+
+/// What the audit line and metrics learn about a request while it is handled.
+#[derive(Default)]
+struct RequestInfo {
+    identity: Option<String>,
+    operation: Option<Operation>,
+    key_id: Option<String>,
+}
+
+/// The request handler shared by every connection.
+pub struct App {
+    manager: Arc<KmsServiceManager>,
+    auth: Authenticator,
+    metrics: Arc<Metrics>,
+    audit: AuditLog,
+    store: Option<ConfigStore>,
+    lifecycle: tokio::sync::Mutex<()>,
+    max_body_bytes: usize,
+    request_timeout: Duration,
+    public_health: bool,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("auth", &self.auth)
+            .field("store", &self.store)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// A handler over `manager`, with identities, limits and audit log from `config`; `store`
+    /// (if any) receives the configuration after every successful lifecycle change.
+    pub fn new(
+        manager: Arc<KmsServiceManager>,
+        config: &ServerConfig,
+        store: Option<ConfigStore>,
+    ) -> Result<Self, String> {
+        config.validate()?;
+        let auth = Authenticator::new(&config.identities).map_err(|e| format!("server.identities: {e}"))?;
+        let audit = match &config.audit_log {
+            Some(path) => AuditLog::to_file(path).map_err(|e| format!("server.audit_log {}: {e}", path.display()))?,
+            None => AuditLog::disabled(),
+        };
+        let metrics = Arc::new(Metrics::new());
+        Ok(Self {
+            manager,
+            auth,
+            metrics,
+            audit,
+            store,
+            lifecycle: tokio::sync::Mutex::new(()),
+            max_body_bytes: config.max_body_bytes,
+            request_timeout: config.request_timeout,
+            public_health: config.public_health,
+        })
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The service manager behind the API.
+    pub fn manager(&self) -> &Arc<KmsServiceManager> {
+        &self.manager
+    }
+
+    /// Handles one request; never fails (errors become JSON error responses).
+    pub async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Resp {
+        let started = Instant::now();
+        let time = AuditRecord::now();
+        let mut info = RequestInfo::default();
+        let result = match tokio::time::timeout(self.request_timeout, self.dispatch(req, &mut info)).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "request_timeout",
+                format!("the request did not complete within {} s", self.request_timeout.as_secs()),
+            )),
+        };
+        let (response, outcome) = match result {
+            Ok(response) => (response, "ok"),
+            Err(err) => (error_response(&err), err.code),
+        };
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        let operation = info.operation.map(Operation::as_str);
+        self.metrics.observe_request(operation, status, elapsed);
+        if !(info.operation == Some(Operation::Health) && info.identity.is_none()) {
+            self.audit.record(AuditRecord {
+                time,
+                identity: info.identity,
+                operation,
+                key_id: info.key_id,
+                status,
+                outcome,
+                latency_us: elapsed.as_micros() as u64,
+                remote: Some(remote),
+            });
+        }
+        response
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>, info: &mut RequestInfo) -> Result<Resp, ApiError> {
+        if self.public_health && req.uri().path() == "/health" && req.method() == Method::GET {
+            info.operation = Some(Operation::Health);
+            return self.health(&req).await;
+        }
+        let identity = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|h| self.auth.authenticate_header(h.as_bytes()))
+            .ok_or_else(ApiError::unauthenticated)?;
+        info.identity = Some(identity.name().to_owned());
+        let Route { operation, key_id } = route(req.method(), req.uri().path())?;
+        info.operation = Some(operation);
+        info.key_id = key_id.clone();
+        if !identity.may(operation) || (key_id.is_some() && !identity.may_on(operation, key_id.as_deref())) {
+            return Err(ApiError::forbidden(identity.name(), operation.as_str(), key_id.as_deref()));
+        }
+        let key = key_id.unwrap_or_default();
+        use Operation as Op;
+        match operation {
+            Op::Health => self.health(&req).await,
+            Op::Metrics => {
+                let cache = self.manager.manager().await.map(|m| m.cache_stats());
+                Ok(text_response(self.metrics.render(cache)))
+            }
+            Op::Status => self.status().await,
+            Op::GetConfig => {
+                let _: EmptyBody = self.body(req, false).await?;
+                let config = self.manager.current_config().await.map(|c| c.redacted());
+                Ok(json(StatusCode::OK, &KmsConfigResponse { config }))
+            }
+            Op::Configure | Op::Reconfigure => {
+                let request: ConfigureKmsRequest = self.body(req, true).await?;
+                let config = KmsConfig::from(&request);
+                config.validate()?;
+                if operation == Op::Configure && self.manager.get_status().await == KmsServiceStatus::Running {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "service_running",
+                        "the service is running: use POST /kms/v1/reconfigure to switch it",
+                    ));
+                }
+                self.lifecycle_change(operation, Some(config)).await
+            }
+            Op::Start | Op::Stop => {
+                let _: EmptyBody = self.body(req, false).await?;
+                self.lifecycle_change(operation, None).await
+            }
+            Op::ClearCache => {
+                let _: EmptyBody = self.body(req, false).await?;
+                match self.manager.manager().await {
+                    Some(m) => m.clear_cache(),
+                    None => return Err(not_running()),
+                }
+                Ok(json(StatusCode::OK, &serde_json::json!({"cleared": true})))
+            }
+            Op::CreateKey => {
+                let request: CreateKeyRequest = self.body(req, false).await?;
+                if let Some(name) = &request.key_name {
+                    validate_key_id("key_name", name)?;
+                }
+                info.key_id.clone_from(&request.key_name);
+                check(identity, operation, request.key_name.as_deref())?;
+                let svc = self.service().await?;
+                let created = self.call(operation, svc.create_key(request)).await?;
+                info.key_id = Some(created.key_id.clone());
+                Ok(json(StatusCode::CREATED, &created))
+            }
+            Op::ListKeys => {
+                let request = list_query(req.uri().query())?;
+                let svc = self.service().await?;
+                let mut page = self.call(operation, svc.list_keys(request)).await?;
+                page.keys.retain(|k| identity.may_on(Op::ListKeys, Some(&k.key_id)));
+                Ok(json(StatusCode::OK, &page))
+            }
+            Op::DescribeKey => {
+                let svc = self.service().await?;
+                let r = self.call(operation, svc.describe_key(DescribeKeyRequest { key_id: key })).await?;
+                Ok(json(StatusCode::OK, &r))
+            }
+            Op::EnableKey | Op::DisableKey | Op::RotateKey => {
+                let _: EmptyBody = self.body(req, false).await?;
+                let svc = self.service().await?;
+                let request = KeyIdRequest { key_id: key };
+                let r = match operation {
+                    Op::EnableKey => self.call(operation, svc.enable_key(request)).await?,
+                    Op::DisableKey => self.call(operation, svc.disable_key(request)).await?,
+                    _ => self.call(operation, svc.rotate_key(request)).await?,
+                };
+                Ok(json(StatusCode::OK, &r))
+            }
+            Op::UpdateKeyDescription => {
+                let body: DescriptionBody = self.body(req, true).await?;
+                let svc = self.service().await?;
+                let request = UpdateKeyDescriptionRequest { key_id: key, description: body.description };
+                Ok(json(StatusCode::OK, &self.call(operation, svc.update_key_description(request)).await?))
+            }
+            Op::TagKey => {
+                let body: TagBody = self.body(req, true).await?;
+                let svc = self.service().await?;
+                let request = TagKeyRequest { key_id: key, tags: body.tags };
+                Ok(json(StatusCode::OK, &self.call(operation, svc.tag_key(request)).await?))
+            }
+            Op::UntagKey => {
+                let body: UntagBody = self.body(req, true).await?;
+                let svc = self.service().await?;
+                let request = UntagKeyRequest { key_id: key, tag_keys: body.tag_keys };
+                Ok(json(StatusCode::OK, &self.call(operation, svc.untag_key(request)).await?))
+            }
+            Op::ScheduleKeyDeletion => {
+                let days = deletion_query(req.uri().query())?;
+                let svc = self.service().await?;
+                let request = DeleteKeyRequest { key_id: key, pending_window_in_days: Some(days) };
+                Ok(json(StatusCode::OK, &self.call(operation, svc.delete_key(request)).await?))
+            }
+            Op::CancelKeyDeletion => {
+                let _: EmptyBody = self.body(req, false).await?;
+                let svc = self.service().await?;
+                let request = CancelKeyDeletionRequest { key_id: key };
+                Ok(json(StatusCode::OK, &self.call(operation, svc.cancel_key_deletion(request)).await?))
+            }
+            Op::GenerateDataKey => {
+                let body: DataKeyBody = self.body(req, false).await?;
+                let svc = self.service().await?;
+                let request = GenerateDataKeyRequest {
+                    key_id: key,
+                    key_spec: body.key_spec,
+                    encryption_context: body.encryption_context,
+                };
+                Ok(json(StatusCode::OK, &self.call(operation, svc.generate_data_key(request)).await?))
+            }
+            Op::GenerateDataKeyWithoutPlaintext => {
+                let body: DataKeyBody = self.body(req, false).await?;
+                let svc = self.service().await?;
+                let request = GenerateDataKeyWithoutPlaintextRequest {
+                    key_id: key,
+                    key_spec: body.key_spec,
+                    encryption_context: body.encryption_context,
+                };
+                Ok(json(StatusCode::OK, &self.call(operation, svc.generate_data_key_without_plaintext(request)).await?))
+            }
+            Op::Encrypt => {
+                let body: EncryptBody = self.body(req, true).await?;
+                if body.plaintext.is_empty() || body.plaintext.len() > MAX_ENCRYPT_PLAINTEXT_BYTES {
+                    return Err(ApiError::invalid(
+                        "plaintext",
+                        format!("must be 1 to {MAX_ENCRYPT_PLAINTEXT_BYTES} bytes; use a data key for more"),
+                    ));
+                }
+                let svc = self.service().await?;
+                let request = EncryptRequest {
+                    key_id: key,
+                    plaintext: body.plaintext,
+                    encryption_context: body.encryption_context,
+                };
+                Ok(json(StatusCode::OK, &self.call(operation, svc.encrypt(request)).await?))
+            }
+            Op::Decrypt => {
+                let request: DecryptRequest = self.body(req, true).await?;
+                if let Some(k) = &request.key_id {
+                    validate_key_id("key_id", k)?;
+                    info.key_id = Some(k.clone());
+                    check(identity, operation, Some(k))?;
+                }
+                let svc = self.service().await?;
+                let r = self.call(operation, svc.decrypt(request)).await?;
+                // The ciphertext names its key: the plaintext is only released to a caller
+                // allowed to decrypt under that key (and is zeroized otherwise).
+                info.key_id = Some(r.key_id.clone());
+                check(identity, operation, Some(&r.key_id))?;
+                Ok(json(StatusCode::OK, &r))
+            }
+            Op::ReEncrypt => {
+                let request: ReEncryptRequest = self.body(req, true).await?;
+                if let Some(dest) = &request.destination_key_id {
+                    validate_key_id("destination_key_id", dest)?;
+                    info.key_id = Some(dest.clone());
+                    check(identity, operation, Some(dest))?;
+                }
+                let svc = self.service().await?;
+                let r = self.call(operation, svc.re_encrypt(request)).await?;
+                info.key_id = Some(r.source_key_id.clone());
+                check(identity, operation, Some(&r.source_key_id))?;
+                check(identity, operation, Some(&r.key_id))?;
+                Ok(json(StatusCode::OK, &r))
+            }
+        }
+    }
+
+    async fn service(&self) -> Result<Arc<EncryptionService>, ApiError> {
+        self.manager.encryption_service().await.ok_or_else(not_running)
+    }
+
+    /// Runs one call into the service, timing it for `/metrics`.
+    async fn call<T>(
+        &self,
+        operation: Operation,
+        fut: impl Future<Output = Result<T, KmsError>>,
+    ) -> Result<T, ApiError> {
+        let started = Instant::now();
+        let result = fut.await;
+        let error = result.as_ref().err().map(KmsError::code);
+        self.metrics.observe_backend(operation.as_str(), started.elapsed(), error);
+        result.map_err(ApiError::from)
+    }
+
+    async fn health(&self, req: &Request<Incoming>) -> Result<Resp, ApiError> {
+        let live_only = match req.uri().query() {
+            None | Some("") | Some("probe=ready") => false,
+            Some("probe=live") => true,
+            Some(_) => return Err(ApiError::invalid("probe", "must be `live` or `ready`")),
+        };
+        if live_only {
+            return Ok(json(StatusCode::OK, &HealthBody { live: true, ready: false }));
+        }
+        let ready = match self.manager.encryption_service().await {
+            Some(service) => service.health_check().await.unwrap_or(false),
+            None => false,
+        };
+        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        Ok(json(status, &HealthBody { live: true, ready }))
+    }
+
+    async fn status(&self) -> Result<Resp, ApiError> {
+        let status = self.manager.status_response().await;
+        let manager = self.manager.manager().await;
+        let body = StatusBody {
+            status,
+            cache: manager.as_ref().map(|m| m.cache_stats()),
+            capabilities: manager.as_ref().map(|m| m.backend().capabilities()),
+        };
+        Ok(json(StatusCode::OK, &body))
+    }
+
+    /// configure / reconfigure / start / stop, then persist the result.
+    async fn lifecycle_change(&self, operation: Operation, config: Option<KmsConfig>) -> Result<Resp, ApiError> {
+        let _guard = self.lifecycle.lock().await;
+        match (operation, config) {
+            (Operation::Configure, Some(config)) => self.call(operation, self.manager.configure(config)).await?,
+            (Operation::Reconfigure, Some(config)) => self.call(operation, self.manager.reconfigure(config)).await?,
+            (Operation::Start, None) => self.call(operation, self.manager.start()).await?,
+            (Operation::Stop, None) => self.call(operation, self.manager.stop()).await?,
+            _ => unreachable!("lifecycle_change is only called for lifecycle operations"),
+        }
+        let status = self.manager.get_status().await;
+        let mut persisted = false;
+        if let (Some(store), Some(config)) = (&self.store, self.manager.current_config().await) {
+            let running = matches!(status, KmsServiceStatus::Running);
+            store.save(&PersistedState { config, running }).map_err(|e| {
+                tracing::error!(error = %e, "cannot persist the service configuration");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "persist_failed",
+                    "the change took effect but could not be saved for the next start",
+                )
+            })?;
+            persisted = true;
+        }
+        Ok(json(StatusCode::OK, &LifecycleBody { status, persisted }))
+    }
+
+    /// Reads and parses a JSON body. `required = false` treats an empty body as `{}`.
+    async fn body<T: DeserializeOwned>(&self, req: Request<Incoming>, required: bool) -> Result<T, ApiError> {
+        let (parts, body) = req.into_parts();
+        let limit = self.max_body_bytes;
+        let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(ApiError::body_too_large(limit));
+        }
+        let bytes = Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() {
+                    ApiError::body_too_large(limit)
+                } else {
+                    ApiError::invalid("body", "could not be read")
+                }
+            })?
+            .to_bytes();
+        if bytes.is_empty() {
+            if required {
+                return Err(ApiError::invalid("body", "must not be empty"));
+            }
+            return parse_json(b"{}");
+        }
+        let is_json = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            mime.eq_ignore_ascii_case("application/json")
+        });
+        if !is_json {
+            return Err(ApiError::not_json());
+        }
+        let parsed = parse_json(&bytes);
+        // Best effort: clear the request buffer (it may hold plaintext) when we own it alone.
+        if let Ok(mut owned) = bytes.try_into_mut() {
+            zeroize::Zeroize::zeroize(&mut owned[..]);
+        }
+        parsed
+    }
+}
+
+fn not_running() -> ApiError {
+    ApiError::from(KmsError::ServiceUnavailable { message: "the kms service is not running".into() })
+}
+
+fn check(identity: &Identity, operation: Operation, key_id: Option<&str>) -> Result<(), ApiError> {
+    if identity.may_on(operation, key_id) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(identity.name(), operation.as_str(), key_id))
+    }
+}
+
+/// Parses JSON, naming the offending field on failure.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return ApiError::invalid("body", format!("malformed JSON: {inner}"));
+        }
+        let message = strip_position(&inner.to_string());
+        let field = if path == "." || path.is_empty() {
+            // Missing and unknown fields are reported at the parent; the name is in backticks.
+            message.split('`').nth(1).map(str::to_owned).unwrap_or_else(|| "body".into())
+        } else {
+            path
+        };
+        ApiError::invalid(field, message)
+    })?;
+    de.end().map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+fn list_query(query: Option<&str>) -> Result<ListKeysRequest, ApiError> {
+    let mut request = ListKeysRequest::default();
+    for (name, value) in query_pairs(query) {
+        match name.as_str() {
+            "limit" => {
+                let n = value.parse::<u32>().map_err(|_| ApiError::invalid("limit", "must be a whole number"))?;
+                request.limit = Some(n);
+            }
+            "marker" => {
+                validate_key_id("marker", &value)?;
+                request.marker = Some(value);
+            }
+            other => return Err(ApiError::invalid(other.to_owned(), "unknown query parameter")),
+        }
+    }
+    validate_list_limit(request.limit)?;
+    Ok(request)
+}
+
+fn deletion_query(query: Option<&str>) -> Result<u32, ApiError> {
+    let mut days = None;
+    for (name, value) in query_pairs(query) {
+        match name.as_str() {
+            "pending_window_in_days" => {
+                days = Some(
+                    value
+                        .parse::<u32>()
+                        .map_err(|_| ApiError::invalid("pending_window_in_days", "must be a whole number of days"))?,
+                );
+            }
+            other => return Err(ApiError::invalid(other.to_owned(), "unknown query parameter")),
+        }
+    }
+    Ok(validate_pending_window(days)?)
+}
+
+fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Resp {
+    let body = serde_json::to_vec(value).expect("response types serialize");
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn text_response(text: String) -> Resp {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+    response
+}
+
+fn error_response(err: &ApiError) -> Resp {
+    let mut response = Response::new(Full::new(Bytes::from(err.body())));
+    *response.status_mut() = err.status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if err.status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if err.status == StatusCode::METHOD_NOT_ALLOWED {
+        // The exact set varies by route; every route accepts one of these.
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, POST, PUT, DELETE"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use kms_types::types::{DecryptRequest, GenerateDataKeyRequest};
+
+    use super::*;
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let e = parse_json::<GenerateDataKeyRequest>(br#"{"key_id": 5}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("key_id"));
+        assert!(!e.message.contains("line"), "{}", e.message);
+        let e = parse_json::<GenerateDataKeyRequest>(br#"{"key_id":"a","bogus":1}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("bogus"));
+        let e = parse_json::<GenerateDataKeyRequest>(br#"{}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("key_id"));
+        let e = parse_json::<GenerateDataKeyRequest>(br#"{"key_id":"a","encryption_context":{"a":1}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("encryption_context.a"));
+        let e = parse_json::<DecryptRequest>(br#"{"ciphertext_blob":"@@"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("ciphertext_blob"));
+        let e = parse_json::<GenerateDataKeyRequest>(br#"{"key_id":"a""#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body"));
+        let e = parse_json::<GenerateDataKeyRequest>(br#"{"key_id":"a"} trailing"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body"));
+        assert!(parse_json::<GenerateDataKeyRequest>(br#"{"key_id":"a"}"#).is_ok());
+    }
+
+    #[test]
+    fn queries_are_checked() {
+        assert_eq!(list_query(Some("limit=5&marker=k1")).unwrap().limit, Some(5));
+        assert_eq!(list_query(Some("limit=0")).unwrap_err().field.as_deref(), Some("limit"));
+        assert_eq!(list_query(Some("limit=x")).unwrap_err().field.as_deref(), Some("limit"));
+        assert_eq!(list_query(Some("marker=a/b")).unwrap_err().field.as_deref(), Some("marker"));
+        assert_eq!(list_query(Some("color=red")).unwrap_err().field.as_deref(), Some("color"));
+        assert_eq!(deletion_query(None).unwrap(), 30);
+        assert_eq!(deletion_query(Some("pending_window_in_days=7")).unwrap(), 7);
+        for bad in ["pending_window_in_days=6", "pending_window_in_days=31", "pending_window_in_days=-1"] {
+            assert_eq!(deletion_query(Some(bad)).unwrap_err().field.as_deref(), Some("pending_window_in_days"));
+        }
+    }
+}

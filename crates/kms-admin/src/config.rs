@@ -1,0 +1,121 @@
+//! [`ServerConfig`]: how the admin server listens, what it limits, whom it lets in.
+//!
+//! It deserializes from the `[server]` table of `kms.toml` (see `kms serve --help`); every
+//! field has a default, so `ServerConfig::default()` is a loopback server with no identities
+//! (which refuses every request until identities are added).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kms_types::serde_helpers::duration_secs;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::IdentityConfig;
+
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7373";
+/// Default largest request body: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// TLS for the admin server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_path: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+    /// PEM bundle of CAs whose client certificates are accepted; set it to require mTLS.
+    #[serde(default)]
+    pub client_ca_path: Option<PathBuf>,
+}
+
+/// Everything about the HTTP server itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:7373`).
+    pub listen: SocketAddr,
+    /// Largest accepted request body in bytes (default 1 MiB); larger is 413.
+    pub max_body_bytes: usize,
+    /// Time a client has to send a request's headers (default 10 s); also closes idle
+    /// keep-alive connections and bounds the TLS handshake.
+    #[serde(with = "duration_secs", rename = "header_read_timeout_seconds")]
+    pub header_read_timeout: Duration,
+    /// Time from a request's arrival to its response (default 30 s); beyond it, 504.
+    #[serde(with = "duration_secs", rename = "request_timeout_seconds")]
+    pub request_timeout: Duration,
+    /// Most concurrent client connections (default 1024); further clients wait in the backlog.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests (default 30 s).
+    #[serde(with = "duration_secs", rename = "shutdown_grace_seconds")]
+    pub shutdown_grace: Duration,
+    /// Whether `GET /health` answers without a token (default true, for probes).
+    pub public_health: bool,
+    /// TLS; `None` serves plain HTTP (keep the default loopback address then).
+    pub tls: Option<ServerTlsConfig>,
+    /// File the audit log is appended to (mode 0600); `None` turns it off.
+    pub audit_log: Option<PathBuf>,
+    /// Who may call the API.
+    pub identities: Vec<IdentityConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("a valid default address"),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(30),
+            public_health: true,
+            tls: None,
+            audit_log: None,
+            identities: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the limits; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_body_bytes < 1024 {
+            return Err("server.max_body_bytes: must be at least 1024".into());
+        }
+        if self.header_read_timeout.is_zero() {
+            return Err("server.header_read_timeout_seconds: must be at least 1".into());
+        }
+        if self.request_timeout.is_zero() {
+            return Err("server.request_timeout_seconds: must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return Err("server.max_connections: must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_1_mib() {
+        let c = ServerConfig::default();
+        assert!(c.listen.ip().is_loopback());
+        assert_eq!(c.max_body_bytes, 1 << 20);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn partial_json_fills_defaults_and_unknown_fields_fail() {
+        let c: ServerConfig = serde_json::from_str(r#"{"listen":"0.0.0.0:8443","request_timeout_seconds":5}"#).unwrap();
+        assert_eq!(c.request_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_connections, 1024);
+        assert!(serde_json::from_str::<ServerConfig>(r#"{"listn":"0.0.0.0:1"}"#).is_err());
+        let c = ServerConfig { max_connections: 0, ..ServerConfig::default() };
+        assert!(c.validate().unwrap_err().contains("max_connections"));
+    }
+}

@@ -1,0 +1,106 @@
+//! Limits: header-read timeout, request timeout, connection cap, and graceful shutdown that
+//! drains in-flight requests.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ADMIN, Options, TestServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn read_all(stream: &mut TcpStream, limit: Duration) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let mut options = Options::default();
+    options.config.header_read_timeout = Duration::from_secs(1);
+    let server = TestServer::with(options).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(b"GET /kms/v1/status HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let answer = read_all(&mut stream, Duration::from_secs(10)).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "closed after {elapsed:?}");
+    assert!(!answer.contains("200 OK"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_hits_the_request_timeout() {
+    let mut options = Options::default();
+    options.config.request_timeout = Duration::from_secs(1);
+    let server = TestServer::with(options).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /kms/v1/decrypt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let mut options = Options::default();
+    options.config.max_connections = 2;
+    let server = TestServer::with(options).await;
+    let request = format!("GET /kms/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+    // Two keep-alive connections hold both slots.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        held.push(s);
+    }
+    // A third waits (the kernel queues it; the server does not accept it yet).
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    third.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await.is_err(),
+        "served over the cap"
+    );
+    // Freeing a slot lets it through.
+    drop(held.pop());
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
+    let server = TestServer::start().await;
+    let addr = server.addr;
+    // A request in flight: headers sent, body still coming.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"key_name":"drained"}"#;
+    let head = format!(
+        "POST /kms/v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body.as_bytes()[..5]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // New connections are refused once the listener is gone.
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown began");
+    // The in-flight request completes.
+    stream.write_all(&body.as_bytes()[5..]).await.unwrap();
+    let answer = read_all(&mut stream, Duration::from_secs(10)).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(answer.contains("drained"), "{answer}");
+    tokio::time::timeout(Duration::from_secs(10), stopping).await.unwrap().unwrap();
+}

@@ -1,0 +1,243 @@
+//! The client commands: each one request (or a few) to the server, printed as a table or JSON.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use http::Method;
+use kms_admin::api::{DataKeyBody, DescriptionBody, TagBody, UntagBody};
+use kms_types::types::{CreateKeyRequest, KeySpec};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::cli::{Cli, Command, GlobalArgs, KeyCommand, ServiceCommand, Spec, TokenCommand};
+use crate::client::{CliError, Client};
+use crate::output;
+
+/// Default location of the bootstrap admin token (`kms serve` with default options).
+pub(crate) const DEFAULT_TOKEN_FILE: &str = "kms-data/admin.token";
+
+/// Runs a parsed command line.
+pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
+    let global = cli.global;
+    match cli.command {
+        Command::Serve(args) => crate::serve::run(args).await,
+        Command::Token(cmd) => token(cmd),
+        Command::Key(cmd) => key(&client(&global)?, &global, cmd).await,
+        Command::Datakey(args) => {
+            let client = client(&global)?;
+            let body = DataKeyBody {
+                key_spec: match args.spec {
+                    Spec::Aes256 => KeySpec::Aes256,
+                    Spec::Aes128 => KeySpec::Aes128,
+                },
+                encryption_context: pairs("--context", &args.context)?,
+            };
+            let route = if args.no_plaintext { "generate-data-key-without-plaintext" } else { "generate-data-key" };
+            let path = format!("/kms/v1/keys/{}/{route}", segment(&args.key_id)?);
+            let v: Value = client.call(Method::POST, &path, Some(&body)).await?;
+            show(&global, &v, output::fields);
+            Ok(())
+        }
+        Command::Status => service(&client(&global)?, &global, ServiceCommand::Status).await,
+        Command::Service(cmd) => service(&client(&global)?, &global, cmd).await,
+        Command::Encrypt(args) => crate::files::encrypt(&client(&global)?, args).await,
+        Command::Decrypt(args) => crate::files::decrypt(&client(&global)?, args).await,
+    }
+}
+
+fn client(global: &GlobalArgs) -> Result<Client, CliError> {
+    let token = match (&global.token, &global.token_file) {
+        (Some(token), _) => Some(Zeroizing::new(token.clone())),
+        (None, Some(path)) => Some(read_token(path)?),
+        (None, None) => {
+            let default = Path::new(DEFAULT_TOKEN_FILE);
+            if default.exists() { Some(read_token(default)?) } else { None }
+        }
+    };
+    Client::new(&global.url, token, global.ca_cert.as_deref())
+}
+
+fn read_token(path: &Path) -> Result<Zeroizing<String>, CliError> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("token file {}: {e}", path.display())))?,
+    );
+    Ok(Zeroizing::new(text.trim().to_owned()))
+}
+
+fn show(global: &GlobalArgs, v: &Value, human: impl FnOnce(&Value)) {
+    if global.json { output::json(v) } else { human(v) }
+}
+
+/// Checks a key id before it goes into a URL path.
+fn segment(key_id: &str) -> Result<&str, CliError> {
+    kms_types::types::validate_key_id("key_id", key_id).map_err(|e| CliError::usage(e.to_string()))?;
+    Ok(key_id)
+}
+
+/// Parses `NAME=VALUE` arguments.
+pub(crate) fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .filter(|(k, _)| !k.is_empty())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| CliError::usage(format!("{flag} {item}: expected NAME=VALUE")))
+        })
+        .collect()
+}
+
+async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<(), CliError> {
+    let show_metadata = |v: &Value| {
+        let m = v.get("key_metadata").unwrap_or(v);
+        output::fields(m);
+    };
+    match cmd {
+        KeyCommand::Create { name, description, tags } => {
+            let request = CreateKeyRequest {
+                key_name: name,
+                description,
+                tags: pairs("--tag", &tags)?,
+                ..CreateKeyRequest::default()
+            };
+            let v: Value = client.call(Method::POST, "/kms/v1/keys", Some(&request)).await?;
+            show(global, &v, show_metadata);
+        }
+        KeyCommand::List { limit, marker, all } => {
+            let mut marker = marker;
+            let mut keys = Vec::new();
+            let last = loop {
+                let mut query = Vec::new();
+                if let Some(l) = limit {
+                    query.push(format!("limit={l}"));
+                }
+                if let Some(m) = &marker {
+                    query.push(format!("marker={}", segment(m)?));
+                }
+                let path =
+                    if query.is_empty() { "/kms/v1/keys".into() } else { format!("/kms/v1/keys?{}", query.join("&")) };
+                let v: Value = client.call(Method::GET, &path, None::<&()>).await?;
+                keys.extend(v["keys"].as_array().cloned().unwrap_or_default());
+                marker = v["next_marker"].as_str().map(str::to_owned);
+                let more = v["truncated"].as_bool().unwrap_or(false);
+                if !all || !more || marker.is_none() {
+                    break v;
+                }
+            };
+            if global.json {
+                let mut v = last;
+                v["keys"] = Value::Array(keys);
+                output::json(&v);
+            } else {
+                let rows: Vec<Vec<String>> =
+                    keys.iter().map(|k| vec![output::cell(&k["key_id"]), output::cell(&k["key_state"])]).collect();
+                output::table(&["KEY ID", "STATE"], &rows);
+                if let (false, true, Some(m)) =
+                    (all, last["truncated"].as_bool().unwrap_or(false), last["next_marker"].as_str())
+                {
+                    eprintln!("(more keys: --marker {m}, or --all)");
+                }
+            }
+        }
+        KeyCommand::Describe { key_id } => {
+            let v: Value =
+                client.call(Method::GET, &format!("/kms/v1/keys/{}", segment(&key_id)?), None::<&()>).await?;
+            show(global, &v, show_metadata);
+        }
+        KeyCommand::Enable { key_id } => simple(client, global, &key_id, "enable").await?,
+        KeyCommand::Disable { key_id } => simple(client, global, &key_id, "disable").await?,
+        KeyCommand::Rotate { key_id } => simple(client, global, &key_id, "rotate").await?,
+        KeyCommand::CancelDeletion { key_id } => simple(client, global, &key_id, "cancel-deletion").await?,
+        KeyCommand::Delete { key_id, pending_days } => {
+            let path = format!("/kms/v1/keys/{}?pending_window_in_days={pending_days}", segment(&key_id)?);
+            let v: Value = client.call(Method::DELETE, &path, None::<&()>).await?;
+            show(global, &v, output::fields);
+        }
+        KeyCommand::Tag { key_id, tags } => {
+            let body = TagBody { tags: pairs("tag", &tags)? };
+            let path = format!("/kms/v1/keys/{}/tags", segment(&key_id)?);
+            let v: Value = client.call(Method::POST, &path, Some(&body)).await?;
+            show(global, &v, show_metadata);
+        }
+        KeyCommand::Untag { key_id, names } => {
+            let path = format!("/kms/v1/keys/{}/untag", segment(&key_id)?);
+            let v: Value = client.call(Method::POST, &path, Some(&UntagBody { tag_keys: names })).await?;
+            show(global, &v, show_metadata);
+        }
+        KeyCommand::SetDescription { key_id, description } => {
+            let path = format!("/kms/v1/keys/{}/description", segment(&key_id)?);
+            let v: Value = client.call(Method::PUT, &path, Some(&DescriptionBody { description })).await?;
+            show(global, &v, show_metadata);
+        }
+    }
+    Ok(())
+}
+
+async fn simple(client: &Client, global: &GlobalArgs, key_id: &str, action: &str) -> Result<(), CliError> {
+    let path = format!("/kms/v1/keys/{}/{action}", segment(key_id)?);
+    let v: Value = client.call(Method::POST, &path, None::<&()>).await?;
+    show(global, &v, |v| output::fields(v.get("key_metadata").unwrap_or(v)));
+    Ok(())
+}
+
+async fn service(client: &Client, global: &GlobalArgs, cmd: ServiceCommand) -> Result<(), CliError> {
+    let (method, path, body) = match cmd {
+        ServiceCommand::Status => (Method::GET, "/kms/v1/status", None),
+        ServiceCommand::Config => (Method::GET, "/kms/v1/config", None),
+        ServiceCommand::Configure { file } => (Method::POST, "/kms/v1/configure", Some(request_file(&file)?)),
+        ServiceCommand::Reconfigure { file } => (Method::POST, "/kms/v1/reconfigure", Some(request_file(&file)?)),
+        ServiceCommand::Start => (Method::POST, "/kms/v1/start", None),
+        ServiceCommand::Stop => (Method::POST, "/kms/v1/stop", None),
+        ServiceCommand::ClearCache => (Method::POST, "/kms/v1/cache/clear", None),
+    };
+    let v: Value = client.call(method, path, body.as_ref()).await?;
+    show(global, &v, output::fields);
+    Ok(())
+}
+
+/// Reads a configure request from a JSON or TOML file (`-` for stdin).
+fn request_file(path: &PathBuf) -> Result<Value, CliError> {
+    let text = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map_err(|e| CliError::local(format!("stdin: {e}")))?;
+        Zeroizing::new(s)
+    } else {
+        Zeroizing::new(std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?)
+    };
+    if let Ok(v) = serde_json::from_str::<Value>(&text) {
+        return Ok(v);
+    }
+    toml::from_str::<Value>(&text)
+        .map_err(|e| CliError::usage(format!("{}: neither JSON nor TOML: {e}", path.display())))
+}
+
+fn token(cmd: TokenCommand) -> Result<(), CliError> {
+    match cmd {
+        TokenCommand::Generate => {
+            let token = kms_admin::auth::generate_token();
+            println!("token:        {}", token.as_str());
+            println!("token_sha256: {}", kms_admin::auth::hash_token(&token));
+        }
+        TokenCommand::Hash => {
+            let mut s = Zeroizing::new(String::new());
+            std::io::stdin().read_to_string(&mut s).map_err(|e| CliError::local(format!("stdin: {e}")))?;
+            println!("{}", kms_admin::auth::hash_token(s.trim()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_parse_and_reject_garbage() {
+        let p = pairs("--tag", &["a=1".into(), "b=x=y".into(), "c=".into()]).unwrap();
+        assert_eq!(p["b"], "x=y");
+        assert_eq!(p["c"], "");
+        assert_eq!(pairs("--tag", &["novalue".into()]).unwrap_err().code, crate::client::exit::USAGE);
+        assert!(pairs("--tag", &["=v".into()]).is_err());
+    }
+}
