@@ -67,7 +67,7 @@
 //! With `default-features = false` the facade has no backend: the service manager then
 //! accepts no configuration until you register a [`backends::BackendFactory`] of your own in
 //! a [`backends::BackendRegistry`] and pass it to
-//! [`service_manager::init_global_kms_service_manager`](kms_core::service_manager::init_global_kms_service_manager).
+//! [`service_manager::init_global_kms_service_manager`].
 //!
 //! ```toml
 //! [dependencies]
