@@ -33,10 +33,11 @@ use zeroize::Zeroizing;
 use crate::auth::Auth;
 use crate::blob::VaultBlob;
 use crate::record::{KeyRecord, RECORD_FORMAT, parse_record};
-use crate::transport::{CallError, Method, Transport, TransportStats};
+use crate::transport::{CallError, Method, Transport, TransportStats, backoff};
 
-/// How many times a check-and-set update is retried after losing a race.
-const CAS_ATTEMPTS: u32 = 8;
+/// How many times a check-and-set update is tried before giving up on a contended key (the
+/// operation deadline bounds it too).
+const CAS_ATTEMPTS: u32 = 32;
 /// How many key records `list_keys` reads at once.
 const LIST_CONCURRENCY: usize = 16;
 
@@ -266,7 +267,7 @@ impl Inner {
 
     /// Writes a record with check-and-set against `cas` (0: create only).
     async fn write(&self, record: &KeyRecord, cas: u64) -> std::result::Result<u64, CallError> {
-        let session = self.auth.session().await.map_err(|e| CallError::Decode(e.to_string()))?;
+        let session = self.auth.session().await.map_err(|e| CallError::Session(Box::new(e)))?;
         let path = self.kv_path(&record.key_id);
         let cas = u32::try_from(cas).map_err(|_| CallError::Decode("KV version out of range".into()))?;
         self.transport.count_request();
@@ -285,7 +286,8 @@ impl Inner {
         mut change: impl FnMut(&mut KeyRecord) -> Result<()>,
     ) -> Result<KeyRecord> {
         validate_key_id("key_id", key_id)?;
-        for _ in 0..CAS_ATTEMPTS {
+        let mut attempt = 0;
+        while attempt < CAS_ATTEMPTS {
             let (mut record, version) = match self.load_fresh(key_id).await? {
                 Loaded::Record(r, v) => (r, v),
                 Loaded::Unreadable { .. } => {
@@ -303,7 +305,11 @@ impl Inner {
             match self.write(&record, version).await {
                 Ok(_) => return Ok(record),
                 Err(e) if e.says("check-and-set") => {
+                    // Lost a race with another writer: back off (with jitter, so the
+                    // contenders spread out), then read the winner's record and reapply.
                     self.cache_drop(key_id);
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt, Duration::from_millis(5), Duration::from_millis(500))).await;
                     continue;
                 }
                 Err(e) => return Err(e.into_kms("write key metadata")),

@@ -62,6 +62,9 @@ pub(crate) enum CallError {
     /// Vault answered 2xx with a body we cannot use.
     #[error("unexpected response from vault: {0}")]
     Decode(String),
+    /// No call was made: obtaining a session failed (already a typed error).
+    #[error("no vault session: {0}")]
+    Session(Box<KmsError>),
 }
 
 impl CallError {
@@ -89,13 +92,16 @@ impl CallError {
         match self {
             Self::Transport(_) => true,
             Self::Status { code, .. } => *code >= 500 && !self.is_auth_failure(),
-            Self::Decode(_) => false,
+            Self::Decode(_) | Self::Session(_) => false,
         }
     }
 
     /// The generic mapping: 401/403 → `Unauthorized`, transient → retryable `Backend`,
     /// anything else → permanent `Backend`. Callers map the cases they know first.
     pub(crate) fn into_kms(self, what: &str) -> KmsError {
+        if let Self::Session(e) = self {
+            return *e;
+        }
         match self.status() {
             Some(401 | 403) => KmsError::Unauthorized {
                 message: format!("vault refused {what} (check the token and its policy)"),
@@ -126,15 +132,19 @@ fn from_rustify(e: rustify::errors::ClientError) -> CallError {
     use rustify::errors::ClientError as R;
     match e {
         R::ServerResponseError { code, content } => {
-            let errors = content
-                .and_then(|c| serde_json::from_str::<Value>(&c).ok())
-                .and_then(|v| serde_json::from_value::<Vec<String>>(v.get("errors")?.clone()).ok())
-                .unwrap_or_default();
-            CallError::Status { code, errors }
+            CallError::Status { code, errors: vault_errors(content.as_deref().unwrap_or("").as_bytes()) }
         }
         e @ (R::RequestError { .. } | R::ResponseError { .. }) => CallError::Transport(Box::new(e)),
         other => CallError::Decode(other.to_string()),
     }
+}
+
+/// The `errors` array of a Vault error body (empty when the body is not one).
+fn vault_errors(body: &[u8]) -> Vec<String> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| serde_json::from_value::<Vec<String>>(v.get("errors")?.clone()).ok())
+        .unwrap_or_default()
 }
 
 impl From<reqwest::Error> for CallError {
@@ -226,11 +236,7 @@ impl Transport {
     ) -> Result<Option<Value>, CallError> {
         let (status, bytes) = self.raw_status(token, method, path, query, body).await?;
         if !(200..300).contains(&status) {
-            let errors = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| serde_json::from_value::<Vec<String>>(v.get("errors")?.clone()).ok())
-                .unwrap_or_default();
-            return Err(CallError::Status { code: status, errors });
+            return Err(CallError::Status { code: status, errors: vault_errors(&bytes) });
         }
         if bytes.is_empty() {
             return Ok(None);

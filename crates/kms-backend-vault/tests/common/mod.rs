@@ -165,7 +165,6 @@ pub struct BaoServer {
     pub port: u16,
     extra_config: Option<PathBuf>,
     child: Option<Child>,
-    scheme: &'static str,
 }
 
 impl Drop for BaoServer {
@@ -189,7 +188,6 @@ impl BaoServer {
             port,
             extra_config: None,
             child: None,
-            scheme: "http",
         };
         server.spawn();
         server.provision();
@@ -208,7 +206,6 @@ impl BaoServer {
             port,
             extra_config: Some(path),
             child: None,
-            scheme: "http",
         };
         server.spawn();
         server.provision();
