@@ -1,2 +1,50 @@
-//! (filled by its issue)
+//! All the cryptography of **kms**, on [`ring`]: data keys, envelopes that wrap them under a
+//! master key, and the canonical encoding of encryption contexts.
+//!
+//! This crate sits just above `kms-types` and below every backend: the local backend seals its
+//! key records with [`aead::RandomNonceKey`] and wraps data keys with [`envelope`]; the Vault
+//! backend sends [`context::canonical_context`] as Transit `associated_data`. It is synchronous
+//! and does no I/O.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`keys`] | [`keys::PlaintextDataKey`], [`keys::WrappedDataKey`], [`keys::KeyEncryptionKey`]: roles as types |
+//! | [`aead`] | [`aead::Algorithm`] and [`aead::RandomNonceKey`] (`nonce ‖ ciphertext ‖ tag`) |
+//! | [`context`] | [`context::canonical_context`]: one injective, order-independent, versioned encoding |
+//! | [`envelope`] | seal/open ≤ 4096 bytes, wrap/unwrap data keys, bound to key id, version and context |
+//!
+//! Every failure is a [`CryptoError`], deliberately without detail; it converts into
+//! `kms_types::error::KmsError` (`Crypto`, or `InvalidRequest` for caller mistakes).
+//! Every format is versioned and specified byte by byte in `docs/formats.md`.
+//!
+//! ```
+//! use kms_crypto::envelope::{self, Binding};
+//! use kms_crypto::keys::{KeyEncryptionKey, PlaintextDataKey};
+//! use kms_types::types::{EncryptionContext, KeySpec};
+//!
+//! let kek = KeyEncryptionKey::generate()?;
+//! let context: EncryptionContext = [("bucket".to_owned(), "photos".to_owned())].into();
+//! let binding = Binding { master_key_id: "master-1", master_key_version: 1, context: &context };
+//!
+//! let data_key = PlaintextDataKey::generate(KeySpec::Aes256)?;
+//! let wrapped = envelope::wrap_data_key(&kek, &data_key, &binding)?;
+//! // `wrapped` is plain bytes, stored with the object; the plaintext key never is.
+//! let again = envelope::unwrap_data_key(&kek, &wrapped, &binding)?;
+//! assert_eq!(again.expose_secret(), data_key.expose_secret());
+//! # Ok::<(), kms_crypto::CryptoError>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! None yet: the crate has no optional parts.
 #![forbid(unsafe_code)]
+
+pub mod aead;
+pub mod cipher;
+pub mod context;
+pub mod envelope;
+mod error;
+pub mod keys;
+pub mod stream;
+
+pub use error::CryptoError;
