@@ -1,2 +1,79 @@
-//! (filled by its issue)
+//! The embedded key store of **kms**: master keys in files on local disk, nothing to install.
+//!
+//! [`LocalBackend`] implements `kms_core::backends::KmsBackend` over a key directory; the
+//! facade `kms` registers [`LocalBackendFactory`] for `KmsBackend::Local` (feature `local`).
+//! It sits beside the Vault backend, above `kms-core` (the trait) and `kms-crypto` (the
+//! AEAD and envelopes it uses).
+//!
+//! # What it guarantees
+//!
+//! - **Layout**: a directory created 0700 (refused if it is a symlink, writable by group or
+//!   others, or owned by someone else), one 0600 file per key, `<key_id>.key`, in a versioned
+//!   format (`docs/formats.md`, "Local key records").
+//! - **At rest**: every record is sealed with AES-256-GCM under a key-encryption key derived
+//!   (HKDF-SHA256) from the master key (32 random bytes, or a passphrase through Argon2id),
+//!   with the key id, current version and format version as associated data: a record copied
+//!   over another key's file does not open. A verifier record makes a wrong master key a clear
+//!   error at start. The master key is never written. Plaintext records exist only with the
+//!   loudly named `MasterKeySource::InsecurePlaintextForDevelopment`.
+//! - **Lifecycle**: create (optionally named), describe, list (marker-paged), enable,
+//!   disable, describe/tag/untag, rotate (old versions keep decrypting; every ciphertext names
+//!   its key and version), schedule deletion (7-30 days) and cancel it (the key comes back
+//!   `Disabled`), and a deletion worker with an injectable [`Clock`]. Encrypt, decrypt and
+//!   data keys need an `Enabled` key (`docs/key-states.md`).
+//! - **Durability**: temporary file → fsync → rename → fsync of the directory; leftovers are
+//!   removed at start; an unreadable record makes its key `Unavailable`, not the store.
+//! - **Concurrency**: one lock per key serializes its changes (no lost updates); a second
+//!   process on the same directory is refused ("in use") by an advisory lock.
+//! - **Speed**: keys live in memory (zeroized on drop); the data path does no disk I/O.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use kms_backend_local::LocalBackend;
+//! use kms_core::backends::KmsBackend;
+//! use kms_types::config::{LocalConfig, MasterKeySource};
+//! use kms_types::types::{CreateKeyRequest, DecryptRequest, GenerateDataKeyRequest, KeySpec};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! // In production the key comes from `Env`, `File` or a passphrase, never from source code.
+//! let master_key = MasterKeySource::Key { key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into() };
+//! let backend = LocalBackend::open(&LocalConfig::new(dir.path().join("keys"), master_key)).await?;
+//!
+//! let key = backend.create_key(CreateKeyRequest { key_name: Some("app".into()), ..Default::default() }).await?;
+//! let data_key = backend
+//!     .generate_data_key(GenerateDataKeyRequest {
+//!         key_id: key.key_id.clone(),
+//!         key_spec: KeySpec::Aes256,
+//!         encryption_context: [("bucket".to_owned(), "photos".to_owned())].into(),
+//!     })
+//!     .await?;
+//! let opened = backend
+//!     .decrypt(DecryptRequest {
+//!         ciphertext_blob: data_key.ciphertext_blob,
+//!         encryption_context: [("bucket".to_owned(), "photos".to_owned())].into(),
+//!         key_id: None,
+//!     })
+//!     .await?;
+//! assert_eq!(opened.plaintext, data_key.plaintext_key);
+//! # Ok::<(), kms_types::KmsError>(()) }).unwrap();
+//! ```
+//!
+//! # Feature flags
+//!
+//! None: the crate has no optional parts.
+
 #![forbid(unsafe_code)]
+
+mod backend;
+mod ciphertext;
+mod clock;
+mod dir;
+mod factory;
+mod master_key;
+mod record;
+mod service;
+
+pub use backend::{DEFAULT_DELETION_SWEEP_INTERVAL, LocalBackend, LocalOptions};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use factory::LocalBackendFactory;
+pub use service::MAX_DESCRIPTION_LEN;

@@ -1,0 +1,350 @@
+//! `KmsBackend` for [`LocalBackend`]: the operations, the state matrix (`docs/key-states.md`)
+//! and the data path.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kms_core::backends::KmsBackend;
+use kms_crypto::envelope::{self, Binding};
+use kms_crypto::keys::PlaintextDataKey;
+use kms_types::error::{KmsError, Result};
+use kms_types::secret::SecretBytes;
+use kms_types::types::{
+    BackendCapabilities, CancelKeyDeletionRequest, CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse,
+    DecryptRequest, DecryptResponse, DeleteKeyRequest, DeleteKeyResponse, DescribeKeyRequest, DescribeKeyResponse,
+    DisableKeyRequest, EnableKeyRequest, EncryptRequest, EncryptResponse, EncryptionContext, GenerateDataKeyRequest,
+    GenerateDataKeyResponse, GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse,
+    KeyMetadataResponse, KeySpec, KeyState, ListKeysRequest, ListKeysResponse, MAX_ENCRYPT_PLAINTEXT_BYTES,
+    ReEncryptRequest, ReEncryptResponse, RotateKeyRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest,
+    validate_key_id, validate_pending_window,
+};
+use zeroize::Zeroizing;
+
+use crate::backend::{LocalBackend, MASTER_KEY_SPEC, next_version};
+use crate::ciphertext;
+use crate::record::{KeyRecord, StoredMeta, StoredState};
+
+/// Longest key description accepted (as AWS KMS).
+pub const MAX_DESCRIPTION_LEN: usize = 8192;
+
+/// States in which description and tags may change (as AWS KMS).
+const METADATA_EDITABLE: &[StoredState] = &[StoredState::Enabled, StoredState::Disabled];
+
+fn require(record: &KeyRecord, allowed: &[StoredState], operation: &'static str) -> Result<()> {
+    if allowed.contains(&record.meta.state) {
+        Ok(())
+    } else {
+        Err(KmsError::invalid_key_state(record.key_id.clone(), record.meta.state.into(), operation))
+    }
+}
+
+fn check_description(description: &str) -> Result<()> {
+    if description.len() > MAX_DESCRIPTION_LEN {
+        return Err(KmsError::invalid_request("description", format!("must be at most {MAX_DESCRIPTION_LEN} bytes")));
+    }
+    Ok(())
+}
+
+fn check_tag_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    if keys.into_iter().any(|k| k.is_empty()) {
+        return Err(KmsError::invalid_request("tags", "tag keys must not be empty"));
+    }
+    Ok(())
+}
+
+fn check_plaintext(plaintext: &SecretBytes) -> Result<()> {
+    if plaintext.is_empty() || plaintext.len() > MAX_ENCRYPT_PLAINTEXT_BYTES {
+        return Err(KmsError::invalid_request(
+            "plaintext",
+            format!("must be 1 to {MAX_ENCRYPT_PLAINTEXT_BYTES} bytes, got {}", plaintext.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn response(record: &KeyRecord) -> KeyMetadataResponse {
+    KeyMetadataResponse { key_metadata: record.metadata() }
+}
+
+impl LocalBackend {
+    /// The `Enabled` key `key_id` for a cryptographic operation (memory only).
+    fn enabled(&self, key_id: &str, operation: &'static str) -> Result<Arc<KeyRecord>> {
+        validate_key_id("key_id", key_id)?;
+        let record = self.inner.loaded(key_id, operation)?;
+        require(&record, &[StoredState::Enabled], operation)?;
+        Ok(record)
+    }
+
+    /// Seals `plaintext` under the current version of `record` into a blob.
+    fn seal(record: &KeyRecord, plaintext: &[u8], context: &EncryptionContext) -> Result<(u32, Vec<u8>)> {
+        let version = record.current();
+        let binding = Binding { master_key_id: &record.key_id, master_key_version: version.version, context };
+        let sealed = envelope::seal(&version.kek, plaintext, &binding)?;
+        Ok((version.version, ciphertext::encode(&record.key_id, version.version, &sealed)))
+    }
+
+    /// A fresh data key of `spec`, and its wrapped blob under the current version of `key_id`.
+    fn data_key(
+        &self,
+        key_id: &str,
+        spec: KeySpec,
+        context: &EncryptionContext,
+        operation: &'static str,
+    ) -> Result<(u32, PlaintextDataKey, Vec<u8>)> {
+        let record = self.enabled(key_id, operation)?;
+        let data_key = PlaintextDataKey::generate(spec)?;
+        let version = record.current();
+        let binding = Binding { master_key_id: &record.key_id, master_key_version: version.version, context };
+        let wrapped = envelope::wrap_data_key(&version.kek, &data_key, &binding)?;
+        let blob = ciphertext::encode(&record.key_id, version.version, wrapped.as_bytes());
+        Ok((version.version, data_key, blob))
+    }
+
+    /// Opens a blob: its key must exist and be `Enabled`, its version must exist.
+    fn open_blob(
+        &self,
+        blob: &[u8],
+        context: &EncryptionContext,
+        expected_key: Option<&str>,
+        operation: &'static str,
+    ) -> Result<(String, u32, Zeroizing<Vec<u8>>)> {
+        if let Some(expected) = expected_key {
+            validate_key_id("key_id", expected)?;
+        }
+        let (key_id, version, sealed) = ciphertext::decode(blob)?;
+        if expected_key.is_some_and(|expected| expected != key_id) {
+            return Err(KmsError::crypto());
+        }
+        if validate_key_id("key_id", key_id).is_err() {
+            return Err(KmsError::crypto());
+        }
+        let record = self.enabled(key_id, operation)?;
+        let kek = &record.version(version).ok_or_else(KmsError::crypto)?.kek;
+        let binding = Binding { master_key_id: key_id, master_key_version: version, context };
+        let plaintext = envelope::open(kek, sealed, &binding)?;
+        Ok((key_id.to_owned(), version, plaintext))
+    }
+}
+
+#[async_trait]
+impl KmsBackend for LocalBackend {
+    async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
+        if let Some(description) = &request.description {
+            check_description(description)?;
+        }
+        check_tag_keys(request.tags.keys())?;
+        let meta = StoredMeta {
+            state: StoredState::Enabled,
+            usage: request.key_usage,
+            spec: MASTER_KEY_SPEC,
+            origin: request.origin.unwrap_or_default(),
+            description: request.description,
+            tags: request.tags,
+            policy: request.policy,
+            creation_date: self.now(),
+            deletion_date: None,
+            rotation_date: None,
+        };
+        let record = self.create(request.key_name, meta).await?;
+        Ok(CreateKeyResponse { key_id: record.key_id.clone(), key_metadata: record.metadata() })
+    }
+
+    async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
+        check_plaintext(&request.plaintext)?;
+        let record = self.enabled(&request.key_id, "encrypt")?;
+        let (key_version, ciphertext_blob) =
+            Self::seal(&record, request.plaintext.expose_secret(), &request.encryption_context)?;
+        Ok(EncryptResponse { key_id: request.key_id, key_version, ciphertext_blob })
+    }
+
+    async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
+        let (key_id, key_version, mut plaintext) = self.open_blob(
+            &request.ciphertext_blob,
+            &request.encryption_context,
+            request.key_id.as_deref(),
+            "decrypt",
+        )?;
+        Ok(DecryptResponse { key_id, key_version, plaintext: SecretBytes::new(std::mem::take(&mut *plaintext)) })
+    }
+
+    async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
+        let (key_version, data_key, ciphertext_blob) =
+            self.data_key(&request.key_id, request.key_spec, &request.encryption_context, "generate_data_key")?;
+        Ok(GenerateDataKeyResponse {
+            key_id: request.key_id,
+            key_version,
+            plaintext_key: data_key.into_secret_bytes(),
+            ciphertext_blob,
+        })
+    }
+
+    async fn generate_data_key_without_plaintext(
+        &self,
+        request: GenerateDataKeyWithoutPlaintextRequest,
+    ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
+        let (key_version, _data_key, ciphertext_blob) = self.data_key(
+            &request.key_id,
+            request.key_spec,
+            &request.encryption_context,
+            "generate_data_key_without_plaintext",
+        )?;
+        Ok(GenerateDataKeyWithoutPlaintextResponse { key_id: request.key_id, key_version, ciphertext_blob })
+    }
+
+    async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
+        Ok(DescribeKeyResponse { key_metadata: self.describe(&request.key_id)?.metadata() })
+    }
+
+    async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse> {
+        self.list(&request)
+    }
+
+    async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
+        let days = validate_pending_window(request.pending_window_in_days)?;
+        let record = self
+            .mutate(&request.key_id, "delete_key", move |current, now| {
+                require(current, &[StoredState::Enabled, StoredState::Disabled], "delete_key")?;
+                let mut next = current.clone();
+                next.meta.state = StoredState::PendingDeletion;
+                next.meta.deletion_date = Some(now + time::Duration::days(i64::from(days)));
+                Ok(Some(next))
+            })
+            .await?;
+        let deletion_date = record.meta.deletion_date.ok_or_else(|| KmsError::backend("deletion date lost"))?;
+        Ok(DeleteKeyResponse { key_id: request.key_id, key_state: KeyState::PendingDeletion, deletion_date })
+    }
+
+    async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
+        self.mutate(&request.key_id, "cancel_key_deletion", |current, _| {
+            require(current, &[StoredState::PendingDeletion], "cancel_key_deletion")?;
+            let mut next = current.clone();
+            next.meta.state = StoredState::Disabled;
+            next.meta.deletion_date = None;
+            Ok(Some(next))
+        })
+        .await?;
+        Ok(CancelKeyDeletionResponse { key_id: request.key_id, key_state: KeyState::Disabled })
+    }
+
+    async fn health_check(&self) -> Result<bool> {
+        Ok(self.healthy())
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "local"
+    }
+
+    fn capabilities(&self) -> BackendCapabilities {
+        BackendCapabilities::ALL
+    }
+
+    async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
+        let record = self
+            .mutate(&request.key_id, "enable_key", |current, _| {
+                require(current, &[StoredState::Enabled, StoredState::Disabled], "enable_key")?;
+                Ok((current.meta.state != StoredState::Enabled).then(|| {
+                    let mut next = current.clone();
+                    next.meta.state = StoredState::Enabled;
+                    next
+                }))
+            })
+            .await?;
+        Ok(response(&record))
+    }
+
+    async fn disable_key(&self, request: DisableKeyRequest) -> Result<KeyMetadataResponse> {
+        let record = self
+            .mutate(&request.key_id, "disable_key", |current, _| {
+                require(current, &[StoredState::Enabled, StoredState::Disabled], "disable_key")?;
+                Ok((current.meta.state != StoredState::Disabled).then(|| {
+                    let mut next = current.clone();
+                    next.meta.state = StoredState::Disabled;
+                    next
+                }))
+            })
+            .await?;
+        Ok(response(&record))
+    }
+
+    async fn rotate_key(&self, request: RotateKeyRequest) -> Result<KeyMetadataResponse> {
+        let record = self
+            .mutate(&request.key_id, "rotate_key", |current, now| {
+                require(current, &[StoredState::Enabled], "rotate_key")?;
+                let mut next = current.clone();
+                next.versions.push(Arc::new(next_version(current, now)?));
+                next.meta.rotation_date = Some(now);
+                Ok(Some(next))
+            })
+            .await?;
+        Ok(response(&record))
+    }
+
+    async fn re_encrypt(&self, request: ReEncryptRequest) -> Result<ReEncryptResponse> {
+        if let Some(destination) = &request.destination_key_id {
+            validate_key_id("destination_key_id", destination)?;
+        }
+        let (source_key_id, source_key_version, plaintext) =
+            self.open_blob(&request.ciphertext_blob, &request.source_encryption_context, None, "re_encrypt")?;
+        let destination_id = request.destination_key_id.as_deref().unwrap_or(&source_key_id);
+        let destination = self.enabled(destination_id, "re_encrypt")?;
+        let context = request.destination_encryption_context.as_ref().unwrap_or(&request.source_encryption_context);
+        let (key_version, ciphertext_blob) = Self::seal(&destination, &plaintext, context)?;
+        Ok(ReEncryptResponse {
+            ciphertext_blob,
+            key_id: destination_id.to_owned(),
+            source_key_id,
+            source_key_version,
+            key_version,
+        })
+    }
+
+    async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
+        check_description(&request.description)?;
+        let description = request.description;
+        let record = self
+            .mutate(&request.key_id, "update_key_description", move |current, _| {
+                require(current, METADATA_EDITABLE, "update_key_description")?;
+                Ok((current.meta.description.as_deref() != Some(description.as_str())).then(|| {
+                    let mut next = current.clone();
+                    next.meta.description = Some(description);
+                    next
+                }))
+            })
+            .await?;
+        Ok(response(&record))
+    }
+
+    async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
+        check_tag_keys(request.tags.keys())?;
+        let tags = request.tags;
+        let record = self
+            .mutate(&request.key_id, "tag_key", move |current, _| {
+                require(current, METADATA_EDITABLE, "tag_key")?;
+                let mut next = current.clone();
+                next.meta.tags.extend(tags);
+                Ok((next.meta.tags != current.meta.tags).then_some(next))
+            })
+            .await?;
+        Ok(response(&record))
+    }
+
+    async fn untag_key(&self, request: UntagKeyRequest) -> Result<KeyMetadataResponse> {
+        let names = request.tag_keys;
+        let record = self
+            .mutate(&request.key_id, "untag_key", move |current, _| {
+                require(current, METADATA_EDITABLE, "untag_key")?;
+                let mut next = current.clone();
+                for name in &names {
+                    next.meta.tags.remove(name);
+                }
+                Ok((next.meta.tags != current.meta.tags).then_some(next))
+            })
+            .await?;
+        Ok(response(&record))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.shutdown().await;
+        Ok(())
+    }
+}
