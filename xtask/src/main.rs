@@ -1,16 +1,19 @@
 //! Project automation (matklad's xtask pattern): `cargo xtask <task>`.
 //!
-//! - `test`: every test of the workspace.
+//! - `test`: every test of the workspace, against a real OpenBao dev server it starts and always
+//!   stops (see [`openbao`]; the Vault tests fail without one, they are never skipped).
 //! - `ci`: everything CI checks, in order: formatting, clippy with warnings denied, docs, the
 //!   facade's feature matrix, the layering rules, `cargo deny` (when installed), then `test`.
 //! - `bench [NAME...]`: the benchmarks, each a `harness = false` bench target of the crate that
 //!   owns it, listed in [`BENCHES`].
+//! - `openbao`: one OpenBao dev server for a development loop; prints the environment to export.
 //!
 //! This crate is built before every task, so it keeps no dependencies: it only runs commands.
 
-use std::process::{Command, ExitCode};
-
 mod layering;
+mod openbao;
+
+use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,8 +21,9 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
+        Some("openbao") => openbao_dev(),
         _ => {
-            eprintln!("usage: cargo xtask <test | ci | bench [{}]>", bench_names().join("|"));
+            eprintln!("usage: cargo xtask <test | ci | bench [{}] | openbao>", bench_names().join("|"));
             return ExitCode::from(2);
         }
     };
@@ -39,10 +43,16 @@ fn cargo_bin() -> String {
 
 /// Runs `cargo ARGS` in the workspace root and fails on a non-zero exit.
 fn cargo(args: &[&str]) -> Result<(), String> {
+    cargo_with_env(args, &[])
+}
+
+/// Runs `cargo ARGS` with extra environment variables.
+fn cargo_with_env(args: &[&str], env: &[(&str, String)]) -> Result<(), String> {
     eprintln!("$ cargo {}", args.join(" "));
     let status = Command::new(cargo_bin())
         .args(args)
         .current_dir(workspace_root())
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("`cargo {}` failed ({status})", args.join(" "))) }
@@ -67,8 +77,32 @@ fn workspace_root() -> std::path::PathBuf {
     manifest_dir.parent().map(std::path::Path::to_path_buf).unwrap_or(manifest_dir)
 }
 
+/// Every test, with a fresh OpenBao dev server for the Vault suite; the server is stopped
+/// when this returns, whether the tests passed or not.
 fn test() -> Result<(), String> {
-    cargo(&["test", "--workspace", "--all-features"])
+    let server = openbao::OpenBao::start(&workspace_root())?;
+    eprintln!("xtask: OpenBao dev server up (log: {})", server.log().display());
+    let result = cargo_with_env(&["test", "--workspace", "--all-features"], &server.env());
+    drop(server);
+    result
+}
+
+/// `cargo xtask openbao`: one dev server for a development loop; prints the environment to
+/// export and runs until interrupted (Ctrl-C stops the server with it).
+fn openbao_dev() -> Result<(), String> {
+    let server = openbao::OpenBao::start(&workspace_root())?;
+    let mut out = String::new();
+    for (name, value) in server.env() {
+        out.push_str(&format!("export {name}={value}\n"));
+    }
+    let env_file = workspace_root().join("target").join("openbao").join("env.sh");
+    std::fs::write(&env_file, &out).map_err(|e| format!("cannot write {}: {e}", env_file.display()))?;
+    #[allow(clippy::print_stdout)] // printing the environment is this task's job
+    {
+        print!("{out}");
+        println!("# also written to {}; log: {}; Ctrl-C stops the server", env_file.display(), server.log().display());
+    }
+    server.wait()
 }
 
 fn ci() -> Result<(), String> {
