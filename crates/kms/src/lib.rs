@@ -96,11 +96,12 @@ use service_manager::KmsServiceManager;
 
 /// A registry holding the backend factories this build's features enable.
 pub fn default_registry() -> BackendRegistry {
-    #[allow(unused_mut)] // only empty while no backend crate provides a factory
+    #[allow(unused_mut)] // empty without backend features
     let mut registry = BackendRegistry::new();
-    // Backend factories, one line per feature, registered here as their crates provide them:
-    //   #[cfg(feature = "local")] registry.register(Arc::new(kms_backend_local::LocalBackendFactory::new()));
-    //   #[cfg(feature = "vault")] registry.register(Arc::new(kms_backend_vault::VaultBackendFactory));
+    #[cfg(feature = "local")]
+    registry.register(Arc::new(kms_backend_local::LocalBackendFactory::new()));
+    #[cfg(feature = "vault")]
+    registry.register(Arc::new(kms_backend_vault::VaultBackendFactory));
     registry
 }
 

@@ -114,7 +114,7 @@ impl CustomerKey {
             .try_into()
             .map_err(|_| KmsError::invalid_request(headers::SSE_C_KEY, "an SSE-C key is 256 bits (32 bytes) long"))?;
         let key = Zeroizing::new(bytes);
-        let md5 = B64.encode(md5::Md5::digest(&key[..]));
+        let md5 = Self::md5_of(&key[..]);
         if md5 != key_md5.trim() {
             return Err(KmsError::invalid_request(
                 headers::SSE_C_KEY_MD5,
@@ -131,6 +131,11 @@ impl CustomerKey {
                 .map_err(|_| KmsError::invalid_request(headers::SSE_C_KEY, "the customer key is not valid base64"))?,
         );
         Self::new(&raw, key_md5_b64)
+    }
+
+    /// Base64 of the MD5 of `key`: what a client sends as `...-customer-key-MD5`.
+    pub fn md5_of(key: &[u8]) -> String {
+        B64.encode(md5::Md5::digest(key))
     }
 
     /// Base64 of the key's MD5 (the value of the `...-customer-key-MD5` response header).
@@ -561,6 +566,7 @@ mod tests {
     fn customer_key_md5_is_checked() {
         let key = [0u8; 32];
         let md5 = "cLyPS3KoaSFGi/joRB3OUQ==";
+        assert_eq!(CustomerKey::md5_of(&key), md5);
         let k = CustomerKey::new(&key, md5).unwrap();
         assert_eq!(k.key_md5(), md5);
         assert!(!format!("{k:?}").contains("AAAA"));
