@@ -172,7 +172,7 @@ fn deny() -> Result<(), String> {
 }
 
 /// `cargo xtask bench NAME` runs `cargo bench -p PACKAGE --bench NAME`.
-const BENCHES: &[(&str, &str)] = &[("local", "kms-backend-local")];
+const BENCHES: &[(&str, &str)] = &[("local", "kms-backend-local"), ("sse", "kms")];
 
 fn bench_names() -> Vec<&'static str> {
     BENCHES.iter().map(|(name, _)| *name).collect()
