@@ -16,7 +16,11 @@ async fn async_round_trip_range_and_truncation() {
     for len in [0usize, 1, 63, 64, 65, 1000] {
         let pt = plaintext(len);
         let mut ct = Vec::new();
-        AsyncEncryptingReader::new(&pt[..], &key, &ctx, Part::Whole, params).unwrap().read_to_end(&mut ct).await.unwrap();
+        AsyncEncryptingReader::new(&pt[..], &key, &ctx, Part::Whole, params)
+            .unwrap()
+            .read_to_end(&mut ct)
+            .await
+            .unwrap();
         assert_eq!(ct.len() as u64, stream::ciphertext_len(len as u64, 64).unwrap());
         assert_eq!(&*stream::decrypt(&key, &ctx, Part::Whole, &ct).unwrap(), &pt[..]);
 

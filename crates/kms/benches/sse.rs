@@ -105,8 +105,13 @@ async fn peak_memory_of_1_gib_get(service: &EncryptionService, key_id: &str, dir
     let reset = reset_peak_rss();
     let before = peak_rss_kib();
     let start = Instant::now();
-    let request =
-        DecryptStreamRequest { bucket: "bench", object_key: "object", metadata: &metadata, customer_key: None, range: None };
+    let request = DecryptStreamRequest {
+        bucket: "bench",
+        object_key: "object",
+        metadata: &metadata,
+        customer_key: None,
+        range: None,
+    };
     let get = service.decrypt_seekable(file, request).await.expect("get");
     let mut small = vec![0u8; 64 * 1024];
     let n = drain(get, &mut small).await;

@@ -63,7 +63,8 @@ async fn get_range(service: &EncryptionService, root: &Path, first: u64, last: u
 async fn multipart(service: &EncryptionService, root: &Path) -> Result<(), Error> {
     let raw_key = [42u8; 32]; // the client's key; it sends key and MD5 with every request
     let key = || CustomerKey::new(&raw_key, &CustomerKey::md5_of(&raw_key));
-    let object = ObjectContext { bucket: "media".into(), object_key: "movie.mp4".into(), sse: SseMode::Customer(key()?) };
+    let object =
+        ObjectContext { bucket: "media".into(), object_key: "movie.mp4".into(), sse: SseMode::Customer(key()?) };
     let upload = service.create_multipart_upload(object).await?;
     let bodies = [vec![1u8; 6 * 1024 * 1024], vec![2u8; 5 * 1024 * 1024 + 123], vec![3u8; 1000]];
     let mut parts = Vec::new();

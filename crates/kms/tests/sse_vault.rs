@@ -37,8 +37,10 @@ fn registry() -> BackendRegistry {
 }
 
 async fn env() -> sse_suite::Env {
-    let hint = "the OpenBao tests need a server: run `cargo xtask test`, or `cargo xtask openbao` and export what it prints";
-    let addr = std::env::var("KMS_TEST_VAULT_ADDR").unwrap_or_else(|_| panic!("KMS_TEST_VAULT_ADDR is not set; {hint}"));
+    let hint =
+        "the OpenBao tests need a server: run `cargo xtask test`, or `cargo xtask openbao` and export what it prints";
+    let addr =
+        std::env::var("KMS_TEST_VAULT_ADDR").unwrap_or_else(|_| panic!("KMS_TEST_VAULT_ADDR is not set; {hint}"));
     let token =
         std::env::var("KMS_TEST_VAULT_TOKEN").unwrap_or_else(|_| panic!("KMS_TEST_VAULT_TOKEN is not set; {hint}"));
     sse_suite::Env::start(registry(), config(&addr, &token), ()).await

@@ -167,7 +167,7 @@ impl EncryptionService {
     ) -> Result<DecryptStream<RangeFetcher<S>>> {
         request.metadata.validate()?;
         let ranges = match &request.range {
-            None => vec![0..request.metadata.ciphertext_size],
+            None => std::iter::once(0..request.metadata.ciphertext_size).collect::<Vec<_>>(),
             Some(range) => request.metadata.plan(range.clone())?.fetch_ranges(),
         };
         self.decrypt_stream(RangeFetcher::new(source, ranges), request).await

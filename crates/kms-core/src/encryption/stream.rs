@@ -271,7 +271,7 @@ mod tests {
         assert_eq!(out, expected);
         assert_eq!(f.fetched(), expected.len() as u64);
 
-        let mut short = RangeFetcher::new(Cursor::new(data), [9_000..10_001]);
+        let mut short = RangeFetcher::new(Cursor::new(data), std::iter::once(9_000..10_001));
         let err = short.read_to_end(&mut Vec::new()).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }

@@ -154,10 +154,7 @@ pub async fn round_trips_every_mode_size_and_range(env: Env) {
                 (0, _) => mode.take().unwrap(),
                 (_, Some(_)) => SseMode::Customer(customer_key(7)),
                 (_, None) if kind == SseKind::S3 => SseMode::S3,
-                _ => SseMode::Kms {
-                    key_id: None,
-                    context: [("tenant".into(), "acme".into())].into(),
-                },
+                _ => SseMode::Kms { key_id: None, context: [("tenant".into(), "acme".into())].into() },
             };
             let plaintext = data(size, size);
             let key = format!("dir/object-{size}");
@@ -226,8 +223,13 @@ pub async fn round_trips_a_100_mib_object(env: Env) {
     let metadata = stream.finish().unwrap();
     assert_eq!(metadata.plaintext_size, SIZE);
 
-    let request =
-        DecryptStreamRequest { bucket: "big", object_key: "100mib", metadata: &metadata, customer_key: None, range: None };
+    let request = DecryptStreamRequest {
+        bucket: "big",
+        object_key: "100mib",
+        metadata: &metadata,
+        customer_key: None,
+        range: None,
+    };
     let mut reader = env.service.decrypt_seekable(Cursor::new(&stored[..]), request).await.unwrap();
     let mut at = 0u64;
     let mut buf = vec![0u8; 1 << 20];
@@ -305,8 +307,13 @@ pub async fn multipart_three_unequal_parts(env: Env) {
         let request =
             PartRequest { bucket: "mp", object_key: "video.bin", upload: &metadata, part_number: 4, customer_key: ck };
         assert!(env.service.encrypt_part(&b"x"[..], request).await.is_err());
-        let request =
-            PartRequest { bucket: "mp", object_key: "video.bin", upload: &upload_meta, part_number: 0, customer_key: ck };
+        let request = PartRequest {
+            bucket: "mp",
+            object_key: "video.bin",
+            upload: &upload_meta,
+            part_number: 0,
+            customer_key: ck,
+        };
         assert!(env.service.encrypt_part(&b"x"[..], request).await.is_err());
     }
 }
@@ -363,8 +370,13 @@ pub async fn ranged_reads_fetch_only_covering_segments(env: Env) {
     let read = Arc::new(AtomicU64::new(0));
     let source = Counting { inner: Cursor::new(&stored[..]), read: Arc::clone(&read) };
     let wrong = customer_key(2);
-    let request =
-        DecryptStreamRequest { bucket: "b", object_key: "c", metadata: &metadata, customer_key: Some(&wrong), range: None };
+    let request = DecryptStreamRequest {
+        bucket: "b",
+        object_key: "c",
+        metadata: &metadata,
+        customer_key: Some(&wrong),
+        range: None,
+    };
     let err = env.service.decrypt_seekable(source, request).await.unwrap_err();
     assert!(matches!(err, KmsError::Unauthorized { .. }), "{err:?}");
     assert!(err.to_string().contains("customer key"), "a clear error: {err}");
@@ -557,10 +569,16 @@ pub async fn rotate_then_rewrap(env: Env) {
         .unwrap();
     assert_eq!((new.master_key_id.as_deref(), new.master_key_version), (Some(key_id.as_str()), Some(2)));
     assert_ne!(new.wrapped_data_key, old.wrapped_data_key);
-    assert_eq!((new.plaintext_size, new.ciphertext_size, &new.context), (old.plaintext_size, old.ciphertext_size, &old.context));
+    assert_eq!(
+        (new.plaintext_size, new.ciphertext_size, &new.context),
+        (old.plaintext_size, old.ciphertext_size, &old.context)
+    );
     for m in [&old, &new] {
         assert_eq!(get(&env.service, &stored, "b", "r", m, None, None).await.unwrap(), plaintext);
-        assert_eq!(get(&env.service, &stored, "b", "r", m, None, Some(70_000..70_010)).await.unwrap(), plaintext[70_000..70_010]);
+        assert_eq!(
+            get(&env.service, &stored, "b", "r", m, None, Some(70_000..70_010)).await.unwrap(),
+            plaintext[70_000..70_010]
+        );
     }
     // New metadata with the old version number, and the rewrap of metadata for another object, fail.
     let mut lying = new.clone();
@@ -593,13 +611,26 @@ pub async fn rotate_then_rewrap(env: Env) {
     env.service.rotate_key(KeyIdRequest { key_id: key_id.clone() }).await.unwrap();
     let (_, current) = put(&env.service, b"fresh", object("bulk", "current", SseMode::kms(key_id.clone()))).await;
     assert_eq!(current.master_key_version, Some(3));
-    records.insert(2, RewrapRecord { id: "current".into(), bucket: "bulk".into(), object_key: "current".into(), metadata: current });
+    records.insert(
+        2,
+        RewrapRecord { id: "current".into(), bucket: "bulk".into(), object_key: "current".into(), metadata: current },
+    );
     let (_, sse_c) = put(&env.service, b"c", object("bulk", "sse-c", SseMode::Customer(customer_key(1)))).await;
-    records.push(RewrapRecord { id: "sse-c".into(), bucket: "bulk".into(), object_key: "sse-c".into(), metadata: sse_c });
+    records.push(RewrapRecord {
+        id: "sse-c".into(),
+        bucket: "bulk".into(),
+        object_key: "sse-c".into(),
+        metadata: sse_c,
+    });
     let mut broken = records[0].metadata.clone();
     let last = broken.wrapped_data_key.len() - 1;
     broken.wrapped_data_key[last] ^= 1;
-    records.push(RewrapRecord { id: "broken".into(), bucket: "bulk".into(), object_key: "obj-0".into(), metadata: broken });
+    records.push(RewrapRecord {
+        id: "broken".into(),
+        bucket: "bulk".into(),
+        object_key: "obj-0".into(),
+        metadata: broken,
+    });
 
     // First run: stop (as if the process died) after the second record.
     let mut seen = Vec::new();
