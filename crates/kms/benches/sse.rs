@@ -81,6 +81,11 @@ fn object(key_id: &str) -> ObjectContext {
     ObjectContext { bucket: "bench".into(), object_key: "object".into(), sse: SseMode::kms(key_id) }
 }
 
+/// A GET of the whole bench object.
+fn whole(metadata: &ObjectMetadata) -> DecryptStreamRequest<'_> {
+    DecryptStreamRequest { bucket: "bench", object_key: "object", metadata, customer_key: None, range: None }
+}
+
 async fn peak_memory_of_1_gib_get(service: &EncryptionService, key_id: &str, dir: &std::path::Path) {
     const SIZE: u64 = 1024 * 1024 * 1024;
     let path = dir.join("one-gib.enc");
@@ -105,13 +110,7 @@ async fn peak_memory_of_1_gib_get(service: &EncryptionService, key_id: &str, dir
     let reset = reset_peak_rss();
     let before = peak_rss_kib();
     let start = Instant::now();
-    let request = DecryptStreamRequest {
-        bucket: "bench",
-        object_key: "object",
-        metadata: &metadata,
-        customer_key: None,
-        range: None,
-    };
+    let request = whole(&metadata);
     let get = service.decrypt_seekable(file, request).await.expect("get");
     let mut small = vec![0u8; 64 * 1024];
     let n = drain(get, &mut small).await;
@@ -165,13 +164,7 @@ async fn throughput(service: &EncryptionService, key_id: &str, size: usize, roun
         assert_eq!(drain(reader, &mut buf).await, size as u64);
     });
     let svc_get = best!(rounds, {
-        let request = DecryptStreamRequest {
-            bucket: "bench",
-            object_key: "object",
-            metadata: &metadata,
-            customer_key: None,
-            range: None,
-        };
+        let request = whole(&metadata);
         let stream = service.decrypt_stream(&svc_ct[..], request).await.unwrap();
         assert_eq!(drain(stream, &mut buf).await, size as u64);
     });
