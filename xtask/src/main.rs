@@ -178,8 +178,13 @@ fn deny() -> Result<(), String> {
 }
 
 /// `cargo xtask bench NAME` runs `cargo bench -p PACKAGE --bench NAME`.
-const BENCHES: &[(&str, &str)] =
-    &[("crypto", "kms-crypto"), ("http", "kms-admin"), ("local", "kms-backend-local"), ("vault", "kms-backend-vault")];
+const BENCHES: &[(&str, &str)] = &[
+    ("crypto", "kms-crypto"),
+    ("http", "kms-admin"),
+    ("local", "kms-backend-local"),
+    ("sse", "kms"),
+    ("vault", "kms-backend-vault"),
+];
 
 /// `cargo xtask fuzz [SECONDS]` runs each of these `cargo fuzz` targets (in `fuzz/`) in turn.
 const FUZZ_TARGETS: &[&str] = &["stream_header", "envelope_open", "stream_decrypt"];

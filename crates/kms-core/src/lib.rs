@@ -1,7 +1,9 @@
 //! The engine of **kms**: the [`backends::KmsBackend`] trait every key store implements, the
 //! [`manager::KmsManager`] that applies timeouts, retries and a metadata cache around a
 //! backend, the service lifecycle ([`service_manager::KmsServiceManager`]), the
-//! [`encryption::service::EncryptionService`] façade object stores call, an in-memory backend
+//! [`encryption::service::EncryptionService`] façade object stores call (with the S3
+//! server-side encryption pipeline: [`encryption::sse`], [`encryption::pipeline`],
+//! `docs/sse-integration.md`), an in-memory backend
 //! ([`mock::MemoryBackend`]) and the backend contract suite (`testkit`).
 //!
 //! It sits between `kms-types` (the vocabulary) and the backend crates, which implement

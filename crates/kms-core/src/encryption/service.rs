@@ -7,6 +7,9 @@
 //! started on, and once the service is stopped calls fail with
 //! [`KmsError::ServiceUnavailable`]. [`EncryptionService::new`] builds one over a fixed manager.
 //!
+//! The S3 pipeline (`encrypt_stream`, `decrypt_stream`, multipart, `rewrap`) is implemented
+//! in the sibling modules [`pipeline`](super::pipeline) and [`rewrap`](super::rewrap).
+//!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! use std::sync::Arc;
@@ -51,6 +54,7 @@ use kms_types::types::{
 };
 use tokio::sync::OwnedRwLockReadGuard;
 
+use super::key_cache::DataKeyCache;
 use crate::manager::KmsManager;
 use crate::service_manager::ServiceSlot;
 
@@ -58,6 +62,9 @@ use crate::service_manager::ServiceSlot;
 #[derive(Debug)]
 pub struct EncryptionService {
     source: Source,
+    /// The data-key cache of the KMS-unavailable policy (inert by default); see
+    /// [`key_cache`](super::key_cache).
+    pub(super) data_keys: DataKeyCache,
 }
 
 #[derive(Debug)]
@@ -89,7 +96,7 @@ macro_rules! delegate {
 impl EncryptionService {
     /// A service over a fixed manager, with no default key.
     pub fn new(manager: Arc<KmsManager>) -> Self {
-        Self { source: Source::Fixed { manager, default_key_id: None } }
+        Self { source: Source::Fixed { manager, default_key_id: None }, data_keys: DataKeyCache::default() }
     }
 
     /// Sets the key used when a caller names none (only for a service built with [`Self::new`];
@@ -102,7 +109,7 @@ impl EncryptionService {
     }
 
     pub(crate) fn managed(slot: Arc<ServiceSlot>) -> Self {
-        Self { source: Source::Managed(slot) }
+        Self { source: Source::Managed(slot), data_keys: DataKeyCache::default() }
     }
 
     async fn lease(&self) -> Result<Lease> {
