@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use kms_crypto::envelope::PreparedKek;
 use kms_crypto::keys::KeyEncryptionKey;
 use kms_types::error::KmsError;
 use kms_types::types::{KeyMetadata, KeyOrigin, KeySpec, KeyState, KeyUsage, Tags};
@@ -78,13 +79,21 @@ pub(crate) struct StoredMeta {
 pub(crate) struct KeyVersion {
     pub(crate) version: u32,
     pub(crate) created_at: OffsetDateTime,
-    /// The material, zeroized when the last snapshot holding this version is dropped.
-    pub(crate) kek: KeyEncryptionKey,
+    /// The material, prepared for the data path once, when the version is loaded or made: the
+    /// AES-256-GCM cipher state is set up here, not on every envelope. The material is
+    /// zeroized when the last snapshot holding this version is dropped (the key is deleted, or
+    /// the store closed); ring's expanded cipher state is not (see `PreparedKek`).
+    pub(crate) key: PreparedKek,
 }
 
 impl KeyVersion {
     pub(crate) fn new(version: u32, created_at: OffsetDateTime, material: &[u8]) -> Result<Self, KmsError> {
-        Ok(Self { version, created_at, kek: KeyEncryptionKey::from_bytes(material)? })
+        Ok(Self { version, created_at, key: PreparedKek::new(KeyEncryptionKey::from_bytes(material)?) })
+    }
+
+    /// The raw material (to write the record).
+    pub(crate) fn material(&self) -> &[u8] {
+        self.key.key_encryption_key().expose_secret()
     }
 }
 
@@ -93,7 +102,7 @@ impl fmt::Debug for KeyVersion {
         f.debug_struct("KeyVersion")
             .field("version", &self.version)
             .field("created_at", &self.created_at)
-            .field("kek", &self.kek)
+            .field("key", &self.key)
             .finish()
     }
 }
@@ -145,7 +154,7 @@ impl KeyRecord {
         for v in &self.versions {
             body.extend_from_slice(&v.version.to_be_bytes());
             body.extend_from_slice(&v.created_at.unix_timestamp().to_be_bytes());
-            body.extend_from_slice(v.kek.expose_secret());
+            body.extend_from_slice(v.material());
         }
         let header = Header {
             format: RECORD_FORMAT.into(),
@@ -226,8 +235,9 @@ fn parse_body(key_id: &str, body: &[u8]) -> Result<KeyRecord, RecordError> {
         }
         let created_at = OffsetDateTime::from_unix_timestamp(created)
             .map_err(|_| RecordError::Malformed("bad version timestamp".into()))?;
-        let kek = KeyEncryptionKey::from_bytes(material).map_err(|_| RecordError::Malformed("bad material".into()))?;
-        versions.push(Arc::new(KeyVersion { version, created_at, kek }));
+        let version = KeyVersion::new(version, created_at, material)
+            .map_err(|_| RecordError::Malformed("bad material".into()))?;
+        versions.push(Arc::new(version));
     }
     if !rest.is_empty() {
         return Err(RecordError::Malformed("trailing bytes after the body".into()));
@@ -347,7 +357,7 @@ mod tests {
             let back = KeyRecord::decode("app-1", &bytes, &p).unwrap();
             assert_eq!(back.meta, rec.meta);
             assert_eq!(back.versions.len(), 3);
-            assert_eq!(back.version(2).unwrap().kek.expose_secret(), [2; 32]);
+            assert_eq!(back.version(2).unwrap().material(), [2; 32]);
             assert_eq!(back.metadata().current_version, 3);
         }
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kms_core::backends::KmsBackend;
-use kms_crypto::envelope::{self, Binding};
+use kms_crypto::envelope::Binding;
 use kms_crypto::keys::PlaintextDataKey;
 use kms_types::error::{KmsError, Result};
 use kms_types::secret::SecretBytes;
@@ -55,7 +55,7 @@ impl LocalBackend {
     fn seal(record: &KeyRecord, plaintext: &[u8], context: &EncryptionContext) -> Result<(u32, Vec<u8>)> {
         let version = record.current();
         let binding = Binding { master_key_id: &record.key_id, master_key_version: version.version, context };
-        let sealed = envelope::seal(&version.kek, plaintext, &binding)?;
+        let sealed = version.key.seal(plaintext, &binding)?;
         Ok((version.version, ciphertext::encode(&record.key_id, version.version, &sealed)))
     }
 
@@ -68,10 +68,10 @@ impl LocalBackend {
         operation: &'static str,
     ) -> Result<(u32, PlaintextDataKey, Vec<u8>)> {
         let record = self.enabled(key_id, operation)?;
-        let data_key = PlaintextDataKey::generate(spec)?;
         let version = record.current();
         let binding = Binding { master_key_id: &record.key_id, master_key_version: version.version, context };
-        let wrapped = envelope::wrap_data_key(&version.kek, &data_key, &binding)?;
+        // One random draw (key and nonce) and one seal, under the cipher prepared at load.
+        let (data_key, wrapped) = version.key.generate_and_wrap_data_key(spec, &binding)?;
         let blob = ciphertext::encode(&record.key_id, version.version, wrapped.as_bytes());
         Ok((version.version, data_key, blob))
     }
@@ -95,9 +95,9 @@ impl LocalBackend {
             return Err(KmsError::crypto());
         }
         let record = self.enabled(key_id, operation)?;
-        let kek = &record.version(version).ok_or_else(KmsError::crypto)?.kek;
+        let key = &record.version(version).ok_or_else(KmsError::crypto)?.key;
         let binding = Binding { master_key_id: key_id, master_key_version: version, context };
-        let plaintext = envelope::open(kek, sealed, &binding)?;
+        let plaintext = key.open(sealed, &binding)?;
         Ok((key_id.to_owned(), version, plaintext))
     }
 }

@@ -1,5 +1,7 @@
 //! `cargo xtask bench crypto`: throughput of the streaming format against raw ring on the
-//! same buffers, parallel speed-up, and peak memory of streaming 1 GiB.
+//! same buffers (and against raw ring doing the one copy per segment a `Write`/`Read` adapter
+//! cannot avoid), parallel speed-up beside what two threads of raw ring get, the fixed cost
+//! of a small object, and peak memory of streaming 1 GiB.
 //!
 //! Every ratio is measured in this one process, so machine noise hits both sides alike.
 //! Memory comes from fresh child processes that stream 1 GiB: peak resident set (VmHWM) and
@@ -101,6 +103,30 @@ fn main() {
         gbps(one)
     );
     drop(out_buf);
+    // What two threads can give on this machine right now (other processes share the cores).
+    let (one, two, speedup) = compare(&mut buf[..], |b: &mut [u8]| raw_threads(b, 1), |b: &mut [u8]| raw_threads(b, 2));
+    println!(
+        "  raw ring, 2 threads (the ceiling)         {:6.2}   {speedup:.2}x one thread ({:.2} GB/s)",
+        gbps(two),
+        gbps(one)
+    );
+    // A writer is handed `&[u8]` and ring seals only in place: one copy per segment is the
+    // least it can do. This is that floor, done with raw ring.
+    let mut segment = vec![0u8; SEG];
+    let raw_copy_seal = |buf: &mut [u8]| {
+        timed(|| {
+            let mut tags = 0u8;
+            for (i, chunk) in buf.chunks(SEG).enumerate() {
+                let work = &mut segment[..chunk.len()];
+                work.copy_from_slice(chunk);
+                tags ^= raw.seal_in_place_separate_tag(nonce(i), Aad::empty(), work).unwrap().as_ref()[0];
+            }
+            black_box(tags);
+        })
+    };
+    let (floor_best, ours, ratio) = compare(&mut buf[..], raw_copy_seal, writer);
+    println!("  floor for a writer: raw copy + seal       {:6.2}", gbps(floor_best));
+    println!("  EncryptingWriter -> io::sink              {:6.2}   {ratio:.2} of the floor", gbps(ours));
 
     // --- decryption ---------------------------------------------------------------------
     let ct = stream::encrypt(&key, &ctx, Part::Whole, params, &buf).unwrap();
@@ -150,7 +176,23 @@ fn main() {
     row("StreamOpener::open_segment (in place)", gbps(ours), gbps(raw_best), ratio);
     let (raw_best, ours, ratio) = compare(&mut work[..], raw_open, &mut reader);
     row("DecryptingReader, 1 MiB reads", gbps(ours), gbps(raw_best), ratio);
+    // A reader copies each segment out of its input before opening it: the floor, in raw ring.
+    let mut segment = vec![0u8; SEG + TAG_LEN];
+    let raw_copy_open = |_: &mut [u8]| {
+        timed(|| {
+            for (i, chunk) in raw_sealed.chunks(SEG + TAG_LEN).enumerate() {
+                let work = &mut segment[..chunk.len()];
+                work.copy_from_slice(chunk);
+                black_box(raw.open_in_place(nonce(i), Aad::empty(), work).unwrap());
+            }
+        })
+    };
+    let (floor_best, ours, ratio) = compare(&mut work[..], raw_copy_open, &mut reader);
+    println!("  floor for a reader: raw copy + open       {:6.2}", gbps(floor_best));
+    println!("  DecryptingReader, 1 MiB reads             {:6.2}   {ratio:.2} of the floor", gbps(ours));
     drop((ct, raw_sealed, work));
+
+    small_objects(&key, &ctx, &raw);
 
     // --- memory -------------------------------------------------------------------------
     // Each figure comes from a fresh child process. Peak RSS (VmHWM) also counts code pages
@@ -174,6 +216,72 @@ fn main() {
             (anon as i64 - base_anon as i64) as f64 / SEG as f64
         );
     }
+}
+
+/// Raw ring sealing `buf` in place, its segments split over `threads` threads (the first
+/// share on the calling thread, as `stream::encrypt_into` does).
+fn raw_threads(buf: &mut [u8], threads: usize) -> Duration {
+    let raw = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[0x42; 32]).expect("key"));
+    let seal = |first: usize, part: &mut [u8]| {
+        let mut tags = 0u8;
+        for (i, chunk) in part.chunks_mut(SEG).enumerate() {
+            tags ^= raw.seal_in_place_separate_tag(nonce(first + i), Aad::empty(), chunk).unwrap().as_ref()[0];
+        }
+        black_box(tags);
+    };
+    let share = buf.len().div_ceil(SEG).div_ceil(threads) * SEG;
+    timed(|| {
+        std::thread::scope(|scope| {
+            let mut parts = buf.chunks_mut(share).enumerate();
+            let (_, first) = parts.next().expect("a non-empty buffer");
+            for (t, part) in parts {
+                scope.spawn(move || seal(t * share / SEG, part));
+            }
+            seal(0, first);
+        })
+    })
+}
+
+/// Per-object cost of a small object (one 4 KiB segment) through each adapter: the fixed
+/// costs of a stream (key derivation, buffers) rather than throughput.
+fn small_objects(key: &PlaintextDataKey, ctx: &EncryptionContext, raw: &LessSafeKey) {
+    const N: u32 = 20_000;
+    let params = StreamParams::default();
+    let object = vec![0x33u8; 4096];
+    let sealed = stream::encrypt(key, ctx, Part::Whole, params, &object).unwrap();
+    let mut out = Vec::with_capacity(2 * object.len());
+    let mut read_buf = vec![0u8; 1 << 20];
+    let mut per_object = |f: &mut dyn FnMut(&mut Vec<u8>, &mut [u8])| {
+        let mut rounds: Vec<Duration> =
+            (0..ROUNDS).map(|_| timed(|| (0..N).for_each(|_| f(&mut out, &mut read_buf))) / N).collect();
+        rounds.sort();
+        rounds[ROUNDS / 2]
+    };
+    let writer = per_object(&mut |out, _| {
+        out.clear();
+        let mut w = EncryptingWriter::new(out, key, ctx, Part::Whole, params).unwrap();
+        w.write_all(&object).unwrap();
+        w.finish().unwrap();
+    });
+    let enc_reader = per_object(&mut |out, _| {
+        out.clear();
+        EncryptingReader::new(&object[..], key, ctx, Part::Whole, params).unwrap().read_to_end(out).unwrap();
+    });
+    let dec_reader = per_object(&mut |_, read_buf| {
+        let mut r = DecryptingReader::new(&sealed[..], key, ctx, Part::Whole);
+        while r.read(read_buf).unwrap() != 0 {}
+    });
+    let raw_seal = per_object(&mut |out, _| {
+        out.clear();
+        out.extend_from_slice(&object);
+        let tag = raw.seal_in_place_separate_tag(nonce(0), Aad::empty(), &mut out[..]).unwrap();
+        out.extend_from_slice(tag.as_ref());
+    });
+    println!("\nsmall objects (4 KiB, one segment): time per object, median of {ROUNDS} rounds of {N}");
+    println!("  EncryptingWriter -> Vec                   {writer:>8.2?}");
+    println!("  EncryptingReader -> Vec                   {enc_reader:>8.2?}");
+    println!("  DecryptingReader, 1 MiB reads             {dec_reader:>8.2?}");
+    println!("  raw ring copy + seal of 4 KiB             {raw_seal:>8.2?}");
 }
 
 fn row(what: &str, ours: f64, raw: f64, ratio: f64) {

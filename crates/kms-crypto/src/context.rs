@@ -36,16 +36,25 @@ pub const CONTEXT_FORMAT_VERSION: u8 = 1;
 /// assert_eq!(canonical_context(&a), canonical_context(&b));
 /// ```
 pub fn canonical_context(context: &EncryptionContext) -> Vec<u8> {
-    let len = 1 + 8 + context.iter().map(|(k, v)| 16 + k.len() + v.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(len);
+    let mut out = Vec::with_capacity(canonical_context_len(context));
+    put_canonical_context(&mut out, context);
+    out
+}
+
+/// Length of [`canonical_context`]`(context)`, without encoding it.
+pub(crate) fn canonical_context_len(context: &EncryptionContext) -> usize {
+    1 + 8 + context.iter().map(|(k, v)| 16 + k.len() + v.len()).sum::<usize>()
+}
+
+/// Appends [`canonical_context`]`(context)` to `out` (no intermediate buffer).
+pub(crate) fn put_canonical_context(out: &mut Vec<u8>, context: &EncryptionContext) {
     out.push(CONTEXT_FORMAT_VERSION);
-    put_u64(&mut out, context.len());
+    put_u64(out, context.len());
     // `EncryptionContext` is a `BTreeMap<String, String>`: iteration is in byte order of the keys.
     for (key, value) in context {
-        put_bytes(&mut out, key.as_bytes());
-        put_bytes(&mut out, value.as_bytes());
+        put_bytes(out, key.as_bytes());
+        put_bytes(out, value.as_bytes());
     }
-    out
 }
 
 pub(crate) fn put_u64(out: &mut Vec<u8>, n: usize) {

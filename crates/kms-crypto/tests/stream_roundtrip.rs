@@ -240,3 +240,52 @@ fn readers_resume_after_transient_input_errors() {
         assert_eq!(out, pt, "read size {read_size}");
     }
 }
+
+/// Segments larger than the adapters' first input window (4 KiB): their buffers fill in
+/// growing windows, and a multipart object reuses one buffer across its parts. Every read
+/// size, from a byte to more than a segment, and every input chunking gives the same bytes.
+#[test]
+fn segments_larger_than_the_first_window_round_trip() {
+    let key = key(8);
+    let ctx = context(&[("bucket", "b")]);
+    for segment_size in [20_000u32, 65_536] {
+        let s = segment_size as usize;
+        let params = StreamParams { segment_size, ..StreamParams::default() };
+        for len in [0, 1, 5000, s - 1, s, s + 1, 3 * s + 7] {
+            let pt = plaintext(len);
+            let ct = stream::encrypt(&key, &ctx, Part::Whole, params, &pt).unwrap();
+            for chunk in [1000, 4097, s + 100] {
+                let mut enc =
+                    EncryptingReader::new(Trickle { inner: &pt[..], chunk }, &key, &ctx, Part::Whole, params).unwrap();
+                let sealed = read_chunked(&mut enc, 3000).unwrap();
+                assert_eq!(sealed.len(), ct.len(), "segment {s}, length {len}, chunk {chunk}");
+                assert_eq!(&*stream::decrypt(&key, &ctx, Part::Whole, &sealed).unwrap(), &pt[..]);
+            }
+            for read_size in [1, 4096, s + 16, s + 17, 1 << 20] {
+                let mut dec = DecryptingReader::new(Trickle { inner: &ct[..], chunk: 5000 }, &key, &ctx, Part::Whole);
+                assert_eq!(
+                    read_chunked(&mut dec, read_size).unwrap(),
+                    pt,
+                    "segment {s}, length {len}, read {read_size}"
+                );
+            }
+        }
+
+        let lens = [2 * s + 5, 0, s, 1];
+        let total: usize = lens.iter().sum();
+        let pt = plaintext(total);
+        let (mut ct, mut parts, mut offset) = (Vec::new(), Vec::new(), 0);
+        for (i, len) in lens.iter().enumerate() {
+            let part = Part::number(i as u32 + 1).unwrap();
+            ct.extend(stream::encrypt(&key, &ctx, part, params, &pt[offset..offset + len]).unwrap());
+            parts.push(PartLayout { part, plaintext_len: *len as u64 });
+            offset += len;
+        }
+        let layout = ObjectLayout::multipart(segment_size, parts).unwrap();
+        for read_size in [999, 1 << 20] {
+            let mut dec =
+                DecryptingReader::object(Trickle { inner: &ct[..], chunk: 7000 }, &key, &ctx, &layout).unwrap();
+            assert_eq!(read_chunked(&mut dec, read_size).unwrap(), pt, "multipart, read {read_size}");
+        }
+    }
+}

@@ -88,13 +88,15 @@ fn seal_into(
         return seal_chunk(sealer, 0, segments, plaintext, body);
     }
     std::thread::scope(|scope| {
-        let workers: Vec<_> = plaintext
-            .chunks(per_thread * s)
-            .zip(body.chunks_mut(per_thread * (s + TAG_LEN)))
-            .enumerate()
+        let mut chunks = plaintext.chunks(per_thread * s).zip(body.chunks_mut(per_thread * (s + TAG_LEN))).enumerate();
+        // The first chunk is sealed on the calling thread (which would otherwise only wait).
+        let (_, (first_pt, first_ct)) = chunks.next().expect("a non-empty plaintext has a chunk");
+        let workers: Vec<_> = chunks
             .map(|(t, (pt, ct))| scope.spawn(move || seal_chunk(sealer, (t * per_thread) as u64, segments, pt, ct)))
             .collect();
-        workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        let here = seal_chunk(sealer, 0, segments, first_pt, first_ct);
+        let joined = workers.into_iter().try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        here.and(joined)
     })
 }
 

@@ -4,11 +4,11 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 use kms_types::types::EncryptionContext;
-use zeroize::Zeroizing;
 
 use super::keys::{Part, StreamParams, StreamSealer};
 use super::layout::{ObjectLayout, RangePlan};
 use super::pump::{DecryptPump, EncryptPump, Pump};
+use super::scratch::Scratch;
 use crate::aead::TAG_LEN;
 use crate::error::CryptoError;
 use crate::keys::PlaintextDataKey;
@@ -68,7 +68,8 @@ fn read_once(inner: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 pub struct EncryptingWriter<W: Write> {
     inner: W,
     sealer: StreamSealer,
-    buf: Zeroizing<Vec<u8>>,
+    /// Plaintext of the segment being collected, then that segment sealed with its tag.
+    buf: Scratch,
     filled: usize,
     header_written: bool,
     poisoned: bool,
@@ -84,7 +85,7 @@ impl<W: Write> EncryptingWriter<W> {
         params: StreamParams,
     ) -> Result<Self, CryptoError> {
         let sealer = StreamSealer::new(data_key, context, part, params)?;
-        let buf = Zeroizing::new(vec![0; sealer.segment_size() + TAG_LEN]);
+        let buf = Scratch::new(sealer.segment_size() + TAG_LEN);
         Ok(Self { inner, sealer, buf, filled: 0, header_written: false, poisoned: false })
     }
 
@@ -98,10 +99,10 @@ impl<W: Write> EncryptingWriter<W> {
 
     fn seal_buffered(&mut self, last: bool) -> io::Result<()> {
         let len = self.filled;
-        let tag = self.sealer.seal_segment(&mut self.buf[..len], last)?;
-        self.buf[len..len + TAG_LEN].copy_from_slice(&tag);
+        let tag = self.sealer.seal_segment(self.buf.get_mut(0..len), last)?;
+        self.buf.put(len, &tag);
         self.filled = 0;
-        self.inner.write_all(&self.buf[..len + TAG_LEN])
+        self.inner.write_all(self.buf.get(0..len + TAG_LEN))
     }
 
     fn check(&self) -> io::Result<()> {
@@ -133,7 +134,7 @@ impl<W: Write> Write for EncryptingWriter<W> {
             self.seal_buffered(false)?;
         }
         let n = (s - self.filled).min(data.len());
-        self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+        self.buf.put(self.filled, &data[..n]);
         self.filled += n;
         self.poisoned = false;
         Ok(n)

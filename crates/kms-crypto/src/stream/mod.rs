@@ -64,6 +64,7 @@ mod io;
 mod keys;
 mod layout;
 mod pump;
+mod scratch;
 
 #[cfg(feature = "tokio")]
 pub use async_io::{AsyncDecryptingReader, AsyncEncryptingReader};

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 use super::HEADER_LEN;
 use super::keys::{Part, StreamOpener, StreamSealer};
 use super::layout::{RangePlan, ciphertext_len};
+use super::scratch::Scratch;
 use crate::aead::TAG_LEN;
 use crate::error::CryptoError;
 
@@ -57,7 +58,7 @@ pub(crate) struct EncryptPump {
     sealer: StreamSealer,
     /// Plaintext being collected, then the sealed segment; room for one segment, its tag and
     /// one byte of look-ahead (a full segment is only sealed once we know whether more follows).
-    buf: Zeroizing<Vec<u8>>,
+    buf: Scratch,
     filled: usize,
     header_out: usize,
     out: std::ops::Range<usize>,
@@ -70,7 +71,7 @@ impl EncryptPump {
         let s = sealer.segment_size();
         Self {
             sealer,
-            buf: Zeroizing::new(vec![0; s + TAG_LEN + 1]),
+            buf: Scratch::new(s + TAG_LEN + 1),
             filled: 0,
             header_out: 0,
             out: 0..0,
@@ -80,8 +81,8 @@ impl EncryptPump {
     }
 
     fn seal(&mut self, len: usize, last: bool) -> Result<(), CryptoError> {
-        let tag = self.sealer.seal_segment(&mut self.buf[..len], last)?;
-        self.buf[len..len + TAG_LEN].copy_from_slice(&tag);
+        let tag = self.sealer.seal_segment(self.buf.get_mut(0..len), last)?;
+        self.buf.put(len, &tag);
         self.out = 0..len + TAG_LEN;
         self.filled = 0;
         self.finished = last;
@@ -94,7 +95,7 @@ impl Pump for EncryptPump {
         if self.header_out < HEADER_LEN {
             &self.sealer.header().as_bytes()[self.header_out..]
         } else {
-            &self.buf[self.out.clone()]
+            self.buf.get(self.out.clone())
         }
     }
 
@@ -111,11 +112,11 @@ impl Pump for EncryptPump {
             return Ok(None);
         }
         if let Some(byte) = self.carry.take() {
-            self.buf[0] = byte;
+            self.buf.put(0, &[byte]);
             self.filled = 1;
         }
         let s = self.sealer.segment_size();
-        Ok(Some(&mut self.buf[self.filled..=s]))
+        Ok(Some(self.buf.window(self.filled, s + 1)))
     }
 
     fn advance(&mut self, n: usize) -> Result<(), CryptoError> {
@@ -125,7 +126,7 @@ impl Pump for EncryptPump {
         }
         self.filled += n;
         if self.filled == s + 1 {
-            self.carry = Some(self.buf[s]);
+            self.carry = Some(self.buf.get(s..s + 1)[0]);
             self.seal(s, false)?;
         }
         Ok(())
@@ -168,7 +169,9 @@ pub(crate) struct DecryptPump {
     pieces: VecDeque<Piece>,
     piece: Option<Piece>,
     phase: Phase,
-    buf: Zeroizing<Vec<u8>>,
+    /// The header, then segments that are not opened in the caller's buffer; sized for a
+    /// segment once a header is authenticated.
+    buf: Scratch,
     filled: usize,
     out: std::ops::Range<usize>,
     carry: Option<u8>,
@@ -225,7 +228,7 @@ impl DecryptPump {
             pieces,
             piece,
             phase: Phase::Header,
-            buf: Zeroizing::new(vec![0; HEADER_LEN]),
+            buf: Scratch::new(HEADER_LEN),
             filled: 0,
             out: 0..0,
             carry: None,
@@ -237,7 +240,7 @@ impl DecryptPump {
     fn fail(&mut self, error: CryptoError) -> CryptoError {
         self.failed = Some(error);
         self.out = 0..0;
-        self.buf.iter_mut().for_each(|b| *b = 0);
+        self.buf.wipe();
         error
     }
 
@@ -257,7 +260,7 @@ impl DecryptPump {
     }
 
     fn open(&mut self, len: usize, last: bool) -> Result<(), CryptoError> {
-        let plaintext = Self::open_in(&mut self.phase, &mut self.buf[..len], last)?;
+        let plaintext = Self::open_in(&mut self.phase, self.buf.get_mut(0..len), last)?;
         self.filled = 0;
         let piece = self.piece.as_mut().expect("a piece is being decrypted");
         let start = usize::try_from(piece.skip.min(plaintext as u64)).expect("within a segment");
@@ -326,7 +329,8 @@ impl DecryptPump {
                 }
                 self.filled += n;
                 if self.filled == HEADER_LEN {
-                    let opener = StreamOpener::from_raw_key(&self.data_key, &self.context, piece.part, &self.buf)?;
+                    let header = self.buf.get(0..HEADER_LEN);
+                    let opener = StreamOpener::from_raw_key(&self.data_key, &self.context, piece.part, header)?;
                     if piece.segment_size.is_some_and(|s| s != opener.header().segment_size()) {
                         // The layout does not describe this stream: its offsets would be wrong.
                         return Err(CryptoError::Malformed);
@@ -335,10 +339,13 @@ impl DecryptPump {
                         Framing::UntilEof => None,
                         Framing::Exact { body, .. } => Some(body),
                     };
-                    // The header is authenticated: only now allocate a segment buffer.
-                    // (At least a header long: the next part's header is read into it.)
+                    // The header is authenticated: only now size the buffer for a segment (once:
+                    // the parts of an object share a segment size). At least a header long:
+                    // the next part's header is read into it.
                     let size = (opener.segment_size() + TAG_LEN + 1).max(HEADER_LEN);
-                    self.buf = Zeroizing::new(vec![0; size]);
+                    if self.buf.capacity() < size {
+                        self.buf = Scratch::new(size);
+                    }
                     self.filled = 0;
                     self.phase = Phase::Body { opener, index: piece.first_segment, remaining };
                     if remaining == Some(0) {
@@ -356,7 +363,7 @@ impl DecryptPump {
                         }
                         self.filled += n;
                         if self.filled == s + TAG_LEN + 1 {
-                            self.carry = Some(self.buf[s + TAG_LEN]);
+                            self.carry = Some(self.buf.get(s + TAG_LEN..s + TAG_LEN + 1)[0]);
                             self.open(s + TAG_LEN, false)?;
                         }
                         Ok(())
@@ -387,7 +394,7 @@ impl DecryptPump {
 
 impl Pump for DecryptPump {
     fn output(&self) -> &[u8] {
-        &self.buf[self.out.clone()]
+        self.buf.get(self.out.clone())
     }
 
     fn consume(&mut self, n: usize) {
@@ -402,12 +409,12 @@ impl Pump for DecryptPump {
             return Ok(None);
         }
         if let Some(byte) = self.carry.take() {
-            self.buf[0] = byte;
+            self.buf.put(0, &[byte]);
             self.filled = 1;
         }
         let Some(piece) = self.piece else {
             // Complete. Probe for appended bytes with a one-byte window.
-            return Ok(Some(&mut self.buf[..1]));
+            return Ok(Some(self.buf.get_mut(0..1)));
         };
         let end = match (&self.phase, piece.framing) {
             (Phase::Header, _) => HEADER_LEN,
@@ -416,7 +423,7 @@ impl Pump for DecryptPump {
                 Self::exact_segment(opener.segment_size(), remaining.unwrap_or(0), includes_final).0
             }
         };
-        Ok(Some(&mut self.buf[self.filled..end]))
+        Ok(Some(self.buf.window(self.filled, end)))
     }
 
     fn advance(&mut self, n: usize) -> Result<(), CryptoError> {
@@ -462,7 +469,7 @@ impl Pump for DecryptPump {
     }
 
     fn direct_abort(&mut self, buf: &[u8], filled: usize) {
-        self.buf[..filled].copy_from_slice(&buf[..filled]);
+        self.buf.put(0, &buf[..filled]);
         self.filled = filled;
     }
 }
