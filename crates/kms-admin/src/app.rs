@@ -17,7 +17,7 @@ use kms_types::config::KmsConfig;
 use kms_types::error::KmsError;
 use kms_types::types::{
     CancelKeyDeletionRequest, CreateKeyRequest, DecryptRequest, DeleteKeyRequest, DescribeKeyRequest, EncryptRequest,
-    GenerateDataKeyRequest, GenerateDataKeyWithoutPlaintextRequest, KeyIdRequest, ListKeysRequest,
+    GenerateDataKeyRequest, GenerateDataKeyWithoutPlaintextRequest, KeyIdRequest, ListKeysRequest, ListKeysResponse,
     MAX_ENCRYPT_PLAINTEXT_BYTES, ReEncryptRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest,
     validate_key_id, validate_list_limit, validate_pending_window,
 };
@@ -213,8 +213,7 @@ impl App {
             Op::ListKeys => {
                 let request = list_query(req.uri().query())?;
                 let svc = self.service().await?;
-                let mut page = self.call(operation, svc.list_keys(request)).await?;
-                page.keys.retain(|k| identity.may_on(Op::ListKeys, Some(&k.key_id)));
+                let page = self.list_visible(&svc, identity, request).await?;
                 Ok(json(StatusCode::OK, &page))
             }
             Op::DescribeKey => {
@@ -327,6 +326,39 @@ impl App {
                 check(identity, operation, Some(&r.source_key_id))?;
                 check(identity, operation, Some(&r.key_id))?;
                 Ok(json(StatusCode::OK, &r))
+            }
+        }
+    }
+
+    /// A page of the keys `identity` may list. An identity limited to some key patterns gets its
+    /// page filled from as many backend pages as it takes, and a `next_marker` that is one of
+    /// its own keys: the backend's marker is the last key of the unfiltered page, which may be a
+    /// key the identity may not see.
+    async fn list_visible(
+        &self,
+        svc: &EncryptionService,
+        identity: &Identity,
+        request: ListKeysRequest,
+    ) -> Result<ListKeysResponse, ApiError> {
+        let operation = Operation::ListKeys;
+        if identity.may_on(operation, None) {
+            return self.call(operation, svc.list_keys(request)).await;
+        }
+        let limit = validate_list_limit(request.limit)?;
+        let mut keys = Vec::with_capacity(limit);
+        let mut marker = request.marker;
+        loop {
+            let page = self.call(operation, svc.list_keys(ListKeysRequest { limit: request.limit, marker })).await?;
+            keys.extend(page.keys.into_iter().filter(|k| identity.may_on(operation, Some(&k.key_id))));
+            if keys.len() >= limit {
+                let truncated = keys.len() > limit || page.truncated;
+                keys.truncate(limit);
+                let next_marker = if truncated { keys.last().map(|k| k.key_id.clone()) } else { None };
+                return Ok(ListKeysResponse { keys, next_marker, truncated });
+            }
+            match page.next_marker {
+                Some(next) if page.truncated => marker = Some(next),
+                _ => return Ok(ListKeysResponse { keys, next_marker: None, truncated: false }),
             }
         }
     }

@@ -226,3 +226,42 @@ async fn the_audit_log_has_one_line_per_request_and_no_secrets() {
         assert!(!text.contains(secret), "audit log leaks {secret}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_list_never_names_a_key_the_caller_may_not_list() {
+    const LISTER: &str = "lister-token-0123456789";
+    let mut options = common::Options::default();
+    options.config.identities.push(kms_admin::auth::IdentityConfig {
+        name: "lister".into(),
+        token_sha256: kms_admin::auth::hash_token(LISTER),
+        allow: vec![kms_admin::auth::Grant { operations: vec!["list_keys".into()], keys: vec!["app-*".into()] }],
+    });
+    let server = TestServer::with(options).await;
+    let http = Http::new(&server);
+    for name in ["app-1", "app-2", "hidden-a", "hidden-b", "zz-hidden"] {
+        http.ok(Method::POST, "/kms/v1/keys", ADMIN, Some(json!({"key_name": name}))).await;
+    }
+    for limit in [1, 2, 3, 100] {
+        let mut seen = Vec::new();
+        let mut marker: Option<String> = None;
+        for _ in 0..20 {
+            let path = match &marker {
+                Some(m) => format!("/kms/v1/keys?limit={limit}&marker={m}"),
+                None => format!("/kms/v1/keys?limit={limit}"),
+            };
+            let reply = http.call(Method::GET, &path, LISTER, None).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}");
+            let text = String::from_utf8_lossy(&reply.body).into_owned();
+            assert!(!text.contains("hidden"), "limit {limit}: the list names a key the lister may not see: {text}");
+            let page = reply.json();
+            seen.extend(page["keys"].as_array().unwrap().iter().map(|k| k["key_id"].as_str().unwrap().to_owned()));
+            assert!(page["keys"].as_array().unwrap().len() <= limit, "{text}");
+            if page["truncated"] != true {
+                break;
+            }
+            marker = page["next_marker"].as_str().map(str::to_owned);
+        }
+        assert_eq!(seen, ["app-1", "app-2"], "limit {limit}");
+    }
+    server.stop().await;
+}
