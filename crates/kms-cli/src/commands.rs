@@ -208,8 +208,10 @@ fn request_file(path: &PathBuf) -> Result<Value, CliError> {
     if let Ok(v) = serde_json::from_str::<Value>(&text) {
         return Ok(v);
     }
-    toml::from_str::<Value>(&text)
-        .map_err(|e| CliError::usage(format!("{}: neither JSON nor TOML: {e}", path.display())))
+    toml::from_str::<Value>(&text).map_err(|e| {
+        let e = crate::serve::toml_error(&e, &text);
+        CliError::usage(format!("{}: neither JSON nor TOML: {e}", path.display()))
+    })
 }
 
 fn token(cmd: TokenCommand) -> Result<(), CliError> {
@@ -239,5 +241,19 @@ mod tests {
         assert_eq!(p["c"], "");
         assert_eq!(pairs("--tag", &["novalue".into()]).unwrap_err().code, crate::client::exit::USAGE);
         assert!(pairs("--tag", &["=v".into()]).is_err());
+    }
+
+    #[test]
+    fn a_bad_request_file_is_reported_without_echoing_its_lines() {
+        let path = std::env::temp_dir().join(format!("kms-cli-badreq-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "backend_type = \"vault\"\nauth_method = { type = \"token\", token = \"s.must-not-leak\" x\n",
+        )
+        .unwrap();
+        let err = request_file(&path).unwrap_err();
+        let _ = std::fs::remove_file(&path);
+        assert!(!err.message.contains("must-not-leak"), "{}", err.message);
+        assert!(err.message.contains("line 2"), "{}", err.message);
     }
 }

@@ -75,7 +75,8 @@ pub(crate) fn settings(args: &ServeArgs) -> Result<Settings, CliError> {
     let file = match &args.config {
         Some(path) => {
             let text = fs::read_to_string(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
-            toml::from_str::<FileConfig>(&text).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?
+            toml::from_str::<FileConfig>(&text)
+                .map_err(|e| CliError::usage(format!("{}: {}", path.display(), toml_error(&e, &text))))?
         }
         None => FileConfig::default(),
     };
@@ -102,6 +103,19 @@ pub(crate) fn settings(args: &ServeArgs) -> Result<Settings, CliError> {
         server,
         kms: file.kms,
     })
+}
+
+/// A TOML error as `line N: message`, without the excerpt of the offending line that the
+/// error's `Display` adds: that line may hold a secret (a Vault token, a master key).
+pub(crate) fn toml_error(err: &toml::de::Error, text: &str) -> String {
+    let message = err.message().trim_end();
+    match err.span() {
+        Some(span) => {
+            let line = text.get(..span.start).map_or(0, |before| before.matches('\n').count()) + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_owned(),
+    }
 }
 
 fn create_private_dir(path: &Path) -> std::io::Result<()> {
@@ -276,6 +290,34 @@ mod tests {
         assert!(file.server.tls.unwrap().client_ca_path.is_some());
         assert!(matches!(file.kms, Some(ConfigureKmsRequest::Vault(_))));
         assert!(toml::from_str::<FileConfig>("datadir = 'x'").is_err());
+    }
+
+    #[test]
+    fn a_bad_config_file_is_reported_without_echoing_its_lines() {
+        let dir = std::env::temp_dir().join(format!("kms-cli-badtoml-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        create_private_dir(&dir).unwrap();
+        let path = dir.join("kms.toml");
+        let head = "[kms]\nbackend_type = \"vault\"\naddress = \"http://127.0.0.1:8200\"\n";
+        for line in [
+            "auth_method = { type = \"token\", token = \"s.must-not-leak\", tokn = 1 }",
+            "auth_method = { type = \"token\", token = \"s.must-not-leak\" } x",
+        ] {
+            fs::write(&path, format!("{head}{line}\n")).unwrap();
+            let args = ServeArgs {
+                config: Some(path.clone()),
+                listen: None,
+                data_dir: None,
+                audit_log: None,
+                seal_key_file: None,
+                max_body_bytes: None,
+                max_connections: None,
+                log: None,
+            };
+            let err = settings(&args).unwrap_err();
+            assert!(!err.message.contains("must-not-leak"), "{}", err.message);
+            assert!(err.message.contains("line "), "{}", err.message);
+        }
     }
 
     #[test]
