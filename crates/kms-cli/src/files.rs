@@ -53,9 +53,12 @@ fn io_error(what: &str, path: Option<&Path>, e: io::Error) -> CliError {
     }
 }
 
-/// Opens the output; a file is removed again if the command fails.
+/// The output. A file is written to a private (0600) temporary file beside it, which replaces
+/// it only when the command succeeds ([`Output::commit`]): an existing file (even the input
+/// itself) is left as it was by a failure, and the input is never truncated before it is read.
 struct Output {
-    path: Option<PathBuf>,
+    /// The file asked for, and the temporary file that becomes it.
+    target: Option<(PathBuf, PathBuf)>,
     done: bool,
 }
 
@@ -63,20 +66,36 @@ impl Output {
     fn open(path: Option<&Path>) -> Result<(Self, Box<dyn Write>), CliError> {
         match path {
             Some(p) => {
-                let file = File::create(p).map_err(|e| io_error("cannot create", Some(p), e))?;
-                Ok((Self { path: Some(p.to_owned()), done: false }, Box::new(BufWriter::with_capacity(CHUNK, file))))
+                let name = p.file_name().ok_or_else(|| CliError::usage(format!("{}: not a file name", p.display())))?;
+                let tmp = p.with_file_name(format!(".{}.{}.kms.tmp", name.to_string_lossy(), std::process::id()));
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let file = options.open(&tmp).map_err(|e| io_error("cannot create", Some(&tmp), e))?;
+                let writer = Box::new(BufWriter::with_capacity(CHUNK, file));
+                Ok((Self { target: Some((p.to_owned(), tmp)), done: false }, writer))
             }
             None => {
-                Ok((Self { path: None, done: false }, Box::new(BufWriter::with_capacity(CHUNK, io::stdout().lock()))))
+                Ok((Self { target: None, done: false }, Box::new(BufWriter::with_capacity(CHUNK, io::stdout().lock()))))
             }
         }
+    }
+
+    /// Puts the complete (flushed) output in place.
+    fn commit(&mut self) -> Result<(), CliError> {
+        if let Some((path, tmp)) = &self.target {
+            std::fs::rename(tmp, path).map_err(|e| io_error("cannot create", Some(path), e))?;
+        }
+        self.done = true;
+        Ok(())
     }
 }
 
 impl Drop for Output {
     fn drop(&mut self) {
-        if let (false, Some(p)) = (self.done, &self.path) {
-            let _ = std::fs::remove_file(p);
+        if let (false, Some((_, tmp))) = (self.done, &self.target) {
+            let _ = std::fs::remove_file(tmp);
         }
     }
 }
@@ -154,7 +173,7 @@ fn encrypt_blocking(
     let mut out = writer.finish().map_err(write_err)?;
     out.flush().map_err(write_err)?;
     bar.finish_and_clear();
-    guard.done = true;
+    guard.commit()?;
     Ok(())
 }
 
@@ -236,7 +255,7 @@ fn decrypt_all(
     let mut reader = DecryptingReader::new(bar.wrap_read(input), data_key, context, Part::Whole);
     copy(&mut reader, &mut out, not_decryptable, args.output.as_deref())?;
     bar.finish_and_clear();
-    guard.done = true;
+    guard.commit()?;
     Ok(())
 }
 
@@ -306,7 +325,7 @@ fn decrypt_range(
     let mut reader = DecryptingReader::range(bar.wrap_read(pieces), data_key, context, &plan);
     copy(&mut reader, &mut out, not_decryptable, args.output.as_deref())?;
     bar.finish_and_clear();
-    guard.done = true;
+    guard.commit()?;
     Ok(())
 }
 

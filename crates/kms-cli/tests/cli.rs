@@ -167,3 +167,46 @@ fn a_user_session_with_kms_serve_and_the_client() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_output_file_is_only_replaced_by_a_complete_result() {
+    let dir = temp_dir("outputs");
+    let port = free_port();
+    let (server, _) = serve(&dir, port, &[]);
+    let url = server.url.clone();
+    ok_json(&dir, &url, &["key", "create", "--name", "k"]);
+
+    // Encrypting a file onto itself keeps its content (the output is not the truncated input).
+    std::fs::write(dir.join("notes.txt"), b"precious notes").unwrap();
+    let out = kms(&dir, &url, &["encrypt", "--key", "k", "-i", "notes.txt", "-o", "notes.txt"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kms(&dir, &url, &["decrypt", "-i", "notes.txt", "-o", "notes.out"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(dir.join("notes.out")).unwrap(), b"precious notes");
+    // The plaintext lands in a private file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("notes.out")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // A decryption that fails leaves an existing output file as it was.
+    std::fs::write(dir.join("keep.txt"), b"keep me").unwrap();
+    let out = kms(&dir, &url, &["decrypt", "--context", "a=b", "-i", "notes.txt", "-o", "keep.txt"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(dir.join("keep.txt")).unwrap(), b"keep me");
+    // Decrypting a file onto itself fails without destroying it.
+    let before = std::fs::read(dir.join("notes.txt")).unwrap();
+    let _ = kms(&dir, &url, &["decrypt", "--context", "a=b", "-i", "notes.txt", "-o", "notes.txt"]);
+    assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
