@@ -51,8 +51,8 @@ pub struct App {
     auth: Authenticator,
     metrics: Arc<Metrics>,
     audit: AuditLog,
-    store: Option<ConfigStore>,
-    lifecycle: tokio::sync::Mutex<()>,
+    store: Option<Arc<ConfigStore>>,
+    lifecycle: Arc<tokio::sync::Mutex<()>>,
     max_body_bytes: usize,
     request_timeout: Duration,
     public_health: bool,
@@ -88,8 +88,8 @@ impl App {
             auth,
             metrics,
             audit,
-            store,
-            lifecycle: tokio::sync::Mutex::new(()),
+            store: store.map(Arc::new),
+            lifecycle: Arc::new(tokio::sync::Mutex::new(())),
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
             public_health: config.public_health,
@@ -409,30 +409,47 @@ impl App {
     }
 
     /// configure / reconfigure / start / stop, then persist the result.
+    ///
+    /// The change and its saving run to completion in a task of their own: a request that
+    /// times out or whose client goes away (a reconfigure waits for the old backend's calls
+    /// and its close) must not leave the service running one configuration while the data
+    /// folder holds another for the next start.
     async fn lifecycle_change(&self, operation: Operation, config: Option<KmsConfig>) -> Result<Resp, ApiError> {
-        let _guard = self.lifecycle.lock().await;
-        match (operation, config) {
-            (Operation::Configure, Some(config)) => self.call(operation, self.manager.configure(config)).await?,
-            (Operation::Reconfigure, Some(config)) => self.call(operation, self.manager.reconfigure(config)).await?,
-            (Operation::Start, None) => self.call(operation, self.manager.start()).await?,
-            (Operation::Stop, None) => self.call(operation, self.manager.stop()).await?,
-            _ => unreachable!("lifecycle_change is only called for lifecycle operations"),
-        }
-        let status = self.manager.get_status().await;
-        let mut persisted = false;
-        if let (Some(store), Some(config)) = (&self.store, self.manager.current_config().await) {
-            let running = matches!(status, KmsServiceStatus::Running);
-            store.save(&PersistedState { config, running }).map_err(|e| {
-                tracing::error!(error = %e, "cannot persist the service configuration");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "persist_failed",
-                    "the change took effect but could not be saved for the next start",
-                )
-            })?;
-            persisted = true;
-        }
-        Ok(json(StatusCode::OK, &LifecycleBody { status, persisted }))
+        let manager = self.manager.clone();
+        let metrics = self.metrics.clone();
+        let store = self.store.clone();
+        let lifecycle = self.lifecycle.clone();
+        let change = tokio::spawn(async move {
+            let _guard = lifecycle.lock_owned().await;
+            let started = Instant::now();
+            let result = match (operation, config) {
+                (Operation::Configure, Some(config)) => manager.configure(config).await,
+                (Operation::Reconfigure, Some(config)) => manager.reconfigure(config).await,
+                (Operation::Start, None) => manager.start().await,
+                (Operation::Stop, None) => manager.stop().await,
+                _ => unreachable!("lifecycle_change is only called for lifecycle operations"),
+            };
+            metrics.observe_backend(operation.as_str(), started.elapsed(), result.as_ref().err().map(KmsError::code));
+            result?;
+            let status = manager.get_status().await;
+            let mut persisted = false;
+            if let (Some(store), Some(config)) = (&store, manager.current_config().await) {
+                let running = matches!(status, KmsServiceStatus::Running);
+                store.save(&PersistedState { config, running }).map_err(|e| {
+                    tracing::error!(error = %e, "cannot persist the service configuration");
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "persist_failed",
+                        "the change took effect but could not be saved for the next start",
+                    )
+                })?;
+                persisted = true;
+            }
+            Ok(json(StatusCode::OK, &LifecycleBody { status, persisted }))
+        });
+        change.await.unwrap_or_else(|_| {
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the lifecycle change failed"))
+        })
     }
 
     /// Reads and parses a JSON body. `required = false` treats an empty body as `{}`.
