@@ -151,12 +151,21 @@ impl Argon2Params {
     /// The least a verifier record may ask for (OWASP's Argon2id minimum), so that an edited
     /// verifier cannot make us derive a cheap key.
     const MINIMUM: Self = Self { m_cost_kib: 19 * 1024, t_cost: 2, p_cost: 1 };
+    /// The most a verifier record may ask for (1 GiB, 16 passes, 16 lanes), so that an edited
+    /// verifier cannot make start allocate terabytes or run for hours (Argon2id itself accepts
+    /// up to `u32::MAX` KiB and passes).
+    const MAXIMUM: Self = Self { m_cost_kib: 1024 * 1024, t_cost: 16, p_cost: 16 };
 
     fn check(self) -> Result<Self, KmsError> {
-        let min = Self::MINIMUM;
+        let (min, max) = (Self::MINIMUM, Self::MAXIMUM);
         if self.m_cost_kib < min.m_cost_kib || self.t_cost < min.t_cost || self.p_cost < min.p_cost {
             return Err(KmsError::backend(format!(
                 "the verifier record asks for Argon2id parameters {self:?}, below the minimum {min:?}"
+            )));
+        }
+        if self.m_cost_kib > max.m_cost_kib || self.t_cost > max.t_cost || self.p_cost > max.p_cost {
+            return Err(KmsError::backend(format!(
+                "the verifier record asks for Argon2id parameters {self:?}, above the maximum {max:?}"
             )));
         }
         Ok(self)
@@ -400,6 +409,18 @@ mod tests {
         std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
         let err = RecordProtection::establish(&dir, pass("correct horse battery staple"), true).unwrap_err();
         assert!(err.to_string().contains("below the minimum"), "{err}");
+    }
+
+    /// An edited verifier must not make start allocate terabytes or spin for hours: Argon2id
+    /// itself accepts `m_cost` and `t_cost` up to `u32::MAX`.
+    #[test]
+    fn verifier_parameters_above_the_maximum_are_refused_before_deriving() {
+        for (m, t, p) in [(u32::MAX, 3, 1), (65536, u32::MAX, 1), (u32::MAX, 3, 64)] {
+            let params = Argon2Params { m_cost_kib: m, t_cost: t, p_cost: p };
+            let err = params.check().unwrap_err();
+            assert!(err.to_string().contains("above the maximum"), "{params:?}: {err}");
+        }
+        assert_eq!(Argon2Params::DEFAULT.check().unwrap(), Argon2Params::DEFAULT);
     }
 
     /// Known answer for the KEK derivation (HKDF-SHA256, RFC 5869; computed independently

@@ -9,7 +9,8 @@
 //! at most [`DataKeyCacheConfig::ttl`] and [`DataKeyCacheConfig::max_entries`], and are used
 //! **only** when the KMS is unavailable (a transient backend error, a timeout, a stopped
 //! service). While the KMS answers, it is asked every time, so disabling a key, scheduling
-//! its deletion or a wrong context take effect at once; during an outage an object whose key
+//! its deletion or a wrong context take effect at once (a refusal also drops the object's
+//! cached key, so a later outage does not revive it); during an outage an object whose key
 //! was used within the TTL stays readable. SSE-C keys are never cached (the KMS is not
 //! involved).
 
@@ -154,6 +155,14 @@ impl DataKeyCache {
         }
     }
 
+    /// Drops the key under `id`: the KMS refused it (a disabled or deleted key, a wrong
+    /// context), so it must not serve a later outage either.
+    pub(crate) fn forget(&self, id: &[u8; 32]) {
+        if let Some(cache) = self.lock().as_mut() {
+            cache.entries.pop(id);
+        }
+    }
+
     /// The key under `id`, if cached and younger than the TTL (an expired entry is dropped).
     pub(crate) fn recall(&self, id: &[u8; 32]) -> Option<PlaintextDataKey> {
         let mut inner = self.lock();
@@ -197,6 +206,10 @@ mod tests {
         }
         assert_eq!(cache.len(), 2, "bounded");
         assert!(cache.recall(&cache_id("k", 0, b"w", &EncryptionContext::new())).is_none(), "LRU evicted");
+        let kept = cache_id("k", 2, b"w", &EncryptionContext::new());
+        assert!(cache.recall(&kept).is_some());
+        cache.forget(&kept);
+        assert!(cache.recall(&kept).is_none(), "forgotten");
         cache.flush();
         assert_eq!(cache.len(), 0);
         cache.set_policy(KmsUnavailablePolicy::FailClosed).unwrap();

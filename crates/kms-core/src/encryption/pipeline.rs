@@ -336,7 +336,11 @@ impl EncryptionService {
                 }
                 None => Err(e),
             },
-            Err(e) => Err(e),
+            Err(e) => {
+                // The KMS answered and refused: a cached copy must not outlive that answer.
+                self.data_keys.forget(&id);
+                Err(e)
+            }
         }
     }
 }

@@ -731,6 +731,10 @@ pub async fn kms_stopped(env: Env) {
     assert_eq!(read().await.unwrap(), b"needs the kms");
     env.service.disable_key(KeyIdRequest { key_id }).await.unwrap();
     assert!(matches!(read().await.unwrap_err(), KmsError::InvalidKeyState { .. }));
+    // The KMS said no: its refusal outlives a later outage (the cached key is dropped).
+    env.manager.stop().await.unwrap();
+    let err = read().await.unwrap_err();
+    assert!(matches!(err, KmsError::ServiceUnavailable { .. }), "a refused key is not served from the cache: {err:?}");
 }
 
 /// Caller contexts may not use the reserved names; SSE-S3 without a default key is refused.
