@@ -160,15 +160,19 @@ impl KeyDir {
     /// Reads a regular file of the directory; symlinks and oversized files are refused.
     pub(crate) fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         let path = self.path.join(name);
-        let meta = fs::symlink_metadata(&path)?;
-        if !meta.file_type().is_file() {
+        // Open first, then prove that what was opened is the regular file the name holds now:
+        // a symlink swapped in between a check and an open would otherwise be followed.
+        let file = File::open(&path)?;
+        let opened = file.metadata()?;
+        let named = fs::symlink_metadata(&path)?;
+        if !named.file_type().is_file() || opened.dev() != named.dev() || opened.ino() != named.ino() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file (a symlink?)"));
         }
-        if meta.len() > MAX_RECORD_BYTES {
+        if opened.len() > MAX_RECORD_BYTES {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "file too large to be a key record"));
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        File::open(&path)?.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
+        let mut bytes = Vec::with_capacity(opened.len() as usize);
+        file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 
