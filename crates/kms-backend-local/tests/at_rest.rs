@@ -245,3 +245,24 @@ async fn development_plaintext_mode_is_explicit_and_cannot_mix_with_sealed_recor
     let backend = open(&sealed).await;
     assert_eq!(list_all(&backend, 10).await, [entry("k", KeyState::Unavailable)]);
 }
+
+#[tokio::test]
+async fn a_record_replaced_by_a_symlink_is_unavailable_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keys_dir(&tmp);
+    let backend = open(&dir).await;
+    for k in ["a", "b"] {
+        backend.create_key(named(k)).await.unwrap();
+    }
+    backend.shutdown().await;
+    // b's file becomes a symlink to a copy of b's own (valid) record kept outside the directory.
+    let outside = tmp.path().join("b.key.outside");
+    fs::copy(dir.join("b.key"), &outside).unwrap();
+    fs::remove_file(dir.join("b.key")).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("b.key")).unwrap();
+
+    let backend = open(&dir).await;
+    assert_eq!(list_all(&backend, 10).await, [entry("a", KeyState::Enabled), entry("b", KeyState::Unavailable)]);
+    let err = backend.describe_key(DescribeKeyRequest { key_id: "b".into() }).await.unwrap_err();
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+}
