@@ -89,6 +89,10 @@ pub struct RewrapProgress {
     /// Whether the run stopped before the end of the records (`max_failures` reached, or the
     /// callback asked to stop).
     pub stopped_early: bool,
+    /// `resume_after` named a record that never came (deleted since the last run, or another
+    /// listing): nothing was rewrapped. Run again without `resume_after`; records already
+    /// current cost no KMS call.
+    pub checkpoint_not_found: bool,
 }
 
 impl RewrapProgress {
@@ -198,6 +202,7 @@ impl EncryptionService {
                 return progress;
             }
         }
+        progress.checkpoint_not_found = resuming;
         progress
     }
 

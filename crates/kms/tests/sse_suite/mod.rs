@@ -673,6 +673,13 @@ pub async fn rotate_then_rewrap(env: Env) {
     assert!(!failures[0].1.is_retryable(), "{:?}", failures[0].1);
     assert_eq!(progress.checkpoint.as_deref(), Some("broken"));
     assert!(!progress.stopped_early);
+    assert!(!progress.checkpoint_not_found);
+
+    // A checkpoint that no longer exists is reported, not mistaken for "all done".
+    let options = RewrapOptions { resume_after: Some("deleted-since".into()), ..Default::default() };
+    let lost = env.service.rewrap_all(records.clone(), &options, |_, _, _| ControlFlow::Continue(())).await;
+    assert!(lost.checkpoint_not_found, "{lost:?}");
+    assert_eq!((lost.handled(), lost.skipped), (0, records.len() as u64));
     for (name, m) in &rewrapped {
         assert_eq!(m.master_key_version, Some(3));
         let (bytes, body) = &stores[name];
