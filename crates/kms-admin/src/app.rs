@@ -299,16 +299,27 @@ impl App {
                 Ok(json(StatusCode::OK, &self.call(operation, svc.encrypt(request)).await?))
             }
             Op::Decrypt => {
-                let request: DecryptRequest = self.body(req, true).await?;
+                let mut request: DecryptRequest = self.body(req, true).await?;
                 if let Some(k) = &request.key_id {
                     validate_key_id("key_id", k)?;
-                    info.key_id = Some(k.clone());
-                    check(identity, operation, Some(k))?;
                 }
                 let svc = self.service().await?;
+                // Authorize on the key the ciphertext names BEFORE anything opens it: a caller
+                // who may not use that key must not learn whether the ciphertext authenticates
+                // (an oracle on the encryption context) nor what state the key is in.
+                let named = self.named_key(&svc, &request.ciphertext_blob).await?;
+                info.key_id = Some(named.clone());
+                check(identity, operation, Some(&named))?;
+                match &request.key_id {
+                    // The caller insists on another key: it must be allowed that one too, and
+                    // the backend refuses the mismatch (an opaque crypto error).
+                    Some(k) => check(identity, operation, Some(k))?,
+                    // The backend verifies that the ciphertext really is under the named key.
+                    None => request.key_id = Some(named),
+                }
                 let r = self.call(operation, svc.decrypt(request)).await?;
-                // The ciphertext names its key: the plaintext is only released to a caller
-                // allowed to decrypt under that key (and is zeroized otherwise).
+                // Defence in depth (the backend may have been swapped meanwhile): the plaintext
+                // only goes to a caller allowed to decrypt under the key that opened it.
                 info.key_id = Some(r.key_id.clone());
                 check(identity, operation, Some(&r.key_id))?;
                 Ok(json(StatusCode::OK, &r))
@@ -317,10 +328,15 @@ impl App {
                 let request: ReEncryptRequest = self.body(req, true).await?;
                 if let Some(dest) = &request.destination_key_id {
                     validate_key_id("destination_key_id", dest)?;
-                    info.key_id = Some(dest.clone());
-                    check(identity, operation, Some(dest))?;
                 }
                 let svc = self.service().await?;
+                // As for decrypt: the source key is authorized before the backend opens it.
+                let source = self.named_key(&svc, &request.ciphertext_blob).await?;
+                info.key_id = Some(source.clone());
+                check(identity, operation, Some(&source))?;
+                if let Some(dest) = &request.destination_key_id {
+                    check(identity, operation, Some(dest))?;
+                }
                 let r = self.call(operation, svc.re_encrypt(request)).await?;
                 info.key_id = Some(r.source_key_id.clone());
                 check(identity, operation, Some(&r.source_key_id))?;
@@ -361,6 +377,13 @@ impl App {
                 _ => return Ok(ListKeysResponse { keys, next_marker: None, truncated: false }),
             }
         }
+    }
+
+    /// The key id a ciphertext names, read from its header without any cryptography; a blob
+    /// that is not a ciphertext of the backend's format is the same opaque `400` the backend
+    /// gives for one that does not authenticate.
+    async fn named_key(&self, svc: &EncryptionService, ciphertext_blob: &[u8]) -> Result<String, ApiError> {
+        svc.ciphertext_key_id(ciphertext_blob).await?.ok_or_else(|| ApiError::from(KmsError::crypto()))
     }
 
     async fn service(&self) -> Result<Arc<EncryptionService>, ApiError> {

@@ -3,10 +3,19 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::{ADMIN, APP, AUDITOR, Http, TestServer};
 use http::{Method, StatusCode};
+use kms_types::error::Result;
+use kms_types::types::{
+    BackendCapabilities, CancelKeyDeletionRequest, CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse,
+    DecryptRequest, DecryptResponse, DeleteKeyRequest, DeleteKeyResponse, DescribeKeyRequest, DescribeKeyResponse,
+    EncryptRequest, EncryptResponse, GenerateDataKeyRequest, GenerateDataKeyResponse, ListKeysRequest,
+    ListKeysResponse, ReEncryptRequest, ReEncryptResponse,
+};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,8 +156,8 @@ async fn decrypt_releases_plaintext_only_for_keys_the_caller_may_use() {
     let http = Http::new(&server);
     http.ok(Method::POST, "/kms/v1/keys", ADMIN, Some(json!({"key_name": "secret"}))).await;
     let dk = http.ok(Method::POST, "/kms/v1/keys/secret/generate-data-key", ADMIN, None).await;
-    // The app names an app-* key but the ciphertext is under `secret`: refused (the backend
-    // rejects the mismatch as bad input before the key check would).
+    // The app names an app-* key but the ciphertext is under `secret`: refused on the key the
+    // ciphertext names, before the backend sees it.
     let reply = http
         .call(
             Method::POST,
@@ -157,7 +166,7 @@ async fn decrypt_releases_plaintext_only_for_keys_the_caller_may_use() {
             Some(json!({"ciphertext_blob": dk["ciphertext_blob"], "key_id": "app-x"})),
         )
         .await;
-    assert!(matches!(reply.status.as_u16(), 400 | 403), "{}", reply.status);
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(!String::from_utf8_lossy(&reply.body).contains(dk["plaintext_key"].as_str().unwrap()));
     let reply =
         http.call(Method::POST, "/kms/v1/decrypt", APP, Some(json!({"ciphertext_blob": dk["ciphertext_blob"]}))).await;
@@ -263,5 +272,189 @@ async fn a_filtered_list_never_names_a_key_the_caller_may_not_list() {
         }
         assert_eq!(seen, ["app-1", "app-2"], "limit {limit}");
     }
+    server.stop().await;
+}
+
+/// The memory backend, counting the decrypts and re-encrypts that reach it.
+struct Counting {
+    inner: kms_core::mock::MemoryBackend,
+    opened: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn opened(&self) -> usize {
+        self.opened.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl kms_core::backends::KmsBackend for Counting {
+    async fn create_key(&self, r: CreateKeyRequest) -> Result<CreateKeyResponse> {
+        self.inner.create_key(r).await
+    }
+    async fn encrypt(&self, r: EncryptRequest) -> Result<EncryptResponse> {
+        self.inner.encrypt(r).await
+    }
+    async fn decrypt(&self, r: DecryptRequest) -> Result<DecryptResponse> {
+        self.opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.decrypt(r).await
+    }
+    async fn generate_data_key(&self, r: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
+        self.inner.generate_data_key(r).await
+    }
+    async fn describe_key(&self, r: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
+        self.inner.describe_key(r).await
+    }
+    async fn list_keys(&self, r: ListKeysRequest) -> Result<ListKeysResponse> {
+        self.inner.list_keys(r).await
+    }
+    async fn delete_key(&self, r: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
+        self.inner.delete_key(r).await
+    }
+    async fn cancel_key_deletion(&self, r: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
+        self.inner.cancel_key_deletion(r).await
+    }
+    async fn health_check(&self) -> Result<bool> {
+        self.inner.health_check().await
+    }
+    fn capabilities(&self) -> BackendCapabilities {
+        BackendCapabilities { re_encrypt: true, ..BackendCapabilities::default() }
+    }
+    fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
+        self.inner.ciphertext_key_id(ciphertext_blob)
+    }
+    async fn re_encrypt(&self, r: ReEncryptRequest) -> Result<ReEncryptResponse> {
+        self.opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.re_encrypt(r).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decrypt_and_re_encrypt_are_authorized_before_the_backend_opens_anything() {
+    const MOVER: &str = "mover-token-0123456789";
+    let backend = Arc::new(Counting { inner: kms_core::mock::MemoryBackend::new(), opened: Default::default() });
+    let mut options = common::Options { custom_backend: Some(backend.clone()), ..Default::default() };
+    options.config.identities.push(kms_admin::auth::IdentityConfig {
+        name: "mover".into(),
+        token_sha256: kms_admin::auth::hash_token(MOVER),
+        allow: vec![kms_admin::auth::Grant { operations: vec!["re_encrypt".into()], keys: vec!["app-*".into()] }],
+    });
+    let server = TestServer::with(options).await;
+    let http = Http::new(&server);
+    for name in ["app-1", "app-2", "other-key", "doomed"] {
+        http.ok(Method::POST, "/kms/v1/keys", ADMIN, Some(json!({"key_name": name}))).await;
+    }
+    let right = json!({"tenant": "t-1"});
+    let wrong = json!({"tenant": "t-2"});
+    let pt = STANDARD.encode(b"secret bytes");
+    let seal = |key: &'static str| {
+        let http = &http;
+        let (pt, right) = (pt.clone(), right.clone());
+        async move {
+            let path = format!("/kms/v1/keys/{key}/encrypt");
+            let body = json!({"plaintext": pt, "encryption_context": right});
+            http.ok(Method::POST, &path, ADMIN, Some(body)).await["ciphertext_blob"].clone()
+        }
+    };
+    let other = seal("other-key").await;
+    let doomed = seal("doomed").await;
+    let mine = seal("app-1").await;
+    http.ok(Method::DELETE, "/kms/v1/keys/doomed?pending_window_in_days=7", ADMIN, None).await;
+    let garbage = STANDARD.encode(b"not a ciphertext of any backend");
+
+    // Decrypt: a valid ciphertext under a key the app may not use gets the same answer whether
+    // its context is right or wrong, and whatever state its key is in; nothing is opened.
+    let before = backend.opened();
+    let mut forbidden = Vec::new();
+    for (blob, ctx) in [(&other, &right), (&other, &wrong), (&doomed, &right)] {
+        for key_id in [None, Some("app-1")] {
+            let mut body = json!({"ciphertext_blob": blob, "encryption_context": ctx});
+            if let Some(k) = key_id {
+                body["key_id"] = json!(k);
+            }
+            let reply = http.call(Method::POST, "/kms/v1/decrypt", APP, Some(body)).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&reply.body));
+            assert_eq!(reply.code(), "forbidden");
+            if blob == &other {
+                forbidden.push(reply.body);
+            }
+        }
+    }
+    assert!(forbidden.windows(2).all(|w| w[0] == w[1]), "the 403 bodies differ: {forbidden:?}");
+    assert_eq!(backend.opened(), before, "the backend was asked to decrypt for an unauthorized caller");
+
+    // Bytes that are no ciphertext: the backend's own answer for garbage (400 crypto_error),
+    // without asking it.
+    let reply = http.call(Method::POST, "/kms/v1/decrypt", APP, Some(json!({"ciphertext_blob": garbage}))).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.code(), "crypto_error");
+    assert_eq!(backend.opened(), before);
+    let admin_garbage =
+        http.call(Method::POST, "/kms/v1/decrypt", ADMIN, Some(json!({"ciphertext_blob": garbage}))).await;
+    assert_eq!((admin_garbage.status, admin_garbage.body), (reply.status, reply.body));
+
+    // The app's own ciphertext opens (one backend call); with a wrong context it is a 400.
+    let opened = http
+        .ok(Method::POST, "/kms/v1/decrypt", APP, Some(json!({"ciphertext_blob": mine, "encryption_context": right})))
+        .await;
+    assert_eq!((opened["key_id"].as_str(), opened["plaintext"].as_str()), (Some("app-1"), Some(pt.as_str())));
+    let reply = http
+        .call(Method::POST, "/kms/v1/decrypt", APP, Some(json!({"ciphertext_blob": mine, "encryption_context": wrong})))
+        .await;
+    assert_eq!((reply.status, reply.code().as_str()), (StatusCode::BAD_REQUEST, "crypto_error"));
+    assert_eq!(backend.opened(), before + 2);
+    // Naming another allowed key than the ciphertext's: refused as a mismatch, as before.
+    let reply = http
+        .call(
+            Method::POST,
+            "/kms/v1/decrypt",
+            APP,
+            Some(json!({"ciphertext_blob": mine, "encryption_context": right, "key_id": "app-2"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+
+    // Re-encrypt: the source key is checked before the backend opens the ciphertext.
+    let before = backend.opened();
+    let mut forbidden = Vec::new();
+    for (blob, ctx) in [(&other, &right), (&other, &wrong), (&doomed, &right)] {
+        for dest in [None, Some("app-2")] {
+            let mut body = json!({"ciphertext_blob": blob, "source_encryption_context": ctx});
+            if let Some(d) = dest {
+                body["destination_key_id"] = json!(d);
+            }
+            let reply = http.call(Method::POST, "/kms/v1/re-encrypt", MOVER, Some(body)).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&reply.body));
+            if blob == &other {
+                forbidden.push(reply.body);
+            }
+        }
+    }
+    assert!(forbidden.windows(2).all(|w| w[0] == w[1]), "the 403 bodies differ: {forbidden:?}");
+    let reply = http.call(Method::POST, "/kms/v1/re-encrypt", MOVER, Some(json!({"ciphertext_blob": garbage}))).await;
+    assert_eq!((reply.status, reply.code().as_str()), (StatusCode::BAD_REQUEST, "crypto_error"));
+    // An allowed source to a destination the mover may not use: refused, unopened.
+    let reply = http
+        .call(
+            Method::POST,
+            "/kms/v1/re-encrypt",
+            MOVER,
+            Some(
+                json!({"ciphertext_blob": mine, "source_encryption_context": right, "destination_key_id": "other-key"}),
+            ),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(backend.opened(), before, "the backend was asked to re-encrypt for an unauthorized caller");
+    let moved = http
+        .ok(
+            Method::POST,
+            "/kms/v1/re-encrypt",
+            MOVER,
+            Some(json!({"ciphertext_blob": mine, "source_encryption_context": right, "destination_key_id": "app-2"})),
+        )
+        .await;
+    assert_eq!((moved["source_key_id"].as_str(), moved["key_id"].as_str()), (Some("app-1"), Some("app-2")));
+    assert_eq!(backend.opened(), before + 1);
     server.stop().await;
 }

@@ -210,6 +210,11 @@ impl KmsBackend for LocalBackend {
         "local"
     }
 
+    fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
+        let (key_id, _, _) = ciphertext::decode(ciphertext_blob).ok()?;
+        validate_key_id("key_id", key_id).is_ok().then(|| key_id.to_owned())
+    }
+
     fn capabilities(&self) -> BackendCapabilities {
         BackendCapabilities::ALL
     }

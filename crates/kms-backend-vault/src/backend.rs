@@ -810,6 +810,10 @@ impl KmsBackend for VaultBackend {
         "vault"
     }
 
+    fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
+        VaultBlob::decode(ciphertext_blob).ok().map(|blob| blob.key_id)
+    }
+
     fn capabilities(&self) -> BackendCapabilities {
         BackendCapabilities::ALL
     }

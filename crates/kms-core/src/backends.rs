@@ -26,8 +26,10 @@ use kms_types::types::{
 /// Contract (checked by the contract suite): cryptographic operations are refused with
 /// [`KmsError::InvalidKeyState`] unless the key is `Enabled`; an unknown key is
 /// [`KmsError::KeyNotFound`]; a ciphertext that does not authenticate under the given
-/// encryption context is [`KmsError::Crypto`]; `list_keys` pages in ascending key-id order and
-/// a marker survives the deletion of the key it names.
+/// encryption context is [`KmsError::Crypto`] (so is one named by a [`DecryptRequest::key_id`]
+/// it does not belong to); [`ciphertext_key_id`](Self::ciphertext_key_id) names the key of
+/// every ciphertext the backend made; `list_keys` pages in ascending key-id order and a marker
+/// survives the deletion of the key it names.
 #[async_trait]
 pub trait KmsBackend: Send + Sync {
     /// Creates a master key.
@@ -57,6 +59,28 @@ pub trait KmsBackend: Send + Sync {
     /// Which optional operations this backend implements.
     fn capabilities(&self) -> BackendCapabilities {
         BackendCapabilities::default()
+    }
+
+    /// The key id a ciphertext made by this backend names, read from its unauthenticated
+    /// header without any cryptography and without calling the key store; `None` if
+    /// `ciphertext_blob` is not in this backend's format. A returned id is a valid key id
+    /// (`validate_key_id`).
+    ///
+    /// The id is a claim, not a proof: anyone can write a header naming any key. It exists so
+    /// that a caller can authorize a decrypt or re-encrypt *before* the backend opens the
+    /// ciphertext (whether a ciphertext authenticates, or what state its key is in, must not
+    /// be revealed to someone who may not use that key), and then pass the id as
+    /// [`DecryptRequest::key_id`] so the backend itself refuses a ciphertext that does not
+    /// belong to that key.
+    ///
+    /// Contract (checked by the contract suite): the id is returned for every ciphertext the
+    /// backend produced (`encrypt`, `generate_data_key`, `generate_data_key_without_plaintext`,
+    /// `re_encrypt`), and `None` for bytes that are no ciphertext of its format. The default
+    /// returns `None`, so a backend that does not implement it cannot serve decrypt or
+    /// re-encrypt through the admin API (which fails closed).
+    fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
+        let _ = ciphertext_blob;
+        None
     }
 
     /// Generates a data key and returns only its wrapped form.

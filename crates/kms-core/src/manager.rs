@@ -230,6 +230,13 @@ impl KmsManager {
         self.note_error(&key_id, result)
     }
 
+    /// The key id `ciphertext_blob` names, read from its header by the backend's parser
+    /// (no cryptography, no backend call: see [`KmsBackend::ciphertext_key_id`]); `None` if it
+    /// is not a ciphertext of this backend's format. Authorize on it, then decrypt naming it.
+    pub fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
+        self.backend.ciphertext_key_id(ciphertext_blob)
+    }
+
     /// Decrypts (retried on transient failures).
     pub async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
         let result = self.read("decrypt", || self.backend.decrypt(request.clone())).await;

@@ -359,6 +359,10 @@ impl KmsBackend for MemoryBackend {
         "memory"
     }
 
+    fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
+        blob::decode(ciphertext_blob).ok().map(|(key_id, _, _)| key_id.to_owned())
+    }
+
     fn capabilities(&self) -> BackendCapabilities {
         self.capabilities
     }

@@ -18,7 +18,8 @@
 //! What is checked: every operation in every reachable key state (Enabled, Disabled,
 //! PendingDeletion, and PendingImport when the backend accepts `KeyOrigin::External`);
 //! encryption-context binding (wrong, missing, extra context); wrong-key, tampered, truncated
-//! and foreign ciphertexts; unknown keys; invalid ids, limits and deletion windows;
+//! and foreign ciphertexts; that [`KmsBackend::ciphertext_key_id`] names the key of every
+//! ciphertext the backend makes and nothing for garbage; unknown keys; invalid ids, limits and deletion windows;
 //! pagination (ascending ids, markers that survive deletion of their key, no duplicates or
 //! skips while keys are created concurrently); idempotence rules; concurrent creates and
 //! data-key generation; and that an optional operation a backend does not declare in
@@ -205,6 +206,7 @@ macro_rules! __kms_contract_cases {
             encryption_context_is_bound,
             wrong_key_ciphertexts_fail,
             tampered_ciphertexts_fail,
+            ciphertexts_name_their_key,
             generate_data_key_round_trip,
             generate_data_key_without_plaintext,
             enabled_key_operations,
@@ -855,6 +857,76 @@ async fn tampered_ciphertexts_fail(ctx: Ctx) -> Outcome {
         err(format!("decrypt of {what}"), ctx.decrypt(&bad, &context, None).await, expected, allowed_for_garbage)?;
     }
     ok("decrypt of the untouched ciphertext", ctx.decrypt(&blob, &context, None).await)?;
+    Ok(())
+}
+
+/// `ciphertext_key_id` names the key of every ciphertext the backend makes, and nothing for
+/// bytes that are no ciphertext.
+async fn ciphertexts_name_their_key(ctx: Ctx) -> Outcome {
+    let a = ctx.create("named-a").await?;
+    let b = ctx.create("named-b").await?;
+    let context = ctx_of(&[("k", "v")]);
+    let mut made: Vec<(String, &str, Vec<u8>)> = Vec::new();
+    made.push(("encrypt".into(), a.as_str(), ok("encrypt", ctx.encrypt(&a, b"named", &context).await)?));
+    made.push(("encrypt".into(), b.as_str(), ok("encrypt", ctx.encrypt(&b, b"named", &context).await)?));
+    let dk = ctx
+        .backend
+        .generate_data_key(GenerateDataKeyRequest {
+            key_id: a.clone(),
+            key_spec: KeySpec::Aes256,
+            encryption_context: context.clone(),
+        })
+        .await;
+    made.push(("generate_data_key".into(), a.as_str(), ok("generate_data_key", dk)?.ciphertext_blob));
+    if ctx.caps.data_key_without_plaintext {
+        let dk = ctx
+            .backend
+            .generate_data_key_without_plaintext(GenerateDataKeyWithoutPlaintextRequest {
+                key_id: b.clone(),
+                key_spec: KeySpec::Aes128,
+                encryption_context: context.clone(),
+            })
+            .await;
+        let blob = ok("generate_data_key_without_plaintext", dk)?.ciphertext_blob;
+        made.push(("generate_data_key_without_plaintext".into(), b.as_str(), blob));
+    }
+    if ctx.caps.re_encrypt {
+        let moved = ctx
+            .backend
+            .re_encrypt(ReEncryptRequest {
+                ciphertext_blob: made[0].2.clone(),
+                source_encryption_context: context.clone(),
+                destination_key_id: Some(b.clone()),
+                destination_encryption_context: None,
+            })
+            .await;
+        made.push(("re_encrypt".into(), b.as_str(), ok("re_encrypt", moved)?.ciphertext_blob));
+    }
+    if ctx.caps.rotate {
+        ok("rotate_key", ctx.backend.rotate_key(KeyIdRequest { key_id: a.clone() }).await)?;
+        made.push((
+            "encrypt after rotation".into(),
+            a.as_str(),
+            ok("encrypt", ctx.encrypt(&a, b"v2", &context).await)?,
+        ));
+    }
+    for (how, key_id, blob) in &made {
+        let named = ctx.backend.ciphertext_key_id(blob);
+        ensure!(
+            named.as_deref() == Some(*key_id),
+            "ciphertext_key_id of a ciphertext from {how} under {key_id} is {named:?}"
+        );
+    }
+    let garbage: [(&str, Vec<u8>); 4] = [
+        ("an empty blob", Vec::new()),
+        ("one byte", vec![0]),
+        ("random bytes", (0..64u8).map(|i| i.wrapping_mul(37)).collect()),
+        ("text", b"not a ciphertext at all".to_vec()),
+    ];
+    for (what, bytes) in garbage {
+        let named = ctx.backend.ciphertext_key_id(&bytes);
+        ensure!(named.is_none(), "ciphertext_key_id of {what} is {named:?} (expected None)");
+    }
     Ok(())
 }
 

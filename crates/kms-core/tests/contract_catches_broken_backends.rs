@@ -30,6 +30,8 @@ enum Flaw {
     CreateIsUpsert,
     /// Returns success for a tag request without declaring tags.
     SilentlyIgnoresTags,
+    /// Cannot name the key of its own ciphertexts (the trait's default).
+    NamesNoCiphertextKey,
 }
 
 struct Flawed {
@@ -120,6 +122,12 @@ impl KmsBackend for Flawed {
     }
     async fn health_check(&self) -> Result<bool> {
         self.inner.health_check().await
+    }
+    fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
+        if self.flaw == Flaw::NamesNoCiphertextKey {
+            return None;
+        }
+        self.inner.ciphertext_key_id(ciphertext_blob)
     }
     fn capabilities(&self) -> BackendCapabilities {
         if self.flaw == Flaw::OverclaimsCapabilities { BackendCapabilities::ALL } else { self.inner.capabilities() }
@@ -224,4 +232,9 @@ async fn a_backend_clamping_deletion_windows_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_with_upserting_create_is_caught() {
     assert_caught(Flaw::CreateIsUpsert, &["create_existing_key_fails", "concurrent_creates"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_cannot_name_its_ciphertexts_keys_is_caught() {
+    assert_caught(Flaw::NamesNoCiphertextKey, &["ciphertexts_name_their_key"]).await;
 }

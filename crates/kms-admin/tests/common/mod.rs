@@ -73,6 +73,21 @@ pub struct Options {
     pub start: bool,
     pub data_dir: Option<PathBuf>,
     pub backend: Option<Arc<MemoryBackend>>,
+    /// Serves this backend instead of the memory one (`TestServer::backend` is then unused).
+    pub custom_backend: Option<Arc<dyn kms_core::backends::KmsBackend>>,
+}
+
+/// A factory (for `Local`) handing out one given backend.
+struct SharedFactory(Arc<dyn kms_core::backends::KmsBackend>);
+
+#[async_trait::async_trait]
+impl kms_core::backends::BackendFactory for SharedFactory {
+    fn kind(&self) -> KmsBackend {
+        KmsBackend::Local
+    }
+    async fn build(&self, _: &KmsConfig) -> kms_types::error::Result<Arc<dyn kms_core::backends::KmsBackend>> {
+        Ok(self.0.clone())
+    }
 }
 
 impl Default for Options {
@@ -82,7 +97,7 @@ impl Default for Options {
             identities: identities(),
             ..ServerConfig::default()
         };
-        Self { config, start: true, data_dir: None, backend: None }
+        Self { config, start: true, data_dir: None, backend: None, custom_backend: None }
     }
 }
 
@@ -94,7 +109,10 @@ impl TestServer {
     pub async fn with(options: Options) -> Self {
         let backend = options.backend.unwrap_or_else(|| Arc::new(MemoryBackend::new()));
         let mut registry = BackendRegistry::new();
-        registry.register(Arc::new(MemoryBackendFactory::sharing(KmsBackend::Local, backend.clone())));
+        match options.custom_backend {
+            Some(custom) => registry.register(Arc::new(SharedFactory(custom))),
+            None => registry.register(Arc::new(MemoryBackendFactory::sharing(KmsBackend::Local, backend.clone()))),
+        };
         let manager = Arc::new(KmsServiceManager::new(registry));
         let store = options.data_dir.as_ref().map(|d| ConfigStore::open(d, None).unwrap());
         if let Some(state) = store.as_ref().and_then(|s| s.load().unwrap()) {

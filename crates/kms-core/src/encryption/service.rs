@@ -160,6 +160,16 @@ impl EncryptionService {
         untag_key(UntagKeyRequest) -> KeyMetadataResponse;
     }
 
+    /// The key id `ciphertext_blob` names, read from its unauthenticated header by the
+    /// current backend's parser (no cryptography, no backend call: see
+    /// [`KmsBackend::ciphertext_key_id`](crate::backends::KmsBackend::ciphertext_key_id));
+    /// `Ok(None)` if it is not a ciphertext of that backend's format. Fails only when the
+    /// service is not running. Authorize on the id first, then decrypt with
+    /// `DecryptRequest::key_id` set to it.
+    pub async fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Result<Option<String>> {
+        Ok(self.lease().await?.manager.ciphertext_key_id(ciphertext_blob))
+    }
+
     /// Whether the backend can serve requests.
     pub async fn health_check(&self) -> Result<bool> {
         let lease = self.lease().await?;
