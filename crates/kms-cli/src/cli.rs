@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kms_types::secret::SecretString;
 
 /// A key-management server and its client.
 ///
@@ -22,6 +23,11 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// Keeps a token given on the command line out of `Debug` output and zeroizes it on drop.
+fn parse_secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
+}
+
 /// Options of the client commands.
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
@@ -29,8 +35,8 @@ pub(crate) struct GlobalArgs {
     #[arg(long, env = "KMS_URL", default_value = "http://127.0.0.1:7373", global = true)]
     pub(crate) url: String,
     /// Bearer token (prefer KMS_TOKEN or --token-file: arguments are visible to other users).
-    #[arg(long, env = "KMS_TOKEN", hide_env_values = true, global = true)]
-    pub(crate) token: Option<String>,
+    #[arg(long, env = "KMS_TOKEN", hide_env_values = true, global = true, value_parser = parse_secret)]
+    pub(crate) token: Option<SecretString>,
     /// File holding the bearer token [default: ./kms-data/admin.token if it exists].
     #[arg(long, env = "KMS_TOKEN_FILE", global = true)]
     pub(crate) token_file: Option<PathBuf>,
@@ -292,5 +298,13 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_token_on_the_command_line_never_shows_in_debug_output() {
+        let cli = Cli::try_parse_from(["kms", "--token", "s.do-not-print-me", "status"]).unwrap();
+        assert_eq!(cli.global.token.as_ref().map(SecretString::expose_secret), Some("s.do-not-print-me"));
+        let printed = format!("{cli:?}");
+        assert!(!printed.contains("do-not-print-me"), "{printed}");
     }
 }

@@ -48,7 +48,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
 
 fn client(global: &GlobalArgs) -> Result<Client, CliError> {
     let token = match (&global.token, &global.token_file) {
-        (Some(token), _) => Some(Zeroizing::new(token.clone())),
+        (Some(token), _) => Some(Zeroizing::new(token.expose_secret().to_owned())),
         (None, Some(path)) => Some(read_token(path)?),
         (None, None) => {
             let default = Path::new(DEFAULT_TOKEN_FILE);
