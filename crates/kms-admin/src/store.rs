@@ -114,6 +114,9 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&tmp)?;
+    // `mode` only applies when the file is created; a leftover temp file keeps its own.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
@@ -246,6 +249,21 @@ mod tests {
     use kms_types::config::{LocalConfig, MasterKeySource, VaultAuthMethod, VaultConfig};
 
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_leftover_world_readable_temp_file_does_not_make_the_result_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("leftover-tmp");
+        let target = dir.join("secret.json");
+        let leftover = target.with_extension("tmp");
+        fs::write(&leftover, b"stale").unwrap();
+        fs::set_permissions(&leftover, fs::Permissions::from_mode(0o644)).unwrap();
+        write_private_file(&target, b"{}").unwrap();
+        assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read(&target).unwrap(), b"{}");
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("kms-admin-store-{name}-{}", std::process::id()));
