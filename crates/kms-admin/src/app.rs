@@ -529,13 +529,25 @@ fn check(identity: &Identity, operation: Operation, key_id: Option<&str>) -> Res
 }
 
 /// Parses JSON, naming the offending field on failure.
+///
+/// Every request body is a JSON object: serde would otherwise fill a struct from an array by
+/// position, so anything else is refused before the fields are read.
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') && is_valid_json(bytes) {
+        return Err(ApiError::invalid("body", "must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
+        // serde_json reports a non-string where an enum is expected (`{"key_spec": 256}`) as a
+        // syntax error although the document is valid JSON: that is a bad value of the field.
+        if (inner.is_syntax() || inner.is_eof()) && !(path != "." && !path.is_empty() && is_valid_json(bytes)) {
             return ApiError::invalid("body", format!("malformed JSON: {inner}"));
+        }
+        if inner.is_syntax() {
+            return ApiError::invalid(path, "must be one of the documented string values");
         }
         let message = strip_position(&inner.to_string());
         let field = if path == "." || path.is_empty() {
@@ -548,6 +560,10 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     })?;
     de.end().map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
     Ok(value)
+}
+
+fn is_valid_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
 }
 
 fn strip_position(message: &str) -> String {
@@ -597,8 +613,10 @@ fn deletion_query(query: Option<&str>) -> Result<u32, ApiError> {
     Ok(validate_pending_window(days)?)
 }
 
+/// A JSON answer; like every JSON answer, it ends with a newline (friendly to `curl` and shells).
 fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Resp {
-    let body = serde_json::to_vec(value).expect("response types serialize");
+    let mut body = serde_json::to_vec(value).expect("response types serialize");
+    body.push(b'\n');
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -612,7 +630,9 @@ fn text_response(text: String) -> Resp {
 }
 
 fn error_response(err: &ApiError) -> Resp {
-    let mut response = Response::new(Full::new(Bytes::from(err.body())));
+    let mut body = err.body();
+    body.push(b'\n');
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = err.status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if err.status == StatusCode::UNAUTHORIZED {
@@ -627,7 +647,7 @@ fn error_response(err: &ApiError) -> Resp {
 
 #[cfg(test)]
 mod tests {
-    use kms_types::types::{DecryptRequest, GenerateDataKeyRequest};
+    use kms_types::types::{CreateKeyRequest, DecryptRequest, GenerateDataKeyRequest};
 
     use super::*;
 
@@ -649,6 +669,58 @@ mod tests {
         let e = parse_json::<GenerateDataKeyRequest>(br#"{"key_id":"a"} trailing"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("body"));
         assert!(parse_json::<GenerateDataKeyRequest>(br#"{"key_id":"a"}"#).is_ok());
+    }
+
+    #[test]
+    fn a_json_array_is_refused_where_an_object_is_promised() {
+        for body in [&b"[]"[..], b"[\"name\"]", b" [\"aes128\", {\"a\":\"b\"}]", b"\"text\"", b"5", b"null"] {
+            let e = parse_json::<CreateKeyRequest>(body).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert_eq!(e.field.as_deref(), Some("body"), "{}", String::from_utf8_lossy(body));
+            assert!(e.message.contains("JSON object"), "{}", e.message);
+        }
+        let e = parse_json::<crate::api::DescriptionBody>(b"[\"set by position\"]").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body"));
+        let e = parse_json::<crate::api::DataKeyBody>(b"[\"aes128\", {\"a\":\"b\"}]").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("body"));
+        assert!(parse_json::<CreateKeyRequest>(b" {}").is_ok());
+    }
+
+    #[test]
+    fn a_non_string_enum_value_names_its_field() {
+        for body in [&br#"{"key_spec":256}"#[..], br#"{"key_spec":null}"#] {
+            let e = parse_json::<crate::api::DataKeyBody>(body).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("key_spec"), "{}", e.message);
+            assert!(!e.message.contains("malformed"), "{}", e.message);
+        }
+        for (body, field) in [
+            (&br#"{"key_usage":5}"#[..], "key_usage"),
+            (br#"{"origin":5}"#, "origin"),
+        ] {
+            let e = parse_json::<CreateKeyRequest>(body).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{}: {}", String::from_utf8_lossy(body), e.message);
+            assert!(!e.message.contains("malformed"), "{}", e.message);
+        }
+        // Broken JSON is still reported as such.
+        let e = parse_json::<CreateKeyRequest>(br#"{"key_usage":5"#).unwrap_err();
+        assert!(e.message.contains("malformed JSON"), "{}", e.message);
+    }
+
+    #[test]
+    fn json_answers_end_with_a_newline() {
+        let ok = json(StatusCode::OK, &serde_json::json!({"a": 1}));
+        let bytes = futures_body(ok);
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        let err = error_response(&ApiError::invalid("limit", "too big"));
+        let bytes = futures_body(err);
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(parsed["error"]["field"], "limit");
+    }
+
+    fn futures_body(response: Resp) -> Bytes {
+        let body = response.into_body();
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(body.collect()).unwrap().to_bytes()
     }
 
     #[test]
