@@ -41,10 +41,20 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `config.listen` (TLS per `config.tls`) to serve `app`.
     pub async fn bind(config: &ServerConfig, app: Arc<App>) -> Result<Self, String> {
+        let listener = Self::listen(config).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        Self::on_listener(listener, config, app)
+    }
+
+    /// Binds `config.listen` only. A caller that must not create any state when the address
+    /// is taken (`kms serve`) binds first, then builds its [`App`] and calls [`Self::on_listener`].
+    pub async fn listen(config: &ServerConfig) -> std::io::Result<TcpListener> {
+        TcpListener::bind(config.listen).await
+    }
+
+    /// Serves `app` on a listener from [`Self::listen`] (TLS per `config.tls`).
+    pub fn on_listener(listener: TcpListener, config: &ServerConfig, app: Arc<App>) -> Result<Self, String> {
         config.validate()?;
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         Ok(Self {
             listener,
             app,

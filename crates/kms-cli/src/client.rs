@@ -65,6 +65,8 @@ pub(crate) struct Client {
     http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
     token: Option<Zeroizing<String>>,
+    /// Added to a 401's message: which token was sent, or where none was found.
+    on_refusal: Option<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -108,7 +110,13 @@ impl Client {
         let connector =
             hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
         let http = HyperClient::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { http, base, token })
+        Ok(Self { http, base, token, on_refusal: None })
+    }
+
+    /// Sets what a 401 answer adds to its message (see [`crate::token`]).
+    pub(crate) fn explain_refusal(mut self, text: String) -> Self {
+        self.on_refusal = Some(text);
+        self
     }
 
     /// Sends a request; returns the status and body of any answer (error statuses included).
@@ -159,9 +167,40 @@ impl Client {
         let body = body.map(|b| serde_json::to_vec(b).expect("request bodies serialize"));
         let (status, bytes) = self.send(method, path, body).await?;
         if !status.is_success() {
-            return Err(status_error(status, &bytes));
+            return Err(self.refusal(status, &bytes));
         }
         serde_json::from_slice(&bytes).map_err(|e| CliError::new(exit::SERVER, format!("unexpected response: {e}")))
+    }
+}
+
+impl Client {
+    /// [`Self::call`] for answers that carry key material: the answer's buffer is zeroized once
+    /// parsed, so the secret only lives on in `T`'s zeroizing fields.
+    pub(crate) async fn call_secret<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<T, CliError> {
+        let body = body.map(|b| serde_json::to_vec(b).expect("request bodies serialize"));
+        let (status, bytes) = self.send(method, path, body).await?;
+        if !status.is_success() {
+            return Err(self.refusal(status, &bytes));
+        }
+        let parsed = serde_json::from_slice(&bytes)
+            .map_err(|_| CliError::new(exit::SERVER, "unexpected response: not the expected JSON"));
+        if let Ok(mut owned) = bytes.try_into_mut() {
+            zeroize::Zeroize::zeroize(&mut owned[..]);
+        }
+        parsed
+    }
+
+    fn refusal(&self, status: StatusCode, bytes: &[u8]) -> CliError {
+        let mut err = status_error(status, bytes);
+        if let (StatusCode::UNAUTHORIZED, Some(hint)) = (status, &self.on_refusal) {
+            err.message = format!("{}\n  {hint}", err.message);
+        }
+        err
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use http::Method;
 use kms_admin::api::{DataKeyBody, DescriptionBody, TagBody, UntagBody};
@@ -14,15 +14,15 @@ use crate::cli::{Cli, Command, GlobalArgs, KeyCommand, ServiceCommand, Spec, Tok
 use crate::client::{CliError, Client};
 use crate::output;
 
-/// Default location of the bootstrap admin token (`kms serve` with default options).
-pub(crate) const DEFAULT_TOKEN_FILE: &str = "kms-data/admin.token";
-
 /// Runs a parsed command line.
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
     let global = cli.global;
     match cli.command {
         Command::Serve(args) => crate::serve::run(args).await,
         Command::Token(cmd) => token(cmd),
+        Command::Config(cmd) => crate::config_check::run(cmd),
+        Command::Completions { shell } => crate::manual::completions(shell),
+        Command::Man => crate::manual::man_page(),
         Command::Key(cmd) => key(&client(&global)?, &global, cmd).await,
         Command::Datakey(args) => {
             let client = client(&global)?;
@@ -43,26 +43,20 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Service(cmd) => service(&client(&global)?, &global, cmd).await,
         Command::Encrypt(args) => crate::files::encrypt(&client(&global)?, args).await,
         Command::Decrypt(args) => crate::files::decrypt(&client(&global)?, args).await,
+        Command::Rewrap(args) => crate::rewrap::run(&client(&global)?, &global, args).await,
     }
 }
 
+/// A client for `--url` with the token [`crate::token::resolve`] finds.
 fn client(global: &GlobalArgs) -> Result<Client, CliError> {
-    let token = match (&global.token, &global.token_file) {
-        (Some(token), _) => Some(Zeroizing::new(token.expose_secret().to_owned())),
-        (None, Some(path)) => Some(read_token(path)?),
-        (None, None) => {
-            let default = Path::new(DEFAULT_TOKEN_FILE);
-            if default.exists() { Some(read_token(default)?) } else { None }
-        }
-    };
-    Client::new(&global.url, token, global.ca_cert.as_deref())
-}
-
-fn read_token(path: &Path) -> Result<Zeroizing<String>, CliError> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| CliError::usage(format!("token file {}: {e}", path.display())))?,
-    );
-    Ok(Zeroizing::new(text.trim().to_owned()))
+    let resolved = crate::token::resolve(global)?;
+    if global.verbose {
+        eprintln!("kms: token: {}; server: {}", resolved.source, global.url);
+    }
+    if let Some(warning) = crate::token::plain_http_warning(&global.url, resolved.token.is_some()) {
+        eprintln!("kms: {warning}");
+    }
+    Ok(Client::new(&global.url, resolved.token, global.ca_cert.as_deref())?.explain_refusal(resolved.on_refusal))
 }
 
 fn show(global: &GlobalArgs, v: &Value, human: impl FnOnce(&Value)) {

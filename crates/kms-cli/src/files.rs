@@ -27,8 +27,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kms_admin::api::DataKeyBody;
 use kms_crypto::keys::PlaintextDataKey;
 use kms_crypto::stream::{DecryptingReader, EncryptingWriter, HEADER_LEN, ObjectLayout, Part, StreamParams};
+use kms_types::secret::SecretString;
 use kms_types::types::{DecryptRequest, EncryptionContext, KeySpec};
-use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::cli::{DecryptArgs, EncryptArgs};
@@ -115,11 +115,24 @@ fn progress(len: Option<u64>, quiet: bool) -> ProgressBar {
     }
 }
 
-fn data_key_from(v: &Value, field: &str) -> Result<PlaintextDataKey, CliError> {
-    let text = v[field].as_str().ok_or_else(|| CliError::new(crate::client::exit::SERVER, "the answer has no key"))?;
+/// A `generate-data-key` answer; the plaintext key is only ever held in zeroizing types.
+#[derive(Debug, serde::Deserialize)]
+struct DataKeyAnswer {
+    plaintext_key: SecretString,
+    #[serde(with = "kms_types::serde_helpers::base64_bytes")]
+    ciphertext_blob: Vec<u8>,
+}
+
+/// A `decrypt` answer.
+#[derive(Debug, serde::Deserialize)]
+struct DecryptAnswer {
+    plaintext: SecretString,
+}
+
+fn data_key_from(encoded: &SecretString) -> Result<PlaintextDataKey, CliError> {
     let bytes = Zeroizing::new(
         STANDARD
-            .decode(text)
+            .decode(encoded.expose_secret())
             .map_err(|_| CliError::new(crate::client::exit::SERVER, "the answer's key is not base64"))?,
     );
     PlaintextDataKey::from_bytes(&bytes)
@@ -131,12 +144,10 @@ pub(crate) async fn encrypt(client: &Client, args: EncryptArgs) -> Result<(), Cl
     kms_types::types::validate_key_id("--key", &args.key).map_err(|e| CliError::usage(e.to_string()))?;
     let context: EncryptionContext = pairs("--context", &args.context)?;
     let body = DataKeyBody { key_spec: KeySpec::Aes256, encryption_context: context.clone() };
-    let answer: Value =
-        client.call(Method::POST, &format!("/kms/v1/keys/{}/generate-data-key", args.key), Some(&body)).await?;
-    let data_key = data_key_from(&answer, "plaintext_key")?;
-    let wrapped = STANDARD
-        .decode(answer["ciphertext_blob"].as_str().unwrap_or_default())
-        .map_err(|_| CliError::new(crate::client::exit::SERVER, "the wrapped key is not base64"))?;
+    let answer: DataKeyAnswer =
+        client.call_secret(Method::POST, &format!("/kms/v1/keys/{}/generate-data-key", args.key), Some(&body)).await?;
+    let data_key = data_key_from(&answer.plaintext_key)?;
+    let wrapped = answer.ciphertext_blob;
     if wrapped.is_empty() || wrapped.len() > MAX_WRAPPED_LEN as usize {
         return Err(CliError::new(crate::client::exit::SERVER, "the wrapped key has an unexpected size"));
     }
@@ -178,7 +189,7 @@ fn encrypt_blocking(
 }
 
 /// Reads the file header: the wrapped data key.
-fn read_header(input: &mut dyn Read) -> Result<Vec<u8>, CliError> {
+pub(crate) fn read_header(input: &mut dyn Read) -> Result<Vec<u8>, CliError> {
     let bad = || CliError::local("the input is not a kms-encrypted file (kms encrypt makes them)");
     let mut head = [0u8; 9];
     input.read_exact(&mut head).map_err(|_| bad())?;
@@ -228,8 +239,8 @@ pub(crate) async fn decrypt(client: &Client, args: DecryptArgs) -> Result<(), Cl
     let wrapped = tokio::task::block_in_place(|| read_header(&mut input))?;
     let request =
         DecryptRequest { ciphertext_blob: wrapped.clone(), encryption_context: context.clone(), key_id: None };
-    let answer: Value = client.call(Method::POST, "/kms/v1/decrypt", Some(&request)).await?;
-    let data_key = data_key_from(&answer, "plaintext")?;
+    let answer: DecryptAnswer = client.call_secret(Method::POST, "/kms/v1/decrypt", Some(&request)).await?;
+    let data_key = data_key_from(&answer.plaintext)?;
     let stream_offset = 9 + wrapped.len() as u64;
     tokio::task::spawn_blocking(move || match range {
         None => decrypt_all(input, &args, &data_key, &context),

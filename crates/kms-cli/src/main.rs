@@ -9,17 +9,21 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod cli;
 mod client;
 mod commands;
+mod config_check;
+mod config_reference;
 mod files;
+mod hardening;
+mod manual;
 mod output;
+mod rewrap;
 mod serve;
+mod token;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::parse(std::env::args_os()) {
         Ok(cli) => cli,
         Err(err) => {
             let code = if err.use_stderr() { client::exit::USAGE } else { client::exit::OK };

@@ -45,6 +45,9 @@ pub(crate) struct FileConfig {
     /// Create the admin token on first start (default true).
     #[serde(default)]
     pub(crate) bootstrap_admin: Option<bool>,
+    /// Leave core dumps possible (default false: see [`crate::hardening`]).
+    #[serde(default)]
+    pub(crate) allow_core_dumps: Option<bool>,
     /// The HTTP server.
     #[serde(default)]
     pub(crate) server: ServerConfig,
@@ -64,6 +67,8 @@ pub(crate) struct Settings {
     pub(crate) log: String,
     /// Create the admin token on first start.
     pub(crate) bootstrap_admin: bool,
+    /// Leave core dumps possible.
+    pub(crate) allow_core_dumps: bool,
     /// The HTTP server.
     pub(crate) server: ServerConfig,
     /// Initial service configuration.
@@ -73,11 +78,7 @@ pub(crate) struct Settings {
 /// Merges flags and environment (clap has read both) over the file over the defaults.
 pub(crate) fn settings(args: &ServeArgs) -> Result<Settings, CliError> {
     let file = match &args.config {
-        Some(path) => {
-            let text = fs::read_to_string(path).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
-            toml::from_str::<FileConfig>(&text)
-                .map_err(|e| CliError::usage(format!("{}: {}", path.display(), toml_error(&e, &text))))?
-        }
+        Some(path) => crate::config_check::load(path)?,
         None => FileConfig::default(),
     };
     let mut server = file.server;
@@ -100,6 +101,7 @@ pub(crate) fn settings(args: &ServeArgs) -> Result<Settings, CliError> {
         seal_key_file: args.seal_key_file.clone().or(file.seal_key_file),
         log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
         bootstrap_admin: file.bootstrap_admin.unwrap_or(true),
+        allow_core_dumps: args.allow_core_dumps || file.allow_core_dumps.unwrap_or(false),
         server,
         kms: file.kms,
     })
@@ -107,15 +109,42 @@ pub(crate) fn settings(args: &ServeArgs) -> Result<Settings, CliError> {
 
 /// A TOML error as `line N: message`, without the excerpt of the offending line that the
 /// error's `Display` adds: that line may hold a secret (a Vault token, a master key).
+///
+/// When the error points into a `name = value` line, the option's dotted name (its table and
+/// its key, never its value) is named too.
 pub(crate) fn toml_error(err: &toml::de::Error, text: &str) -> String {
     let message = err.message().trim_end();
     match err.span() {
         Some(span) => {
-            let line = text.get(..span.start).map_or(0, |before| before.matches('\n').count()) + 1;
-            format!("line {line}: {message}")
+            let before = text.get(..span.start).unwrap_or("");
+            let line = before.matches('\n').count() + 1;
+            match option_at(text, before) {
+                Some(option) => format!("line {line}: option `{option}`: {message}"),
+                None => format!("line {line}: {message}"),
+            }
         }
         None => message.to_owned(),
     }
+}
+
+/// The dotted name of the option whose line ends `before` (the text up to an error), from the
+/// nearest `[table]` header above and the key left of `=`.
+fn option_at(text: &str, before: &str) -> Option<String> {
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('#') || key.contains(['{', '[', ' ']) {
+        return None;
+    }
+    let table = before[..line_start].lines().rev().map(str::trim).find_map(|l| {
+        l.strip_prefix("[[")
+            .and_then(|t| t.strip_suffix("]]"))
+            .or_else(|| l.strip_prefix('[').and_then(|t| t.strip_suffix(']')))
+    });
+    Some(match table {
+        Some(table) => format!("{}.{key}", table.trim()),
+        None => key.to_owned(),
+    })
 }
 
 fn create_private_dir(path: &Path) -> std::io::Result<()> {
@@ -158,6 +187,11 @@ fn bootstrap_admin(data_dir: &Path, taken: &[IdentityConfig]) -> Result<(Identit
 fn default_local_config(data_dir: &Path) -> Result<KmsConfig, CliError> {
     let key_path = data_dir.join(MASTER_KEY_FILE);
     if !key_path.exists() {
+        eprintln!(
+            "kms: created the master key {}: it opens every key; back it up apart from the data folder \
+             (without it nothing can be decrypted)",
+            key_path.display()
+        );
         let mut key = Zeroizing::new([0u8; 32]);
         ring::rand::SystemRandom::new()
             .fill(key.as_mut())
@@ -179,6 +213,16 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+    if settings.allow_core_dumps {
+        tracing::warn!("core dumps are allowed (--allow-core-dumps): a dump would hold keys in the clear");
+    } else {
+        match crate::hardening::harden() {
+            Ok(done) => tracing::debug!(?done, "core dumps are off"),
+            Err(err) => tracing::warn!(error = %err, "core dumps could not be turned off"),
+        }
+    }
+    // Bind before creating anything: a taken address must not leave a new data folder behind.
+    let listener = Server::listen(&settings.server).await.map_err(|e| listen_error(&settings.server, &e))?;
 
     create_private_dir(&settings.data_dir)
         .map_err(|e| CliError::local(format!("data folder {}: {e}", settings.data_dir.display())))?;
@@ -201,7 +245,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     resume(&manager, &store, &settings, &data_dir).await?;
 
     let app = Arc::new(App::new(manager.clone(), &settings.server, Some(store)).map_err(CliError::usage)?);
-    let server = Server::bind(&settings.server, app).await.map_err(CliError::local)?;
+    let server = Server::on_listener(listener, &settings.server, app).map_err(CliError::local)?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     eprintln!("kms: listening on {scheme}://{}", server.local_addr());
     tracing::info!(addr = %server.local_addr(), data_dir = %data_dir.display(), "kms server started");
@@ -213,6 +257,33 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     eprintln!("kms: stopped");
     Ok(())
+}
+
+/// The message for an address that cannot be bound, with the way out when it is taken.
+fn listen_error(server: &ServerConfig, err: &std::io::Error) -> CliError {
+    let hint = if err.kind() == std::io::ErrorKind::AddrInUse {
+        "; another server (maybe another kms serve) uses it: pick another address with --listen HOST:PORT \
+         (KMS_LISTEN, or listen in [server])"
+    } else {
+        ""
+    };
+    CliError::local(format!("cannot listen on {}: {err}{hint}", server.listen))
+}
+
+/// The warning for a master key file kept inside the data folder, if it is.
+pub(crate) fn master_key_placement_warning(config: &KmsConfig, data_dir: &Path) -> Option<String> {
+    let kms_types::config::BackendConfig::Local(local) = &config.backend_config else { return None };
+    let MasterKeySource::File { path } = &local.master_key else { return None };
+    let path = fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+    path.starts_with(data_dir).then(|| {
+        format!(
+            "the master key file {} is inside the data folder {}: one copy of that folder (a backup, a \
+             snapshot) opens every key. In production keep it elsewhere (systemd credentials, a separate \
+             mount): see docs/deployment.md",
+            path.display(),
+            data_dir.display()
+        )
+    })
 }
 
 /// Configures (and starts) the service from the saved state, or from the file's `[kms]`, or
@@ -235,6 +306,9 @@ async fn resume(
             (PersistedState { config, running: true }, true)
         }
     };
+    if let Some(warning) = master_key_placement_warning(&state.config, data_dir) {
+        eprintln!("kms: warning: {warning}");
+    }
     manager
         .configure(state.config.clone())
         .await
@@ -313,6 +387,7 @@ mod tests {
                 max_body_bytes: None,
                 max_connections: None,
                 log: None,
+                allow_core_dumps: false,
             };
             let err = settings(&args).unwrap_err();
             assert!(!err.message.contains("must-not-leak"), "{}", err.message);
