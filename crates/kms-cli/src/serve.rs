@@ -78,7 +78,11 @@ pub(crate) struct Settings {
 /// Merges flags and environment (clap has read both) over the file over the defaults.
 pub(crate) fn settings(args: &ServeArgs) -> Result<Settings, CliError> {
     let file = match &args.config {
-        Some(path) => crate::config_check::load(path)?,
+        Some(path) => {
+            let file = crate::config_check::load(path)?;
+            crate::config_check::check(&file).map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
+            file
+        }
         None => FileConfig::default(),
     };
     let mut server = file.server;
