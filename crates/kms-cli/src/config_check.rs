@@ -101,4 +101,15 @@ mod tests {
         assert!(e.contains("kms") && e.contains("max"), "{e}");
         check(&parse(&crate::config_reference::example()).unwrap()).unwrap();
     }
+
+    #[test]
+    fn the_production_configuration_in_docs_deployment_md_passes_the_check() {
+        let doc = include_str!("../../../docs/deployment.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let text = doc[start..end].replace("<from kms token generate>", &"ab".repeat(32));
+        let config = parse(&text).unwrap();
+        check(&config).unwrap();
+        assert!(config.server.tls.is_some() && config.kms.is_some());
+    }
 }
