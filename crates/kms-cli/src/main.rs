@@ -2,6 +2,16 @@
 //!
 //! `kms serve` runs the admin HTTP API (`kms-admin`) over a backend (local files by default);
 //! every other command is a client of a running server. See `kms --help`.
+//!
+//! - `cli`: the clap definitions (`kms serve` hides and refuses the client options);
+//! - `serve` + `hardening`: settings from flags, `KMS_*` and `kms.toml`, binding before any
+//!   state is created, the data folder, core dumps off;
+//! - `config_reference` + `config_check`: the one table of every `kms.toml` option, from which
+//!   `kms config example` and docs/configuration.md are generated, and the file checks;
+//! - `token` + `client`: where the bearer token comes from, and the HTTP client;
+//! - `commands`, `files`, `rewrap`: the client commands (`encrypt`/`decrypt` envelopes,
+//!   `rewrap` of their data keys);
+//! - `manual`: shell completions and the man page from the clap definitions.
 
 #![forbid(unsafe_code)]
 // Printing results is this binary's job.

@@ -156,3 +156,23 @@ fn the_config_example_passes_the_config_check() {
     assert!(!dir.join("kms-data").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_truncated_file_fails_at_its_end_on_stdout_and_leaves_no_output_file() {
+    let dir = temp_dir("truncated");
+    let (server, _) = serve(&dir, free_port(), &[]);
+    ok_json(&dir, &server.url, &["key", "create", "--name", "k"]);
+    std::fs::write(dir.join("plain"), vec![7u8; 3 << 20]).unwrap();
+    let out = kms(&dir, &server.url, &["encrypt", "--key", "k", "-i", "plain", "-o", "whole.kms"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let whole = std::fs::read(dir.join("whole.kms")).unwrap();
+    std::fs::write(dir.join("cut.kms"), &whole[..whole.len() - 100]).unwrap();
+    let out = kms(&dir, &server.url, &["decrypt", "-i", "cut.kms"]);
+    assert_eq!(out.status.code(), Some(1), "a truncated input fails, if only at its end");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("truncated"));
+    let out = kms(&dir, &server.url, &["decrypt", "-i", "cut.kms", "-o", "cut.out"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.join("cut.out").exists(), "-o FILE is all or nothing");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
