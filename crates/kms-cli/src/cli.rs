@@ -357,7 +357,8 @@ pub(crate) struct DecryptArgs {
 /// under the key's current version, or under --to-key; the encrypted data is copied unchanged.
 /// Each file is replaced atomically (a temporary file beside it, then a rename): an interrupted
 /// run leaves every file either old or new, both readable. --resume skips the files a journal
-/// (.kms-rewrap.journal in the current folder, or --journal) records as done.
+/// (.kms-rewrap.journal in the current folder, or --journal) records as done, and removes the
+/// temporary files a killed run left. The first failure stops the run (fix it, then --resume).
 #[derive(Debug, Args)]
 pub(crate) struct RewrapArgs {
     /// Files, or folders whose files (recursively) are rewrapped.

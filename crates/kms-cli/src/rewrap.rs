@@ -68,7 +68,12 @@ pub(crate) async fn run(client: &Client, global: &GlobalArgs, args: RewrapArgs) 
     let context: EncryptionContext = pairs("--context", &args.context)?;
     let journal_path = args.journal.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL));
     let files = collect(&args.paths, &journal_path)?;
-    let done = if args.resume { read_journal(&journal_path)? } else { BTreeSet::new() };
+    let done = if args.resume {
+        remove_leftovers(&files);
+        read_journal(&journal_path)?
+    } else {
+        BTreeSet::new()
+    };
     let mut journal = open_journal(&journal_path, args.resume)?;
 
     let bar = progress(files.len() as u64, args.quiet || global.json);
@@ -237,6 +242,29 @@ fn walk(dir: &Path, files: &mut BTreeSet<(PathBuf, bool)>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Removes the temporary files a killed run left beside the files (`.NAME.PID.rewrap.tmp`):
+/// the file itself was either replaced before the kill or not, so they hold nothing needed.
+fn remove_leftovers(files: &[(PathBuf, bool)]) {
+    let names: BTreeSet<(PathBuf, String)> = files
+        .iter()
+        .filter_map(|(p, _)| Some((p.parent()?.to_owned(), format!(".{}.", p.file_name()?.to_string_lossy()))))
+        .collect();
+    let dirs: BTreeSet<&Path> = names.iter().map(|(d, _)| d.as_path()).collect();
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours =
+                name.strip_suffix(".rewrap.tmp").and_then(|rest| rest.rsplit_once('.')).is_some_and(|(prefix, pid)| {
+                    pid.bytes().all(|b| b.is_ascii_digit()) && names.contains(&(dir.to_owned(), format!("{prefix}.")))
+                });
+            if ours && fs::remove_file(entry.path()).is_ok() {
+                eprintln!("kms: removed {}, left by an interrupted run", entry.path().display());
+            }
+        }
+    }
 }
 
 fn read_journal(path: &Path) -> Result<BTreeSet<String>, CliError> {

@@ -145,3 +145,62 @@ fn an_interrupted_rewrap_resumes_where_it_stopped() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_killed_rewrap_leaves_every_file_readable_and_resumes() {
+    let dir = temp_dir("rewrap-kill");
+    let (server, _) = serve(&dir, free_port(), &[]);
+    let url = server.url.clone();
+    ok_json(&dir, &url, &["key", "create", "--name", "k"]);
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    std::fs::write(dir.join("plain"), b"the same data in every file").unwrap();
+    let count = 200;
+    // Made once, then copied: the test is about rewrapping, not about encrypting.
+    ok(&dir, &url, &["encrypt", "--key", "k", "-i", "plain", "-o", "files/0000.kms"]);
+    for i in 1..count {
+        std::fs::copy(dir.join("files/0000.kms"), dir.join(format!("files/{i:04}.kms"))).unwrap();
+    }
+    ok_json(&dir, &url, &["key", "rotate", "k"]);
+
+    let mut child = std::process::Command::new(common::KMS)
+        .args(["--url", &url, "--json", "rewrap", "files"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let journal = dir.join(".kms-rewrap.journal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&journal).map_or(0, |j| j.lines().count()) < 5 {
+        assert!(std::time::Instant::now() < deadline, "the rewrap made no progress");
+        assert!(child.try_wait().unwrap().is_none(), "the rewrap ended before it could be interrupted");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = std::fs::read_to_string(&journal).unwrap().lines().count();
+    assert!(done < count, "the run was interrupted");
+
+    // Every file is readable, rewrapped or not.
+    for i in (0..count).step_by(13) {
+        decrypts_to(&dir, &url, &format!("files/{i:04}.kms"), &[], b"the same data in every file");
+    }
+    let out = kms(&dir, &url, &["--json", "rewrap", "--resume", "files"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), count);
+    let before = lines.iter().filter(|l| l["status"] == "done_before").count();
+    assert_eq!(before, done, "the journal's files are skipped");
+    assert!(lines.iter().all(|l| l["status"] == "done_before" || l["to"]["version"] == 2));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.join("files"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for i in (0..count).step_by(7) {
+        decrypts_to(&dir, &url, &format!("files/{i:04}.kms"), &[], b"the same data in every file");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
