@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{free_port, kms, ok, ok_json, serve, temp_dir};
 use serde_json::Value;
@@ -27,12 +27,28 @@ fn decrypts_to(dir: &Path, url: &str, file: &str, context: &[&str], plain: &[u8]
     assert_eq!(out.stdout, plain, "{file}");
 }
 
-#[test]
-fn rewrap_moves_files_to_the_rotated_version_without_touching_their_data() {
-    let dir = temp_dir("rewrap");
+/// A server in a fresh folder with key `k` and an empty `files/` folder.
+fn setup(name: &str) -> (PathBuf, common::Server, String) {
+    let dir = temp_dir(name);
     let (server, _) = serve(&dir, free_port(), &[]);
     let url = server.url.clone();
     ok_json(&dir, &url, &["key", "create", "--name", "k"]);
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    (dir, server, url)
+}
+
+fn assert_no_temporary_files(dir: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn rewrap_moves_files_to_the_rotated_version_without_touching_their_data() {
+    let (dir, server, url) = setup("rewrap");
     std::fs::create_dir_all(dir.join("files/sub")).unwrap();
     std::fs::write(dir.join("files/readme.txt"), b"not encrypted").unwrap();
     for (i, name) in ["files/a.kms", "files/b.kms", "files/sub/c.kms"].iter().enumerate() {
@@ -95,12 +111,9 @@ fn rewrap_moves_files_to_the_rotated_version_without_touching_their_data() {
 
 #[test]
 fn an_interrupted_rewrap_resumes_where_it_stopped() {
-    let dir = temp_dir("rewrap-resume");
-    let (server, _) = serve(&dir, free_port(), &[]);
-    let url = server.url.clone();
+    let (dir, server, url) = setup("rewrap-resume");
     ok_json(&dir, &url, &["key", "create", "--name", "k1"]);
     ok_json(&dir, &url, &["key", "create", "--name", "k2"]);
-    std::fs::create_dir_all(dir.join("files")).unwrap();
     // Sorted order: 1 and 2 under k1, 3 under k2 (disabled below: the run stops there), 4 under k1.
     for (name, key) in [("1.kms", "k1"), ("2.kms", "k1"), ("3.kms", "k2"), ("4.kms", "k1")] {
         std::fs::write(dir.join("plain"), name.repeat(100)).unwrap();
@@ -136,23 +149,14 @@ fn an_interrupted_rewrap_resumes_where_it_stopped() {
     for name in ["1.kms", "2.kms", "3.kms", "4.kms"] {
         decrypts_to(&dir, &url, &format!("files/{name}"), &[], name.repeat(100).as_bytes());
     }
-    let leftovers: Vec<_> = std::fs::read_dir(dir.join("files"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_temporary_files(&dir.join("files"));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_killed_rewrap_leaves_every_file_readable_and_resumes() {
-    let dir = temp_dir("rewrap-kill");
-    let (server, _) = serve(&dir, free_port(), &[]);
-    let url = server.url.clone();
-    ok_json(&dir, &url, &["key", "create", "--name", "k"]);
-    std::fs::create_dir_all(dir.join("files")).unwrap();
+    let (dir, server, url) = setup("rewrap-kill");
     std::fs::write(dir.join("plain"), b"the same data in every file").unwrap();
     let count = 200;
     // Made once, then copied: the test is about rewrapping, not about encrypting.
@@ -192,12 +196,7 @@ fn a_killed_rewrap_leaves_every_file_readable_and_resumes() {
     let before = lines.iter().filter(|l| l["status"] == "done_before").count();
     assert_eq!(before, done, "the journal's files are skipped");
     assert!(lines.iter().all(|l| l["status"] == "done_before" || l["to"]["version"] == 2));
-    let leftovers: Vec<_> = std::fs::read_dir(dir.join("files"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_temporary_files(&dir.join("files"));
     for i in (0..count).step_by(7) {
         decrypts_to(&dir, &url, &format!("files/{i:04}.kms"), &[], b"the same data in every file");
     }
