@@ -693,10 +693,7 @@ mod tests {
             assert_eq!(e.field.as_deref(), Some("key_spec"), "{}", e.message);
             assert!(!e.message.contains("malformed"), "{}", e.message);
         }
-        for (body, field) in [
-            (&br#"{"key_usage":5}"#[..], "key_usage"),
-            (br#"{"origin":5}"#, "origin"),
-        ] {
+        for (body, field) in [(&br#"{"key_usage":5}"#[..], "key_usage"), (br#"{"origin":5}"#, "origin")] {
             let e = parse_json::<CreateKeyRequest>(body).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{}: {}", String::from_utf8_lossy(body), e.message);
             assert!(!e.message.contains("malformed"), "{}", e.message);
