@@ -31,7 +31,10 @@ pub(crate) fn command() -> clap::Command {
     // propagate the global ones into it, and [`parse`] can tell that one was given.
     let client = GlobalArgs::augment_args(clap::Command::new("client"));
     Cli::command().mut_subcommand("serve", |serve| {
-        client.get_arguments().fold(serve, |serve, arg| serve.arg(arg.clone().global(false).hide(true)))
+        // Re-added subcommands go last; keep `serve` first in the listings.
+        client
+            .get_arguments()
+            .fold(serve.display_order(0), |serve, arg| serve.arg(arg.clone().global(false).hide(true)))
     })
 }
 

@@ -21,17 +21,35 @@ pub(crate) fn man_page() -> Result<(), CliError> {
 fn render_man_page() -> Result<Vec<u8>, CliError> {
     let command = crate::cli::command();
     let mut out = Vec::new();
-    let fail = |e: std::io::Error| CliError::local(format!("rendering the manual page: {e}"));
-    clap_mangen::Man::new(command.clone()).render(&mut out).map_err(fail)?;
-    // The top page lists the subcommands; their options follow, one section each.
-    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let title = format!("kms {}", sub.get_name());
-        let man = clap_mangen::Man::new(sub.clone());
-        writeln!(out, ".SH \"{}\"", title.to_uppercase()).map_err(fail)?;
-        man.render_description_section(&mut out).map_err(fail)?;
-        man.render_options_section(&mut out).map_err(fail)?;
-    }
+    clap_mangen::Man::new(command.clone()).render(&mut out).map_err(man_error)?;
+    // The top page lists the subcommands; each one follows with a section of its own
+    // (nested ones too: `kms key create`), its description and options as subsections.
+    render_subcommands(&command, "kms", &mut out)?;
     Ok(out)
+}
+
+fn render_subcommands(parent: &clap::Command, path: &str, out: &mut Vec<u8>) -> Result<(), CliError> {
+    let mut subs: Vec<&clap::Command> =
+        parent.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help").collect();
+    subs.sort_by_key(|s| s.get_display_order());
+    for sub in subs {
+        let title = format!("{path} {}", sub.get_name());
+        writeln!(out, ".SH \"{}\"", title.to_uppercase()).map_err(man_error)?;
+        let man = clap_mangen::Man::new(sub.clone());
+        let mut section = Vec::new();
+        man.render_description_section(&mut section).map_err(man_error)?;
+        if sub.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(&mut section).map_err(man_error)?;
+        }
+        let section = String::from_utf8_lossy(&section).replace(".SH ", ".SS ");
+        out.extend_from_slice(section.as_bytes());
+        render_subcommands(sub, &title, out)?;
+    }
+    Ok(())
+}
+
+fn man_error(e: std::io::Error) -> CliError {
+    CliError::local(format!("rendering the manual page: {e}"))
 }
 
 fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
@@ -60,7 +78,7 @@ mod tests {
     fn the_manual_page_is_roff_and_documents_every_command() {
         let text = String::from_utf8(render_man_page().unwrap()).unwrap();
         assert!(text.starts_with(".ie") || text.contains(".TH kms 1"), "{}", &text[..200]);
-        for section in ["KMS SERVE", "KMS REWRAP", "KMS CONFIG", "KMS DECRYPT"] {
+        for section in ["KMS SERVE", "KMS REWRAP", "KMS CONFIG CHECK", "KMS DECRYPT", "KMS KEY CREATE"] {
             assert!(text.contains(section), "{section} missing");
         }
         assert!(text.contains("listen"));
