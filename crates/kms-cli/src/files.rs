@@ -345,6 +345,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn answers_with_key_material_hold_it_only_in_secret_types() {
+        let key = STANDARD.encode([0x42u8; 32]);
+        let json = format!(r#"{{"plaintext_key":"{key}","ciphertext_blob":"AAEC","key_id":"k"}}"#);
+        let answer: DataKeyAnswer = serde_json::from_str(&json).unwrap();
+        assert!(!format!("{answer:?}").contains(&key), "the key shows in Debug output");
+        assert_eq!(answer.ciphertext_blob, [0, 1, 2]);
+        assert!(data_key_from(&answer.plaintext_key).is_ok());
+        let answer: DecryptAnswer = serde_json::from_str(&format!(r#"{{"plaintext":"{key}","key_id":"k"}}"#)).unwrap();
+        assert!(!format!("{answer:?}").contains(&key));
+        let short = SecretString::from(STANDARD.encode([1u8; 5]).as_str());
+        assert_eq!(data_key_from(&short).unwrap_err().code, crate::client::exit::SERVER);
+    }
+
+    #[test]
     fn ranges_parse() {
         assert_eq!(parse_range("0-10").unwrap(), (0, Some(10)));
         assert_eq!(parse_range("5-").unwrap(), (5, None));

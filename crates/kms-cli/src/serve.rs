@@ -400,6 +400,23 @@ mod tests {
     }
 
     #[test]
+    fn a_master_key_file_inside_the_data_folder_is_warned_about() {
+        let data_dir = PathBuf::from("/var/lib/kms");
+        let inside = KmsConfig::local(LocalConfig::new(
+            "/var/lib/kms/keys",
+            MasterKeySource::File { path: "/var/lib/kms/master.key".into() },
+        ));
+        assert!(master_key_placement_warning(&inside, &data_dir).unwrap().contains("docs/deployment.md"));
+        let outside = KmsConfig::local(LocalConfig::new(
+            "/var/lib/kms/keys",
+            MasterKeySource::File { path: "/run/credentials/kms.service/master.key".into() },
+        ));
+        assert!(master_key_placement_warning(&outside, &data_dir).is_none());
+        let env = KmsConfig::local(LocalConfig::new("/var/lib/kms/keys", MasterKeySource::Env { var: "K".into() }));
+        assert!(master_key_placement_warning(&env, &data_dir).is_none());
+    }
+
+    #[test]
     fn bootstrap_creates_a_private_token_once() {
         let dir = std::env::temp_dir().join(format!("kms-cli-bootstrap-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
