@@ -476,7 +476,11 @@ impl App {
     }
 
     /// Reads and parses a JSON body. `required = false` treats an empty body as `{}`.
-    async fn body<T: DeserializeOwned>(&self, req: Request<Incoming>, required: bool) -> Result<T, ApiError> {
+    async fn body<T: DeserializeOwned + Serialize>(
+        &self,
+        req: Request<Incoming>,
+        required: bool,
+    ) -> Result<T, ApiError> {
         let (parts, body) = req.into_parts();
         let limit = self.max_body_bytes;
         let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -530,9 +534,12 @@ fn check(identity: &Identity, operation: Operation, key_id: Option<&str>) -> Res
 
 /// Parses JSON, naming the offending field on failure.
 ///
-/// Every request body is a JSON object: serde would otherwise fill a struct from an array by
-/// position, so anything else is refused before the fields are read.
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// Every request body is a JSON object, and so is every value the documents promise as one:
+/// serde would otherwise fill a struct (or an internally tagged enum such as `master_key`)
+/// from an array by position. A body that is not an object is refused before its fields are
+/// read; an array standing where the parsed value has an object, at any depth, is refused
+/// after ([`array_where_an_object_belongs`]).
+pub(crate) fn parse_json<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| *b != b'{') && is_valid_json(bytes) {
         return Err(ApiError::invalid("body", "must be a JSON object"));
@@ -559,7 +566,52 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         ApiError::invalid(field, message)
     })?;
     de.end().map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
+    // Only a body with an array in it can have one where an object belongs.
+    if bytes.contains(&b'[') {
+        array_where_an_object_belongs(bytes, &value)?;
+    }
     Ok(value)
+}
+
+/// Compares the shape of the body with the shape of what was parsed from it (serialized back):
+/// wherever the parsed value is an object, the body must have had an object, not an array.
+/// Both copies are zeroized afterwards (they may hold a token or a plaintext).
+fn array_where_an_object_belongs<T: Serialize>(bytes: &[u8], parsed: &T) -> Result<(), ApiError> {
+    let (Ok(mut input), Ok(mut output)) = (serde_json::from_slice(bytes), serde_json::to_value(parsed)) else {
+        return Ok(());
+    };
+    let found = first_array_for_object(&input, &output, "");
+    zeroize_strings(&mut input);
+    zeroize_strings(&mut output);
+    match found {
+        Some(path) => Err(ApiError::invalid(path, "must be a JSON object")),
+        None => Ok(()),
+    }
+}
+
+fn first_array_for_object(input: &serde_json::Value, output: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let at = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    match (input, output) {
+        (Value::Array(_), Value::Object(_)) => Some(if path.is_empty() { "body".to_owned() } else { path.to_owned() }),
+        (Value::Object(i), Value::Object(o)) => {
+            i.iter().find_map(|(k, v)| o.get(k).and_then(|out| first_array_for_object(v, out, &at(k))))
+        }
+        (Value::Array(i), Value::Array(o)) => {
+            i.iter().zip(o).enumerate().find_map(|(n, (v, out))| first_array_for_object(v, out, &at(&n.to_string())))
+        }
+        _ => None,
+    }
+}
+
+fn zeroize_strings(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => zeroize::Zeroize::zeroize(s),
+        Value::Array(items) => items.iter_mut().for_each(zeroize_strings),
+        Value::Object(map) => map.values_mut().for_each(zeroize_strings),
+        _ => {}
+    }
 }
 
 fn is_valid_json(bytes: &[u8]) -> bool {
@@ -684,6 +736,22 @@ mod tests {
         let e = parse_json::<crate::api::DataKeyBody>(b"[\"aes128\", {\"a\":\"b\"}]").unwrap_err();
         assert_eq!(e.field.as_deref(), Some("body"));
         assert!(parse_json::<CreateKeyRequest>(b" {}").is_ok());
+    }
+
+    #[test]
+    fn a_json_array_is_refused_where_a_nested_object_is_promised() {
+        use kms_types::api_types::ConfigureKmsRequest;
+        let body = br#"{"backend_type":"local","key_dir":"k","master_key":["env","V"]}"#;
+        let e = parse_json::<ConfigureKmsRequest>(body).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("master_key"), "{}", e.message);
+        let body = br#"{"backend_type":"vault","address":"http://a","auth_method":["token","s.secret"]}"#;
+        let e = parse_json::<ConfigureKmsRequest>(body).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("auth_method"));
+        assert!(!e.message.contains("s.secret"));
+        // Arrays where the documents promise arrays, and brackets inside strings, are fine.
+        assert!(parse_json::<crate::api::UntagBody>(br#"{"tag_keys":["a","b"]}"#).is_ok());
+        let ok = br#"{"backend_type":"local","key_dir":"k[1]","master_key":{"type":"env","var":"V"}}"#;
+        assert!(parse_json::<ConfigureKmsRequest>(ok).is_ok());
     }
 
     #[test]
