@@ -61,6 +61,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+mod json_body;
 pub mod metrics;
 pub mod routes;
 pub mod server;
