@@ -13,7 +13,8 @@
 //!    malformed key id;
 //! 3. **authorization**: the identity's grants (operations × key-id globs), 403 otherwise;
 //! 4. **the body**: at most `max_body_bytes` (413), `application/json` (415), parsed strictly
-//!    (unknown fields refused; a 400 names the field);
+//!    (`json_body`: a JSON object, never fields by position; unknown fields refused; a 400
+//!    names the field);
 //! 5. **the call** into the service, whose [`kms_types::error::KmsError`] maps to a status
 //!    ([`error`]);
 //! 6. **accounting**: a line in the audit log ([`audit`]) and the metrics ([`metrics`]).
