@@ -81,7 +81,7 @@ mod tests {
         assert!(e.contains("listn"), "{e}");
         let e = parse("[kms]\nbackend_type = \"vault\"\naddress = \"http://a\"\nauth_method = { type = \"token\", token = \"s.secret\", x = 1 }\n")
             .unwrap_err();
-        assert!(e.contains("`x`") && !e.contains("s.secret"), "{e}");
+        assert!(e.contains("`x`") && e.contains("`kms`") && !e.contains("s.secret"), "{e}");
     }
 
     #[test]

@@ -131,22 +131,28 @@ pub(crate) fn toml_error(err: &toml::de::Error, text: &str) -> String {
     }
 }
 
+/// The name in a `[table]` or `[[table]]` header line.
+fn table_name(line: &str) -> Option<&str> {
+    let name = line.strip_prefix("[[").and_then(|t| t.strip_suffix("]]"));
+    name.or_else(|| line.strip_prefix('[').and_then(|t| t.strip_suffix(']'))).map(str::trim)
+}
+
 /// The dotted name of the option whose line ends `before` (the text up to an error), from the
 /// nearest `[table]` header above and the key left of `=`.
 fn option_at(text: &str, before: &str) -> Option<String> {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text.get(line_start..)?.lines().next()?;
+    let line = text.get(line_start..)?.lines().next()?.trim();
+    // An error in a table as a whole (an unknown key of an inline table) points at its header.
+    if let Some(table) = table_name(line) {
+        return Some(table.to_owned());
+    }
     let key = line.split_once('=')?.0.trim().trim_matches('"');
     if key.is_empty() || key.starts_with('#') || key.contains(['{', '[', ' ']) {
         return None;
     }
-    let table = before[..line_start].lines().rev().map(str::trim).find_map(|l| {
-        l.strip_prefix("[[")
-            .and_then(|t| t.strip_suffix("]]"))
-            .or_else(|| l.strip_prefix('[').and_then(|t| t.strip_suffix(']')))
-    });
+    let table = before[..line_start].lines().rev().map(str::trim).find_map(table_name);
     Some(match table {
-        Some(table) => format!("{}.{key}", table.trim()),
+        Some(table) => format!("{table}.{key}"),
         None => key.to_owned(),
     })
 }
