@@ -29,6 +29,7 @@ use crate::api::{
 };
 use crate::audit::{AuditLog, AuditRecord};
 use crate::auth::{Authenticator, Identity, Operation};
+use crate::aws::AwsApi;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::json_body::parse_json;
@@ -48,15 +49,17 @@ struct RequestInfo {
 
 /// The request handler shared by every connection.
 pub struct App {
-    manager: Arc<KmsServiceManager>,
-    auth: Authenticator,
-    metrics: Arc<Metrics>,
-    audit: AuditLog,
+    pub(crate) manager: Arc<KmsServiceManager>,
+    pub(crate) auth: Authenticator,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) audit: AuditLog,
     store: Option<Arc<ConfigStore>>,
     lifecycle: Arc<tokio::sync::Mutex<()>>,
-    max_body_bytes: usize,
-    request_timeout: Duration,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) request_timeout: Duration,
     public_health: bool,
+    /// The AWS KMS protocol, unless `[server.aws] enabled = false`.
+    aws: Option<AwsApi>,
 }
 
 impl std::fmt::Debug for App {
@@ -84,6 +87,12 @@ impl App {
             None => AuditLog::disabled(),
         };
         let metrics = Arc::new(Metrics::new());
+        let aws = if config.aws.enabled {
+            let known = |name: &str| config.identities.iter().any(|i| i.name == name);
+            Some(AwsApi::new(&config.aws, store.as_ref(), known)?)
+        } else {
+            None
+        };
         Ok(Self {
             manager,
             auth,
@@ -94,6 +103,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
             public_health: config.public_health,
+            aws,
         })
     }
 
@@ -109,6 +119,11 @@ impl App {
 
     /// Handles one request; never fails (errors become JSON error responses).
     pub async fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> Resp {
+        if let Some(aws) = &self.aws
+            && AwsApi::is_aws_request(&req)
+        {
+            return aws.handle(self, req, remote).await;
+        }
         let started = Instant::now();
         let time = AuditRecord::now();
         let mut info = RequestInfo::default();
@@ -351,7 +366,7 @@ impl App {
     /// page filled from as many backend pages as it takes, and a `next_marker` that is one of
     /// its own keys: the backend's marker is the last key of the unfiltered page, which may be a
     /// key the identity may not see.
-    async fn list_visible(
+    pub(crate) async fn list_visible(
         &self,
         svc: &EncryptionService,
         identity: &Identity,

@@ -312,6 +312,11 @@ impl Authenticator {
         Ok(Self { entries })
     }
 
+    /// The identity configured under `name` (an AWS access key names its identity).
+    pub fn identity_named(&self, name: &str) -> Option<&Identity> {
+        self.entries.iter().map(|(_, identity)| identity).find(|identity| identity.name == name)
+    }
+
     /// Whether no identity is configured (then every request is refused).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

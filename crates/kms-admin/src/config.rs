@@ -12,6 +12,7 @@ use kms_types::serde_helpers::duration_secs;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::IdentityConfig;
+use crate::aws::settings::AwsSettings;
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7373";
@@ -59,6 +60,8 @@ pub struct ServerConfig {
     pub audit_log: Option<PathBuf>,
     /// Who may call the API.
     pub identities: Vec<IdentityConfig>,
+    /// The AWS KMS protocol on the same listener (`[server.aws]`).
+    pub aws: AwsSettings,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             tls: None,
             audit_log: None,
             identities: Vec::new(),
+            aws: AwsSettings::default(),
         }
     }
 }

@@ -19,6 +19,9 @@
 //!    ([`error`]);
 //! 6. **accounting**: a line in the audit log ([`audit`]) and the metrics ([`metrics`]).
 //!
+//! `POST /` with `X-Amz-Target: TrentService.*` is the AWS KMS protocol instead ([`aws`]): SigV4
+//! with access keys in place of the bearer token, the same identities and grants, the same keys.
+//!
 //! Lifecycle changes (configure, reconfigure, start, stop) are saved by a [`store::ConfigStore`],
 //! secrets sealed, so a restarted server resumes them.
 //!
@@ -60,6 +63,7 @@ pub mod api;
 mod app;
 pub mod audit;
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod error;
 mod json_body;

@@ -210,6 +210,20 @@ impl ConfigStore {
         write_private_file(&self.path, &bytes).map_err(io_err(&self.path))
     }
 
+    /// Seals a secret of the server configuration (an AWS secret access key) for `field`:
+    /// `sealed:v1:...`, bound to `field` as associated data.
+    pub fn seal_secret(&self, plain: &str, field: &str) -> String {
+        format!("{SEALED_PREFIX}{}", self.seal(plain.as_bytes(), field))
+    }
+
+    /// Opens what [`Self::seal_secret`] sealed for `field`; anything else is refused.
+    pub fn unseal_secret(&self, sealed: &str, field: &str) -> Result<Zeroizing<String>, StoreError> {
+        let body = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or_else(|| StoreError::Unseal { path: self.path.clone(), field: field.to_owned() })?;
+        self.unseal(body, field)
+    }
+
     fn seal(&self, plain: &[u8], field: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new().fill(&mut nonce).expect("the system random generator failed");

@@ -1,0 +1,180 @@
+//! The AWS KMS JSON protocol on the server's own listener, so that boto3, the AWS CLI, the AWS
+//! Encryption SDK and every other AWS SDK work against kms unchanged.
+//!
+//! A request is `POST /` with `X-Amz-Target: TrentService.<Operation>` (anything else goes to
+//! the native API). It goes through, in order:
+//! 1. the body, at most the server's `max_body_bytes` ([`AwsApi::handle`]);
+//! 2. **SigV4** ([`sigv4`]): the scope (service `kms`, the server's region), the clock (5
+//!    minutes), the access key ([`settings::Credentials`], secrets sealed in the configuration)
+//!    and the signature over method, path, signed headers and body;
+//! 3. the identity the access key belongs to, with the grants of the native API;
+//! 4. the operation ([`ops`]): inputs as in the AWS model (bare ids, key ARNs, `alias/` names
+//!    and alias ARNs, see [`arn`]), authorization on the key after aliases are resolved and, for
+//!    `Decrypt`/`ReEncrypt`, on the key the ciphertext names before anything is opened;
+//! 5. the answer: JSON with key ARNs, or `{"__type", "message"}` ([`errors`]), each with an
+//!    `x-amzn-RequestId`; then the audit line and the metrics, as for the native API.
+//!
+//! Ciphertext blobs are kms's own ciphertexts: one blob decrypts through either API.
+
+pub mod arn;
+pub mod errors;
+mod ops;
+pub mod settings;
+mod shapes;
+pub mod sigv4;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use self::errors::AwsError;
+use self::settings::{AwsSettings, Credentials};
+use self::sigv4::{Expectation, SignedRequest};
+use crate::App;
+use crate::audit::AuditRecord;
+use crate::auth::Operation;
+use crate::store::ConfigStore;
+
+/// The header naming the operation.
+pub const TARGET_HEADER: &str = "x-amz-target";
+/// The prefix of every KMS target.
+pub const TARGET_PREFIX: &str = "TrentService.";
+/// The content type of requests and answers.
+pub const CONTENT_TYPE_JSON: &str = "application/x-amz-json-1.1";
+
+/// The AWS KMS protocol's handler: settings and opened access keys.
+#[derive(Debug)]
+pub struct AwsApi {
+    settings: AwsSettings,
+    credentials: Credentials,
+}
+
+/// What the audit line learns while a request is handled.
+#[derive(Debug, Default)]
+pub(crate) struct AwsRequestInfo {
+    pub(crate) identity: Option<String>,
+    pub(crate) operation: Option<Operation>,
+    pub(crate) key_id: Option<String>,
+}
+
+impl AwsApi {
+    /// Checks the settings and opens the access keys with `store`'s seal key; `known` says
+    /// whether an identity name is configured.
+    pub fn new(
+        settings: &AwsSettings,
+        store: Option<&ConfigStore>,
+        known: impl Fn(&str) -> bool,
+    ) -> Result<Self, String> {
+        settings.validate()?;
+        let credentials = Credentials::open(settings, store, known)?;
+        Ok(Self { settings: settings.clone(), credentials })
+    }
+
+    /// Whether a request is for this protocol: `POST /` with a `TrentService.*` target.
+    pub fn is_aws_request<B>(req: &Request<B>) -> bool {
+        req.method() == Method::POST
+            && req.uri().path() == "/"
+            && req.headers().get(TARGET_HEADER).is_some_and(|t| t.as_bytes().starts_with(TARGET_PREFIX.as_bytes()))
+    }
+
+    /// Handles one request; never fails (errors become AWS error answers).
+    pub(crate) async fn handle(&self, app: &App, req: Request<Incoming>, remote: SocketAddr) -> Response<Full<Bytes>> {
+        let started = Instant::now();
+        let time = AuditRecord::now();
+        let request_id = request_id();
+        let mut info = AwsRequestInfo::default();
+        let result = match tokio::time::timeout(app.request_timeout, self.dispatch(app, req, &mut info)).await {
+            Ok(result) => result,
+            Err(_) => Err(AwsError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                type_name: "DependencyTimeoutException",
+                message: format!("the request did not complete within {} s", app.request_timeout.as_secs()),
+            }),
+        };
+        let (status, body, outcome) = match result {
+            Ok(value) => (StatusCode::OK, serde_json::to_vec(&value).expect("answers serialize"), "ok"),
+            Err(err) => (err.status, err.body(), err.type_name),
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_JSON));
+        response
+            .headers_mut()
+            .insert("x-amzn-requestid", HeaderValue::from_str(&request_id).expect("a request id is ASCII"));
+        let elapsed = started.elapsed();
+        let operation = info.operation.map(Operation::as_str);
+        app.metrics.observe_request(operation, status.as_u16(), elapsed);
+        app.audit.record(AuditRecord {
+            time,
+            identity: info.identity,
+            operation,
+            key_id: info.key_id,
+            status: status.as_u16(),
+            outcome,
+            latency_us: elapsed.as_micros() as u64,
+            remote: Some(remote),
+        });
+        response
+    }
+
+    async fn dispatch(
+        &self,
+        app: &App,
+        req: Request<Incoming>,
+        info: &mut AwsRequestInfo,
+    ) -> Result<serde_json::Value, AwsError> {
+        let (parts, body) = req.into_parts();
+        let limit = app.max_body_bytes;
+        let too_large = || AwsError::validation(format!("the request body exceeds {limit} bytes"));
+        let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        let body = zeroize::Zeroizing::new(
+            Limited::new(body, limit).collect().await.map_err(|_| too_large())?.to_bytes().to_vec(),
+        );
+        let signed = SignedRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &body,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let expect = Expectation { service: "kms", region: &self.settings.region, now };
+        let auth = sigv4::precheck(&signed, &expect)?;
+        let (name, secret) = self
+            .credentials
+            .lookup(&auth.access_key_id)
+            .ok_or_else(|| AwsError::from(sigv4::SigV4Error::UnknownAccessKey))?;
+        sigv4::verify(&signed, &auth, secret)?;
+        let identity = app
+            .auth
+            .identity_named(name)
+            .ok_or_else(|| AwsError::internal("the access key's identity is not configured"))?;
+        info.identity = Some(identity.name().to_owned());
+
+        let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let mime = content_type.split(';').next().unwrap_or("").trim();
+        if !(mime.eq_ignore_ascii_case(CONTENT_TYPE_JSON) || mime.eq_ignore_ascii_case("application/x-amz-json-1.0")) {
+            return Err(AwsError::validation(format!("Content-Type must be {CONTENT_TYPE_JSON}")));
+        }
+        let target = parts.headers.get(TARGET_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or(target);
+        let ctx = ops::Ctx { app, settings: &self.settings, identity };
+        ctx.run(operation, &body, info).await
+    }
+}
+
+/// A fresh request id in the UUID form AWS uses.
+fn request_id() -> String {
+    let rng = ring::rand::SystemRandom::new();
+    let b: [u8; 16] = ring::rand::generate(&rng).map(|r| r.expose()).unwrap_or([0; 16]);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}

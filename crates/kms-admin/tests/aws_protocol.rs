@@ -1,0 +1,470 @@
+//! The AWS KMS protocol end to end over a real listener: requests signed with SigV4 by the
+//! crate's client signer, every served operation, the error names clients map, authorization
+//! with the native grants, and a matrix of bad requests (0 successes, 0 × 5xx).
+
+mod common;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use kms_admin::aws::settings::{AccessKeyConfig, generate_access_key};
+use kms_admin::aws::sigv4::Signer;
+use kms_admin::config::ServerConfig;
+use kms_admin::store::ConfigStore;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use common::{ADMIN, Http, Options, TestServer, identities, temp_dir};
+
+struct Key {
+    id: String,
+    secret: Zeroizing<String>,
+}
+
+struct Aws {
+    client: HyperClient<HttpConnector, Full<Bytes>>,
+    host: String,
+    key: Key,
+}
+
+/// How a request is signed and what is changed after signing.
+struct How {
+    clock_minutes: i64,
+    service: &'static str,
+    region: &'static str,
+    tamper: Tamper,
+}
+
+enum Tamper {
+    Nothing,
+    Body(Vec<u8>),
+    /// Sets (`Some`) or removes (`None`) a header.
+    Header(&'static str, Option<&'static str>),
+}
+
+impl Default for How {
+    fn default() -> Self {
+        Self { clock_minutes: 0, service: "kms", region: "us-east-1", tamper: Tamper::Nothing }
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn error(&self) -> &str {
+        self.body["__type"].as_str().unwrap_or("")
+    }
+}
+
+impl Aws {
+    async fn call(&self, target: &str, body: Value) -> Answer {
+        self.send(target, serde_json::to_vec(&body).unwrap(), &How::default()).await
+    }
+
+    async fn ok(&self, target: &str, body: Value) -> Value {
+        let answer = self.call(target, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{target}: {}", answer.body);
+        answer.body
+    }
+
+    /// Signs and sends as `how` says.
+    async fn send(&self, target: &str, body: Vec<u8>, how: &How) -> Answer {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_str(&self.host).unwrap());
+        headers.insert("x-amz-target", HeaderValue::from_str(&format!("TrentService.{target}")).unwrap());
+        headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
+        let signer = Signer {
+            access_key_id: &self.key.id,
+            secret: self.key.secret.as_bytes(),
+            region: how.region,
+            service: how.service,
+        };
+        let at = time::OffsetDateTime::now_utc() + time::Duration::minutes(how.clock_minutes);
+        signer.sign("POST", "/", &mut headers, &body, at);
+        let mut req = Request::builder().method(Method::POST).uri(format!("http://{}/", self.host));
+        for (name, value) in &headers {
+            req = req.header(name, value);
+        }
+        let mut req = req.body(Full::new(Bytes::from(body))).unwrap();
+        match &how.tamper {
+            Tamper::Nothing => {}
+            Tamper::Body(other) => *req.body_mut() = Full::new(Bytes::from(other.clone())),
+            Tamper::Header(name, Some(value)) => {
+                req.headers_mut().insert(*name, HeaderValue::from_static(value));
+            }
+            Tamper::Header(name, None) => {
+                req.headers_mut().remove(*name);
+            }
+        }
+        self.raw(req).await
+    }
+
+    async fn raw(&self, req: Request<Full<Bytes>>) -> Answer {
+        let resp = self.client.request(req).await.expect("request failed");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {bytes:?}"));
+        Answer { status, headers, body }
+    }
+}
+
+/// A server whose `admin` and `app` identities have access keys.
+async fn server(tag: &str) -> (TestServer, Aws, Aws) {
+    let dir = temp_dir(&format!("aws-{tag}"));
+    let store = ConfigStore::open(&dir, None).unwrap();
+    let mut config =
+        ServerConfig { listen: "127.0.0.1:0".parse().unwrap(), identities: identities(), ..ServerConfig::default() };
+    let mut keys = Vec::new();
+    for identity in ["admin", "app"] {
+        let (id, secret) = generate_access_key();
+        config.aws.access_keys.push(AccessKeyConfig {
+            identity: identity.into(),
+            access_key_id: id.clone(),
+            secret_access_key: store.seal_secret(&secret, &AccessKeyConfig::seal_field(&id)),
+        });
+        keys.push(Key { id, secret });
+    }
+    drop(store);
+    let server = TestServer::with(Options { config, data_dir: Some(dir), ..Options::default() }).await;
+    let client = HyperClient::builder(TokioExecutor::new()).build_http();
+    let host = server.addr.to_string();
+    let mut keys = keys.into_iter();
+    let admin = Aws { client: client.clone(), host: host.clone(), key: keys.next().unwrap() };
+    let app = Aws { client, host, key: keys.next().unwrap() };
+    (server, admin, app)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(value: &Value) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(value.as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn data_plane_operations_round_trip_with_arns() {
+    let (server, aws, _) = server("data").await;
+    let created =
+        aws.ok("CreateKey", json!({"Description": "orders", "Tags": [{"TagKey": "team", "TagValue": "a"}]})).await;
+    let meta = &created["KeyMetadata"];
+    let id = meta["KeyId"].as_str().unwrap().to_owned();
+    let arn = format!("arn:aws:kms:us-east-1:000000000000:key/{id}");
+    assert_eq!(meta["Arn"], arn);
+    assert_eq!(meta["KeyState"], "Enabled");
+    assert!(meta["CreationDate"].is_number());
+
+    let context = json!({"purpose": "test"});
+    let enc = aws.ok("Encrypt", json!({"KeyId": arn, "Plaintext": b64(b"hello"), "EncryptionContext": context})).await;
+    assert_eq!(enc["KeyId"], arn);
+    let dec = aws.ok("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"], "EncryptionContext": context})).await;
+    assert_eq!(unb64(&dec["Plaintext"]), b"hello");
+    assert_eq!(dec["KeyId"], arn);
+    // The bare id and the ARN name the same key.
+    aws.ok("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"], "EncryptionContext": context, "KeyId": id}))
+        .await;
+
+    // Wrong context: opaque.
+    let wrong = aws
+        .call("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"], "EncryptionContext": {"purpose": "x"}}))
+        .await;
+    assert_eq!((wrong.status, wrong.error()), (StatusCode::BAD_REQUEST, "InvalidCiphertextException"));
+
+    // Data keys: KeySpec and NumberOfBytes (the Encryption SDK's way), any length 1..=1024.
+    for (request, len) in [
+        (json!({"KeyId": id, "KeySpec": "AES_256", "EncryptionContext": context}), 32),
+        (json!({"KeyId": id, "NumberOfBytes": 16, "EncryptionContext": context}), 16),
+        (json!({"KeyId": id, "NumberOfBytes": 1024, "EncryptionContext": context}), 1024),
+    ] {
+        let dk = aws.ok("GenerateDataKey", request).await;
+        assert_eq!(unb64(&dk["Plaintext"]).len(), len);
+        let opened =
+            aws.ok("Decrypt", json!({"CiphertextBlob": dk["CiphertextBlob"], "EncryptionContext": context})).await;
+        assert_eq!(opened["Plaintext"], dk["Plaintext"]);
+    }
+    let wrapped = aws.ok("GenerateDataKeyWithoutPlaintext", json!({"KeyId": arn, "NumberOfBytes": 32})).await;
+    assert!(wrapped.get("Plaintext").is_none());
+    assert_eq!(
+        unb64(&aws.ok("Decrypt", json!({"CiphertextBlob": wrapped["CiphertextBlob"]})).await["Plaintext"]).len(),
+        32
+    );
+
+    // ReEncrypt to another key, then Decrypt naming the old key is IncorrectKey.
+    let other = aws.ok("CreateKey", json!({})).await["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let moved = aws
+        .ok("ReEncrypt", json!({"CiphertextBlob": enc["CiphertextBlob"], "SourceEncryptionContext": context, "DestinationKeyId": other}))
+        .await;
+    assert_eq!(moved["SourceKeyId"], arn);
+    let incorrect = aws.call("Decrypt", json!({"CiphertextBlob": moved["CiphertextBlob"], "KeyId": arn})).await;
+    assert_eq!(incorrect.error(), "IncorrectKeyException");
+    assert_eq!(
+        unb64(&aws.ok("Decrypt", json!({"CiphertextBlob": moved["CiphertextBlob"]})).await["Plaintext"]),
+        b"hello"
+    );
+
+    let random = aws.ok("GenerateRandom", json!({"NumberOfBytes": 64})).await;
+    assert_eq!(unb64(&random["Plaintext"]).len(), 64);
+
+    // One blob, both APIs: the AWS ciphertext decrypts through /kms/v1.
+    let native = Http::new(&server)
+        .raw(
+            Method::POST,
+            "/kms/v1/decrypt",
+            Some(ADMIN),
+            Some("application/json"),
+            serde_json::to_vec(&json!({"ciphertext_blob": enc["CiphertextBlob"], "encryption_context": context}))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(native.status, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn key_states_and_lookups_give_the_aws_error_names() {
+    let (server, aws, _) = server("states").await;
+    let id = aws.ok("CreateKey", json!({})).await["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let encrypt = json!({"KeyId": id, "Plaintext": b64(b"x")});
+
+    aws.ok("DisableKey", json!({"KeyId": id})).await;
+    assert_eq!(aws.call("Encrypt", encrypt.clone()).await.error(), "DisabledException");
+    aws.ok("EnableKey", json!({"KeyId": id})).await;
+    let scheduled = aws.ok("ScheduleKeyDeletion", json!({"KeyId": id, "PendingWindowInDays": 7})).await;
+    assert_eq!(scheduled["KeyState"], "PendingDeletion");
+    assert_eq!(scheduled["PendingWindowInDays"], 7);
+    assert_eq!(aws.call("Encrypt", encrypt.clone()).await.error(), "KMSInvalidStateException");
+    assert_eq!(
+        aws.call("ScheduleKeyDeletion", json!({"KeyId": id, "PendingWindowInDays": 3})).await.error(),
+        "ValidationException"
+    );
+    aws.ok("CancelKeyDeletion", json!({"KeyId": id})).await;
+    aws.ok("EnableKey", json!({"KeyId": id})).await;
+    aws.ok("Encrypt", encrypt).await;
+
+    for missing in [
+        "nope",
+        "arn:aws:kms:us-east-1:000000000000:key/nope",
+        "alias/nope",
+        "arn:aws:kms:eu-west-1:000000000000:key/x",
+    ] {
+        let answer = aws.call("DescribeKey", json!({"KeyId": missing})).await;
+        assert_eq!((answer.status, answer.error()), (StatusCode::BAD_REQUEST, "NotFoundException"), "{missing}");
+    }
+    assert_eq!(aws.call("DescribeKey", json!({"KeyId": "arn:aws:kms:x"})).await.error(), "InvalidArnException");
+    let unsupported = aws.call("CreateGrant", json!({})).await;
+    assert_eq!(unsupported.error(), "UnsupportedOperationException");
+    assert!(unsupported.body["message"].as_str().unwrap().contains("CreateGrant"));
+    assert!(unsupported.headers.contains_key("x-amzn-requestid"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn lifecycle_metadata_tags_policy_and_paging() {
+    let (server, aws, _) = server("lifecycle").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(aws.ok("CreateKey", json!({})).await["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned());
+    }
+    let id = &ids[0];
+    aws.ok("UpdateKeyDescription", json!({"KeyId": id, "Description": "new"})).await;
+    aws.ok(
+        "TagResource",
+        json!({"KeyId": id, "Tags": [{"TagKey": "a", "TagValue": "1"}, {"TagKey": "b", "TagValue": "2"}]}),
+    )
+    .await;
+    aws.ok("UntagResource", json!({"KeyId": id, "TagKeys": ["b"]})).await;
+    let tags = aws.ok("ListResourceTags", json!({"KeyId": id})).await;
+    assert_eq!(tags["Tags"], json!([{"TagKey": "a", "TagValue": "1"}]));
+    let meta = aws.ok("DescribeKey", json!({"KeyId": id})).await;
+    assert_eq!(meta["KeyMetadata"]["Description"], "new");
+    let rotated = aws.ok("RotateKeyOnDemand", json!({"KeyId": id})).await;
+    assert!(rotated["KeyId"].as_str().unwrap().ends_with(id.as_str()));
+    let policy = aws.ok("GetKeyPolicy", json!({"KeyId": id, "PolicyName": "default"})).await;
+    let parsed: Value = serde_json::from_str(policy["Policy"].as_str().unwrap()).unwrap();
+    assert_eq!(parsed["Statement"][0]["Action"], "kms:*");
+
+    // Paging: one key a page, every key once, the last page untruncated.
+    let mut seen = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let mut request = json!({"Limit": 1});
+        if let Some(m) = &marker {
+            request["Marker"] = json!(m);
+        }
+        let page = aws.ok("ListKeys", request).await;
+        for key in page["Keys"].as_array().unwrap() {
+            assert!(key["KeyArn"].as_str().unwrap().starts_with("arn:aws:kms:us-east-1:000000000000:key/"));
+            seen.push(key["KeyId"].as_str().unwrap().to_owned());
+        }
+        if page["Truncated"] == json!(false) {
+            assert!(page.get("NextMarker").is_none());
+            break;
+        }
+        marker = Some(page["NextMarker"].as_str().unwrap().to_owned());
+    }
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids);
+    assert_eq!(aws.call("ListKeys", json!({"Marker": "not/a/marker"})).await.error(), "InvalidMarkerException");
+    assert_eq!(aws.call("ListKeys", json!({"Limit": 0})).await.error(), "ValidationException");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn access_keys_carry_their_identitys_grants() {
+    let (server, admin, app) = server("grants").await;
+    // The app identity may generate data keys and decrypt on app-* keys only.
+    let native = Http::new(&server);
+    for name in ["app-1", "other"] {
+        let r = native
+            .raw(
+                Method::POST,
+                "/kms/v1/keys",
+                Some(ADMIN),
+                Some("application/json"),
+                format!(r#"{{"key_name":"{name}"}}"#),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let dk = app.ok("GenerateDataKey", json!({"KeyId": "app-1", "KeySpec": "AES_256"})).await;
+    app.ok("Decrypt", json!({"CiphertextBlob": dk["CiphertextBlob"]})).await;
+    let denied = app.call("GenerateDataKey", json!({"KeyId": "other", "KeySpec": "AES_256"})).await;
+    assert_eq!((denied.status, denied.error()), (StatusCode::BAD_REQUEST, "AccessDeniedException"));
+    assert_eq!(
+        app.call("Encrypt", json!({"KeyId": "app-1", "Plaintext": b64(b"x")})).await.error(),
+        "AccessDeniedException"
+    );
+    assert_eq!(app.call("CreateKey", json!({})).await.error(), "AccessDeniedException");
+    // Decrypt is authorized on the key the ciphertext names, whatever KeyId says.
+    let foreign = admin.ok("Encrypt", json!({"KeyId": "other", "Plaintext": b64(b"secret")})).await;
+    let refused = app.call("Decrypt", json!({"CiphertextBlob": foreign["CiphertextBlob"], "KeyId": "app-1"})).await;
+    assert_eq!(refused.error(), "AccessDeniedException");
+    assert!(refused.body.get("Plaintext").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_never_succeed_and_never_5xx() {
+    let (server, aws, _) = server("matrix").await;
+    let id = aws.ok("CreateKey", json!({})).await["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let body = serde_json::to_vec(&json!({"KeyId": id, "Plaintext": b64(b"x")})).unwrap();
+    let wrong_secret = Aws {
+        client: aws.client.clone(),
+        host: aws.host.clone(),
+        key: Key { id: aws.key.id.clone(), secret: Zeroizing::new("wrong".into()) },
+    };
+    let unknown = Aws {
+        client: aws.client.clone(),
+        host: aws.host.clone(),
+        key: Key { id: "AKIAUNKNOWN000000000".into(), secret: aws.key.secret.clone() },
+    };
+    let json_body = |v: Value| serde_json::to_vec(&v).unwrap();
+    let clock = |clock_minutes| How { clock_minutes, ..How::default() };
+    let tamper = |tamper| How { tamper, ..How::default() };
+    let ok = How::default();
+    let cases: Vec<(&str, &str, &Aws, &str, Vec<u8>, How)> = vec![
+        ("bad secret", "InvalidSignatureException", &wrong_secret, "Encrypt", body.clone(), How::default()),
+        ("unknown key", "UnrecognizedClientException", &unknown, "Encrypt", body.clone(), How::default()),
+        ("expired", "InvalidSignatureException", &aws, "Encrypt", body.clone(), clock(-10)),
+        ("from the future", "InvalidSignatureException", &aws, "Encrypt", body.clone(), clock(10)),
+        (
+            "wrong service",
+            "InvalidSignatureException",
+            &aws,
+            "Encrypt",
+            body.clone(),
+            How { service: "s3", ..How::default() },
+        ),
+        (
+            "wrong region",
+            "InvalidSignatureException",
+            &aws,
+            "Encrypt",
+            body.clone(),
+            How { region: "eu-west-1", ..How::default() },
+        ),
+        (
+            "tampered body",
+            "InvalidSignatureException",
+            &aws,
+            "Encrypt",
+            body.clone(),
+            tamper(Tamper::Body(json_body(json!({"KeyId": id, "Plaintext": b64(b"y")})))),
+        ),
+        (
+            "tampered target",
+            "InvalidSignatureException",
+            &aws,
+            "Encrypt",
+            body.clone(),
+            tamper(Tamper::Header("x-amz-target", Some("TrentService.ScheduleKeyDeletion"))),
+        ),
+        (
+            "unsigned",
+            "MissingAuthenticationTokenException",
+            &aws,
+            "Encrypt",
+            body.clone(),
+            tamper(Tamper::Header("authorization", None)),
+        ),
+        (
+            "missing signed header",
+            "IncompleteSignatureException",
+            &aws,
+            "Encrypt",
+            body.clone(),
+            tamper(Tamper::Header("content-type", None)),
+        ),
+        ("malformed JSON", "SerializationException", &aws, "Encrypt", b"{\"KeyId\":".to_vec(), How::default()),
+        ("oversized body", "ValidationException", &aws, "Encrypt", vec![b' '; 2 << 20], How::default()),
+        (
+            "oversized plaintext",
+            "ValidationException",
+            &aws,
+            "Encrypt",
+            json_body(json!({"KeyId": id, "Plaintext": b64(&[0; 4097])})),
+            How::default(),
+        ),
+        (
+            "oversized ciphertext",
+            "ValidationException",
+            &aws,
+            "Decrypt",
+            json_body(json!({"CiphertextBlob": b64(&[0; 6145])})),
+            How::default(),
+        ),
+        (
+            "garbage ciphertext",
+            "InvalidCiphertextException",
+            &aws,
+            "Decrypt",
+            json_body(json!({"CiphertextBlob": b64(b"garbage")})),
+            How::default(),
+        ),
+        ("long KeyId", "ValidationException", &aws, "DescribeKey", json_body(json!({"KeyId": "k".repeat(2049)})), ok),
+    ];
+    let mut answers = Vec::new();
+    for (case, expected, client, target, body, how) in cases {
+        answers.push((case, expected, client.send(target, body, &how).await));
+    }
+    let (mut successes, mut server_errors) = (0, 0);
+    for (case, expected, answer) in &answers {
+        successes += usize::from(answer.status.is_success());
+        server_errors += usize::from(answer.status.is_server_error());
+        assert_eq!(answer.error(), *expected, "{case}: {}", answer.body);
+        assert!(answer.headers.contains_key("x-amzn-requestid"), "{case}");
+    }
+    assert_eq!((successes, server_errors), (0, 0));
+    server.stop().await;
+}
