@@ -354,6 +354,9 @@ async fn access_keys_carry_their_identitys_grants() {
     server.stop().await;
 }
 
+/// One bad request: name, expected AWS error, client, target, body, how it is signed.
+type Case<'a> = (&'a str, &'a str, &'a Aws, &'a str, Vec<u8>, How);
+
 #[tokio::test]
 async fn bad_requests_never_succeed_and_never_5xx() {
     let (server, aws, _) = server("matrix").await;
@@ -373,7 +376,7 @@ async fn bad_requests_never_succeed_and_never_5xx() {
     let clock = |clock_minutes| How { clock_minutes, ..How::default() };
     let tamper = |tamper| How { tamper, ..How::default() };
     let ok = How::default();
-    let cases: Vec<(&str, &str, &Aws, &str, Vec<u8>, How)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("bad secret", "InvalidSignatureException", &wrong_secret, "Encrypt", body.clone(), How::default()),
         ("unknown key", "UnrecognizedClientException", &unknown, "Encrypt", body.clone(), How::default()),
         ("expired", "InvalidSignatureException", &aws, "Encrypt", body.clone(), clock(-10)),
