@@ -402,6 +402,19 @@ pub(crate) enum TokenCommand {
     Generate,
     /// Print the hash of the token read from stdin.
     Hash,
+    /// Print a new AWS access key for an identity: the `[[server.aws.access_keys]]` table (the
+    /// secret sealed with the data folder's seal key) and the secret once, for the client.
+    Aws {
+        /// The identity the key signs as.
+        #[arg(long)]
+        identity: String,
+        /// The server's data folder (its seal key seals the secret).
+        #[arg(long, env = "KMS_DATA_DIR", default_value = crate::serve::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// The seal key file, when the server uses one outside the data folder.
+        #[arg(long, env = "KMS_SEAL_KEY_FILE")]
+        seal_key_file: Option<PathBuf>,
+    },
 }
 
 #[cfg(test)]

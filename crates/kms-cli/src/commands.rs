@@ -220,6 +220,20 @@ fn token(cmd: TokenCommand) -> Result<(), CliError> {
             std::io::stdin().read_to_string(&mut s).map_err(|e| CliError::local(format!("stdin: {e}")))?;
             println!("{}", kms_admin::auth::hash_token(s.trim()));
         }
+        TokenCommand::Aws { identity, data_dir, seal_key_file } => {
+            let store = kms_admin::store::ConfigStore::open(&data_dir, seal_key_file.as_deref())
+                .map_err(|e| CliError::local(format!("seal key: {e}")))?;
+            let (key, secret) = crate::aws_keys::new_access_key(&store, &identity);
+            println!("# Add to kms.toml, then restart kms serve:");
+            println!("[[server.aws.access_keys]]");
+            println!("identity = {:?}", key.identity);
+            println!("access_key_id = {:?}", key.access_key_id);
+            println!("secret_access_key = {:?}", key.secret_access_key);
+            println!();
+            println!("# For the client (shown once):");
+            println!("aws_access_key_id = {}", key.access_key_id);
+            println!("aws_secret_access_key = {}", secret.as_str());
+        }
     }
     Ok(())
 }

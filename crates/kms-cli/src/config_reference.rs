@@ -150,6 +150,32 @@ pub(crate) const SECTIONS: &[Section] = &[
         ],
     },
     Section {
+        table: "server.aws",
+        title: "`[server.aws]`",
+        about: "The AWS KMS protocol on the same listener (`POST /` with `X-Amz-Target: TrentService.*`): \
+                SigV4 with the access keys below, the identities' grants; see docs/aws-kms-api.md.",
+        optional: true,
+        options: &[
+            opt("enabled", "true", "Serve the AWS KMS protocol."),
+            opt("region", "\"us-east-1\"", "The region requests must be signed for; ARNs name it."),
+            opt("partition", "\"aws\"", "The partition in ARNs."),
+            opt("account_id", "\"000000000000\"", "The account in ARNs, 12 digits."),
+        ],
+    },
+    Section {
+        table: "[server.aws.access_keys]",
+        title: "`[[server.aws.access_keys]]`",
+        about: "AWS access keys, each signing as an identity; repeat the table per key. \
+                `kms token aws --identity NAME` prints one (the secret sealed with the data folder's seal key). \
+                The bootstrap admin gets one in `<data_dir>/aws-credentials` on first start.",
+        optional: true,
+        options: &[
+            unset("identity", "\"app\"", "The identity (in `[[server.identities]]`) the key signs as."),
+            unset("access_key_id", "\"AKIA...\"", "The access key id."),
+            unset("secret_access_key", "\"sealed:v1:...\"", "The secret, sealed (never in the clear)."),
+        ],
+    },
+    Section {
         table: "kms",
         title: "`[kms]` (local backend)",
         about: "The service configuration used when the data folder has none saved (the body of \
@@ -330,7 +356,7 @@ mod tests {
     #[test]
     fn every_field_of_the_configuration_types_is_described() {
         let server = fields(serde_json::to_value(ServerConfig::default()).unwrap());
-        let mut tables = BTreeSet::from(["tls".to_owned(), "identities".to_owned()]);
+        let mut tables = BTreeSet::from(["tls".to_owned(), "identities".to_owned(), "aws".to_owned()]);
         tables.extend(documented("server", "").iter().map(|s| (*s).to_owned()));
         assert_eq!(server, tables, "[server]");
         let tls = ServerTlsConfig { cert_path: "c".into(), key_path: "k".into(), client_ca_path: None };
@@ -338,6 +364,15 @@ mod tests {
         let identity: kms_admin::auth::IdentityConfig =
             serde_json::from_str(r#"{"name":"a","token_sha256":"00","allow":[]}"#).unwrap();
         assert_eq!(fields(serde_json::to_value(identity).unwrap()), owned(documented("[server.identities]", "")));
+        let mut aws = owned(documented("server.aws", ""));
+        aws.insert("access_keys".to_owned());
+        assert_eq!(fields(serde_json::to_value(kms_admin::aws::settings::AwsSettings::default()).unwrap()), aws);
+        let key = kms_admin::aws::settings::AccessKeyConfig {
+            identity: "a".into(),
+            access_key_id: "A".into(),
+            secret_access_key: "sealed:v1:".into(),
+        };
+        assert_eq!(fields(serde_json::to_value(key).unwrap()), owned(documented("[server.aws.access_keys]", "")));
         let local: ConfigureKmsRequest =
             serde_json::from_str(r#"{"backend_type":"local","key_dir":"k","master_key":{"type":"env","var":"V"}}"#)
                 .unwrap();

@@ -19,6 +19,7 @@
 
 use std::process::ExitCode;
 
+mod aws_keys;
 mod cli;
 mod client;
 mod commands;

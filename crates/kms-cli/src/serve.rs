@@ -238,11 +238,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::local(format!("data folder {}: {e}", settings.data_dir.display())))?;
     let data_dir = fs::canonicalize(&settings.data_dir)
         .map_err(|e| CliError::local(format!("data folder {}: {e}", settings.data_dir.display())))?;
+    let mut bootstrap_name = None;
     if settings.bootstrap_admin {
         let (identity, created) = bootstrap_admin(&data_dir, &settings.server.identities)?;
         if created {
             eprintln!("kms: created an admin token in {}", data_dir.join(ADMIN_TOKEN_FILE).display());
         }
+        bootstrap_name = Some(identity.name.clone());
         settings.server.identities.push(identity);
     }
     if settings.server.identities.is_empty() {
@@ -251,6 +253,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
 
     let store = ConfigStore::open(&data_dir, settings.seal_key_file.as_deref())
         .map_err(|e| CliError::local(format!("saved state: {e}")))?;
+    if let (Some(name), true) = (bootstrap_name, settings.server.aws.enabled) {
+        let (key, created) = crate::aws_keys::bootstrap_access_key(&data_dir, &store, &name)?;
+        if created {
+            let path = data_dir.join(crate::aws_keys::AWS_CREDENTIALS_FILE);
+            eprintln!("kms: created an AWS access key for {name} in {}", path.display());
+        }
+        settings.server.aws.access_keys.push(key);
+    }
     let manager = Arc::new(KmsServiceManager::new(kms::default_registry()));
     resume(&manager, &store, &settings, &data_dir).await?;
 
