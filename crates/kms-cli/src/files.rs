@@ -178,7 +178,7 @@ fn encrypt_blocking(
 }
 
 /// Reads the file header: the wrapped data key.
-fn read_header(input: &mut dyn Read) -> Result<Vec<u8>, CliError> {
+pub(crate) fn read_header(input: &mut dyn Read) -> Result<Vec<u8>, CliError> {
     let bad = || CliError::local("the input is not a kms-encrypted file (kms encrypt makes them)");
     let mut head = [0u8; 9];
     input.read_exact(&mut head).map_err(|_| bad())?;

@@ -15,6 +15,8 @@ mod cli;
 mod client;
 mod commands;
 mod files;
+#[cfg(test)]
+mod format_vectors;
 mod output;
 mod serve;
 
