@@ -42,7 +42,7 @@ fn algorithm(case: &Value) -> Algorithm {
 
 #[test]
 fn canonical_context_v1() {
-    for case in vectors(include_str!("../../../docs/vectors/context-v1.json"), "canonical-context", 1) {
+    for case in vectors(include_str!("../../../docs/vectors/canonical-context-v1.json"), "canonical-context", 1) {
         assert_eq!(canonical_context(&context(&case)), bytes(&case, "encoding"), "{}", case["name"]);
     }
 }
