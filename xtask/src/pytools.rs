@@ -2,7 +2,9 @@
 //! the user's Python: `pip install --target` (which installs every dependency there too), then
 //! every run puts the directory on `PYTHONPATH` and leaves the system's site-packages out. Used for the independent checker of the format vectors
 //! (`docs/vectors/check.py`, which needs `cryptography` and `argon2-cffi`); other tasks add
-//! their own packages (boto3, awscli, …) to the same directory through [`PythonTools::ensure`].
+//! their own packages (boto3, awscli, …) to the same directory through [`PythonTools::ensure`]
+//! (pip puts their console scripts, such as `aws`, in `.tools/python/bin`; run them through
+//! [`PythonTools::command`] so they find their packages).
 //!
 //! Only `std` and the `python3` on PATH (or the interpreter `KMS_PYTHON` names): the xtask stays
 //! free of dependencies. A machine without Python 3 or pip gets an error that says what to
@@ -79,13 +81,6 @@ impl PythonTools {
         }
         command.env("PYTHONPATH", path).env("PYTHONDONTWRITEBYTECODE", "1").stdin(Stdio::null());
         command
-    }
-
-    /// Console scripts of the installed packages (`aws`, …) land here; run them with
-    /// [`command`](Self::command)'s environment.
-    #[allow(dead_code)] // for the tasks that install command-line tools (awscli)
-    pub(crate) fn bin_dir(&self) -> PathBuf {
-        self.dir.join("bin")
     }
 
     /// Runs `python SCRIPT ARGS…` and fails unless it exits 0.
@@ -193,7 +188,7 @@ mod tests {
         let command = tools.command();
         let path = command.get_envs().find(|(k, _)| *k == "PYTHONPATH").and_then(|(_, v)| v).unwrap();
         assert!(path.to_string_lossy().starts_with("/x/.tools/python"));
-        assert_eq!(tools.bin_dir(), PathBuf::from("/x/.tools/python/bin"));
+        assert_eq!(command.get_args().next(), Some(OsStr::new("-S")));
         assert_eq!(requirements(VECTOR_CHECKER), "cryptography>=42 argon2-cffi>=23");
     }
 }

@@ -33,7 +33,9 @@ fn data_dir(name: &str) -> PathBuf {
 
 #[test]
 fn service_state_v1() {
-    for (i, case) in cases(include_str!("../../../docs/vectors/service-state-v1.json"), "service-state").iter().enumerate() {
+    for (i, case) in
+        cases(include_str!("../../../docs/vectors/service-state-v1.json"), "service-state").iter().enumerate()
+    {
         let name = &case["name"];
         let dir = data_dir(&format!("state-{i}"));
         fs::write(dir.join(SEAL_KEY_FILE), text(case, "seal_key_file")).unwrap();

@@ -26,9 +26,9 @@ fn local_key_record_v1_bytes() {
         let header: Header = serde_json::from_str(file).unwrap();
         assert_eq!(header.aad(), hex(&case["aad"]), "{name}");
         let protection = match case["protection"].as_str() {
-            Some("aes_256_gcm") => {
-                RecordProtection::Sealed(Box::new(RandomNonceKey::new(Algorithm::Aes256Gcm, &hex(&case["kek"])).unwrap()))
-            }
+            Some("aes_256_gcm") => RecordProtection::Sealed(Box::new(
+                RandomNonceKey::new(Algorithm::Aes256Gcm, &hex(&case["kek"])).unwrap(),
+            )),
             _ => RecordProtection::InsecurePlaintext,
         };
         let record = KeyRecord::decode(key_id, file.as_bytes(), &protection).unwrap();

@@ -107,7 +107,13 @@ fn expected_metadata(case: &Value) -> (KeyState, Option<String>, Value, [Option<
 
 fn actual_metadata(m: &KeyMetadata) -> (KeyState, Option<String>, Value, [Option<OffsetDateTime>; 3], u32) {
     let tags = serde_json::to_value(&m.tags).unwrap();
-    (m.key_state, m.description.clone(), tags, [Some(m.creation_date), m.deletion_date, m.rotation_date], m.current_version)
+    (
+        m.key_state,
+        m.description.clone(),
+        tags,
+        [Some(m.creation_date), m.deletion_date, m.rotation_date],
+        m.current_version,
+    )
 }
 
 #[tokio::test]
@@ -134,10 +140,8 @@ async fn local_key_record_v1() {
         let case = ours[0];
         let path = dir.join(format!("{}.key", text(case, "key_id")));
         let version = case["current_version"].as_u64().unwrap();
-        let edited = text(case, "file").replace(
-            &format!("\"current_version\": {version}"),
-            &format!("\"current_version\": {}", version + 1),
-        );
+        let edited = text(case, "file")
+            .replace(&format!("\"current_version\": {version}"), &format!("\"current_version\": {}", version + 1));
         fs::write(&path, edited).unwrap();
         let backend = open(&dir, source(&verifier)).await.unwrap();
         let listed = backend.list_keys(ListKeysRequest::default()).await.unwrap();
@@ -153,16 +157,21 @@ async fn local_blob_v1() {
     let record = cases(RECORDS, "local-key-record").into_iter().find(|c| c["protection"] == "aes_256_gcm").unwrap();
     let verifier = verifier("master_key");
     let tmp = tempfile::tempdir().unwrap();
-    let files = [(".verifier.json".to_owned(), text(&verifier, "file")), ("app-1.key".to_owned(), text(&record, "file"))];
+    let files =
+        [(".verifier.json".to_owned(), text(&verifier, "file")), ("app-1.key".to_owned(), text(&record, "file"))];
     let dir = key_dir(&tmp, &files);
     let backend = open(&dir, source(&verifier)).await.unwrap();
     for case in cases(BLOBS, "local-blob") {
         let context: EncryptionContext = serde_json::from_value(case["context"].clone()).unwrap();
         let blob = hex(text(&case, "blob"));
-        let request = DecryptRequest { ciphertext_blob: blob.clone(), encryption_context: context.clone(), key_id: None };
+        let request =
+            DecryptRequest { ciphertext_blob: blob.clone(), encryption_context: context.clone(), key_id: None };
         let opened = backend.decrypt(request).await.unwrap_or_else(|e| panic!("{}: {e}", case["name"]));
         assert_eq!(opened.plaintext.expose_secret(), hex(text(&case, "plaintext")).as_slice(), "{}", case["name"]);
-        assert_eq!((opened.key_id.as_str(), u64::from(opened.key_version)), (text(&case, "key_id"), case["key_version"].as_u64().unwrap()));
+        assert_eq!(
+            (opened.key_id.as_str(), u64::from(opened.key_version)),
+            (text(&case, "key_id"), case["key_version"].as_u64().unwrap())
+        );
 
         // The blob's header names the version whose material opens it: naming another fails.
         let mut other_version = blob.clone();

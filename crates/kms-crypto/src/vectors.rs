@@ -53,7 +53,11 @@ fn envelope_v1() {
         let name = &case["name"];
         let context = context(&case);
         let key_id = case["master_key_id"].as_str().expect("master_key_id");
-        let binding = Binding { master_key_id: key_id, master_key_version: number(&case, "master_key_version"), context: &context };
+        let binding = Binding {
+            master_key_id: key_id,
+            master_key_version: number(&case, "master_key_version"),
+            context: &context,
+        };
         let nonce: [u8; NONCE_LEN] = bytes(&case, "nonce").try_into().expect("12-byte nonce");
         let kek = PreparedKek::new(KeyEncryptionKey::from_bytes(&bytes(&case, "kek")).expect("32-byte KEK"));
         let expected = bytes(&case, "envelope");
@@ -62,7 +66,11 @@ fn envelope_v1() {
         assert_eq!(sealed, expected, "{name}");
         assert_eq!(*envelope::open(kek.key_encryption_key(), &expected, &binding).unwrap(), bytes(&case, "plaintext"));
         let aad = bytes(&case, "aad");
-        assert_eq!(aad[..envelope::HEADER_LEN], expected[..envelope::HEADER_LEN], "{name}: the AAD starts with the header");
+        assert_eq!(
+            aad[..envelope::HEADER_LEN],
+            expected[..envelope::HEADER_LEN],
+            "{name}: the AAD starts with the header"
+        );
         let other = Binding { master_key_version: binding.master_key_version + 1, ..binding };
         assert_eq!(kek.open(&expected, &other).unwrap_err(), crate::CryptoError::Unauthenticated, "{name}");
     }
@@ -124,7 +132,9 @@ fn check_stream_key_schedule(case: &Value, context: &EncryptionContext, part: Pa
     let mut tail = header[..10].to_vec();
     tail.extend_from_slice(&part.as_u32().to_be_bytes());
     tail.extend_from_slice(&canonical_context(context));
-    for (label, field) in [(&b"kms-stream-v1 segment key"[..], "segment_key"), (b"kms-stream-v1 commitment key", "commitment_key")] {
+    for (label, field) in
+        [(&b"kms-stream-v1 segment key"[..], "segment_key"), (b"kms-stream-v1 commitment key", "commitment_key")]
+    {
         let mut out = [0u8; 32];
         prk.expand(&[label, &tail], hkdf::HKDF_SHA256).and_then(|okm| okm.fill(&mut out)).unwrap();
         assert_eq!(out[..], bytes(case, field), "{field}");
