@@ -370,6 +370,28 @@ def check_vault_blob_v1(case):
     same(b64(canonical_context(case["context"])), case["associated_data"], "associated_data")
 
 
+VAULT_RECORD_MEMBERS = ["format", "key_id", "key_state", "key_usage", "key_spec", "origin", "description", "tags", "policy",
+                        "creation_date", "deletion_date", "rotation_date", "current_version", "provisioned"]
+
+
+def check_vault_key_record_v1(case):
+    record = case["record"]
+    same(list(record), VAULT_RECORD_MEMBERS, "members, in order")
+    same((record["format"], record["key_id"]), (1, case["key_id"]), "format and key id")
+    expect(record["key_state"] in ("enabled", "disabled", "pending_deletion"), "key_state")
+    same((record["key_usage"], record["key_spec"]), ("encrypt_decrypt", "aes256"), "usage and spec")
+    expect(record["origin"] in ("kms", "external"), "origin")
+    expect(record["description"] is None or isinstance(record["description"], str), "description")
+    expect(isinstance(record["tags"], dict) and all(isinstance(v, str) for v in record["tags"].values()), "tags")
+    expect(re.fullmatch(RFC3339_UTC, record["creation_date"]) is not None, "creation_date")
+    for member in ("deletion_date", "rotation_date"):
+        expect(record[member] is None or re.fullmatch(RFC3339_UTC, record[member]) is not None, member)
+    same(record["deletion_date"] is not None, record["key_state"] == "pending_deletion", "deletion_date only when pending deletion")
+    expect(isinstance(record["current_version"], int) and record["current_version"] >= 1, "current_version")
+    expect(isinstance(record["provisioned"], bool), "provisioned")
+    same(record["key_state"] if record["provisioned"] else "unavailable", case["effective_state"], "effective state")
+
+
 def check_sse_metadata_v1(case):
     metadata = json.loads(case["metadata"])
     same(json.dumps(metadata, separators=(",", ":")), case["metadata"], "single-line JSON")
@@ -498,6 +520,7 @@ CHECKS = {
     ("local-key-record", 1): check_local_key_record_v1,
     ("local-blob", 1): check_local_blob_v1,
     ("vault-blob", 1): check_vault_blob_v1,
+    ("vault-key-record", 1): check_vault_key_record_v1,
     ("sse-metadata", 1): check_sse_metadata_v1,
     ("service-state", 1): check_service_state_v1,
     ("admin-token", 1): check_admin_token_v1,
