@@ -79,7 +79,7 @@ async fn sse_kms_metadata_v1_through_the_local_backend() {
             customer_key: None,
             range: None,
         };
-        let err = service.decrypt_stream(&object[..], request).await.err().expect("another object key is refused");
+        let err = service.decrypt_stream(&object[..], request).await.expect_err("another object key is refused");
         assert!(matches!(err, kms::error::KmsError::Crypto { .. }), "{err:?}");
     }
     backend.shutdown().await;
