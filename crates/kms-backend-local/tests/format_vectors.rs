@@ -153,12 +153,13 @@ async fn local_key_record_v1() {
 
 #[tokio::test]
 async fn local_blob_v1() {
-    // The blobs are made under the versions of the sealed key record vector (key `app-1`).
-    let record = cases(RECORDS, "local-key-record").into_iter().find(|c| c["protection"] == "aes_256_gcm").unwrap();
+    // The blobs are made under the versions of the sealed key record vectors.
+    let records: Vec<Value> =
+        cases(RECORDS, "local-key-record").into_iter().filter(|c| c["protection"] == "aes_256_gcm").collect();
     let verifier = verifier("master_key");
     let tmp = tempfile::tempdir().unwrap();
-    let files =
-        [(".verifier.json".to_owned(), text(&verifier, "file")), ("app-1.key".to_owned(), text(&record, "file"))];
+    let mut files = vec![(".verifier.json".to_owned(), text(&verifier, "file"))];
+    files.extend(records.iter().map(|c| (format!("{}.key", text(c, "key_id")), text(c, "file"))));
     let dir = key_dir(&tmp, &files);
     let backend = open(&dir, source(&verifier)).await.unwrap();
     for case in cases(BLOBS, "local-blob") {
