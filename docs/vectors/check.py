@@ -458,12 +458,13 @@ def check_service_state_v1(case):
     same(len(case["seal_key_file"]), 44, "seal key file length")
     same(seal_key, hx(case["seal_key"]), "seal key")
     state = json.loads(case["file"])
-    same(list(state), ["format", "version", "running", "config"], "members")
+    same(sorted(state), ["config", "format", "running", "version"], "members")
+    same(case["file"], json.dumps(state, indent=2, sort_keys=True), "pretty JSON, members sorted by name at every level")
     same((state["format"], state["version"], state["running"]), ("kms-service-state", 1, case["running"]), "header")
     config = state["config"]
-    same(list(config), CONFIG_MEMBERS, "config members")
+    same(sorted(config), sorted(CONFIG_MEMBERS), "config members")
     same(config["backend"], config["backend_config"]["type"], "backend matches backend_config")
-    same(list(config["cache_config"]), ["max_keys", "ttl_seconds"], "cache_config members")
+    same(sorted(config["cache_config"]), ["max_keys", "ttl_seconds"], "cache_config members")
     by_path = {s["path"]: s for s in case["sealed"]}
     unsealed = json.loads(case["file"])["config"]
     for path in SEALED_PATHS:

@@ -55,7 +55,9 @@ fn service_state_v1() {
             let holder = path[..path.len() - 1].iter().fold(&mut doc["config"], |v, seg| &mut v[*seg]);
             *holder = match path.last() {
                 Some(&"secret_id") => serde_json::json!({ "type": "token", "token": value }),
-                _ => serde_json::json!({ "type": "passphrase", "passphrase": value }),
+                Some(&"token") => serde_json::json!({ "type": "app_role", "role_id": "r", "secret_id": value }),
+                Some(&"key") => serde_json::json!({ "type": "passphrase", "passphrase": value }),
+                _ => serde_json::json!({ "type": "key", "key": value }),
             };
             fs::write(dir.join(STATE_FILE), serde_json::to_vec(&doc).unwrap()).unwrap();
             assert!(matches!(store.load(), Err(StoreError::Unseal { .. })), "{name}");
