@@ -513,6 +513,47 @@ def check_kms_file_v1(case):
     refused(lambda s: stream_decrypt(data_key, case["context"], 0, s), stream, positions=range(0, len(stream), 7))
 
 
+def check_serve_data_dir_v1(case):
+    """A whole data directory of `kms serve`, followed from the master key file to a file's plaintext."""
+    files, data_dir = case["files"], case["data_dir"]
+    token = files["admin.token"]
+    expect(re.fullmatch(r"kms_[A-Za-z0-9_-]{43}\n", token) is not None, "admin.token")
+    same(hashlib.sha256(token[:-1].encode("ascii")).hexdigest() + "\n", files["admin.token.sha256"], "admin.token.sha256")
+    for name in ("master.key", "config-seal.key"):
+        same(len(files[name]), 44, f"{name}: 44 base64 characters, no newline")
+        same(len(unb64(files[name])), 32, f"{name} holds 32 bytes")
+    state = json.loads(files["service-state.json"])
+    same(files["service-state.json"], json.dumps(state, indent=2, sort_keys=True), "service-state.json layout")
+    same((state["format"], state["version"], state["running"]), ("kms-service-state", 1, True), "service state")
+    local = state["config"]["backend_config"]
+    same((state["config"]["backend"], local["type"]), ("local", "local"), "the default backend")
+    same(local["key_dir"], data_dir + "/keys", "key_dir")
+    same(local["master_key"], {"type": "file", "path": data_dir + "/master.key"}, "master key source")
+
+    verifier = json.loads(files["keys/.verifier.json"])
+    same(verifier["protection"], "master_key", "protection")
+    salt = unb64(verifier["salt"])
+    kek = record_kek(unb64(files["master.key"].strip()), salt)
+    check = unb64(verifier["check"])
+    same(AESGCM(kek).decrypt(check[:12], check[12:], VERIFIER_AAD), VERIFIER_PLAINTEXT, "verifier check")
+
+    record = json.loads(files["keys/%s.key" % case["key_id"]])
+    same((record["format"], record["key_id"], record["protection"]), ("kms-local-key", case["key_id"], "aes_256_gcm"), "record header")
+    raw = unb64(record["body"])
+    aad = record_aad(record["key_id"], record["format_version"], record["current_version"], True)
+    _, versions = parse_record_body(AESGCM(kek).decrypt(raw[:12], raw[12:], aad))
+
+    data = hx(case["encrypted_file"])
+    expect(data[:5] == b"KMSF\x01", "kms file magic and version")
+    length = struct.unpack(">I", data[5:9])[0]
+    key_id, version, envelope = parse_local_blob(data[9:9 + length])
+    same(key_id, case["key_id"], "the file's wrapped key names the key")
+    material = hx(next(v["material"] for v in versions if v["version"] == version))
+    data_key = envelope_open(material, envelope, key_id, version, case["context"])
+    same(len(data_key), 32, "data key length")
+    same(stream_decrypt(data_key, case["context"], 0, data[9 + length:]), hx(case["plaintext"]), "plaintext")
+
+
 CHECKS = {
     ("canonical-context", 1): check_canonical_context_v1,
     ("envelope", 1): check_envelope_v1,
@@ -526,6 +567,7 @@ CHECKS = {
     ("service-state", 1): check_service_state_v1,
     ("admin-token", 1): check_admin_token_v1,
     ("kms-file", 1): check_kms_file_v1,
+    ("serve-data-dir", 1): check_serve_data_dir_v1,
 }
 
 
