@@ -1,7 +1,10 @@
 //! Project automation (matklad's xtask pattern): `cargo xtask <task>`.
 //!
-//! - `test`: every test of the workspace, against a real OpenBao dev server it starts and always
-//!   stops (see [`openbao`]; the Vault tests fail without one, they are never skipped).
+//! - `test`: the independent Python check of the published format vectors (`vectors`), then
+//!   every test of the workspace, against a real OpenBao dev server it starts and always stops
+//!   (see [`openbao`]; the Vault tests fail without one, they are never skipped).
+//! - `vectors`: only the format-vector check: `docs/vectors/check.py`, with `cryptography` and
+//!   `argon2-cffi` installed into `.tools/python` on first use (see [`pytools`]).
 //! - `ci`: everything CI checks, in order: formatting, clippy with warnings denied, docs, the
 //!   facade's feature matrix, the layering rules, `cargo deny` (when installed), then `test`.
 //! - `bench [NAME...]`: the benchmarks, each a `harness = false` bench target of the crate that
@@ -14,6 +17,7 @@
 
 mod layering;
 mod openbao;
+mod pytools;
 
 use std::process::{Command, ExitCode};
 
@@ -21,13 +25,14 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("vectors") => check_format_vectors(),
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str)),
         Some("openbao") => openbao_dev(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | ci | bench [{}] | fuzz [SECONDS] | openbao>",
+                "usage: cargo xtask <test | vectors | ci | bench [{}] | fuzz [SECONDS] | openbao>",
                 bench_names().join("|")
             );
             return ExitCode::from(2);
@@ -86,11 +91,21 @@ fn workspace_root() -> std::path::PathBuf {
 /// Every test, with a fresh OpenBao dev server for the Vault suite; the server is stopped
 /// when this returns, whether the tests passed or not.
 fn test() -> Result<(), String> {
+    check_format_vectors()?;
     let server = openbao::OpenBao::start(&workspace_root())?;
     eprintln!("xtask: OpenBao dev server up (log: {})", server.log().display());
     let result = cargo_with_env(&["test", "--workspace", "--all-features"], &server.env());
     drop(server);
     result
+}
+
+/// The independent check of the published format vectors: `docs/vectors/check.py`, written
+/// from `docs/formats.md` alone, run with the Python packages it needs installed into
+/// `.tools/python`. (Each vector is also checked by a Rust test of the crate that owns it.)
+fn check_format_vectors() -> Result<(), String> {
+    let root = workspace_root();
+    let tools = pytools::PythonTools::ensure(&root, pytools::VECTOR_CHECKER)?;
+    tools.run_script(&root.join("docs").join("vectors").join("check.py"), &[])
 }
 
 /// `cargo xtask openbao`: one dev server for a development loop; prints the environment to

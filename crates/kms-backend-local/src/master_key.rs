@@ -441,3 +441,7 @@ mod tests {
         assert!(err.to_string().contains("no verifier record"), "{err}");
     }
 }
+
+#[cfg(test)]
+#[path = "master_key_vectors.rs"]
+mod vectors;

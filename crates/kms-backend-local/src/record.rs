@@ -416,3 +416,7 @@ mod tests {
         assert_eq!(aad, b"kms-local/v1/key-record\x00\x01\x00\x00\x00\x01k\x00\x00\x00\x01\x01");
     }
 }
+
+#[cfg(test)]
+#[path = "record_vectors.rs"]
+mod vectors;

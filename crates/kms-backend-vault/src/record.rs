@@ -131,3 +131,7 @@ mod tests {
         assert_eq!(record.metadata().key_state, KeyState::Unavailable);
     }
 }
+
+#[cfg(test)]
+#[path = "record_vectors.rs"]
+mod vectors;

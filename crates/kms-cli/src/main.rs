@@ -26,6 +26,8 @@ mod commands;
 mod config_check;
 mod config_reference;
 mod files;
+#[cfg(test)]
+mod format_vectors;
 mod hardening;
 mod manual;
 mod output;

@@ -167,7 +167,7 @@ fn create_private_dir(path: &Path) -> std::io::Result<()> {
 
 /// Creates the admin token on first start; returns the identity (from the saved hash) and
 /// whether the token was just created.
-fn bootstrap_admin(data_dir: &Path, taken: &[IdentityConfig]) -> Result<(IdentityConfig, bool), CliError> {
+pub(crate) fn bootstrap_admin(data_dir: &Path, taken: &[IdentityConfig]) -> Result<(IdentityConfig, bool), CliError> {
     let hash_path = data_dir.join(ADMIN_HASH_FILE);
     let token_path = data_dir.join(ADMIN_TOKEN_FILE);
     let (hash, created) = match fs::read_to_string(&hash_path) {

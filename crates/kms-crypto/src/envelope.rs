@@ -390,8 +390,8 @@ mod tests {
         assert_eq!(format!("{prepared:?}"), format!("PreparedKek({REDACTED:?})"));
     }
 
-    // Cross-checked with an independent implementation (Python `cryptography`):
-    // `tests/vectors/envelope_kat.py`.
+    // The first two cases of `docs/vectors/envelope-v1.json`, which the independent Python
+    // checker `docs/vectors/check.py` re-derives.
     const AES_KAT: &str = "0101a0a1a2a3a4a5a6a7a8a9aaabf6096e3e51de14a87a7c9dc81b67dec1508d7b33b692644bb4270cad53865b2ed537b42d93bb2c65b401913672641f6f";
     const CHACHA_KAT: &str = "0102a0a1a2a3a4a5a6a7a8a9aaab1cba6a4c59f3d4bab816e90fe0e7e3e4bd7ff19c674f46849cf1f19a5d4fed23aa648c363009653daf71ae36a0244c18";
 

@@ -56,5 +56,7 @@ pub mod envelope;
 mod error;
 pub mod keys;
 pub mod stream;
+#[cfg(test)]
+mod vectors;
 
 pub use error::CryptoError;

@@ -1,5 +1,5 @@
-//! Known-answer vectors of the streaming format, cross-checked with an independent
-//! implementation (Python `cryptography`): `tests/vectors/stream_kat.py`.
+//! Known-answer vectors of the streaming format (the same four cases as
+//! `docs/vectors/stream-v1.json`, which `docs/vectors/check.py` re-derives in Python).
 
 use kms_types::types::EncryptionContext;
 

@@ -1,0 +1,609 @@
+#!/usr/bin/env python3
+"""Independent checker of the kms format vectors (docs/vectors/*.json).
+
+Written from docs/formats.md alone, without the Rust source: every derived value of every
+vector is recomputed from its inputs with the `cryptography` and `argon2-cffi` packages, every
+ciphertext is opened, and a flipped byte must be refused. `cargo xtask test` runs it (after
+installing the two packages into .tools/python); by hand:
+
+    PYTHONPATH=.tools/python python3 docs/vectors/check.py [VECTOR_DIR]
+
+Adding a format version is one vector file `<format>-v<N>.json` and one function
+`check_<format>_v<N>(case)` registered in CHECKS. The run fails on a file without a check and
+on a check without a file.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import struct
+import sys
+from pathlib import Path
+
+from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
+
+class Mismatch(Exception):
+    """A vector disagrees with docs/formats.md."""
+
+
+def expect(condition, what):
+    if not condition:
+        raise Mismatch(what)
+
+
+def same(actual, expected, what):
+    if actual != expected:
+        shown = lambda v: v.hex() if isinstance(v, (bytes, bytearray)) else repr(v)
+        raise Mismatch(f"{what}: computed {shown(actual)}, vector says {shown(expected)}")
+
+
+def hx(text):
+    return bytes.fromhex(text)
+
+
+def b64(data):
+    """Standard base64 with padding (formats.md, Conventions)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text):
+    """Strict standard base64: alphabet, padding and canonical form."""
+    expect(re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", text) is not None and len(text) % 4 == 0, f"not padded base64: {text!r}")
+    data = base64.b64decode(text, validate=True)
+    same(b64(data), text, "base64 is canonical")
+    return data
+
+
+def refused(operation, data, positions=None):
+    """`operation(data)` must raise once any one byte of `data` is changed."""
+    for i in positions if positions is not None else range(len(data)):
+        tampered = bytearray(data)
+        tampered[i] ^= 0x01
+        try:
+            operation(bytes(tampered))
+        except (InvalidTag, Mismatch, ValueError):
+            continue
+        raise Mismatch(f"a change of byte {i} was not refused")
+
+
+# ---------------------------------------------------------------- primitives
+
+def u16(n):
+    return struct.pack(">H", n)
+
+
+def u32(n):
+    return struct.pack(">I", n)
+
+
+def u64(n):
+    return struct.pack(">Q", n)
+
+
+def hmac_sha256(key, data):
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def hkdf_extract(salt, ikm):
+    return hmac_sha256(salt, ikm)
+
+
+def hkdf_expand(prk, info, length=32):
+    return HKDFExpand(hashes.SHA256(), length, info).derive(prk)
+
+
+def aead(algorithm, key):
+    """Algorithm ids of the envelope and stream headers: 1 AES-256-GCM, 2 ChaCha20-Poly1305."""
+    if algorithm == 1:
+        return AESGCM(key)
+    if algorithm == 2:
+        return ChaCha20Poly1305(key)
+    raise Mismatch(f"unknown algorithm {algorithm}")
+
+
+def canonical_context(context):
+    """Canonical encryption context v1: 0x01, u64 n, entries sorted by the key's UTF-8 bytes."""
+    entries = sorted((k.encode("utf-8"), v.encode("utf-8")) for k, v in context.items())
+    out = b"\x01" + u64(len(entries))
+    for key, value in entries:
+        out += u64(len(key)) + key + u64(len(value)) + value
+    return out
+
+
+# ---------------------------------------------------------------- envelope v1
+
+def envelope_aad(header, key_id, version, context):
+    key_id = key_id.encode("utf-8")
+    return header + b"kms-envelope-v1" + u64(len(key_id)) + key_id + u32(version) + canonical_context(context)
+
+
+def envelope_seal(kek, algorithm, nonce, key_id, version, context, plaintext):
+    header = bytes([1, algorithm]) + nonce
+    aad = envelope_aad(header, key_id, version, context)
+    return aad, header + aead(algorithm, kek).encrypt(nonce, plaintext, aad)
+
+
+def envelope_open(kek, envelope, key_id, version, context):
+    expect(30 <= len(envelope) <= 4126, "envelope length")
+    expect(envelope[0] == 1, "envelope version")
+    header = envelope[:14]
+    return aead(envelope[1], kek).decrypt(envelope[2:14], envelope[14:], envelope_aad(header, key_id, version, context))
+
+
+# ---------------------------------------------------------------- stream v1
+
+STREAM_HEADER_LEN = 81
+
+
+def stream_keys(data_key, header, part, context):
+    """PRK, segment key, commitment key of a stream whose header starts with `header`."""
+    prk = hkdf_extract(header[10:42], data_key)
+    tail = header[0:10] + u32(part) + canonical_context(context)
+    return prk, hkdf_expand(prk, b"kms-stream-v1 segment key" + tail), hkdf_expand(prk, b"kms-stream-v1 commitment key" + tail)
+
+
+def segment_nonce(prefix, index, last):
+    return prefix + u32(index) + (b"\x01" if last else b"\x00")
+
+
+def stream_decrypt(data_key, context, part, stream):
+    """Opens a whole stream as formats.md describes; raises on anything wrong."""
+    header = stream[:STREAM_HEADER_LEN]
+    expect(len(header) == STREAM_HEADER_LEN and header[0:4] == b"KMSS" and header[4] == 1, "stream header")
+    segment_size = struct.unpack(">I", header[6:10])[0]
+    expect(16 <= segment_size <= 4194304, "segment size")
+    _, segment_key, commitment_key = stream_keys(data_key, header, part, context)
+    if not hmac.compare_digest(hmac_sha256(commitment_key, header[:49]), header[49:81]):
+        raise Mismatch("key commitment")
+    cipher = aead(header[5], segment_key)
+    body, out, index = stream[STREAM_HEADER_LEN:], b"", 0
+    while True:
+        last = len(body) <= segment_size + 16
+        chunk, body = body[: segment_size + 16], body[segment_size + 16:]
+        expect(len(chunk) >= 16, "truncated segment")
+        out += cipher.decrypt(segment_nonce(header[42:49], index, last), chunk, b"")
+        index += 1
+        if last:
+            return out
+
+
+# ---------------------------------------------------------------- checks, one per vector file
+
+def check_canonical_context_v1(case):
+    same(canonical_context(case["context"]), hx(case["encoding"]), "encoding")
+
+
+def check_envelope_v1(case):
+    kek, plaintext, envelope = hx(case["kek"]), hx(case["plaintext"]), hx(case["envelope"])
+    binding = (case["master_key_id"], case["master_key_version"], case["context"])
+    aad, sealed = envelope_seal(kek, case["algorithm"], hx(case["nonce"]), *binding, plaintext)
+    same(aad, hx(case["aad"]), "associated data")
+    same(sealed, envelope, "envelope")
+    same(len(envelope), len(plaintext) + 30, "length")
+    same(envelope_open(kek, envelope, *binding), plaintext, "opened")
+    refused(lambda e: envelope_open(kek, e, *binding), envelope)
+    refused(lambda k: envelope_open(kek, envelope, k.decode("latin-1"), *binding[1:]), binding[0].encode())
+
+
+def check_stream_v1(case):
+    data_key, context, part = hx(case["data_key"]), case["context"], case["part"]
+    segment_size, salt, prefix = case["segment_size"], hx(case["salt"]), hx(case["nonce_prefix"])
+    fields = b"KMSS" + bytes([1, case["algorithm"]]) + u32(segment_size)
+    prk, segment_key, commitment_key = stream_keys(data_key, fields + salt, part, context)
+    same(prk, hx(case["prk"]), "PRK")
+    same(segment_key, hx(case["segment_key"]), "segment key")
+    same(commitment_key, hx(case["commitment_key"]), "commitment key")
+    commitment = hmac_sha256(commitment_key, fields + salt + prefix)
+    same(commitment, hx(case["commitment"]), "commitment")
+    header = fields + salt + prefix + commitment
+    same(header, hx(case["header"]), "header")
+    plaintext = hx(case["plaintext"])
+    chunks = [plaintext[i:i + segment_size] for i in range(0, len(plaintext), segment_size)] or [b""]
+    cipher = aead(case["algorithm"], segment_key)
+    segments = [cipher.encrypt(segment_nonce(prefix, i, i == len(chunks) - 1), c, b"") for i, c in enumerate(chunks)]
+    same([s.hex() for s in segments], case["segments"], "segments")
+    stream = header + b"".join(segments)
+    same(stream, hx(case["stream"]), "stream")
+    same(len(stream), 81 + len(plaintext) + 16 * max(1, -(-len(plaintext) // segment_size)), "length formula")
+    same(stream_decrypt(data_key, context, part, stream), plaintext, "decrypted")
+    refused(lambda s: stream_decrypt(data_key, context, part, s), stream)
+    for cut in (len(stream) - 1, len(stream) - 17) if len(chunks) > 1 else (len(stream) - 1,):
+        try:
+            stream_decrypt(data_key, context, part, stream[:cut])
+        except (InvalidTag, Mismatch):
+            continue
+        raise Mismatch(f"a stream truncated to {cut} bytes was accepted")
+
+
+VERIFIER_AAD = b"kms-local/v1/verifier"
+VERIFIER_PLAINTEXT = b"kms-local verifier: the master key is right"
+
+
+def record_kek(root, salt):
+    return hkdf_expand(hkdf_extract(salt, root), b"kms-local/v1/record-kek")
+
+
+def check_local_verifier_v1(case):
+    verifier = json.loads(case["file"])
+    protection = verifier["protection"]
+    expected_members = {"format", "format_version", "protection", "salt"}
+    expected_members |= {"argon2id", "check"} if protection == "passphrase" else set()
+    expected_members |= {"check"} if protection == "master_key" else set()
+    same(set(verifier), expected_members, "members of a %s verifier" % protection)
+    same((verifier["format"], verifier["format_version"]), ("kms-local-verifier", 1), "format")
+    same(protection, case["protection"], "protection")
+    salt = unb64(verifier["salt"])
+    same(salt, hx(case["salt"]), "salt")
+    same(len(salt), 16, "salt length")
+    if protection == "insecure_plaintext_for_development":
+        return
+    if protection == "master_key":
+        text = case["master_key_text"]
+        same(len(text), 44, "a 32-byte key in base64")
+        root = unb64(text.strip())
+        same(root, hx(case["master_key"]), "master key")
+    else:
+        params = verifier["argon2id"]
+        same(params, case["argon2id"], "Argon2id parameters")
+        expect(19 * 1024 <= params["m_cost_kib"] <= 1024 * 1024 and 2 <= params["t_cost"] <= 16 and 1 <= params["p_cost"] <= 16,
+               "Argon2id parameters within the limits")
+        root = hash_secret_raw(case["passphrase"].encode("utf-8"), salt, time_cost=params["t_cost"], memory_cost=params["m_cost_kib"],
+                               parallelism=params["p_cost"], hash_len=32, type=Type.ID, version=0x13)
+    same(root, hx(case["root"]), "root key")
+    kek = record_kek(root, salt)
+    same(kek, hx(case["kek"]), "record KEK")
+    check = unb64(verifier["check"])
+    same(check, hx(case["check"]), "check")
+    same(len(check), 71, "check length")
+    same(check[:12], hx(case["check_nonce"]), "check nonce")
+    same(AESGCM(kek).decrypt(check[:12], check[12:], VERIFIER_AAD), VERIFIER_PLAINTEXT, "check opens")
+    refused(lambda c: AESGCM(kek).decrypt(c[:12], c[12:], VERIFIER_AAD), check)
+
+
+def record_aad(key_id, format_version, current_version, sealed):
+    key_id = key_id.encode("ascii")
+    return b"kms-local/v1/key-record" + u16(format_version) + u32(len(key_id)) + key_id + u32(current_version) + (b"\x01" if sealed else b"\x00")
+
+
+META_MEMBERS = ["state", "usage", "spec", "origin", "description", "tags", "policy", "creation_date", "deletion_date", "rotation_date"]
+RFC3339_UTC = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,8}[1-9])?Z"
+
+
+def parse_record_body(body):
+    """The binary body of formats.md: u32 meta_len, meta, u32 n, n x (u32, i64, 32 bytes)."""
+    expect(len(body) >= 4, "body length")
+    meta_len = struct.unpack(">I", body[:4])[0]
+    meta_bytes, rest = body[4:4 + meta_len], body[4 + meta_len:]
+    expect(len(meta_bytes) == meta_len and len(rest) >= 4, "body is truncated")
+    count, rest = struct.unpack(">I", rest[:4])[0], rest[4:]
+    expect(count >= 1 and len(rest) == 44 * count, "version entries")
+    versions = []
+    for i in range(count):
+        version, created_at = struct.unpack(">Iq", rest[44 * i:44 * i + 12])
+        versions.append({"version": version, "created_at": created_at, "material": rest[44 * i + 12:44 * i + 44].hex()})
+    numbers = [v["version"] for v in versions]
+    expect(numbers[0] >= 1 and all(a < b for a, b in zip(numbers, numbers[1:])), "versions strictly ascending")
+    return meta_bytes, versions
+
+
+def check_local_key_record_v1(case):
+    text = case["file"]
+    expect(text.endswith("}\n"), "a record file ends with one newline")
+    record = json.loads(text)
+    same(list(record), ["format", "format_version", "key_id", "current_version", "protection", "body"], "members")
+    same((record["format"], record["format_version"]), ("kms-local-key", 1), "format")
+    same((record["key_id"], record["current_version"], record["protection"]), (case["key_id"], case["current_version"], case["protection"]), "header")
+    sealed = record["protection"] == "aes_256_gcm"
+    expect(sealed or record["protection"] == "insecure_plaintext_for_development", "protection")
+    aad = record_aad(record["key_id"], record["format_version"], record["current_version"], sealed)
+    same(aad, hx(case["aad"]), "associated data")
+    raw = unb64(record["body"])
+    if sealed:
+        kek = hx(case["kek"])
+        same(raw, hx(case["sealed_body"]), "sealed body")
+        same(raw[:12], hx(case["nonce"]), "nonce")
+        body = AESGCM(kek).decrypt(raw[:12], raw[12:], aad)
+        refused(lambda r: AESGCM(kek).decrypt(r[:12], r[12:], aad), raw)
+        edited = record_aad(record["key_id"], 1, record["current_version"] + 1, True)
+        refused(lambda _: AESGCM(kek).decrypt(raw[:12], raw[12:], edited), b"\x00")
+    else:
+        body = raw  # in the clear: base64 of the body bytes themselves
+    same(body, hx(case["body"]), "body")
+    meta_bytes, versions = parse_record_body(body)
+    same(versions, case["versions"], "versions")
+    same(versions[-1]["version"], record["current_version"], "current version is the last entry")
+    meta = json.loads(meta_bytes)
+    same(list(meta), META_MEMBERS, "meta members, in order")
+    same(meta_bytes, json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), "meta is compact JSON")
+    same(meta, case["meta"], "meta")
+    expect(meta["state"] in ("enabled", "disabled", "pending_deletion"), "state")
+    same((meta["usage"], meta["spec"]), ("encrypt_decrypt", "aes256"), "usage and spec")
+    expect(meta["origin"] in ("kms", "external"), "origin")
+    expect(meta["description"] is None or isinstance(meta["description"], str), "description")
+    expect(isinstance(meta["tags"], dict) and list(meta["tags"]) == sorted(meta["tags"], key=lambda k: k.encode()), "tags sorted")
+    expect(meta["policy"] is None or isinstance(meta["policy"], str), "policy")
+    expect(re.fullmatch(RFC3339_UTC, meta["creation_date"]) is not None, "creation_date")
+    for member in ("deletion_date", "rotation_date"):
+        expect(meta[member] is None or re.fullmatch(RFC3339_UTC, meta[member]) is not None, member)
+    same(meta["deletion_date"] is not None, meta["state"] == "pending_deletion", "deletion_date only when pending deletion")
+
+
+def parse_local_blob(blob):
+    expect(blob[:4] == b"KLC\x01", "magic and version")
+    length = struct.unpack(">H", blob[4:6])[0]
+    expect(1 <= length <= 256 and len(blob) >= 10 + length, "key id length")
+    key_id = blob[6:6 + length].decode("ascii")
+    version = struct.unpack(">I", blob[6 + length:10 + length])[0]
+    return key_id, version, blob[10 + length:]
+
+
+def check_local_blob_v1(case):
+    blob = hx(case["blob"])
+    key_id, version, envelope = parse_local_blob(blob)
+    same((key_id, version), (case["key_id"], case["key_version"]), "header")
+    same(envelope, hx(case["envelope"]), "envelope")
+    material = hx(case["material"])  # the version's material is the envelope key, as is
+    aad, sealed = envelope_seal(material, 1, hx(case["nonce"]), key_id, version, case["context"], hx(case["plaintext"]))
+    same(aad, hx(case["envelope_aad"]), "envelope associated data")
+    same(sealed, envelope, "envelope")
+    opened = lambda b: envelope_open(material, parse_local_blob(b)[2], *parse_local_blob(b)[:2], case["context"])
+    same(opened(blob), hx(case["plaintext"]), "opened")
+    refused(opened, blob)
+
+
+def check_vault_blob_v1(case):
+    blob = case["blob"]
+    match = re.fullmatch(r"vault-kms:1:([A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,255}):(vault:v([1-9][0-9]*):([A-Za-z0-9+/]+=*))", blob)
+    expect(match is not None, "blob syntax")
+    same(match.group(1), case["key_id"], "key id")
+    same(match.group(2), case["transit_ciphertext"], "Transit ciphertext")
+    same(int(match.group(3)), case["key_version"], "Transit version")
+    unb64(match.group(4))
+    same(b64(canonical_context(case["context"])), case["associated_data"], "associated_data")
+
+
+VAULT_RECORD_MEMBERS = ["format", "key_id", "key_state", "key_usage", "key_spec", "origin", "description", "tags", "policy",
+                        "creation_date", "deletion_date", "rotation_date", "current_version", "provisioned"]
+
+
+def check_vault_key_record_v1(case):
+    record = case["record"]
+    same(list(record), VAULT_RECORD_MEMBERS, "members, in order")
+    same((record["format"], record["key_id"]), (1, case["key_id"]), "format and key id")
+    expect(record["key_state"] in ("enabled", "disabled", "pending_deletion"), "key_state")
+    same((record["key_usage"], record["key_spec"]), ("encrypt_decrypt", "aes256"), "usage and spec")
+    expect(record["origin"] in ("kms", "external"), "origin")
+    expect(record["description"] is None or isinstance(record["description"], str), "description")
+    expect(isinstance(record["tags"], dict) and all(isinstance(v, str) for v in record["tags"].values()), "tags")
+    expect(re.fullmatch(RFC3339_UTC, record["creation_date"]) is not None, "creation_date")
+    for member in ("deletion_date", "rotation_date"):
+        expect(record[member] is None or re.fullmatch(RFC3339_UTC, record[member]) is not None, member)
+    same(record["deletion_date"] is not None, record["key_state"] == "pending_deletion", "deletion_date only when pending deletion")
+    expect(isinstance(record["current_version"], int) and record["current_version"] >= 1, "current_version")
+    expect(isinstance(record["provisioned"], bool), "provisioned")
+    same(record["key_state"] if record["provisioned"] else "unavailable", case["effective_state"], "effective state")
+
+
+def check_sse_metadata_v1(case):
+    metadata = json.loads(case["metadata"])
+    same(json.dumps(metadata, separators=(",", ":")), case["metadata"], "single-line JSON")
+    mode = metadata["mode"]
+    same((metadata["v"], metadata["algorithm"], metadata["stream_version"]), (1, "AES-256-GCM", 1), "header members")
+    expect(mode in ("SSE-S3", "SSE-KMS", "SSE-C"), "mode")
+    context = dict(metadata.get("context", {}), **{"kms:bucket": case["bucket"], "kms:object": case["object_key"], "kms:sse": mode})
+    same(context, case["context"], "object encryption context")
+    wrapped = unb64(metadata["wrapped_data_key"])
+    same(wrapped, hx(case["wrapped_data_key"]), "wrapped data key")
+    if mode == "SSE-C":
+        expect("master_key_id" not in metadata and "context" not in metadata, "SSE-C has no master key or caller context")
+        data_key = open_sse_c(case, metadata, context, wrapped)
+    else:
+        # The backend's blob; in this vector the local backend's, under the key record vector.
+        key_id, version, envelope = parse_local_blob(wrapped)
+        same((key_id, version), (metadata["master_key_id"], metadata["master_key_version"]), "blob names the metadata's key")
+        _, sealed = envelope_seal(hx(case["material"]), 1, hx(case["envelope_nonce"]), key_id, version, context, hx(case["data_key"]))
+        same(sealed, envelope, "envelope")
+        data_key = envelope_open(hx(case["material"]), envelope, key_id, version, context)
+    same(data_key, hx(case["data_key"]), "data key")
+    obj = hx(case["object"])
+    same((metadata["plaintext_size"], metadata["ciphertext_size"]), (len(hx(case["plaintext"])), len(obj)), "sizes")
+    same(struct.unpack(">I", obj[6:10])[0], metadata["segment_size"], "segment size")
+    same(stream_decrypt(data_key, context, 0, obj), hx(case["plaintext"]), "object")
+    other = dict(context, **{"kms:object": "elsewhere.txt"})
+    refused(lambda _: stream_decrypt(data_key, other, 0, obj), b"\x00")
+
+
+def open_sse_c(case, metadata, context, wrapped):
+    """SSE-C: KEK and verifier from HKDF over the customer key and the stored salt."""
+    customer_key, salt = hx(case["customer_key"]), unb64(metadata["customer_key_salt"])
+    same(b64(hashlib.md5(customer_key).digest()), case["customer_key_md5"], "customer key MD5")
+    same(salt, hx(case["salt"]), "salt")
+    same(len(salt), 32, "salt length")
+    prk = hkdf_extract(salt, customer_key)
+    kek = hkdf_expand(prk, b"kms-sse-c v1 key-encryption key")
+    verifier_key = hkdf_expand(prk, b"kms-sse-c v1 verifier")
+    same(kek, hx(case["customer_kek"]), "customer KEK")
+    same(verifier_key, hx(case["verifier_key"]), "verifier key")
+    verifier = hmac_sha256(verifier_key, salt)
+    same(verifier, unb64(metadata["customer_key_verifier"]), "verifier")
+    same(verifier, hx(case["verifier"]), "verifier")
+    _, sealed = envelope_seal(kek, 1, hx(case["envelope_nonce"]), "sse-c", 1, context, hx(case["data_key"]))
+    same(sealed, wrapped, "wrapped data key")
+    return envelope_open(kek, wrapped, "sse-c", 1, context)
+
+
+SEALED_PATHS = ["backend_config.master_key.key", "backend_config.master_key.passphrase",
+                "backend_config.auth_method.token", "backend_config.auth_method.secret_id"]
+CONFIG_MEMBERS = ["backend", "backend_config", "default_key_id", "timeout_seconds", "retry_attempts", "enable_cache", "cache_config"]
+
+
+def lookup(document, dotted):
+    for part in dotted.split("."):
+        if not isinstance(document, dict) or part not in document:
+            return None
+        document = document[part]
+    return document
+
+
+def check_service_state_v1(case):
+    seal_key = unb64(case["seal_key_file"].strip())
+    same(len(case["seal_key_file"]), 44, "seal key file length")
+    same(seal_key, hx(case["seal_key"]), "seal key")
+    state = json.loads(case["file"])
+    same(sorted(state), ["config", "format", "running", "version"], "members")
+    same(case["file"], json.dumps(state, indent=2, sort_keys=True), "pretty JSON, members sorted by name at every level")
+    same((state["format"], state["version"], state["running"]), ("kms-service-state", 1, case["running"]), "header")
+    config = state["config"]
+    same(sorted(config), sorted(CONFIG_MEMBERS), "config members")
+    same(config["backend"], config["backend_config"]["type"], "backend matches backend_config")
+    same(sorted(config["cache_config"]), ["max_keys", "ttl_seconds"], "cache_config members")
+    by_path = {s["path"]: s for s in case["sealed"]}
+    unsealed = json.loads(case["file"])["config"]
+    for path in SEALED_PATHS:
+        value = lookup(config, path)
+        if value is None:
+            expect(path not in by_path, f"{path} is in the vector but not in the file")
+            continue
+        expect(value.startswith("sealed:v1:"), f"{path} is sealed")
+        raw = unb64(value[len("sealed:v1:"):])
+        sealed = by_path[path]
+        same(value, sealed["value"], path)
+        same(raw[:12], hx(sealed["nonce"]), f"{path} nonce")
+        secret = AESGCM(seal_key).decrypt(raw[:12], raw[12:], path.encode("ascii"))
+        same(secret.decode("utf-8"), sealed["secret"], f"{path} secret")
+        same("sealed:v1:" + b64(raw[:12] + AESGCM(seal_key).encrypt(raw[:12], secret, path.encode("ascii"))), value, f"{path} re-sealed")
+        for other in SEALED_PATHS:
+            if other != path:
+                refused(lambda _: AESGCM(seal_key).decrypt(raw[:12], raw[12:], other.encode("ascii")), b"\x00")
+        parent = lookup(unsealed, path.rsplit(".", 1)[0])
+        parent[path.rsplit(".", 1)[1]] = secret.decode("utf-8")
+    same(unsealed, case["config"], "unsealed config")
+
+
+def check_admin_token_v1(case):
+    token = "kms_" + base64.urlsafe_b64encode(hx(case["random"])).decode("ascii").rstrip("=")
+    same(token, case["token"], "token")
+    expect(re.fullmatch(r"kms_[A-Za-z0-9_-]{43}", token) is not None, "token alphabet and length")
+    same(token + "\n", case["token_file"], "admin.token")
+    same(hashlib.sha256(token.encode("ascii")).hexdigest() + "\n", case["sha256_file"], "admin.token.sha256")
+
+
+def check_kms_file_v1(case):
+    data = hx(case["file"])
+    expect(data[:5] == b"KMSF\x01", "magic and version")
+    length = struct.unpack(">I", data[5:9])[0]
+    expect(1 <= length <= 65536, "wrapped key length")
+    wrapped, stream = data[9:9 + length], data[9 + length:]
+    same(wrapped, hx(case["wrapped_data_key"]), "wrapped data key")
+    same(stream, hx(case["stream"]), "stream")
+    # The wrapped key here is a local ciphertext blob: follow the chain to the data key.
+    key_id, version, envelope = parse_local_blob(wrapped)
+    same((key_id, version), (case["master_key_id"], case["master_key_version"]), "blob header")
+    data_key = envelope_open(hx(case["material"]), envelope, key_id, version, case["context"])
+    same(data_key, hx(case["data_key"]), "data key")
+    same(stream_decrypt(data_key, case["context"], 0, stream), hx(case["plaintext"]), "plaintext")
+    refused(lambda s: stream_decrypt(data_key, case["context"], 0, s), stream, positions=range(0, len(stream), 7))
+
+
+def check_serve_data_dir_v1(case):
+    """A whole data directory of `kms serve`, followed from the master key file to a file's plaintext."""
+    files, data_dir = case["files"], case["data_dir"]
+    token = files["admin.token"]
+    expect(re.fullmatch(r"kms_[A-Za-z0-9_-]{43}\n", token) is not None, "admin.token")
+    same(hashlib.sha256(token[:-1].encode("ascii")).hexdigest() + "\n", files["admin.token.sha256"], "admin.token.sha256")
+    for name in ("master.key", "config-seal.key"):
+        same(len(files[name]), 44, f"{name}: 44 base64 characters, no newline")
+        same(len(unb64(files[name])), 32, f"{name} holds 32 bytes")
+    state = json.loads(files["service-state.json"])
+    same(files["service-state.json"], json.dumps(state, indent=2, sort_keys=True), "service-state.json layout")
+    same((state["format"], state["version"], state["running"]), ("kms-service-state", 1, True), "service state")
+    local = state["config"]["backend_config"]
+    same((state["config"]["backend"], local["type"]), ("local", "local"), "the default backend")
+    same(local["key_dir"], data_dir + "/keys", "key_dir")
+    same(local["master_key"], {"type": "file", "path": data_dir + "/master.key"}, "master key source")
+
+    verifier = json.loads(files["keys/.verifier.json"])
+    same(verifier["protection"], "master_key", "protection")
+    salt = unb64(verifier["salt"])
+    kek = record_kek(unb64(files["master.key"].strip()), salt)
+    check = unb64(verifier["check"])
+    same(AESGCM(kek).decrypt(check[:12], check[12:], VERIFIER_AAD), VERIFIER_PLAINTEXT, "verifier check")
+
+    record = json.loads(files["keys/%s.key" % case["key_id"]])
+    same((record["format"], record["key_id"], record["protection"]), ("kms-local-key", case["key_id"], "aes_256_gcm"), "record header")
+    raw = unb64(record["body"])
+    aad = record_aad(record["key_id"], record["format_version"], record["current_version"], True)
+    _, versions = parse_record_body(AESGCM(kek).decrypt(raw[:12], raw[12:], aad))
+
+    data = hx(case["encrypted_file"])
+    expect(data[:5] == b"KMSF\x01", "kms file magic and version")
+    length = struct.unpack(">I", data[5:9])[0]
+    key_id, version, envelope = parse_local_blob(data[9:9 + length])
+    same(key_id, case["key_id"], "the file's wrapped key names the key")
+    material = hx(next(v["material"] for v in versions if v["version"] == version))
+    data_key = envelope_open(material, envelope, key_id, version, case["context"])
+    same(len(data_key), 32, "data key length")
+    same(stream_decrypt(data_key, case["context"], 0, data[9 + length:]), hx(case["plaintext"]), "plaintext")
+
+
+CHECKS = {
+    ("canonical-context", 1): check_canonical_context_v1,
+    ("envelope", 1): check_envelope_v1,
+    ("stream", 1): check_stream_v1,
+    ("local-verifier", 1): check_local_verifier_v1,
+    ("local-key-record", 1): check_local_key_record_v1,
+    ("local-blob", 1): check_local_blob_v1,
+    ("vault-blob", 1): check_vault_blob_v1,
+    ("vault-key-record", 1): check_vault_key_record_v1,
+    ("sse-metadata", 1): check_sse_metadata_v1,
+    ("service-state", 1): check_service_state_v1,
+    ("admin-token", 1): check_admin_token_v1,
+    ("kms-file", 1): check_kms_file_v1,
+    ("serve-data-dir", 1): check_serve_data_dir_v1,
+}
+
+
+def main(argv):
+    directory = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parent
+    files = sorted(directory.glob("*.json"))
+    failures, seen = [], set()
+    for path in files:
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            key = (document["format"], document["version"])
+            same(path.name, f"{key[0]}-v{key[1]}.json", "file name")
+        except (ValueError, KeyError, Mismatch) as error:
+            failures.append(f"{path.name}: not a vector file: {error}")
+            continue
+        seen.add(key)
+        check = CHECKS.get(key)
+        if check is None:
+            failures.append(f"{path.name}: no check function for format {key[0]!r} version {key[1]}")
+            continue
+        cases = document.get("cases") or []
+        if not cases:
+            failures.append(f"{path.name}: no cases")
+        for case in cases:
+            try:
+                check(case)
+            except (Mismatch, InvalidTag, ValueError, KeyError, TypeError, binascii.Error) as error:
+                failures.append(f"{path.name}: case {case.get('name')!r}: {type(error).__name__}: {error}")
+        print(f"{path.name}: {len(cases)} case(s) checked by {check.__name__}")
+    for key in sorted(set(CHECKS) - seen):
+        failures.append(f"no vector file for {CHECKS[key].__name__} ({key[0]}-v{key[1]}.json)")
+    for failure in failures:
+        print(f"FAILED {failure}", file=sys.stderr)
+    print(f"{len(files)} vector file(s), {len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
