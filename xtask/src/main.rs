@@ -5,6 +5,9 @@
 //!   (see [`openbao`]; the Vault tests fail without one, they are never skipped).
 //! - `vectors`: only the format-vector check: `docs/vectors/check.py`, with `cryptography` and
 //!   `argon2-cffi` installed into `.tools/python` on first use (see [`pytools`]).
+//! - `aws-clients`: boto3, the AWS CLI and the AWS Encryption SDK (installed into
+//!   `.tools/python`) against a `kms serve` it starts and always stops (see [`aws_clients`]);
+//!   `test` runs it too.
 //! - `ci`: everything CI checks, in order: formatting, clippy with warnings denied, docs, the
 //!   facade's feature matrix, the layering rules, `cargo deny` (when installed), then `test`.
 //! - `bench [NAME...]`: the benchmarks, each a `harness = false` bench target of the crate that
@@ -15,6 +18,7 @@
 //!
 //! This crate is built before every task, so it keeps no dependencies: it only runs commands.
 
+mod aws_clients;
 mod layering;
 mod openbao;
 mod pytools;
@@ -26,13 +30,14 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("vectors") => check_format_vectors(),
+        Some("aws-clients") => aws_clients::run(&workspace_root()),
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str)),
         Some("openbao") => openbao_dev(),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | vectors | ci | bench [{}] | fuzz [SECONDS] | openbao>",
+                "usage: cargo xtask <test | vectors | aws-clients | ci | bench [{}] | fuzz [SECONDS] | openbao>",
                 bench_names().join("|")
             );
             return ExitCode::from(2);
@@ -92,6 +97,7 @@ fn workspace_root() -> std::path::PathBuf {
 /// when this returns, whether the tests passed or not.
 fn test() -> Result<(), String> {
     check_format_vectors()?;
+    aws_clients::run(&workspace_root())?;
     let server = openbao::OpenBao::start(&workspace_root())?;
     eprintln!("xtask: OpenBao dev server up (log: {})", server.log().display());
     let result = cargo_with_env(&["test", "--workspace", "--all-features"], &server.env());

@@ -1,0 +1,216 @@
+"""Real AWS clients against a real `kms serve` (run by `cargo xtask aws-clients`).
+
+The environment names the server and the credentials as a user would: AWS_ENDPOINT_URL_KMS,
+AWS_SHARED_CREDENTIALS_FILE (the bootstrap admin's <data_dir>/aws-credentials) and
+AWS_DEFAULT_REGION. Every check raises on failure; the script exits non-zero then.
+"""
+
+import base64
+import configparser
+import io
+import os
+import subprocess
+import sys
+import tempfile
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+ENDPOINT = os.environ["AWS_ENDPOINT_URL_KMS"]
+NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
+
+
+def kms(**kwargs):
+    return boto3.client("kms", config=NO_RETRIES, **kwargs)
+
+
+def expect_error(name, call, **kwargs):
+    """The call fails with AWS error `name` and a 4xx status."""
+    try:
+        call(**kwargs)
+    except ClientError as e:
+        code = e.response["Error"]["Code"]
+        status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+        assert code == name, f"expected {name}, got {code} ({e})"
+        assert 400 <= status < 500, f"{name} came with status {status}"
+        assert e.response["ResponseMetadata"].get("RequestId"), "no x-amzn-RequestId"
+        return e
+    raise AssertionError(f"expected {name}, the call succeeded")
+
+
+def test_boto3_operations():
+    client = kms()
+    key = client.create_key(Description="boto3", Tags=[{"TagKey": "team", "TagValue": "a"}])["KeyMetadata"]
+    arn, key_id = key["Arn"], key["KeyId"]
+    assert arn == f"arn:aws:kms:us-east-1:000000000000:key/{key_id}", arn
+    assert key["KeyState"] == "Enabled" and key["Enabled"]
+    context = {"purpose": "boto3"}
+
+    encrypted = client.encrypt(KeyId=arn, Plaintext=b"hello", EncryptionContext=context)
+    assert encrypted["KeyId"] == arn
+    decrypted = client.decrypt(CiphertextBlob=encrypted["CiphertextBlob"], EncryptionContext=context)
+    assert decrypted["Plaintext"] == b"hello" and decrypted["KeyId"] == arn
+    decrypted = client.decrypt(CiphertextBlob=encrypted["CiphertextBlob"], EncryptionContext=context, KeyId=key_id)
+    assert decrypted["Plaintext"] == b"hello"
+    expect_error("InvalidCiphertextException", client.decrypt,
+                 CiphertextBlob=encrypted["CiphertextBlob"], EncryptionContext={"purpose": "other"})
+    expect_error("InvalidCiphertextException", client.decrypt, CiphertextBlob=encrypted["CiphertextBlob"])
+
+    data_key = client.generate_data_key(KeyId=key_id, KeySpec="AES_256", EncryptionContext=context)
+    assert len(data_key["Plaintext"]) == 32 and data_key["KeyId"] == arn
+    opened = client.decrypt(CiphertextBlob=data_key["CiphertextBlob"], EncryptionContext=context)
+    assert opened["Plaintext"] == data_key["Plaintext"]
+    for n in (1, 16, 64, 1024):
+        assert len(client.generate_data_key(KeyId=arn, NumberOfBytes=n)["Plaintext"]) == n
+    wrapped = client.generate_data_key_without_plaintext(KeyId=arn, KeySpec="AES_128")
+    assert "Plaintext" not in wrapped
+    assert len(client.decrypt(CiphertextBlob=wrapped["CiphertextBlob"])["Plaintext"]) == 16
+    assert len(client.generate_random(NumberOfBytes=100)["Plaintext"]) == 100
+
+    other = client.create_key(Description="other")["KeyMetadata"]["Arn"]
+    moved = client.re_encrypt(CiphertextBlob=encrypted["CiphertextBlob"], SourceEncryptionContext=context,
+                              DestinationKeyId=other, DestinationEncryptionContext={"moved": "yes"})
+    assert moved["SourceKeyId"] == arn and moved["KeyId"] == other
+    expect_error("IncorrectKeyException", client.decrypt, CiphertextBlob=moved["CiphertextBlob"], KeyId=arn)
+    assert client.decrypt(CiphertextBlob=moved["CiphertextBlob"],
+                          EncryptionContext={"moved": "yes"})["Plaintext"] == b"hello"
+
+    described = client.describe_key(KeyId=arn)["KeyMetadata"]
+    assert described["Description"] == "boto3" and described["KeyUsage"] == "ENCRYPT_DECRYPT"
+    client.update_key_description(KeyId=key_id, Description="changed")
+    assert client.describe_key(KeyId=key_id)["KeyMetadata"]["Description"] == "changed"
+    client.tag_resource(KeyId=key_id, Tags=[{"TagKey": "env", "TagValue": "test"}])
+    client.untag_resource(KeyId=key_id, TagKeys=["team"])
+    assert client.list_resource_tags(KeyId=key_id)["Tags"] == [{"TagKey": "env", "TagValue": "test"}]
+    assert client.rotate_key_on_demand(KeyId=key_id)["KeyId"] == arn
+    # What was encrypted before the rotation still decrypts.
+    assert client.decrypt(CiphertextBlob=encrypted["CiphertextBlob"], EncryptionContext=context)["Plaintext"] == b"hello"
+    assert '"kms:*"' in client.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]
+
+    client.disable_key(KeyId=key_id)
+    assert client.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Disabled"
+    expect_error("DisabledException", client.encrypt, KeyId=key_id, Plaintext=b"x")
+    expect_error("DisabledException", client.generate_data_key, KeyId=key_id, KeySpec="AES_256")
+    client.enable_key(KeyId=key_id)
+    scheduled = client.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    assert scheduled["KeyState"] == "PendingDeletion" and scheduled["PendingWindowInDays"] == 7
+    expect_error("KMSInvalidStateException", client.encrypt, KeyId=key_id, Plaintext=b"x")
+    expect_error("KMSInvalidStateException", client.decrypt, CiphertextBlob=encrypted["CiphertextBlob"],
+                 EncryptionContext=context)
+    client.cancel_key_deletion(KeyId=key_id)
+    client.enable_key(KeyId=key_id)
+    client.encrypt(KeyId=key_id, Plaintext=b"x")
+
+    expect_error("NotFoundException", client.describe_key, KeyId="no-such-key")
+    expect_error("NotFoundException", client.encrypt, KeyId="arn:aws:kms:us-east-1:000000000000:key/none", Plaintext=b"x")
+    expect_error("ValidationException", client.encrypt, KeyId=key_id, Plaintext=b"x" * 4097)
+    expect_error("ValidationException", client.schedule_key_deletion, KeyId=key_id, PendingWindowInDays=3)
+    err = expect_error("UnsupportedOperationException", client.create_grant, KeyId=key_id,
+                       GranteePrincipal="arn:aws:iam::000000000000:root", Operations=["Decrypt"])
+    assert "CreateGrant" in str(err)
+    print("boto3: every operation and error name: ok")
+
+
+def test_boto3_paginators():
+    client = kms()
+    created = {client.create_key()["KeyMetadata"]["KeyId"] for _ in range(5)}
+    pages = list(client.get_paginator("list_keys").paginate(PaginationConfig={"PageSize": 2}))
+    assert len(pages) >= 3, len(pages)
+    ids = [k["KeyId"] for page in pages for k in page["Keys"]]
+    assert len(ids) == len(set(ids)), "a key came twice"
+    assert created <= set(ids)
+    print(f"boto3: list_keys paginator, {len(pages)} pages: ok")
+
+
+def test_signatures_are_checked():
+    parser = configparser.ConfigParser()
+    parser.read(os.environ["AWS_SHARED_CREDENTIALS_FILE"])
+    access_key = parser["default"]["aws_access_key_id"]
+    wrong = kms(aws_access_key_id=access_key, aws_secret_access_key="not-the-secret")
+    expect_error("InvalidSignatureException", wrong.list_keys)
+    unknown = kms(aws_access_key_id="AKIAUNKNOWNKEY000000", aws_secret_access_key="x")
+    expect_error("UnrecognizedClientException", unknown.list_keys)
+    other_region = kms(region_name="eu-west-1")
+    expect_error("InvalidSignatureException", other_region.list_keys)
+    print("boto3: wrong secret, unknown key, wrong region refused: ok")
+
+
+def aws_cli(*args, binary=False):
+    command = [sys.executable, "-S", "-m", "awscli", "kms", *args, "--endpoint-url", ENDPOINT]
+    result = subprocess.run(command, capture_output=True, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"aws kms {' '.join(args)} failed: {result.stderr.decode()}")
+    return result.stdout if binary else result.stdout.decode().strip()
+
+
+def test_aws_cli():
+    key_id = aws_cli("create-key", "--description", "cli", "--query", "KeyMetadata.KeyId", "--output", "text")
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = os.path.join(tmp, "plain.bin")
+        sealed = os.path.join(tmp, "sealed.bin")
+        content = os.urandom(3000)
+        with open(plain, "wb") as f:
+            f.write(content)
+        blob = aws_cli("encrypt", "--key-id", key_id, "--plaintext", f"fileb://{plain}",
+                       "--encryption-context", "purpose=cli", "--query", "CiphertextBlob", "--output", "text")
+        with open(sealed, "wb") as f:
+            f.write(base64.b64decode(blob))
+        opened = aws_cli("decrypt", "--ciphertext-blob", f"fileb://{sealed}", "--encryption-context", "purpose=cli",
+                         "--query", "Plaintext", "--output", "text")
+        assert base64.b64decode(opened) == content
+        command = [sys.executable, "-S", "-m", "awscli", "kms", "decrypt", "--ciphertext-blob", f"fileb://{sealed}",
+                   "--endpoint-url", ENDPOINT]
+        refused = subprocess.run(command, capture_output=True, check=False)
+        assert refused.returncode != 0 and b"InvalidCiphertextException" in refused.stderr, refused.stderr
+    listed = aws_cli("list-keys", "--query", "Keys[].KeyId", "--output", "text")
+    assert key_id in listed.split()
+    print("aws cli: create-key, encrypt a file with --encryption-context, decrypt it: ok")
+
+
+def test_encryption_sdk():
+    import aws_encryption_sdk
+    from aws_encryption_sdk import CommitmentPolicy
+    from aws_encryption_sdk.exceptions import AWSEncryptionSDKClientError
+    from cryptography.exceptions import InvalidTag
+
+    arn = kms().create_key(Description="esdk")["KeyMetadata"]["Arn"]
+    sdk = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT)
+    strict = aws_encryption_sdk.StrictAwsKmsMasterKeyProvider(key_ids=[arn])
+    discovery = aws_encryption_sdk.DiscoveryAwsKmsMasterKeyProvider()
+    context = {"purpose": "esdk", "tenant": "t1"}
+    data = os.urandom(10 * 1024 * 1024)
+
+    sealed = io.BytesIO()
+    with sdk.stream(mode="e", source=io.BytesIO(data), key_provider=strict, encryption_context=context) as encryptor:
+        for chunk in encryptor:
+            sealed.write(chunk)
+    message = sealed.getvalue()
+    for provider in (strict, discovery):
+        opened = io.BytesIO()
+        with sdk.stream(mode="d", source=io.BytesIO(message), key_provider=provider) as decryptor:
+            for chunk in decryptor:
+                opened.write(chunk)
+            header = decryptor.header
+        assert opened.getvalue() == data
+        assert all(header.encryption_context[k] == v for k, v in context.items())
+        assert [k.key_provider.key_info for k in header.encrypted_data_keys] == [arn.encode()]
+
+    tampered = bytearray(message)
+    tampered[len(tampered) // 2] ^= 0x01
+    try:
+        sdk.decrypt(source=bytes(tampered), key_provider=strict)
+    except (AWSEncryptionSDKClientError, InvalidTag):  # a frame's tag, or the header's
+        pass
+    else:
+        raise AssertionError("a tampered message decrypted")
+    print("aws encryption sdk: 10 MiB stream, strict and discovery providers, tampering refused: ok")
+
+
+if __name__ == "__main__":
+    test_signatures_are_checked()
+    test_boto3_operations()
+    test_boto3_paginators()
+    test_aws_cli()
+    test_encryption_sdk()
+    print("all AWS client tests passed")

@@ -1,0 +1,102 @@
+//! The real AWS clients against a real `kms serve`: boto3, the AWS CLI (v1, from PyPI) and the
+//! AWS Encryption SDK, installed into `.tools/python` by [`pytools`](crate::pytools), run by
+//! `xtask/aws/clients.py` against a server started here on a free loopback port, with a fresh
+//! data folder, and always stopped.
+//!
+//! The server's first start writes `<data_dir>/aws-credentials` for the bootstrap admin: the
+//! clients find it through `AWS_SHARED_CREDENTIALS_FILE` and the server through
+//! `AWS_ENDPOINT_URL_KMS`, without client code, as a user would configure them.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::pytools::{Package, PythonTools};
+
+/// What the client tests import.
+pub(crate) const AWS_CLIENTS: &[Package] = &[
+    Package { requirement: "boto3>=1.34", module: "boto3" },
+    Package { requirement: "awscli>=1.32", module: "awscli" },
+    Package { requirement: "aws-encryption-sdk>=4,<5", module: "aws_encryption_sdk" },
+];
+
+/// A `kms serve` child process, killed (and its data folder removed) on drop.
+struct KmsServer {
+    child: Child,
+    data_dir: PathBuf,
+    endpoint: String,
+}
+
+impl Drop for KmsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+impl KmsServer {
+    /// Starts `kms serve` on a free port and waits until it listens.
+    fn start(kms: &Path, root: &Path) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let data_dir = root.join("target").join("aws-clients").join(format!("data-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        std::fs::create_dir_all(data_dir.parent().expect("a parent")).map_err(|e| format!("{e}"))?;
+        let mut child = Command::new(kms)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", kms.display()))?;
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let server = Self { child, data_dir, endpoint: format!("http://127.0.0.1:{port}") };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("kms serve: {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.contains("listening on") => return Ok(server),
+                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        Err("kms serve did not start listening within 30 s".into())
+    }
+}
+
+/// Builds `kms`, starts it, and runs the client tests.
+pub(crate) fn run(root: &Path) -> Result<(), String> {
+    let tools = PythonTools::ensure(root, AWS_CLIENTS)?;
+    crate::cargo(&["build", "-p", "kms-cli"])?;
+    let kms = root.join("target").join("debug").join("kms");
+    let server = KmsServer::start(&kms, root)?;
+    eprintln!("xtask: kms serve up at {}", server.endpoint);
+    let script = root.join("xtask").join("aws").join("clients.py");
+    eprintln!("$ python3 {}", script.display());
+    let status = tools
+        .command()
+        .arg(&script)
+        .env("AWS_SHARED_CREDENTIALS_FILE", server.data_dir.join("aws-credentials"))
+        .env("AWS_CONFIG_FILE", server.data_dir.join("no-aws-config"))
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_KMS", &server.endpoint)
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    drop(server);
+    if status.success() { Ok(()) } else { Err(format!("`{}` failed ({status})", script.display())) }
+}
