@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
 use kms_types::config::{KmsBackend as BackendKind, KmsConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::types::{
@@ -125,6 +126,41 @@ pub trait KmsBackend: Send + Sync {
     async fn untag_key(&self, request: UntagKeyRequest) -> Result<KeyMetadataResponse> {
         let _ = request;
         Err(self.unsupported("untag_key"))
+    }
+
+    /// Whether this backend stores aliases (the `*_alias` operations and
+    /// [`resolve_alias`](Self::resolve_alias)); `false` by default.
+    ///
+    /// Contract (checked by the contract suite when `true`): names are unique; an alias points
+    /// at an existing key, never at an alias; `resolve_alias` of an unknown name is
+    /// `KeyNotFound` naming the alias; `list_aliases` is in name order and pages by name.
+    fn supports_aliases(&self) -> bool {
+        false
+    }
+    /// Creates an alias of an existing key (`KeyAlreadyExists` if the name is taken).
+    async fn create_alias(&self, request: CreateAliasRequest) -> Result<AliasEntry> {
+        let _ = request;
+        Err(self.unsupported("create_alias"))
+    }
+    /// Points an existing alias at another existing key.
+    async fn update_alias(&self, request: UpdateAliasRequest) -> Result<AliasEntry> {
+        let _ = request;
+        Err(self.unsupported("update_alias"))
+    }
+    /// Deletes an alias (the key stays).
+    async fn delete_alias(&self, alias_name: &str) -> Result<()> {
+        let _ = alias_name;
+        Err(self.unsupported("delete_alias"))
+    }
+    /// Lists aliases, one page at a time, in name order.
+    async fn list_aliases(&self, request: ListAliasesRequest) -> Result<ListAliasesResponse> {
+        let _ = request;
+        Err(self.unsupported("list_aliases"))
+    }
+    /// The key id an alias points at.
+    async fn resolve_alias(&self, alias_name: &str) -> Result<String> {
+        let _ = alias_name;
+        Err(self.unsupported("resolve_alias"))
     }
 
     /// Releases background tasks and handles; called when the service stops or swaps backends.

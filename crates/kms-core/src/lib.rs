@@ -42,6 +42,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aliases;
 pub mod backends;
 pub mod encryption;
 pub mod manager;

@@ -44,6 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
 use kms_types::config::{KmsBackend as BackendKind, KmsConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::secret::SecretBytes;
@@ -59,6 +60,7 @@ use kms_types::types::{
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use crate::aliases::AliasTable;
 use crate::backends::{BackendFactory, KmsBackend};
 
 pub use kms_types::types::MAX_DESCRIPTION_LEN;
@@ -74,6 +76,7 @@ struct KeyRecord {
 /// An in-memory key store with the full lifecycle. See the [module docs](self).
 pub struct MemoryBackend {
     keys: Mutex<BTreeMap<String, KeyRecord>>,
+    aliases: Mutex<AliasTable>,
     capabilities: BackendCapabilities,
     healthy: AtomicBool,
 }
@@ -103,7 +106,12 @@ impl MemoryBackend {
     /// An empty store implementing only the optional operations in `capabilities`; the others
     /// return [`KmsError::Unsupported`], as the trait's defaults do.
     pub fn with_capabilities(capabilities: BackendCapabilities) -> Self {
-        Self { keys: Mutex::new(BTreeMap::new()), capabilities, healthy: AtomicBool::new(true) }
+        Self {
+            keys: Mutex::new(BTreeMap::new()),
+            aliases: Mutex::new(AliasTable::default()),
+            capabilities,
+            healthy: AtomicBool::new(true),
+        }
     }
 
     /// Makes [`KmsBackend::health_check`] report `healthy` (it starts healthy).
@@ -132,6 +140,14 @@ impl MemoryBackend {
         // A panic while holding the lock cannot leave a record half-written (every mutation
         // is a single assignment), so a poisoned map is still consistent.
         self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn aliases(&self) -> MutexGuard<'_, AliasTable> {
+        self.aliases.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn key_exists(&self, key_id: &str) -> bool {
+        self.lock().contains_key(key_id)
     }
 
     fn require(&self, supported: bool, operation: &'static str) -> Result<()> {
@@ -365,6 +381,32 @@ impl KmsBackend for MemoryBackend {
 
     fn capabilities(&self) -> BackendCapabilities {
         self.capabilities
+    }
+
+    fn supports_aliases(&self) -> bool {
+        true
+    }
+
+    async fn create_alias(&self, request: CreateAliasRequest) -> Result<AliasEntry> {
+        let exists = self.key_exists(&request.target_key_id);
+        self.aliases().create(request, exists)
+    }
+
+    async fn update_alias(&self, request: UpdateAliasRequest) -> Result<AliasEntry> {
+        let exists = self.key_exists(&request.target_key_id);
+        self.aliases().update(request, exists)
+    }
+
+    async fn delete_alias(&self, alias_name: &str) -> Result<()> {
+        self.aliases().delete(alias_name).map(drop)
+    }
+
+    async fn list_aliases(&self, request: ListAliasesRequest) -> Result<ListAliasesResponse> {
+        self.aliases().list(&request)
+    }
+
+    async fn resolve_alias(&self, alias_name: &str) -> Result<String> {
+        self.aliases().resolve(alias_name)
     }
 
     async fn generate_data_key_without_plaintext(

@@ -227,6 +227,8 @@ macro_rules! __kms_contract_cases {
             concurrent_creates,
             concurrent_data_keys,
             capabilities_gate_optional_operations,
+            aliases_resolve_move_and_delete,
+            aliases_list_in_name_order,
             health_check_reports_healthy,
         );
     };
@@ -252,6 +254,10 @@ macro_rules! ensure {
         }
     };
 }
+
+#[path = "testkit_aliases.rs"]
+mod aliases;
+use aliases::{aliases_list_in_name_order, aliases_resolve_move_and_delete};
 
 /// The state shared by one case: the backend, the id prefix and the keys to clean up.
 #[derive(Clone)]

@@ -33,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alias;
 pub mod api_types;
 pub mod config;
 pub mod error;
