@@ -50,6 +50,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
+pub mod aliases;
 pub mod key_cache;
 pub mod pipeline;
 pub mod rewrap;

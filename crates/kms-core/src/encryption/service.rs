@@ -42,6 +42,7 @@
 
 use std::sync::Arc;
 
+use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
 use kms_types::api_types::CacheStats;
 use kms_types::error::{KmsError, Result};
 use kms_types::types::{
@@ -85,8 +86,9 @@ macro_rules! delegate {
     ($($(#[$doc:meta])* $name:ident($request:ty) -> $response:ty;)*) => {
         $(
             $(#[$doc])*
-            pub async fn $name(&self, request: $request) -> Result<$response> {
+            pub async fn $name(&self, mut request: $request) -> Result<$response> {
                 let lease = self.lease().await?;
+                super::aliases::resolve(&lease.manager, &mut request).await?;
                 lease.manager.$name(request).await
             }
         )*
@@ -168,6 +170,40 @@ impl EncryptionService {
     /// `DecryptRequest::key_id` set to it.
     pub async fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Result<Option<String>> {
         Ok(self.lease().await?.manager.ciphertext_key_id(ciphertext_blob))
+    }
+
+    /// Creates an alias of a key (`alias/...`, usable wherever a key id is).
+    pub async fn create_alias(&self, request: CreateAliasRequest) -> Result<AliasEntry> {
+        self.lease().await?.manager.backend().create_alias(request).await
+    }
+
+    /// Points an alias at another key.
+    pub async fn update_alias(&self, request: UpdateAliasRequest) -> Result<AliasEntry> {
+        self.lease().await?.manager.backend().update_alias(request).await
+    }
+
+    /// Deletes an alias (the key stays).
+    pub async fn delete_alias(&self, alias_name: &str) -> Result<()> {
+        self.lease().await?.manager.backend().delete_alias(alias_name).await
+    }
+
+    /// Lists aliases in name order, one page at a time.
+    pub async fn list_aliases(&self, request: ListAliasesRequest) -> Result<ListAliasesResponse> {
+        self.lease().await?.manager.backend().list_aliases(request).await
+    }
+
+    /// The key id `key_ref` names: itself, or what the alias `alias/...` points at.
+    pub async fn resolve_key_ref(&self, key_ref: &str) -> Result<String> {
+        if kms_types::alias::is_alias(key_ref) {
+            self.lease().await?.manager.backend().resolve_alias(key_ref).await
+        } else {
+            Ok(key_ref.to_owned())
+        }
+    }
+
+    /// Whether the running backend stores aliases.
+    pub async fn supports_aliases(&self) -> Result<bool> {
+        Ok(self.lease().await?.manager.backend().supports_aliases())
     }
 
     /// Whether the backend can serve requests.
