@@ -179,6 +179,8 @@ impl App {
         use Operation as Op;
         match operation {
             Op::Health => self.health(&req).await,
+            // No native route manages aliases (the AWS protocol does).
+            Op::ManageAliases => Err(ApiError::no_route()),
             Op::Metrics => {
                 let cache = self.manager.manager().await.map(|m| m.cache_stats());
                 Ok(text_response(self.metrics.render(cache)))

@@ -69,11 +69,13 @@ pub enum Operation {
     Metrics,
     /// `GET /health`.
     Health,
+    /// AWS `CreateAlias`, `UpdateAlias`, `DeleteAlias` (on the key the alias points at).
+    ManageAliases,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 25] = [
+    pub const ALL: [Operation; 26] = [
         Self::Configure,
         Self::Reconfigure,
         Self::Start,
@@ -99,6 +101,7 @@ impl Operation {
         Self::ReEncrypt,
         Self::Metrics,
         Self::Health,
+        Self::ManageAliases,
     ];
 
     /// The operations that only read: what the `read` group in a policy grants.
@@ -133,6 +136,7 @@ impl Operation {
             Self::ReEncrypt => "re_encrypt",
             Self::Metrics => "metrics",
             Self::Health => "health",
+            Self::ManageAliases => "manage_aliases",
         }
     }
 
@@ -156,6 +160,7 @@ impl Operation {
                 | Self::Encrypt
                 | Self::Decrypt
                 | Self::ReEncrypt
+                | Self::ManageAliases
         )
     }
 }

@@ -269,6 +269,48 @@ async fn key_states_and_lookups_give_the_aws_error_names() {
 }
 
 #[tokio::test]
+async fn aliases_are_created_used_moved_listed_and_deleted() {
+    let (server, aws, _) = server("aliases").await;
+    let first = aws.ok("CreateKey", json!({})).await["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let second = aws.ok("CreateKey", json!({})).await["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    aws.ok("CreateAlias", json!({"AliasName": "alias/orders", "TargetKeyId": first})).await;
+    let dup = aws.call("CreateAlias", json!({"AliasName": "alias/orders", "TargetKeyId": second})).await;
+    assert_eq!(dup.error(), "AlreadyExistsException");
+    assert_eq!(
+        aws.call("CreateAlias", json!({"AliasName": "alias/aws/x", "TargetKeyId": first})).await.error(),
+        "ValidationException"
+    );
+    assert_eq!(
+        aws.call("CreateAlias", json!({"AliasName": "alias/x", "TargetKeyId": "missing"})).await.error(),
+        "NotFoundException"
+    );
+
+    let alias_arn = "arn:aws:kms:us-east-1:000000000000:alias/orders";
+    for key_ref in ["alias/orders", alias_arn] {
+        let enc = aws.ok("Encrypt", json!({"KeyId": key_ref, "Plaintext": b64(b"x")})).await;
+        assert_eq!(enc["KeyId"], format!("arn:aws:kms:us-east-1:000000000000:key/{first}"));
+        aws.ok("Decrypt", json!({"CiphertextBlob": enc["CiphertextBlob"], "KeyId": key_ref})).await;
+    }
+    aws.ok("UpdateAlias", json!({"AliasName": "alias/orders", "TargetKeyId": second})).await;
+    let described = aws.ok("DescribeKey", json!({"KeyId": "alias/orders"})).await;
+    assert_eq!(described["KeyMetadata"]["KeyId"], second);
+    aws.ok("CreateAlias", json!({"AliasName": "alias/billing", "TargetKeyId": first})).await;
+    let all = aws.ok("ListAliases", json!({"Limit": 1})).await;
+    assert_eq!(all["Aliases"][0]["AliasName"], "alias/billing");
+    assert_eq!(all["Truncated"], true);
+    let rest = aws.ok("ListAliases", json!({"Marker": all["NextMarker"]})).await;
+    assert_eq!(rest["Aliases"][0]["AliasName"], "alias/orders");
+    assert_eq!(rest["Aliases"][0]["AliasArn"], alias_arn);
+    assert_eq!(rest["Aliases"][0]["TargetKeyId"], second);
+    let of_first = aws.ok("ListAliases", json!({"KeyId": first})).await;
+    assert_eq!(of_first["Aliases"].as_array().unwrap().len(), 1);
+    aws.ok("DeleteAlias", json!({"AliasName": "alias/orders"})).await;
+    assert_eq!(aws.call("DescribeKey", json!({"KeyId": "alias/orders"})).await.error(), "NotFoundException");
+    assert_eq!(aws.call("DeleteAlias", json!({"AliasName": "alias/orders"})).await.error(), "NotFoundException");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn lifecycle_metadata_tags_policy_and_paging() {
     let (server, aws, _) = server("lifecycle").await;
     let mut ids = Vec::new();
@@ -346,6 +388,15 @@ async fn access_keys_carry_their_identitys_grants() {
         "AccessDeniedException"
     );
     assert_eq!(app.call("CreateKey", json!({})).await.error(), "AccessDeniedException");
+    // Aliases are resolved before authorization: an alias of a key the app may not use does
+    // not open it, whatever the alias is called.
+    admin.ok("CreateAlias", json!({"AliasName": "alias/app-other", "TargetKeyId": "other"})).await;
+    let via_alias = app.call("GenerateDataKey", json!({"KeyId": "alias/app-other", "KeySpec": "AES_256"})).await;
+    assert_eq!(via_alias.error(), "AccessDeniedException");
+    assert_eq!(
+        app.call("CreateAlias", json!({"AliasName": "alias/mine", "TargetKeyId": "app-1"})).await.error(),
+        "AccessDeniedException"
+    );
     // Decrypt is authorized on the key the ciphertext names, whatever KeyId says.
     let foreign = admin.ok("Encrypt", json!({"KeyId": "other", "Plaintext": b64(b"secret")})).await;
     let refused = app.call("Decrypt", json!({"CiphertextBlob": foreign["CiphertextBlob"], "KeyId": "app-1"})).await;

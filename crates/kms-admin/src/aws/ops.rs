@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kms_core::encryption::service::EncryptionService;
+use kms_types::alias::{ALIAS_PREFIX, CreateAliasRequest, ListAliasesRequest};
 use kms_types::error::KmsError;
 use kms_types::secret::SecretBytes;
 use kms_types::types::{
@@ -51,6 +52,8 @@ fn operation_of(target: &str) -> Option<Operation> {
         "UpdateKeyDescription" => Op::UpdateKeyDescription,
         "TagResource" => Op::TagKey,
         "UntagResource" => Op::UntagKey,
+        "CreateAlias" | "UpdateAlias" | "DeleteAlias" => Op::ManageAliases,
+        "ListAliases" => Op::ListKeys,
         _ => return None,
     })
 }
@@ -95,7 +98,7 @@ impl Ctx<'_> {
             }
             "ScheduleKeyDeletion" => {
                 let input: shapes::ScheduleKeyDeletion = parse(body)?;
-                let key_id = self.authorized(&input.key_id, operation, info)?;
+                let key_id = self.authorized(&svc, &input.key_id, operation, info).await?;
                 let days = validate_pending_window(input.pending_window_in_days)
                     .map_err(|_| AwsError::validation("PendingWindowInDays must be 7 to 30"))?;
                 let r = call(
@@ -113,13 +116,13 @@ impl Ctx<'_> {
             }
             "CancelKeyDeletion" => {
                 let input: shapes::KeyOnly = parse(body)?;
-                let key_id = self.authorized(&input.key_id, operation, info)?;
+                let key_id = self.authorized(&svc, &input.key_id, operation, info).await?;
                 let r = call(self.app, operation, svc.cancel_key_deletion(CancelKeyDeletionRequest { key_id })).await?;
                 Ok(json!({"KeyId": self.settings.key_arn(&r.key_id)}))
             }
             "EnableKey" | "DisableKey" | "RotateKeyOnDemand" => {
                 let input: shapes::KeyOnly = parse(body)?;
-                let key_id = self.authorized(&input.key_id, operation, info)?;
+                let key_id = self.authorized(&svc, &input.key_id, operation, info).await?;
                 let request = KeyIdRequest { key_id };
                 let r = match operation {
                     Operation::EnableKey => call(self.app, operation, svc.enable_key(request)).await?,
@@ -134,27 +137,117 @@ impl Ctx<'_> {
             }
             "UpdateKeyDescription" => {
                 let input: shapes::UpdateKeyDescription = parse(body)?;
-                let key_id = self.authorized(&input.key_id, operation, info)?;
+                let key_id = self.authorized(&svc, &input.key_id, operation, info).await?;
                 let request = UpdateKeyDescriptionRequest { key_id, description: input.description };
                 call(self.app, operation, svc.update_key_description(request)).await?;
                 Ok(json!({}))
             }
             "TagResource" => {
                 let input: shapes::TagResource = parse(body)?;
-                let key_id = self.authorized(&input.key_id, operation, info)?;
+                let key_id = self.authorized(&svc, &input.key_id, operation, info).await?;
                 let tags = shapes::tags(input.tags)?;
                 call(self.app, operation, svc.tag_key(TagKeyRequest { key_id, tags })).await?;
                 Ok(json!({}))
             }
             "UntagResource" => {
                 let input: shapes::UntagResource = parse(body)?;
-                let key_id = self.authorized(&input.key_id, operation, info)?;
+                let key_id = self.authorized(&svc, &input.key_id, operation, info).await?;
                 let request = UntagKeyRequest { key_id, tag_keys: input.tag_keys };
                 call(self.app, operation, svc.untag_key(request)).await?;
                 Ok(json!({}))
             }
+            "CreateAlias" | "UpdateAlias" => {
+                let input: shapes::AliasTarget = parse(body)?;
+                let alias_name = alias_name(&input.alias_name)?;
+                let target_key = self.resolve_key_only("TargetKeyId", &input.target_key_id)?;
+                info.key_id = Some(target_key.clone());
+                self.check(operation, &target_key)?;
+                let request = CreateAliasRequest { alias_name: alias_name.clone(), target_key_id: target_key };
+                if target == "UpdateAlias" {
+                    // Moving an alias takes the right on the key it leaves, too.
+                    let current = self.alias_target(&svc, &alias_name).await?;
+                    self.check(operation, &current)?;
+                    call(self.app, operation, svc.update_alias(request)).await?;
+                } else {
+                    call(self.app, operation, svc.create_alias(request)).await?;
+                }
+                Ok(json!({}))
+            }
+            "DeleteAlias" => {
+                let input: shapes::AliasOnly = parse(body)?;
+                let alias_name = alias_name(&input.alias_name)?;
+                let current = self.alias_target(&svc, &alias_name).await?;
+                info.key_id = Some(current.clone());
+                self.check(operation, &current)?;
+                call(self.app, operation, svc.delete_alias(&alias_name)).await?;
+                Ok(json!({}))
+            }
+            "ListAliases" => self.list_aliases(&svc, parse(body)?, info).await,
             _ => Err(AwsError::unsupported(target)),
         }
+    }
+
+    /// What an alias points at now (`NotFoundException` if it does not exist).
+    async fn alias_target(&self, svc: &EncryptionService, alias_name: &str) -> Result<String, AwsError> {
+        call(self.app, Operation::ManageAliases, svc.resolve_key_ref(alias_name)).await
+    }
+
+    /// A `TargetKeyId`: a key id or key ARN, never an alias.
+    fn resolve_key_only(&self, field: &str, input: &str) -> Result<String, AwsError> {
+        match self.settings.parse_key_ref(field, input)? {
+            KeyRef::Key(id) => {
+                validate_key_id(field, &id).map_err(|_| AwsError::not_found(format!("key {input} does not exist")))?;
+                Ok(id)
+            }
+            KeyRef::Alias(_) => Err(AwsError::validation(format!("{field} must name a key, not an alias"))),
+        }
+    }
+
+    async fn list_aliases(
+        &self,
+        svc: &EncryptionService,
+        input: shapes::Paging,
+        info: &mut AwsRequestInfo,
+    ) -> Result<Value, AwsError> {
+        let key_id = match &input.key_id {
+            Some(key) => {
+                let id = self.resolve_key_only("KeyId", key)?;
+                info.key_id = Some(id.clone());
+                self.check(Operation::ListKeys, &id)?;
+                Some(id)
+            }
+            None => None,
+        };
+        if let Some(marker) = &input.marker {
+            kms_types::alias::validate_alias_name("Marker", marker)
+                .map_err(|_| AwsError::client("InvalidMarkerException", "Marker is not one this server gave"))?;
+        }
+        let limit = input.limit.unwrap_or(50);
+        if !(1..=100).contains(&limit) {
+            return Err(AwsError::validation(format!("Limit must be 1 to 100, got {limit}")));
+        }
+        let request = ListAliasesRequest { key_id, limit: Some(limit), marker: input.marker };
+        let page = call(self.app, Operation::ListKeys, svc.list_aliases(request)).await?;
+        // An identity limited to some keys sees the aliases of those keys only.
+        let aliases: Vec<Value> = page
+            .aliases
+            .iter()
+            .filter(|a| self.identity.may_on(Operation::ListKeys, Some(&a.target_key_id)))
+            .map(|a| {
+                json!({
+                    "AliasName": a.alias_name,
+                    "AliasArn": self.settings.alias_arn(a.alias_name.trim_start_matches(ALIAS_PREFIX)),
+                    "TargetKeyId": a.target_key_id,
+                    "CreationDate": shapes::epoch(a.creation_date),
+                    "LastUpdatedDate": shapes::epoch(a.last_updated_date),
+                })
+            })
+            .collect();
+        let mut out = json!({"Aliases": aliases, "Truncated": page.truncated});
+        if let (true, Some(next)) = (page.truncated, page.next_marker) {
+            out["NextMarker"] = json!(next);
+        }
+        Ok(out)
     }
 
     async fn service(&self) -> Result<Arc<EncryptionService>, AwsError> {
@@ -163,21 +256,32 @@ impl Ctx<'_> {
         })
     }
 
-    /// The key id a `KeyId` input names: ids and key ARNs directly. kms has no aliases yet,
-    /// so an alias names no key.
-    fn resolve(&self, field: &str, input: &str) -> Result<String, AwsError> {
+    /// The key id a `KeyId` input names: ids and key ARNs directly, aliases (`alias/x`, alias
+    /// ARNs) through the backend, so authorization always sees the key.
+    async fn resolve(&self, svc: &EncryptionService, field: &str, input: &str) -> Result<String, AwsError> {
         match self.settings.parse_key_ref(field, input)? {
-            KeyRef::Key(id) => {
-                validate_key_id(field, &id).map_err(|_| AwsError::not_found(format!("key {input} does not exist")))?;
-                Ok(id)
+            KeyRef::Key(_) => self.resolve_key_only(field, input),
+            KeyRef::Alias(name) => {
+                let alias = alias_name(&format!("{ALIAS_PREFIX}{name}"))?;
+                match svc.resolve_key_ref(&alias).await {
+                    Err(KmsError::Unsupported { .. }) | Err(KmsError::KeyNotFound { .. }) => {
+                        Err(AwsError::not_found(format!("{alias} does not exist")))
+                    }
+                    other => other.map_err(AwsError::from),
+                }
             }
-            KeyRef::Alias(name) => Err(AwsError::not_found(format!("alias/{name} does not exist"))),
         }
     }
 
     /// Resolves `input` and checks the caller may do `operation` on it.
-    fn authorized(&self, input: &str, operation: Operation, info: &mut AwsRequestInfo) -> Result<String, AwsError> {
-        let key_id = self.resolve("KeyId", input)?;
+    async fn authorized(
+        &self,
+        svc: &EncryptionService,
+        input: &str,
+        operation: Operation,
+        info: &mut AwsRequestInfo,
+    ) -> Result<String, AwsError> {
+        let key_id = self.resolve(svc, "KeyId", input).await?;
         info.key_id = Some(key_id.clone());
         self.check(operation, &key_id)?;
         Ok(key_id)
@@ -198,7 +302,7 @@ impl Ctx<'_> {
         operation: Operation,
         info: &mut AwsRequestInfo,
     ) -> Result<KeyMetadata, AwsError> {
-        let key_id = self.authorized(input, operation, info)?;
+        let key_id = self.authorized(svc, input, operation, info).await?;
         Ok(call(self.app, operation, svc.describe_key(DescribeKeyRequest { key_id })).await?.key_metadata)
     }
 
@@ -220,7 +324,7 @@ impl Ctx<'_> {
         info.key_id = Some(named.clone());
         self.check(operation, &named)?;
         if let Some(claimed) = claimed {
-            let claimed = self.resolve("KeyId", claimed)?;
+            let claimed = self.resolve(svc, "KeyId", claimed).await?;
             if claimed != named {
                 return Err(AwsError::client(
                     "IncorrectKeyException",
@@ -238,7 +342,7 @@ impl Ctx<'_> {
         info: &mut AwsRequestInfo,
     ) -> Result<Value, AwsError> {
         shapes::symmetric_only("EncryptionAlgorithm", input.encryption_algorithm.as_deref())?;
-        let key_id = self.authorized(&input.key_id, Operation::Encrypt, info)?;
+        let key_id = self.authorized(svc, &input.key_id, Operation::Encrypt, info).await?;
         let plaintext = shapes::blob("Plaintext", input.plaintext.expose_secret(), MAX_PLAINTEXT_BYTES)?;
         let request = EncryptRequest {
             key_id,
@@ -290,7 +394,7 @@ impl Ctx<'_> {
         let blob = shapes::blob("CiphertextBlob", &input.ciphertext_blob, MAX_CIPHERTEXT_BYTES)?;
         let op = Operation::ReEncrypt;
         self.source_key(svc, &blob, input.source_key_id.as_deref(), op, info).await?;
-        let destination = self.resolve("DestinationKeyId", &input.destination_key_id)?;
+        let destination = self.resolve(svc, "DestinationKeyId", &input.destination_key_id).await?;
         self.check(op, &destination)?;
         let request = ReEncryptRequest {
             ciphertext_blob: blob.to_vec(),
@@ -332,7 +436,7 @@ impl Ctx<'_> {
                 None
             }
         };
-        let key_id = self.authorized(&input.key_id, op, info)?;
+        let key_id = self.authorized(svc, &input.key_id, op, info).await?;
         let context = input.encryption_context;
         let (key_id, ciphertext, plaintext) = match (spec, with_plaintext) {
             (Some(key_spec), true) => {
@@ -457,6 +561,12 @@ impl Ctx<'_> {
 }
 
 /// Runs one call into the service, timing it for `/metrics`; the error keeps its kind.
+/// An `AliasName` input, checked (`ValidationException` naming the rule).
+fn alias_name(input: &str) -> Result<String, AwsError> {
+    kms_types::alias::validate_alias_name("AliasName", input).map_err(|e| AwsError::validation(e.to_string()))?;
+    Ok(input.to_owned())
+}
+
 async fn call<T>(
     app: &App,
     operation: Operation,

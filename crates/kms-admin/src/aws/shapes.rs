@@ -228,6 +228,21 @@ pub(crate) struct UntagResource {
     pub(crate) tag_keys: Vec<String>,
 }
 
+/// `CreateAlias` and `UpdateAlias`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct AliasTarget {
+    pub(crate) alias_name: String,
+    pub(crate) target_key_id: String,
+}
+
+/// `DeleteAlias`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct AliasOnly {
+    pub(crate) alias_name: String,
+}
+
 /// `GetKeyPolicy`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
