@@ -67,15 +67,20 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod cache;
 mod ciphertext;
 mod clock;
 mod dir;
 mod factory;
+mod legacy;
 mod master_key;
 mod record;
 mod service;
+mod store;
+mod writer;
 
 pub use backend::{DEFAULT_DELETION_SWEEP_INTERVAL, LocalBackend, LocalOptions};
+pub use cache::CacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use factory::LocalBackendFactory;
 pub use service::MAX_DESCRIPTION_LEN;
