@@ -224,7 +224,8 @@ impl LocalBackend {
                 tracing::warn!(key_dir = %shown, removed, "removed leftovers of interrupted writes");
             }
             let legacy = dir.legacy_record_ids().map_err(|e| io_error(format!("cannot list {shown}"), e))?;
-            let has_store = dir.exists(store::STORE_FILE).map_err(|e| io_error(format!("cannot inspect {shown}"), e))?;
+            let has_store =
+                dir.exists(store::STORE_FILE).map_err(|e| io_error(format!("cannot inspect {shown}"), e))?;
             if matches!(secret, MasterSecret::InsecurePlaintext) {
                 tracing::error!(
                     key_dir = %shown,

@@ -117,7 +117,10 @@ mod tests {
         let kek = RecordProtection::Sealed(Box::new(RandomNonceKey::new(Algorithm::Aes256Gcm, &[1; 32]).unwrap()));
         let file = br#"{"format":"kms-local-key","format_version":1,"key_id":"a","current_version":1,"protection":"aes_256_gcm","body":""}"#;
         assert!(matches!(decode("b", file, &kek), Err(RecordError::WrongKeyId { .. })));
-        assert_eq!(decode("a", file, &RecordProtection::InsecurePlaintext).unwrap_err(), RecordError::ProtectionMismatch);
+        assert_eq!(
+            decode("a", file, &RecordProtection::InsecurePlaintext).unwrap_err(),
+            RecordError::ProtectionMismatch
+        );
         assert_eq!(decode("a", file, &kek).unwrap_err(), RecordError::Authentication);
         let v9 = String::from_utf8_lossy(file).replace("\"format_version\":1", "\"format_version\":9");
         assert!(matches!(decode("a", v9.as_bytes(), &kek), Err(RecordError::UnsupportedFormat { version: 9, .. })));

@@ -179,7 +179,9 @@ impl KeyRecord {
         bytes.push(kind);
         bytes.extend_from_slice(&current.to_be_bytes());
         match protection {
-            RecordProtection::Sealed(kek) => bytes.extend_from_slice(&kek.seal(&aad(&self.key_id, current, kind), &body)?),
+            RecordProtection::Sealed(kek) => {
+                bytes.extend_from_slice(&kek.seal(&aad(&self.key_id, current, kind), &body)?)
+            }
             RecordProtection::InsecurePlaintext => bytes.extend_from_slice(&body),
         }
         if bytes.len() > MAX_RECORD_BYTES {
@@ -429,13 +431,10 @@ mod tests {
         expected.extend_from_slice(&[1; 32]);
         assert_eq!(bytes, expected);
         assert_eq!(hex(&bytes[..10]), "020000000001000000d1");
-        assert_eq!(
-            hex(&bytes[bytes.len() - 48..bytes.len() - 32]),
-            "00000001000000010000000069a7be7f"
-        );
+        assert_eq!(hex(&bytes[bytes.len() - 48..bytes.len() - 32]), "00000001000000010000000069a7bdbf");
         assert_eq!(
             hex(&aad("k", 1, 1)),
-            "6b6d732d6c6f63616c2f76322f6b65792d7265636f7264000200000001" .to_owned() + "6b0000000101"
+            "6b6d732d6c6f63616c2f76322f6b65792d7265636f7264000200000001".to_owned() + "6b0000000101"
         );
     }
 

@@ -134,13 +134,9 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
-        let (key_id, key_version, mut plaintext) = self.open_blob(
-            &request.ciphertext_blob,
-            &request.encryption_context,
-            request.key_id.as_deref(),
-            "decrypt",
-        )
-        .await?;
+        let (key_id, key_version, mut plaintext) = self
+            .open_blob(&request.ciphertext_blob, &request.encryption_context, request.key_id.as_deref(), "decrypt")
+            .await?;
         Ok(DecryptResponse { key_id, key_version, plaintext: SecretBytes::new(std::mem::take(&mut *plaintext)) })
     }
 
@@ -159,13 +155,14 @@ impl KmsBackend for LocalBackend {
         &self,
         request: GenerateDataKeyWithoutPlaintextRequest,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
-        let (key_version, _data_key, ciphertext_blob) = self.data_key(
-            &request.key_id,
-            request.key_spec,
-            &request.encryption_context,
-            "generate_data_key_without_plaintext",
-        )
-        .await?;
+        let (key_version, _data_key, ciphertext_blob) = self
+            .data_key(
+                &request.key_id,
+                request.key_spec,
+                &request.encryption_context,
+                "generate_data_key_without_plaintext",
+            )
+            .await?;
         Ok(GenerateDataKeyWithoutPlaintextResponse { key_id: request.key_id, key_version, ciphertext_blob })
     }
 

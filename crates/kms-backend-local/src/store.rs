@@ -50,9 +50,9 @@ pub(crate) fn open(dir: &KeyDir) -> Result<Database, KmsError> {
     let path = dir.path().join(STORE_FILE);
     let existed = dir.exists(STORE_FILE).map_err(|e| io_error(format!("cannot inspect {}", path.display()), e))?;
     let file = open_file(&path, !existed).map_err(|e| io_error(format!("cannot open {}", path.display()), e))?;
-    let db = builder()
-        .create_file(file)
-        .map_err(|e| KmsError::backend_with_source(format!("cannot open the key store {}", path.display()), false, e))?;
+    let db = builder().create_file(file).map_err(|e| {
+        KmsError::backend_with_source(format!("cannot open the key store {}", path.display()), false, e)
+    })?;
     if existed {
         check_format(&db)?;
     } else {
@@ -149,8 +149,11 @@ pub(crate) fn migrate(dir: &KeyDir, protection: &RecordProtection, legacy_ids: &
     let temp = dir.temp_name().map_err(|e| io_error(format!("cannot migrate {shown}"), e))?;
     let temp_path = dir.path().join(&temp);
     let built = (|| {
-        let file = open_file(&temp_path, true).map_err(|e| io_error(format!("cannot create {}", temp_path.display()), e))?;
-        let db = builder().create_file(file).map_err(|e| KmsError::backend_with_source("cannot create the key store", false, e))?;
+        let file =
+            open_file(&temp_path, true).map_err(|e| io_error(format!("cannot create {}", temp_path.display()), e))?;
+        let db = builder()
+            .create_file(file)
+            .map_err(|e| KmsError::backend_with_source("cannot create the key store", false, e))?;
         initialize(&db)?;
         let txn = db.begin_write().map_err(storage)?;
         let mut migrated = 0;

@@ -157,11 +157,7 @@ fn commit_batch(context: &WriterContext, batch: Vec<Op>) {
                 }
             }
         }
-        if changes.is_empty() {
-            txn.abort().map_err(storage)
-        } else {
-            txn.commit().map_err(storage)
-        }
+        if changes.is_empty() { txn.abort().map_err(storage) } else { txn.commit().map_err(storage) }
     })();
     match outcome {
         Ok(()) => {
@@ -213,7 +209,13 @@ impl Tables<'_, '_> {
         self.store(record)
     }
 
-    fn mutate(&mut self, key_id: &str, operation: &'static str, change: Change, now: OffsetDateTime) -> Applied<Arc<KeyRecord>> {
+    fn mutate(
+        &mut self,
+        key_id: &str,
+        operation: &'static str,
+        change: Change,
+        now: OffsetDateTime,
+    ) -> Applied<Arc<KeyRecord>> {
         let current = match self.load(key_id)? {
             None => return Ok(Err(KmsError::key_not_found(key_id))),
             Some(Err(_)) => return Ok(Err(KmsError::invalid_key_state(key_id, KeyState::Unavailable, operation))),
