@@ -13,6 +13,7 @@
 //! value: it is the store's key. Format 1 (one JSON file per key) is read only to migrate it
 //! (`crate::legacy`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -61,7 +62,9 @@ impl From<StoredState> for KeyState {
     }
 }
 
-/// The key's metadata as stored (inside the sealed body).
+/// The key's metadata as stored (inside the sealed body). Absent optional fields and empty
+/// tags are left out (format 2 writes them so, every format reads both), which keeps a
+/// one-version key's record small.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoredMeta {
@@ -69,14 +72,17 @@ pub(crate) struct StoredMeta {
     pub(crate) usage: KeyUsage,
     pub(crate) spec: KeySpec,
     pub(crate) origin: KeyOrigin,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) tags: Tags,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) policy: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) creation_date: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
     pub(crate) deletion_date: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
     pub(crate) rotation_date: Option<OffsetDateTime>,
 }
 
@@ -422,7 +428,7 @@ mod tests {
     #[test]
     fn format_v2_known_answer() {
         let bytes = sample("k", 1).encode(&RecordProtection::InsecurePlaintext).unwrap();
-        let meta = br#"{"state":"enabled","usage":"encrypt_decrypt","spec":"aes256","origin":"kms","description":"d","tags":{"team":"a"},"policy":null,"creation_date":"2026-03-04T05:06:07Z","deletion_date":null,"rotation_date":null}"#;
+        let meta = br#"{"state":"enabled","usage":"encrypt_decrypt","spec":"aes256","origin":"kms","description":"d","tags":{"team":"a"},"creation_date":"2026-03-04T05:06:07Z"}"#;
         let mut expected = vec![2, 0, 0, 0, 0, 1];
         expected.extend_from_slice(&(meta.len() as u32).to_be_bytes());
         expected.extend_from_slice(meta);
@@ -430,7 +436,7 @@ mod tests {
         expected.extend_from_slice(&1_772_600_767i64.to_be_bytes());
         expected.extend_from_slice(&[1; 32]);
         assert_eq!(bytes, expected);
-        assert_eq!(hex(&bytes[..10]), "020000000001000000d1");
+        assert_eq!(hex(&bytes[..10]), "02000000000100000099");
         assert_eq!(hex(&bytes[bytes.len() - 48..bytes.len() - 32]), "00000001000000010000000069a7bdbf");
         assert_eq!(
             hex(&aad("k", 1, 1)),

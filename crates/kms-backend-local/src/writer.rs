@@ -28,8 +28,10 @@ use crate::master_key::RecordProtection;
 use crate::record::{KeyRecord, StoredState};
 use crate::store::{KEYS, PENDING, storage};
 
-/// Most changes in one transaction.
-pub(crate) const MAX_BATCH: usize = 1024;
+/// Most changes in one transaction: enough to share a fsync between many callers, few enough
+/// that one commit does not make redb grow its file far ahead of use (measured: batches of
+/// 512 took about 1.5× the disk of batches of 64).
+pub(crate) const MAX_BATCH: usize = 256;
 
 /// A change of one key: `Ok(None)` means "nothing to change" (nothing is written).
 pub(crate) type Change = Box<dyn FnOnce(&KeyRecord, OffsetDateTime) -> Result<Option<KeyRecord>> + Send>;

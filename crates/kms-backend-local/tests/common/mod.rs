@@ -90,7 +90,7 @@ const KEYS: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new(
 
 /// The stored record of `key_id`.
 pub fn stored_record(dir: &Path, key_id: &str) -> Vec<u8> {
-    use redb::{ReadableDatabase, ReadableTable};
+    use redb::ReadableDatabase;
     let db = redb::Database::open(dir.join("keys.redb")).expect("store opens");
     let txn = db.begin_read().unwrap();
     let table = txn.open_table(KEYS).unwrap();
