@@ -448,13 +448,15 @@ impl LocalBackend {
         if let Some(marker) = &request.marker {
             validate_key_id("marker", marker)?;
         }
+        let prefix = request.checked_prefix()?.to_owned();
         self.check_open()?;
         let inner = self.inner.clone();
         let marker = request.marker.clone();
         // The marker is a position (exclusive lower bound), not a cursor: it stays valid when
-        // its key is deleted, and keys created behind it are simply not on later pages.
+        // its key is deleted, and keys created behind it are simply not on later pages. A
+        // prefix is a range of the store: only the ids in it are read.
         let mut page = blocking(move || {
-            let rows = store::page(&*inner.db()?, marker.as_deref(), "", limit + 1)?;
+            let rows = store::page(&*inner.db()?, marker.as_deref(), &prefix, limit + 1)?;
             Ok(rows
                 .into_iter()
                 .map(|(key_id, bytes)| {

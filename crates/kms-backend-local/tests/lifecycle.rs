@@ -296,7 +296,10 @@ async fn pagination_is_stable_while_keys_are_created_and_deleted() {
     let mut seen = Vec::new();
     let mut marker: Option<String> = None;
     loop {
-        let page = backend.list_keys(ListKeysRequest { limit: Some(7), marker: marker.clone() }).await.unwrap();
+        let page = backend
+            .list_keys(ListKeysRequest { limit: Some(7), marker: marker.clone(), ..Default::default() })
+            .await
+            .unwrap();
         assert!(page.keys.len() <= 7);
         if let Some(m) = &marker {
             assert!(page.keys.iter().all(|e| &e.key_id > m), "pages move strictly forward");
@@ -320,10 +323,13 @@ async fn pagination_is_stable_while_keys_are_created_and_deleted() {
     assert_eq!(all.len(), 90);
     assert!(all.iter().all(|k| !k.starts_with("churn-old")));
     // Edges: a marker past the end, limit bounds.
-    let page = backend.list_keys(ListKeysRequest { limit: Some(5), marker: Some("zzz".into()) }).await.unwrap();
+    let page = backend
+        .list_keys(ListKeysRequest { limit: Some(5), marker: Some("zzz".into()), ..Default::default() })
+        .await
+        .unwrap();
     assert!(page.keys.is_empty() && !page.truncated && page.next_marker.is_none());
     for bad in [0, 1001] {
-        let r = backend.list_keys(ListKeysRequest { limit: Some(bad), marker: None }).await;
+        let r = backend.list_keys(ListKeysRequest { limit: Some(bad), marker: None, ..Default::default() }).await;
         assert!(matches!(r, Err(KmsError::InvalidRequest { .. })), "{bad}");
     }
 }

@@ -179,7 +179,10 @@ async fn child_crash_loop(dir: &Path) {
     let mut live: Vec<String> = Vec::new();
     let mut marker = None;
     loop {
-        let page = backend.list_keys(ListKeysRequest { limit: Some(1000), marker: marker.take() }).await.unwrap();
+        let page = backend
+            .list_keys(ListKeysRequest { limit: Some(1000), marker: marker.take(), ..Default::default() })
+            .await
+            .unwrap();
         live.extend(page.keys.into_iter().filter(|e| e.key_state == KeyState::Enabled).map(|e| e.key_id));
         if !page.truncated {
             break;
@@ -301,7 +304,7 @@ fn crash_rounds() {
             .collect();
         assert!(leftovers.is_empty(), "round {round}: temp files left after start: {leftovers:?}");
         let listed: BTreeMap<String, KeyState> = rt
-            .block_on(backend.list_keys(ListKeysRequest { limit: Some(1000), marker: None }))
+            .block_on(backend.list_keys(ListKeysRequest { limit: Some(1000), marker: None, ..Default::default() }))
             .unwrap()
             .keys
             .into_iter()
@@ -435,7 +438,9 @@ fn group_crash_rounds() {
         let mut listed = BTreeMap::new();
         let mut marker = None;
         loop {
-            let page = rt.block_on(backend.list_keys(ListKeysRequest { limit: Some(1000), marker })).unwrap();
+            let page = rt
+                .block_on(backend.list_keys(ListKeysRequest { limit: Some(1000), marker, ..Default::default() }))
+                .unwrap();
             listed.extend(page.keys.into_iter().map(|e| (e.key_id, e.key_state)));
             if !page.truncated {
                 break;

@@ -74,7 +74,10 @@ pub async fn list_all(backend: &LocalBackend, limit: u32) -> Vec<KeyListEntry> {
     let mut all = Vec::new();
     let mut marker = None;
     loop {
-        let page = backend.list_keys(ListKeysRequest { limit: Some(limit), marker: marker.take() }).await.unwrap();
+        let page = backend
+            .list_keys(ListKeysRequest { limit: Some(limit), marker: marker.take(), ..Default::default() })
+            .await
+            .unwrap();
         all.extend(page.keys);
         if !page.truncated {
             return all;
