@@ -305,8 +305,10 @@ async fn listing_and_not_found(config: KmsConfig) {
         Err(KmsError::InvalidRequest { .. })
     ));
     // A marker naming a key that no longer exists still works.
-    let after_gone =
-        backend.list_keys(ListKeysRequest { limit: Some(10), marker: Some(format!("{}x", ids[1])) }).await.unwrap();
+    let after_gone = backend
+        .list_keys(ListKeysRequest { limit: Some(10), marker: Some(format!("{}x", ids[1])), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(after_gone.keys.iter().map(|k| k.key_id.clone()).collect::<Vec<_>>(), ids[2..].to_vec());
 
     // Unknown keys: not found, and encrypt never creates a Transit key.
