@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
-use crate::cache::{CacheStats, Cached, DEFAULT_CACHE_CAPACITY, KeyCache};
+use crate::cache::{Cached, DEFAULT_CACHE_CAPACITY, KeyCache, KeyCacheStats};
 use crate::clock::{Clock, SystemClock};
 use crate::dir::{KeyDir, io_error};
 use crate::master_key::{MasterSecret, RecordProtection};
@@ -293,7 +293,7 @@ impl LocalBackend {
 
     /// Hit and miss counts and the size of the cache of opened keys, and how many records
     /// were opened since start (what `/metrics` shows for the local backend).
-    pub fn cache_stats(&self) -> CacheStats {
+    pub fn cache_stats(&self) -> KeyCacheStats {
         self.inner.cache.stats()
     }
 

@@ -42,7 +42,7 @@ pub(crate) struct MissTicket(u64);
 /// Hit and miss counts, and the current size, for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
-pub struct CacheStats {
+pub struct KeyCacheStats {
     /// Lookups answered from memory.
     pub hits: u64,
     /// Lookups that had to read and open a record.
@@ -157,9 +157,9 @@ impl KeyCache {
         self.lock().lru.clear();
     }
 
-    pub(crate) fn stats(&self) -> CacheStats {
+    pub(crate) fn stats(&self) -> KeyCacheStats {
         let entries = self.lock().lru.len() as u64;
-        CacheStats {
+        KeyCacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             entries,

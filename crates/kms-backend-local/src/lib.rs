@@ -80,7 +80,7 @@ mod store;
 mod writer;
 
 pub use backend::{DEFAULT_DELETION_SWEEP_INTERVAL, LocalBackend, LocalOptions};
-pub use cache::CacheStats;
+pub use cache::KeyCacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use factory::LocalBackendFactory;
 pub use service::MAX_DESCRIPTION_LEN;
