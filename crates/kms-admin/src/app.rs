@@ -168,8 +168,10 @@ impl App {
         match operation {
             Op::Health => self.health(&req).await,
             Op::Metrics => {
-                let cache = self.manager.manager().await.map(|m| m.cache_stats());
-                Ok(text_response(self.metrics.render(cache)))
+                let manager = self.manager.manager().await;
+                let cache = manager.as_ref().map(|m| m.cache_stats());
+                let key_cache = manager.as_ref().and_then(|m| m.backend_key_cache_stats());
+                Ok(text_response(self.metrics.render_with(cache, key_cache)))
             }
             Op::Status => self.status().await,
             Op::GetConfig => {

@@ -327,4 +327,14 @@ impl KmsBackend for LocalBackend {
         self.shutdown().await;
         Ok(())
     }
+
+    fn key_cache_stats(&self) -> Option<kms_types::api_types::CacheStats> {
+        let stats = self.cache_stats();
+        Some(kms_types::api_types::CacheStats {
+            hits: stats.hits,
+            misses: stats.misses,
+            entries: usize::try_from(stats.entries).unwrap_or(usize::MAX),
+            capacity: usize::try_from(stats.capacity).unwrap_or(usize::MAX),
+        })
+    }
 }

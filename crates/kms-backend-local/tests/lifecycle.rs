@@ -383,3 +383,20 @@ async fn a_closed_backend_refuses_calls_and_releases_the_directory() {
     assert!(second.health_check().await.unwrap());
     assert_eq!(list_all(&second, 10).await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_cache_of_opened_keys_counts_hits_and_misses_for_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keys_dir(&tmp);
+    let backend = open(&dir).await;
+    backend.create_key(named("k")).await.unwrap();
+    backend.shutdown().await;
+    let backend = open(&dir).await;
+    assert_eq!(backend.cache_stats().records_opened, 0, "opening reads no key");
+    for _ in 0..3 {
+        encrypt(&backend, "k", b"x").await.unwrap();
+    }
+    let stats = backend.key_cache_stats().expect("the local backend has a key cache");
+    assert_eq!((stats.misses, stats.hits, stats.entries), (1, 2, 1));
+    assert_eq!(backend.cache_stats().records_opened, 1);
+}
