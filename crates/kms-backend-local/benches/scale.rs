@@ -1,14 +1,15 @@
 //! `cargo xtask bench scale`: the local key store at a million keys (issue 16), through the
 //! library. `KMS_SCALE_KEYS` sets the size (default 1,000,000).
 //!
-//! The parent builds two stores, one of 1,000 keys (the baseline) and one of the full size,
+//! The parent builds three stores, of 1,000 and 10,000 keys (the baselines: 10k is the
+//! smallest that holds the whole 10k-key spread) and of the full size,
 //! with 64 concurrent creators, and prints the build's create rate and the bytes per key on
 //! disk. Then, for each store, a fresh child process (this executable, `KMS_SCALE_ROLE=measure`)
 //! opens it and prints: start-up time, RSS after start and after touching 10k distinct keys,
 //! `generate_data_key` and `decrypt` on one core (ops per CPU-second) for a hot key and spread
 //! over 10k keys, a page of 1000 from random markers, the single-caller create latency beside
 //! a bare fsync's in the same directory, and the 64-caller create rate. The parent prints the
-//! full-size figures as ratios against the baseline's, measured in the same run. The machine
+//! full-size figures as ratios against the baselines', measured in the same run. The machine
 //! may be shared: the load average is printed, ops per CPU-second are the stable figure.
 #![allow(clippy::print_stdout)]
 
@@ -256,7 +257,7 @@ fn main() {
     let tmp = tempfile::Builder::new().prefix("kms-scale-").tempdir_in(std::env::temp_dir()).expect("tempdir");
     println!("local key store at scale: {keys} keys vs a baseline of 1000 (load average {})", load_average());
     let mut runs = Vec::new();
-    for n in [1_000, keys] {
+    for n in [1_000, 10_000, keys] {
         let dir = tmp.path().join(format!("keys-{n}"));
         let rate = build(&dir, n);
         let (file, allocated) = disk_bytes_per_key(&dir, n);
@@ -266,9 +267,17 @@ fn main() {
         figures.insert(2, ("disk_allocated_bytes_per_key".into(), allocated));
         runs.push(figures);
     }
-    println!("{:<36} {:>14} {:>14} {:>8}", "figure", "1000 keys", format!("{keys} keys"), "ratio");
-    for ((name, base), (_, full)) in runs[0].iter().zip(&runs[1]) {
-        println!("{name:<36} {base:>14.2} {full:>14.2} {:>8.3}", full / base);
+    println!(
+        "{:<36} {:>13} {:>13} {:>13} {:>9} {:>9}",
+        "figure",
+        "1k keys",
+        "10k keys",
+        format!("{keys} keys"),
+        "vs 1k",
+        "vs 10k"
+    );
+    for (((name, one), (_, ten)), (_, full)) in runs[0].iter().zip(&runs[1]).zip(&runs[2]) {
+        println!("{name:<36} {one:>13.2} {ten:>13.2} {full:>13.2} {:>9.3} {:>9.3}", full / one, full / ten);
     }
     println!("load average after: {}", load_average());
 }

@@ -413,8 +413,10 @@ impl LocalBackend {
         let material = random_material()?;
         let version = KeyVersion::new(1, meta.creation_date, material.as_ref())?;
         let record = KeyRecord { key_id, meta, versions: vec![Arc::new(version)] };
+        // Sealed here, on the caller's thread: the writer only stores it.
+        let bytes = record.encode(&self.inner.protection)?;
         let (reply, answer) = oneshot::channel();
-        self.inner.submit(Op::Create { record, reply }, answer).await
+        self.inner.submit(Op::Create { record, bytes, reply }, answer).await
     }
 
     /// Applies `change` to a key in the writer; `Ok(None)` from `change` means "no change"

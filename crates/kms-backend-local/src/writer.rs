@@ -33,13 +33,17 @@ use crate::store::{KEYS, PENDING, storage};
 /// 512 took about 1.5× the disk of batches of 64).
 pub(crate) const MAX_BATCH: usize = 256;
 
+/// Longest wait for more changes before a commit, and only after a commit of several: a small
+/// fraction of one fsync.
+const GATHER_WINDOW: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// A change of one key: `Ok(None)` means "nothing to change" (nothing is written).
 pub(crate) type Change = Box<dyn FnOnce(&KeyRecord, OffsetDateTime) -> Result<Option<KeyRecord>> + Send>;
 
 /// One queued change.
 pub(crate) enum Op {
-    /// Stores a new key; refused if the id exists.
-    Create { record: KeyRecord, reply: oneshot::Sender<Result<Arc<KeyRecord>>> },
+    /// Stores a new key, already sealed by the caller (`bytes`); refused if the id exists.
+    Create { record: KeyRecord, bytes: Vec<u8>, reply: oneshot::Sender<Result<Arc<KeyRecord>>> },
     /// Applies `change` to the stored key `key_id`.
     Mutate { key_id: String, operation: &'static str, change: Change, reply: oneshot::Sender<Result<Arc<KeyRecord>>> },
     /// Removes every key in `PendingDeletion` whose deletion date has passed.
@@ -98,14 +102,26 @@ impl Drop for Writer {
 }
 
 fn run(context: &WriterContext, ops: &Receiver<Op>) {
+    let mut last_batch = 1;
     while let Ok(first) = ops.recv() {
         let mut batch = vec![first];
+        // The callers the last commit answered are likely to come back at once: when it had
+        // several, wait a moment for them (never longer than GATHER_WINDOW) so the next commit
+        // carries them all instead of splitting them over two fsyncs. A lone caller (last
+        // batch of one) never waits.
+        let deadline = (last_batch > 1).then(|| std::time::Instant::now() + GATHER_WINDOW);
         while batch.len() < MAX_BATCH {
             match ops.try_recv() {
                 Ok(op) => batch.push(op),
-                Err(_) => break,
+                Err(_) => match deadline {
+                    Some(deadline) if batch.len() < last_batch && std::time::Instant::now() < deadline => {
+                        std::thread::yield_now();
+                    }
+                    _ => break,
+                },
             }
         }
+        last_batch = batch.len();
         commit_batch(context, batch);
     }
 }
@@ -151,7 +167,9 @@ fn commit_batch(context: &WriterContext, batch: Vec<Op>) {
             let mut tables = Tables { keys: &mut keys, pending: &mut pending, context, changes: &mut changes };
             for op in batch {
                 match op {
-                    Op::Create { record, reply } => replies.push(Reply::Record(reply, tables.create(record)?)),
+                    Op::Create { record, bytes, reply } => {
+                        replies.push(Reply::Record(reply, tables.create(record, &bytes)?));
+                    }
                     Op::Mutate { key_id, operation, change, reply } => {
                         replies.push(Reply::Record(reply, tables.mutate(&key_id, operation, change, now)?));
                     }
@@ -187,13 +205,9 @@ impl Tables<'_, '_> {
         Ok(Some(KeyRecord::decode(key_id, value.value(), &self.context.protection).map_err(|e| e.to_string())))
     }
 
-    fn store(&mut self, record: KeyRecord) -> Applied<Arc<KeyRecord>> {
-        let bytes = match record.encode(&self.context.protection) {
-            Ok(bytes) => bytes,
-            Err(refused) => return Ok(Err(refused)),
-        };
+    fn store(&mut self, record: KeyRecord, bytes: &[u8]) -> Applied<Arc<KeyRecord>> {
         let key_id = record.key_id.as_str();
-        self.keys.insert(key_id, bytes.as_slice()).map_err(storage)?;
+        self.keys.insert(key_id, bytes).map_err(storage)?;
         if record.meta.state == StoredState::PendingDeletion {
             self.pending.insert(key_id, ()).map_err(storage)?;
         } else {
@@ -204,11 +218,11 @@ impl Tables<'_, '_> {
         Ok(Ok(record))
     }
 
-    fn create(&mut self, record: KeyRecord) -> Applied<Arc<KeyRecord>> {
+    fn create(&mut self, record: KeyRecord, bytes: &[u8]) -> Applied<Arc<KeyRecord>> {
         if self.keys.get(record.key_id.as_str()).map_err(storage)?.is_some() {
             return Ok(Err(KmsError::KeyAlreadyExists { key_id: record.key_id }));
         }
-        self.store(record)
+        self.store(record, bytes)
     }
 
     fn mutate(
@@ -226,7 +240,10 @@ impl Tables<'_, '_> {
         match change(&current, now) {
             Err(refused) => Ok(Err(refused)),
             Ok(None) => Ok(Ok(Arc::new(current))),
-            Ok(Some(next)) => self.store(next),
+            Ok(Some(next)) => match next.encode(&self.context.protection) {
+                Ok(bytes) => self.store(next, &bytes),
+                Err(refused) => Ok(Err(refused)),
+            },
         }
     }
 
