@@ -64,10 +64,17 @@ fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg").map_or_else(|_| "unknown".into(), |l| l.trim().to_owned())
 }
 
-fn random_marker() -> String {
-    let mut b = [0u8; 4];
+/// A marker at a random moment between `first` (a key id) and now: generated ids begin with
+/// their creation time in milliseconds (UUID v7 layout), so this lands among the keys.
+fn random_marker(first: &str) -> String {
+    let hex: String = first.chars().filter(|c| *c != '-').take(12).collect();
+    let start = u64::from_str_radix(&hex, 16).unwrap_or(0);
+    let now = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
+        .unwrap_or(u64::MAX);
+    let mut b = [0u8; 8];
     SystemRandom::new().fill(&mut b).expect("random");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    let at = start + u64::from_le_bytes(b) % (now.saturating_sub(start) + 1);
+    format!("{:08x}-{:04x}", at >> 16, at & 0xffff)
 }
 
 fn percentile(mut samples: Vec<Duration>, p: usize) -> Duration {
@@ -141,11 +148,14 @@ fn measure(dir: &Path) {
         // Keys to use: pages of 1000 from random markers, timed.
         let mut spread = std::collections::BTreeSet::new();
         let mut page_times = Vec::new();
+        let first = backend.list_keys(ListKeysRequest { limit: Some(1), ..Default::default() }).await.expect("list");
+        let first = first.keys[0].key_id.clone();
         for _ in 0..40 {
             if spread.len() >= SPREAD {
                 break;
             }
-            let request = ListKeysRequest { limit: Some(1000), marker: Some(random_marker()), ..Default::default() };
+            let request =
+                ListKeysRequest { limit: Some(1000), marker: Some(random_marker(&first)), ..Default::default() };
             let t = Instant::now();
             let page = backend.list_keys(request).await.expect("list");
             page_times.push(t.elapsed());
@@ -206,15 +216,21 @@ fn measure(dir: &Path) {
         figure("cache_misses", stats.misses as f64);
 
         // Writes: a bare fsync in the directory, one caller, 64 callers.
+        // The probe: a 4 KiB page rewritten in an existing file and fsynced, as a commit does.
         let probe = dir.join(".tmp-fsync-probe");
+        let mut file = std::fs::File::create(&probe).expect("probe");
+        file.write_all(&[0u8; 64 * 1024]).expect("write");
+        file.sync_all().expect("fsync");
         let mut fsyncs = Vec::new();
-        for _ in 0..50 {
+        for i in 0..50u64 {
+            use std::io::{Seek, SeekFrom};
             let t = Instant::now();
-            let mut f = std::fs::File::create(&probe).expect("probe");
-            f.write_all(&[0u8; 512]).expect("write");
-            f.sync_all().expect("fsync");
+            file.seek(SeekFrom::Start(i % 16 * 4096)).expect("seek");
+            file.write_all(&[i as u8; 4096]).expect("write");
+            file.sync_all().expect("fsync");
             fsyncs.push(t.elapsed());
         }
+        drop(file);
         std::fs::remove_file(&probe).ok();
         figure("fsync_p50_ms", percentile(fsyncs, 50).as_secs_f64() * 1e3);
         let mut single = Vec::new();
