@@ -519,6 +519,9 @@ fn generated_key_id(now: OffsetDateTime) -> Result<String> {
     Ok(format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]))
 }
 
+/// The spec of every local master key.
+pub(crate) const MASTER_KEY_SPEC: KeySpec = KeySpec::Aes256;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +539,3 @@ mod tests {
         assert_ne!(generated_key_id(t).unwrap(), a, "74 random bits differ");
     }
 }
-
-/// The spec of every local master key.
-pub(crate) const MASTER_KEY_SPEC: KeySpec = KeySpec::Aes256;

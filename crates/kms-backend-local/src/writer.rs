@@ -256,7 +256,7 @@ impl Tables<'_, '_> {
         for key_id in listed {
             let due = match self.load(&key_id)? {
                 Some(Ok(r)) if r.meta.state == StoredState::PendingDeletion => {
-                    if !r.meta.deletion_date.is_some_and(|d| d <= now) {
+                    if r.meta.deletion_date.is_none_or(|d| d > now) {
                         continue;
                     }
                     true
