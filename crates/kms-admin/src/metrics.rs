@@ -10,6 +10,8 @@
 //! | `kms_backend_errors_total` | counter | `operation`, `code` |
 //! | `kms_cache_hits_total`, `kms_cache_misses_total` | counter | |
 //! | `kms_cache_entries` | gauge | |
+//! | `kms_backend_key_cache_hits_total`, `kms_backend_key_cache_misses_total` | counter | (local backend) |
+//! | `kms_backend_key_cache_entries` | gauge | (local backend) |
 //!
 //! Labels never carry key ids (unbounded cardinality, and ids can be sensitive).
 
