@@ -592,6 +592,10 @@ fn list_query(query: Option<&str>) -> Result<ListKeysRequest, ApiError> {
                 validate_key_id("marker", &value)?;
                 request.marker = Some(value);
             }
+            "prefix" => {
+                request.prefix = Some(value);
+                request.checked_prefix()?;
+            }
             other => return Err(ApiError::invalid(other.to_owned(), "unknown query parameter")),
         }
     }

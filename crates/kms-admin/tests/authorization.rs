@@ -305,6 +305,15 @@ async fn a_pattern_limited_list_reads_only_its_prefix_and_a_bounded_number_of_pa
     let ids: Vec<&str> = page["keys"].as_array().unwrap().iter().map(|k| k["key_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["app-1", "app-2"]);
     assert_eq!(*backend.listed.lock().unwrap(), [Some("app-".to_owned())]);
+    // A narrower prefix asked for is passed on; a disjoint one reads nothing.
+    backend.listed.lock().unwrap().clear();
+    let page = http.ok(Method::GET, "/kms/v1/keys?prefix=app-2", LISTER, None).await;
+    assert_eq!(page["keys"].as_array().unwrap().len(), 1);
+    let page = http.ok(Method::GET, "/kms/v1/keys?prefix=hidden-", LISTER, None).await;
+    assert!(page["keys"].as_array().unwrap().is_empty());
+    assert_eq!(*backend.listed.lock().unwrap(), [Some("app-2".to_owned())]);
+    let bad = http.call(Method::GET, "/kms/v1/keys?prefix=app-*", ADMIN, None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 
     // A pattern with no literal prefix: each request reads a bounded number of pages and
     // returns a marker to continue; following it finds the caller's key.
