@@ -8,7 +8,9 @@
 //! opens it and prints: start-up time, RSS after start and after touching 10k distinct keys,
 //! `generate_data_key` and `decrypt` on one core (ops per CPU-second) for a hot key and spread
 //! over 10k keys, a page of 1000 from random markers, the single-caller create latency beside
-//! a bare fsync's in the same directory, and the 64-caller create rate. The parent prints the
+//! a bare fsync's in the same directory, and the 64-caller create rate; then one more child is
+//! SIGKILLed after a commit and the parent times the start-up after that crash (redb's
+//! repair). The parent prints the
 //! full-size figures as ratios against the baselines', measured in the same run. The machine
 //! may be shared: the load average is printed, ops per CPU-second are the stable figure.
 #![allow(clippy::print_stdout)]
@@ -264,10 +266,47 @@ fn run_child(dir: &Path) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// The child that is killed: opens the store, commits one key, says so, and waits.
+fn dirty(dir: &Path) {
+    let rt = runtime();
+    rt.block_on(async {
+        let backend = LocalBackend::open(&config(dir)).await.expect("open");
+        backend.create_key(CreateKeyRequest::default()).await.expect("create");
+        println!("READY");
+        std::io::stdout().flush().ok();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    });
+}
+
+/// Start-up after a SIGKILL: redb checks the file and rebuilds its allocator state first.
+fn startup_after_crash_ms(dir: &Path) -> f64 {
+    use std::io::BufRead as _;
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .env("KMS_SCALE_ROLE", "dirty")
+        .env("KMS_SCALE_DIR", dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dirty child");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready");
+    assert_eq!(line.trim(), "READY");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let rt = runtime();
+    rt.block_on(async {
+        let started = Instant::now();
+        let backend = LocalBackend::open(&config(dir)).await.expect("open after a crash");
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        backend.shutdown().await;
+        ms
+    })
+}
+
 fn main() {
-    if std::env::var("KMS_SCALE_ROLE").as_deref() == Ok("measure") {
-        measure(&PathBuf::from(std::env::var_os("KMS_SCALE_DIR").expect("KMS_SCALE_DIR")));
-        return;
+    match std::env::var("KMS_SCALE_ROLE").as_deref() {
+        Ok("measure") => return measure(&PathBuf::from(std::env::var_os("KMS_SCALE_DIR").expect("KMS_SCALE_DIR"))),
+        Ok("dirty") => return dirty(&PathBuf::from(std::env::var_os("KMS_SCALE_DIR").expect("KMS_SCALE_DIR"))),
+        _ => {}
     }
     let keys: usize = std::env::var("KMS_SCALE_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let tmp = tempfile::Builder::new().prefix("kms-scale-").tempdir_in(std::env::temp_dir()).expect("tempdir");
@@ -281,6 +320,7 @@ fn main() {
         figures.insert(0, ("build_create_per_s".into(), rate));
         figures.insert(1, ("disk_file_bytes_per_key".into(), file));
         figures.insert(2, ("disk_allocated_bytes_per_key".into(), allocated));
+        figures.push(("startup_after_sigkill_ms".into(), startup_after_crash_ms(&dir)));
         runs.push(figures);
     }
     println!(
