@@ -203,6 +203,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("crypto", "kms-crypto"),
     ("http", "kms-admin"),
     ("local", "kms-backend-local"),
+    ("scale", "kms-backend-local"),
     ("sse", "kms"),
     ("vault", "kms-backend-vault"),
 ];

@@ -39,6 +39,10 @@ use crate::store::{ConfigStore, PersistedState};
 
 type Resp = Response<Full<Bytes>>;
 
+/// Backend pages read at most for one `list_keys` request of an identity limited to some key
+/// patterns (issue 13 item 10): the cost of a request stays bounded however few keys match.
+const MAX_LIST_PAGES_SCANNED: usize = 16;
+
 /// What the audit line and metrics learn about a request while it is handled.
 #[derive(Default)]
 struct RequestInfo {
@@ -182,8 +186,10 @@ impl App {
             // No native route manages aliases (the AWS protocol does).
             Op::ManageAliases => Err(ApiError::no_route()),
             Op::Metrics => {
-                let cache = self.manager.manager().await.map(|m| m.cache_stats());
-                Ok(text_response(self.metrics.render(cache)))
+                let manager = self.manager.manager().await;
+                let cache = manager.as_ref().map(|m| m.cache_stats());
+                let key_cache = manager.as_ref().and_then(|m| m.backend_key_cache_stats());
+                Ok(text_response(self.metrics.render_with(cache, key_cache)))
             }
             Op::Status => self.status().await,
             Op::GetConfig => {
@@ -365,9 +371,12 @@ impl App {
     }
 
     /// A page of the keys `identity` may list. An identity limited to some key patterns gets its
-    /// page filled from as many backend pages as it takes, and a `next_marker` that is one of
-    /// its own keys: the backend's marker is the last key of the unfiltered page, which may be a
-    /// key the identity may not see.
+    /// page filled from backend pages of the ids its patterns' literal prefix allows (a range
+    /// the backend reads, not the whole store), and a `next_marker` that is one of its own keys:
+    /// the backend's marker is the last key of the unfiltered page, which may be a key the
+    /// identity may not see. At most [`MAX_LIST_PAGES_SCANNED`] backend pages are read per
+    /// request: past that the page is returned as it is, truncated, with the backend's position
+    /// as the marker to continue from.
     pub(crate) async fn list_visible(
         &self,
         svc: &EncryptionService,
@@ -379,10 +388,19 @@ impl App {
             return self.call(operation, svc.list_keys(request)).await;
         }
         let limit = validate_list_limit(request.limit)?;
+        let allowed = identity.key_prefix(operation);
+        let asked = request.checked_prefix()?.to_owned();
+        // The narrower of the two prefixes; none of the identity's keys if they are disjoint.
+        let prefix = match (asked.starts_with(&allowed), allowed.starts_with(&asked)) {
+            (true, _) => asked,
+            (_, true) => allowed,
+            _ => return Ok(ListKeysResponse::default()),
+        };
         let mut keys = Vec::with_capacity(limit);
         let mut marker = request.marker;
-        loop {
-            let page = self.call(operation, svc.list_keys(ListKeysRequest { limit: request.limit, marker })).await?;
+        for _ in 0..MAX_LIST_PAGES_SCANNED {
+            let page_request = ListKeysRequest { limit: request.limit, marker, prefix: Some(prefix.clone()) };
+            let page = self.call(operation, svc.list_keys(page_request)).await?;
             keys.extend(page.keys.into_iter().filter(|k| identity.may_on(operation, Some(&k.key_id))));
             if keys.len() >= limit {
                 let truncated = keys.len() > limit || page.truncated;
@@ -395,6 +413,7 @@ impl App {
                 _ => return Ok(ListKeysResponse { keys, next_marker: None, truncated: false }),
             }
         }
+        Ok(ListKeysResponse { keys, next_marker: marker, truncated: true })
     }
 
     /// The key id a ciphertext names, read from its header without any cryptography; a blob
@@ -565,6 +584,10 @@ fn list_query(query: Option<&str>) -> Result<ListKeysRequest, ApiError> {
             "marker" => {
                 validate_key_id("marker", &value)?;
                 request.marker = Some(value);
+            }
+            "prefix" => {
+                request.prefix = Some(value);
+                request.checked_prefix()?;
             }
             other => return Err(ApiError::invalid(other.to_owned(), "unknown query parameter")),
         }

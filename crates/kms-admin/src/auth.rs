@@ -256,6 +256,26 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// The literal text every key id the identity may perform `op` on starts with: the
+    /// longest common prefix of its patterns' literal starts (before the first `*` or `?`).
+    /// `""` when the patterns share none (or one of them is `*`).
+    pub fn key_prefix(&self, op: Operation) -> String {
+        let mut starts = self
+            .grants
+            .iter()
+            .filter(|g| g.operations.contains(&op))
+            .flat_map(|g| g.keys.iter())
+            .map(|p| &p[..p.find(['*', '?']).unwrap_or(p.len())]);
+        let Some(first) = starts.next() else { return String::new() };
+        let common = starts.fold(first, |common, start| {
+            let same = common.bytes().zip(start.bytes()).take_while(|(a, b)| a == b).count();
+            &common[..same]
+        });
+        common.to_owned()
+    }
+}
+
 /// Why a configuration of identities was refused.
 #[derive(Debug, thiserror::Error)]
 #[error("identity {identity}: {message}")]

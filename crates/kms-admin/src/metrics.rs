@@ -10,6 +10,8 @@
 //! | `kms_backend_errors_total` | counter | `operation`, `code` |
 //! | `kms_cache_hits_total`, `kms_cache_misses_total` | counter | |
 //! | `kms_cache_entries` | gauge | |
+//! | `kms_backend_key_cache_hits_total`, `kms_backend_key_cache_misses_total` | counter | (local backend) |
+//! | `kms_backend_key_cache_entries` | gauge | (local backend) |
 //!
 //! Labels never carry key ids (unbounded cardinality, and ids can be sensitive).
 
@@ -56,6 +58,8 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug, Default)]
 struct CacheCollector {
     latest: Mutex<Option<CacheStats>>,
+    /// The backend's own cache of opened keys (the local backend's), if it has one.
+    backend: Mutex<Option<CacheStats>>,
 }
 
 impl Collector for CacheCollector {
@@ -79,6 +83,28 @@ impl Collector for CacheCollector {
         entries.encode(encoder.encode_descriptor(
             "kms_cache_entries",
             "Entries held in the key cache",
+            None,
+            entries.metric_type(),
+        )?)?;
+        let Some(stats) = *self.backend.lock().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
+        let hits = ConstCounter::new(stats.hits);
+        hits.encode(encoder.encode_descriptor(
+            "kms_backend_key_cache_hits",
+            "Uses of a key the backend had open in memory",
+            None,
+            hits.metric_type(),
+        )?)?;
+        let misses = ConstCounter::new(stats.misses);
+        misses.encode(encoder.encode_descriptor(
+            "kms_backend_key_cache_misses",
+            "Uses of a key the backend read and opened from its store",
+            None,
+            misses.metric_type(),
+        )?)?;
+        let entries = ConstGauge::new(stats.entries as i64);
+        entries.encode(encoder.encode_descriptor(
+            "kms_backend_key_cache_entries",
+            "Keys the backend holds open in memory",
             None,
             entries.metric_type(),
         )?)?;
@@ -175,7 +201,14 @@ impl Metrics {
 
     /// The text exposition, with the cache statistics read for this scrape.
     pub fn render(&self, cache: Option<CacheStats>) -> String {
+        self.render_with(cache, None)
+    }
+
+    /// [`Metrics::render`], with the backend's own key cache statistics too (the local
+    /// backend's cache of opened keys).
+    pub fn render_with(&self, cache: Option<CacheStats>, backend_cache: Option<CacheStats>) -> String {
         *self.cache.latest.lock().unwrap_or_else(|p| p.into_inner()) = cache;
+        *self.cache.backend.lock().unwrap_or_else(|p| p.into_inner()) = backend_cache.filter(|_| cache.is_some());
         let mut out = String::with_capacity(8 * 1024);
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
@@ -203,6 +236,17 @@ mod tests {
         assert!(text.contains("kms_cache_hits_total 7"), "{text}");
         assert!(text.contains("kms_cache_misses_total 3"), "{text}");
         assert!(text.contains("kms_http_connections_active 1"), "{text}");
+    }
+
+    #[test]
+    fn render_shows_the_backend_key_cache_when_the_backend_has_one() {
+        let metrics = Metrics::new();
+        let stats = |hits| CacheStats { hits, misses: 1, entries: 1, capacity: 4 };
+        let text = metrics.render_with(Some(stats(7)), Some(stats(40)));
+        assert!(text.contains("kms_cache_hits_total 7"), "{text}");
+        assert!(text.contains("kms_backend_key_cache_hits_total 40"), "{text}");
+        assert!(text.contains("kms_backend_key_cache_entries 1"), "{text}");
+        assert!(!metrics.render(Some(stats(7))).contains("kms_backend_key_cache"));
     }
 
     #[test]

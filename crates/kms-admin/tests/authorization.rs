@@ -275,10 +275,79 @@ async fn a_filtered_list_never_names_a_key_the_caller_may_not_list() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_limited_list_reads_only_its_prefix_and_a_bounded_number_of_pages() {
+    const LISTER: &str = "lister-token-0123456789";
+    const SCANNER: &str = "scanner-token-0123456789";
+    let backend = Arc::new(Counting {
+        inner: kms_core::mock::MemoryBackend::new(),
+        opened: Default::default(),
+        listed: Default::default(),
+    });
+    let mut options = common::Options { custom_backend: Some(backend.clone()), ..Default::default() };
+    for (name, token, pattern) in [("lister", LISTER, "app-*"), ("scanner", SCANNER, "*-mine")] {
+        options.config.identities.push(kms_admin::auth::IdentityConfig {
+            name: name.into(),
+            token_sha256: kms_admin::auth::hash_token(token),
+            allow: vec![kms_admin::auth::Grant { operations: vec!["list_keys".into()], keys: vec![pattern.into()] }],
+        });
+    }
+    let server = TestServer::with(options).await;
+    let http = Http::new(&server);
+    let mut names: Vec<String> = (0..40).map(|i| format!("hidden-{i:02}")).collect();
+    names.extend(["app-1".into(), "app-2".into(), "zz-mine".into()]);
+    for name in &names {
+        http.ok(Method::POST, "/kms/v1/keys", ADMIN, Some(json!({"key_name": name}))).await;
+    }
+    // The pattern's literal prefix reaches the backend: only that range is read.
+    backend.listed.lock().unwrap().clear();
+    let page = http.ok(Method::GET, "/kms/v1/keys?limit=100", LISTER, None).await;
+    let ids: Vec<&str> = page["keys"].as_array().unwrap().iter().map(|k| k["key_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["app-1", "app-2"]);
+    assert_eq!(*backend.listed.lock().unwrap(), [Some("app-".to_owned())]);
+    // A narrower prefix asked for is passed on; a disjoint one reads nothing.
+    backend.listed.lock().unwrap().clear();
+    let page = http.ok(Method::GET, "/kms/v1/keys?prefix=app-2", LISTER, None).await;
+    assert_eq!(page["keys"].as_array().unwrap().len(), 1);
+    let page = http.ok(Method::GET, "/kms/v1/keys?prefix=hidden-", LISTER, None).await;
+    assert!(page["keys"].as_array().unwrap().is_empty());
+    assert_eq!(*backend.listed.lock().unwrap(), [Some("app-2".to_owned())]);
+    let bad = http.call(Method::GET, "/kms/v1/keys?prefix=app-*", ADMIN, None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // A pattern with no literal prefix: each request reads a bounded number of pages and
+    // returns a marker to continue; following it finds the caller's key.
+    let mut marker: Option<String> = None;
+    let mut seen = Vec::new();
+    let mut requests = 0;
+    loop {
+        requests += 1;
+        assert!(requests <= 10, "the scan never ended");
+        let path = match &marker {
+            Some(m) => format!("/kms/v1/keys?limit=1&marker={m}"),
+            None => "/kms/v1/keys?limit=1".to_owned(),
+        };
+        backend.listed.lock().unwrap().clear();
+        let page = http.ok(Method::GET, &path, SCANNER, None).await;
+        assert!(backend.listed.lock().unwrap().len() <= 16, "one request read more than 16 backend pages");
+        seen.extend(page["keys"].as_array().unwrap().iter().map(|k| k["key_id"].as_str().unwrap().to_owned()));
+        if page["truncated"] != true {
+            break;
+        }
+        marker = page["next_marker"].as_str().map(str::to_owned);
+        assert!(marker.is_some(), "a truncated page has no marker");
+    }
+    assert_eq!(seen, ["zz-mine"]);
+    assert!(requests >= 3, "43 keys in pages of one need several bounded requests, took {requests}");
+    server.stop().await;
+}
+
 /// The memory backend, counting the decrypts and re-encrypts that reach it.
 struct Counting {
     inner: kms_core::mock::MemoryBackend,
     opened: std::sync::atomic::AtomicUsize,
+    /// The prefix of every `list_keys` that reached the backend.
+    listed: std::sync::Mutex<Vec<Option<String>>>,
 }
 
 impl Counting {
@@ -306,6 +375,7 @@ impl kms_core::backends::KmsBackend for Counting {
         self.inner.describe_key(r).await
     }
     async fn list_keys(&self, r: ListKeysRequest) -> Result<ListKeysResponse> {
+        self.listed.lock().unwrap().push(r.prefix.clone());
         self.inner.list_keys(r).await
     }
     async fn delete_key(&self, r: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
@@ -332,7 +402,11 @@ impl kms_core::backends::KmsBackend for Counting {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decrypt_and_re_encrypt_are_authorized_before_the_backend_opens_anything() {
     const MOVER: &str = "mover-token-0123456789";
-    let backend = Arc::new(Counting { inner: kms_core::mock::MemoryBackend::new(), opened: Default::default() });
+    let backend = Arc::new(Counting {
+        inner: kms_core::mock::MemoryBackend::new(),
+        opened: Default::default(),
+        listed: Default::default(),
+    });
     let mut options = common::Options { custom_backend: Some(backend.clone()), ..Default::default() };
     options.config.identities.push(kms_admin::auth::IdentityConfig {
         name: "mover".into(),

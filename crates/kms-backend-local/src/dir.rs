@@ -1,8 +1,9 @@
 //! The key directory on disk: permissions, the advisory lock, atomic writes, start-up cleanup.
 //!
 //! Everything here is synchronous file-system work; the backend runs it on tokio's blocking
-//! pool. The directory holds, besides one `<key_id>.key` file per key, only names starting
-//! with `.` (key ids never do): `.lock`, `.verifier.json` and `.tmp-*` leftovers.
+//! pool. The directory holds the key store (`keys.redb`) and names starting with `.`:
+//! `.lock`, `.verifier.json` and `.tmp-*` leftovers. A directory of format 1 also holds one
+//! `<key_id>.key` file per key until it is migrated.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -13,16 +14,14 @@ use std::sync::Mutex;
 use kms_types::error::KmsError;
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// Suffix of key record files.
-pub(crate) const RECORD_SUFFIX: &str = ".key";
 /// The advisory lock file.
 pub(crate) const LOCK_FILE: &str = ".lock";
 /// The master-key verifier record.
 pub(crate) const VERIFIER_FILE: &str = ".verifier.json";
 /// Prefix of temporary files of an in-progress write.
 pub(crate) const TEMP_PREFIX: &str = ".tmp-";
-/// Largest record read; anything bigger is not ours.
-const MAX_RECORD_BYTES: u64 = 1 << 20;
+/// Largest file read (a legacy record or the verifier); anything bigger is not ours.
+const MAX_RECORD_BYTES: u64 = crate::record::MAX_RECORD_BYTES as u64;
 
 /// An opened, checked and locked key directory.
 #[derive(Debug)]
@@ -132,8 +131,8 @@ impl KeyDir {
         Ok(removed)
     }
 
-    /// The key ids that have a record file, in no particular order.
-    pub(crate) fn record_ids(&self) -> io::Result<Vec<String>> {
+    /// The key ids that have a format 1 record file, in no particular order.
+    pub(crate) fn legacy_record_ids(&self) -> io::Result<Vec<String>> {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.path)? {
             let name = entry?.file_name();
@@ -141,7 +140,7 @@ impl KeyDir {
             if name.starts_with('.') {
                 continue;
             }
-            if let Some(id) = name.strip_suffix(RECORD_SUFFIX) {
+            if let Some(id) = name.strip_suffix(crate::legacy::LEGACY_SUFFIX) {
                 ids.push(id.to_owned());
             }
         }
@@ -201,19 +200,31 @@ impl KeyDir {
         result
     }
 
-    /// Removes `name` durably (the directory is fsynced); a missing file is not an error.
-    pub(crate) fn remove(&self, name: &str) -> io::Result<()> {
+    /// Removes `name`; the caller syncs the directory ([`KeyDir::sync`]). A missing file is
+    /// not an error.
+    pub(crate) fn remove_unsynced(&self, name: &str) -> io::Result<()> {
         match fs::remove_file(self.path.join(name)) {
-            Ok(()) => sync_dir(&self.path),
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
         }
     }
-}
 
-/// The record file name of `key_id`.
-pub(crate) fn record_name(key_id: &str) -> String {
-    format!("{key_id}{RECORD_SUFFIX}")
+    /// Makes the directory's entries durable.
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        sync_dir(&self.path)
+    }
+
+    /// A fresh temporary name (removed at the next start if it is left behind).
+    pub(crate) fn temp_name(&self) -> io::Result<String> {
+        temp_name()
+    }
+
+    /// Moves the finished temporary file `temp` to `name` and makes the move durable.
+    pub(crate) fn install(&self, temp: &str, name: &str) -> io::Result<()> {
+        fs::rename(self.path.join(temp), self.path.join(name))?;
+        sync_dir(&self.path)
+    }
 }
 
 fn temp_name() -> io::Result<String> {
@@ -251,11 +262,12 @@ mod tests {
         let err = dir.write_atomic("a.key", b"three", true).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(dir.read("a.key").unwrap(), b"two");
-        assert_eq!(dir.record_ids().unwrap(), vec!["a".to_owned()]);
+        assert_eq!(dir.legacy_record_ids().unwrap(), vec!["a".to_owned()]);
         // No temporary file survives a successful or a failed write.
         assert_eq!(dir.clean_temp_files().unwrap(), 0);
-        dir.remove("a.key").unwrap();
-        dir.remove("a.key").unwrap();
+        dir.remove_unsynced("a.key").unwrap();
+        dir.remove_unsynced("a.key").unwrap();
+        dir.sync().unwrap();
         assert!(!dir.exists("a.key").unwrap());
     }
 

@@ -8,25 +8,36 @@
 //! # What it guarantees
 //!
 //! - **Layout**: a directory created 0700 (refused if it is a symlink, writable by group or
-//!   others, or owned by someone else), one 0600 file per key, `<key_id>.key`, in a versioned
-//!   format (`docs/formats.md`, "Local key records").
+//!   others, or owned by someone else) holding one 0600 key store file, `keys.redb` (an
+//!   embedded `redb` database: one B-tree of records keyed by key id), in a versioned format
+//!   (`docs/formats.md`, "Local key records"). A directory of the earlier one-file-per-key
+//!   format is migrated into it once, atomically, when it is opened.
 //! - **At rest**: every record is sealed with AES-256-GCM under a key-encryption key derived
 //!   (HKDF-SHA256) from the master key (32 random bytes, or a passphrase through Argon2id),
 //!   with the key id, current version and format version as associated data: a record copied
-//!   over another key's file does not open. A verifier record makes a wrong master key a clear
+//!   under another key's id does not open. A verifier record makes a wrong master key a clear
 //!   error at start. The master key is never written. Plaintext records exist only with the
-//!   loudly named `MasterKeySource::InsecurePlaintextForDevelopment`.
-//! - **Lifecycle**: create (optionally named), describe, list (marker-paged), enable,
-//!   disable, update description, tag/untag, rotate (old versions keep decrypting; every ciphertext names
-//!   its key and version), schedule deletion (7-30 days) and cancel it (the key comes back
-//!   `Disabled`), and a deletion worker with an injectable [`Clock`]. Encrypt, decrypt and
-//!   data keys need an `Enabled` key (`docs/key-states.md`).
-//! - **Durability**: temporary file → fsync → rename → fsync of the directory; leftovers are
-//!   removed at start; an unreadable record makes its key `Unavailable`, not the store.
-//! - **Concurrency**: one lock per key serializes its changes (no lost updates); a second
-//!   process on the same directory is refused ("in use") by an advisory lock.
-//! - **Speed**: keys live in memory (zeroized on drop), each version with its AES-256-GCM
-//!   cipher set up once (`kms_crypto::envelope::PreparedKek`); the data path does no disk I/O,
+//!   loudly named `MasterKeySource::InsecurePlaintextForDevelopment`. A record is at most
+//!   1 MiB, checked when it is written and when it is read.
+//! - **Lifecycle**: create (optionally named), describe, list (marker-paged, optionally one
+//!   literal id prefix, read as a range), enable, disable, update description, tag/untag,
+//!   rotate (old versions keep decrypting; every ciphertext names its key and version),
+//!   schedule deletion (7-30 days) and cancel it (the key comes back `Disabled`), and a
+//!   deletion worker with an injectable [`Clock`]. Encrypt, decrypt and data keys need an
+//!   `Enabled` key (`docs/key-states.md`).
+//! - **Durability**: a change is answered only once its transaction is committed (fsynced);
+//!   a crash leaves each commit whole or absent; an unreadable record makes its key
+//!   `Unavailable`, not the store.
+//! - **Concurrency**: one writer thread applies every change in order (no lost update) and
+//!   commits all changes queued at that moment together: group commit, one fsync for many
+//!   callers, none for a single caller beyond its own. A second process on the same directory
+//!   is refused ("in use") by an advisory lock.
+//! - **Scale**: opening reads no key; a key is read and opened on first use and kept in a
+//!   bounded LRU cache ([`LocalOptions::with_cache_capacity`], figures in
+//!   [`LocalBackend::cache_stats`]), so start-up and memory do not grow with the number of
+//!   keys (`cargo xtask bench scale` measures a million).
+//! - **Speed**: an opened key holds each version's AES-256-GCM cipher set up once
+//!   (`kms_crypto::envelope::PreparedKek`); the data path of a cached key does no disk I/O,
 //!   and a data key costs one random draw (key and nonce together) and one AEAD seal.
 //!
 //! ```
@@ -67,15 +78,20 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod cache;
 mod ciphertext;
 mod clock;
 mod dir;
 mod factory;
+mod legacy;
 mod master_key;
 mod record;
 mod service;
+mod store;
+mod writer;
 
 pub use backend::{DEFAULT_DELETION_SWEEP_INTERVAL, LocalBackend, LocalOptions};
+pub use cache::KeyCacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use factory::LocalBackendFactory;
 pub use service::MAX_DESCRIPTION_LEN;

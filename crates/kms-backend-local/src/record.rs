@@ -1,22 +1,22 @@
-//! The key record: one file per key, format version 1 (`docs/formats.md`, "Local key records").
+//! The key record: a key's metadata and every version of its material, sealed as one value of
+//! the key store (`docs/formats.md`, "Local key records, format 2").
 //!
-//! The file is a small JSON envelope whose `body` is sealed under the record KEK:
-//!
-//! ```json
-//! {"format":"kms-local-key","format_version":1,"key_id":"app-1","current_version":2,
-//!  "protection":"aes_256_gcm","body":"<base64 of nonce ‖ ciphertext ‖ tag>"}
+//! ```text
+//! u8 format_version (2) ‖ u8 protection ‖ u32 current_version ‖ sealed body
 //! ```
 //!
-//! The associated data binds the header: format version, key id, current version and
-//! protection. A record copied over another key's file, or edited in its header, fails to
-//! open. The sealed body is binary: `u32 meta_len ‖ meta (JSON) ‖ u32 n ‖ n × (u32 version ‖
-//! i64 created_at ‖ 32-byte material)`, all integers big-endian, versions ascending.
+//! The body is sealed with AES-256-GCM under the record KEK, with the key id, the current
+//! version, the format version and the protection as associated data: a record copied under
+//! another key id, or with an edited header, does not open. The body itself is binary:
+//! `u32 meta_len ‖ meta (JSON) ‖ u32 n ‖ n × (u32 version ‖ i64 created_at ‖ 32-byte
+//! material)`, all integers big-endian, versions ascending. The key id is not repeated in the
+//! value: it is the store's key. Format 1 (one JSON file per key) is read only to migrate it
+//! (`crate::legacy`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use kms_crypto::envelope::PreparedKek;
 use kms_crypto::keys::KeyEncryptionKey;
 use kms_types::error::KmsError;
@@ -27,12 +27,18 @@ use zeroize::Zeroizing;
 
 use crate::master_key::RecordProtection;
 
-/// `format` of a key record.
+/// The name of the record format (in error messages).
 pub(crate) const RECORD_FORMAT: &str = "kms-local-key";
-/// The record format version this code writes (and the only one it reads).
-pub(crate) const RECORD_FORMAT_VERSION: u16 = 1;
+/// The record format version this code writes.
+pub(crate) const RECORD_FORMAT_VERSION: u8 = 2;
 /// Domain separation prefix of the associated data.
-const AAD_PREFIX: &[u8] = b"kms-local/v1/key-record";
+const AAD_PREFIX: &[u8] = b"kms-local/v2/key-record";
+/// `u8 format_version ‖ u8 protection ‖ u32 current_version`.
+const HEADER_LEN: usize = 6;
+/// Nonce and tag of the seal.
+const SEAL_OVERHEAD: usize = 12 + 16;
+/// The largest record the store writes or reads: one limit, checked on both sides.
+pub(crate) const MAX_RECORD_BYTES: usize = 1 << 20;
 /// Master key material length.
 pub(crate) const MATERIAL_LEN: usize = 32;
 const VERSION_ENTRY_LEN: usize = 4 + 8 + MATERIAL_LEN;
@@ -56,7 +62,9 @@ impl From<StoredState> for KeyState {
     }
 }
 
-/// The key's metadata as stored (inside the sealed body).
+/// The key's metadata as stored (inside the sealed body). Absent optional fields and empty
+/// tags are left out (format 2 writes them so, every format reads both), which keeps a
+/// one-version key's record small.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoredMeta {
@@ -64,14 +72,17 @@ pub(crate) struct StoredMeta {
     pub(crate) usage: KeyUsage,
     pub(crate) spec: KeySpec,
     pub(crate) origin: KeyOrigin,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) tags: Tags,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) policy: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) creation_date: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
     pub(crate) deletion_date: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
     pub(crate) rotation_date: Option<OffsetDateTime>,
 }
 
@@ -144,70 +155,105 @@ impl KeyRecord {
         }
     }
 
-    /// The record file's bytes.
-    pub(crate) fn encode(&self, protection: &RecordProtection) -> Result<Vec<u8>, KmsError> {
+    /// The sealed body: `u32 meta_len ‖ meta (JSON) ‖ u32 n ‖ n × (u32 version ‖ i64
+    /// created_at ‖ 32-byte material)`, big-endian, versions ascending (the same in both
+    /// record formats).
+    pub(crate) fn body(&self) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         let meta = serde_json::to_vec(&self.meta).map_err(|e| KmsError::backend_with_source("encode", false, e))?;
         let mut body = Zeroizing::new(Vec::with_capacity(8 + meta.len() + self.versions.len() * VERSION_ENTRY_LEN));
-        body.extend_from_slice(&u32::try_from(meta.len()).map_err(|_| too_big())?.to_be_bytes());
+        body.extend_from_slice(&u32::try_from(meta.len()).map_err(|_| too_big(meta.len()))?.to_be_bytes());
         body.extend_from_slice(&meta);
-        body.extend_from_slice(&u32::try_from(self.versions.len()).map_err(|_| too_big())?.to_be_bytes());
+        body.extend_from_slice(&u32::try_from(self.versions.len()).map_err(|_| too_big(usize::MAX))?.to_be_bytes());
         for v in &self.versions {
             body.extend_from_slice(&v.version.to_be_bytes());
             body.extend_from_slice(&v.created_at.unix_timestamp().to_be_bytes());
             body.extend_from_slice(v.material());
         }
-        let header = Header {
-            format: RECORD_FORMAT.into(),
-            format_version: RECORD_FORMAT_VERSION,
-            key_id: self.key_id.clone(),
-            current_version: self.current().version,
-            protection: protection_kind(protection),
-            body: String::new(),
-        };
-        let aad = header.aad();
-        let body = match protection {
-            RecordProtection::Sealed(kek) => STANDARD.encode(kek.seal(&aad, &body)?),
-            RecordProtection::InsecurePlaintext => STANDARD.encode(&*body),
-        };
-        let mut bytes = serde_json::to_vec_pretty(&Header { body, ..header })
-            .map_err(|e| KmsError::backend_with_source("encode", false, e))?;
-        bytes.push(b'\n');
+        Ok(body)
+    }
+
+    /// The stored value of this key (format 2): `u8 2 ‖ u8 protection ‖ u32 current_version ‖
+    /// sealed body`. Refused, before anything is written, if it would exceed
+    /// [`MAX_RECORD_BYTES`], the limit [`KeyRecord::decode`] enforces: the store never holds
+    /// a record it would refuse to read.
+    pub(crate) fn encode(&self, protection: &RecordProtection) -> Result<Vec<u8>, KmsError> {
+        let body = self.body()?;
+        let current = self.current().version;
+        let kind = protection_byte(protection);
+        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len() + SEAL_OVERHEAD);
+        bytes.push(RECORD_FORMAT_VERSION);
+        bytes.push(kind);
+        bytes.extend_from_slice(&current.to_be_bytes());
+        match protection {
+            RecordProtection::Sealed(kek) => {
+                bytes.extend_from_slice(&kek.seal(&aad(&self.key_id, current, kind), &body)?)
+            }
+            RecordProtection::InsecurePlaintext => bytes.extend_from_slice(&body),
+        }
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(too_big(bytes.len()));
+        }
         Ok(bytes)
     }
 
-    /// Reads the record file of `key_id`.
+    /// Reads the stored value of `key_id`: format 2, or a legacy (format 1) record kept as it
+    /// was because it could not be migrated.
     pub(crate) fn decode(key_id: &str, bytes: &[u8], protection: &RecordProtection) -> Result<Self, RecordError> {
-        let header: Header = serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed(e.to_string()))?;
-        if header.format != RECORD_FORMAT || header.format_version != RECORD_FORMAT_VERSION {
-            return Err(RecordError::UnsupportedFormat { format: header.format, version: header.format_version });
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(RecordError::Malformed(format!("record of {} bytes is over the limit", bytes.len())));
         }
-        if header.key_id != key_id {
-            return Err(RecordError::WrongKeyId { found: header.key_id });
+        match bytes.first() {
+            Some(&RECORD_FORMAT_VERSION) => {}
+            Some(b'{') => return crate::legacy::decode(key_id, bytes, protection),
+            Some(&other) => {
+                return Err(RecordError::UnsupportedFormat { format: RECORD_FORMAT.into(), version: other.into() });
+            }
+            None => return Err(RecordError::Malformed("empty record".into())),
         }
-        if header.protection != protection_kind(protection) {
+        if bytes.len() < HEADER_LEN {
+            return Err(RecordError::Malformed("header is truncated".into()));
+        }
+        let kind = bytes[1];
+        if kind != protection_byte(protection) {
             return Err(RecordError::ProtectionMismatch);
         }
-        let aad = header.aad();
-        let raw = Zeroizing::new(
-            STANDARD.decode(&header.body).map_err(|_| RecordError::Malformed("body is not base64".into()))?,
-        );
+        let current = u32::from_be_bytes(bytes[2..6].try_into().expect("4 bytes"));
+        let sealed = &bytes[HEADER_LEN..];
         let body = match protection {
-            RecordProtection::Sealed(kek) => kek.open(&aad, &raw).map_err(|_| RecordError::Authentication)?,
-            RecordProtection::InsecurePlaintext => raw,
+            RecordProtection::Sealed(kek) => {
+                kek.open(&aad(key_id, current, kind), sealed).map_err(|_| RecordError::Authentication)?
+            }
+            RecordProtection::InsecurePlaintext => Zeroizing::new(sealed.to_vec()),
         };
         let record = parse_body(key_id, &body)?;
-        if record.current().version != header.current_version {
+        if record.current().version != current {
             return Err(RecordError::Malformed("current_version does not match the body".into()));
         }
         Ok(record)
     }
 }
 
-fn too_big() -> KmsError {
-    KmsError::backend("key record too large")
+/// `"kms-local/v2/key-record" ‖ u16 2 ‖ u32 len(key_id) ‖ key_id ‖ u32 current_version ‖ u8
+/// protection`.
+fn aad(key_id: &str, current_version: u32, protection: u8) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(AAD_PREFIX.len() + 11 + key_id.len());
+    aad.extend_from_slice(AAD_PREFIX);
+    aad.extend_from_slice(&u16::from(RECORD_FORMAT_VERSION).to_be_bytes());
+    aad.extend_from_slice(&(key_id.len() as u32).to_be_bytes());
+    aad.extend_from_slice(key_id.as_bytes());
+    aad.extend_from_slice(&current_version.to_be_bytes());
+    aad.push(protection);
+    aad
 }
 
-fn parse_body(key_id: &str, body: &[u8]) -> Result<KeyRecord, RecordError> {
+fn too_big(len: usize) -> KmsError {
+    KmsError::invalid_request(
+        "key",
+        format!("the key's record would be {len} bytes, over the {MAX_RECORD_BYTES}-byte limit of the local store"),
+    )
+}
+
+pub(crate) fn parse_body(key_id: &str, body: &[u8]) -> Result<KeyRecord, RecordError> {
     let mut rest = body;
     let mut take = |n: usize| -> Result<&[u8], RecordError> {
         if rest.len() < n {
@@ -245,46 +291,11 @@ fn parse_body(key_id: &str, body: &[u8]) -> Result<KeyRecord, RecordError> {
     Ok(KeyRecord { key_id: key_id.to_owned(), meta, versions })
 }
 
-fn protection_kind(p: &RecordProtection) -> ProtectionKind {
+/// The protection byte of a record: 1 sealed (AES-256-GCM), 0 development plaintext.
+pub(crate) fn protection_byte(p: &RecordProtection) -> u8 {
     match p {
-        RecordProtection::Sealed(_) => ProtectionKind::Aes256Gcm,
-        RecordProtection::InsecurePlaintext => ProtectionKind::InsecurePlaintextForDevelopment,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ProtectionKind {
-    #[serde(rename = "aes_256_gcm")]
-    Aes256Gcm,
-    InsecurePlaintextForDevelopment,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Header {
-    format: String,
-    format_version: u16,
-    key_id: String,
-    current_version: u32,
-    protection: ProtectionKind,
-    body: String,
-}
-
-impl Header {
-    /// `prefix ‖ u16 format_version ‖ u32 len(key_id) ‖ key_id ‖ u32 current_version ‖ u8 protection`.
-    fn aad(&self) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(AAD_PREFIX.len() + 11 + self.key_id.len());
-        aad.extend_from_slice(AAD_PREFIX);
-        aad.extend_from_slice(&self.format_version.to_be_bytes());
-        aad.extend_from_slice(&(self.key_id.len() as u32).to_be_bytes());
-        aad.extend_from_slice(self.key_id.as_bytes());
-        aad.extend_from_slice(&self.current_version.to_be_bytes());
-        aad.push(match self.protection {
-            ProtectionKind::Aes256Gcm => 1,
-            ProtectionKind::InsecurePlaintextForDevelopment => 0,
-        });
-        aad
+        RecordProtection::Sealed(_) => 1,
+        RecordProtection::InsecurePlaintext => 0,
     }
 }
 
@@ -301,8 +312,6 @@ pub(crate) enum RecordError {
     ProtectionMismatch,
     /// The body does not authenticate: tampered, truncated, or moved from another key.
     Authentication,
-    /// The file cannot be read.
-    Io(String),
 }
 
 impl fmt::Display for RecordError {
@@ -315,7 +324,6 @@ impl fmt::Display for RecordError {
             Self::WrongKeyId { found } => write!(f, "the record belongs to key {found:?} (file swapped or copied)"),
             Self::ProtectionMismatch => f.write_str("record protection does not match the key directory"),
             Self::Authentication => f.write_str("record does not authenticate (tampered, truncated or swapped)"),
-            Self::Io(why) => write!(f, "cannot read record: {why}"),
         }
     }
 }
@@ -365,27 +373,26 @@ mod tests {
     #[test]
     fn sealed_records_hide_material_and_metadata() {
         let bytes = sample("app-1", 1).encode(&kek(1)).unwrap();
-        let text = String::from_utf8(bytes).unwrap();
-        assert!(text.contains("\"key_id\": \"app-1\""));
-        assert!(!text.contains("team"), "{text}");
+        assert!(!bytes.windows(4).any(|w| w == b"team"));
+        assert!(!bytes.windows(32).any(|w| w == [1; 32]));
     }
 
     #[test]
-    fn a_record_copied_to_another_key_or_edited_fails() {
+    fn a_record_moved_to_another_key_or_edited_fails() {
         let p = kek(1);
         let bytes = sample("a", 1).encode(&p).unwrap();
-        assert!(matches!(KeyRecord::decode("b", &bytes, &p), Err(RecordError::WrongKeyId { .. })));
-        // Rewriting the header to the victim's id breaks the seal.
-        let forged = String::from_utf8(bytes.clone()).unwrap().replace("\"key_id\": \"a\"", "\"key_id\": \"b\"");
-        assert_eq!(KeyRecord::decode("b", forged.as_bytes(), &p).unwrap_err(), RecordError::Authentication);
-        let forged =
-            String::from_utf8(bytes.clone()).unwrap().replace("\"current_version\": 1", "\"current_version\": 2");
-        assert_eq!(KeyRecord::decode("a", forged.as_bytes(), &p).unwrap_err(), RecordError::Authentication);
+        assert_eq!(KeyRecord::decode("b", &bytes, &p).unwrap_err(), RecordError::Authentication);
+        let mut forged = bytes.clone();
+        forged[5] = 2; // current_version 1 → 2
+        assert_eq!(KeyRecord::decode("a", &forged, &p).unwrap_err(), RecordError::Authentication);
         // Another master key.
         assert_eq!(KeyRecord::decode("a", &bytes, &kek(2)).unwrap_err(), RecordError::Authentication);
-        // A plaintext record planted in a sealed directory.
+        // A plaintext record planted in a sealed store, and a format this code does not know.
         let plain = sample("a", 1).encode(&RecordProtection::InsecurePlaintext).unwrap();
         assert_eq!(KeyRecord::decode("a", &plain, &p).unwrap_err(), RecordError::ProtectionMismatch);
+        let mut future = bytes;
+        future[0] = 3;
+        assert!(matches!(KeyRecord::decode("a", &future, &p), Err(RecordError::UnsupportedFormat { version: 3, .. })));
     }
 
     #[test]
@@ -397,23 +404,48 @@ mod tests {
         }
     }
 
-    /// Known-answer vector for the plaintext body layout and the AAD (the sealed form has a
-    /// random nonce, so the body is pinned through the development mode).
+    /// One limit on both sides: a record over it is never written, and never read.
     #[test]
-    fn format_v1_known_answer() {
+    fn the_write_path_refuses_what_the_read_path_would_refuse() {
+        let mut rec = sample("a", 1);
+        rec.meta.policy = Some("p".repeat(MAX_RECORD_BYTES));
+        let err = rec.encode(&kek(1)).unwrap_err();
+        assert!(matches!(err, KmsError::InvalidRequest { .. }), "{err:?}");
+        rec.meta.policy = Some("p".repeat(MAX_RECORD_BYTES - 400));
+        let bytes = rec.encode(&RecordProtection::InsecurePlaintext).unwrap();
+        assert!(bytes.len() <= MAX_RECORD_BYTES);
+        assert!(KeyRecord::decode("a", &bytes, &RecordProtection::InsecurePlaintext).is_ok());
+        let mut over = bytes;
+        over.resize(MAX_RECORD_BYTES + 1, 0);
+        assert!(matches!(
+            KeyRecord::decode("a", &over, &RecordProtection::InsecurePlaintext),
+            Err(RecordError::Malformed(_))
+        ));
+    }
+
+    /// Known-answer vector of format 2 (development mode pins the body; the sealed form has
+    /// a random nonce) and of its associated data (`docs/formats.md`).
+    #[test]
+    fn format_v2_known_answer() {
         let bytes = sample("k", 1).encode(&RecordProtection::InsecurePlaintext).unwrap();
-        let header: Header = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(header.protection, ProtectionKind::InsecurePlaintextForDevelopment);
-        let body = STANDARD.decode(&header.body).unwrap();
-        let meta = br#"{"state":"enabled","usage":"encrypt_decrypt","spec":"aes256","origin":"kms","description":"d","tags":{"team":"a"},"policy":null,"creation_date":"2026-03-04T05:06:07Z","deletion_date":null,"rotation_date":null}"#;
-        let mut expected = (meta.len() as u32).to_be_bytes().to_vec();
+        let meta = br#"{"state":"enabled","usage":"encrypt_decrypt","spec":"aes256","origin":"kms","description":"d","tags":{"team":"a"},"creation_date":"2026-03-04T05:06:07Z"}"#;
+        let mut expected = vec![2, 0, 0, 0, 0, 1];
+        expected.extend_from_slice(&(meta.len() as u32).to_be_bytes());
         expected.extend_from_slice(meta);
         expected.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
         expected.extend_from_slice(&1_772_600_767i64.to_be_bytes());
         expected.extend_from_slice(&[1; 32]);
-        assert_eq!(body, expected);
-        let aad = Header { protection: ProtectionKind::Aes256Gcm, ..header }.aad();
-        assert_eq!(aad, b"kms-local/v1/key-record\x00\x01\x00\x00\x00\x01k\x00\x00\x00\x01\x01");
+        assert_eq!(bytes, expected);
+        assert_eq!(hex(&bytes[..10]), "02000000000100000099");
+        assert_eq!(hex(&bytes[bytes.len() - 48..bytes.len() - 32]), "00000001000000010000000069a7bdbf");
+        assert_eq!(
+            hex(&aad("k", 1, 1)),
+            "6b6d732d6c6f63616c2f76322f6b65792d7265636f7264000200000001".to_owned() + "6b0000000101"
+        );
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 

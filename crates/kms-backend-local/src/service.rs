@@ -42,11 +42,11 @@ fn response(record: &KeyRecord) -> KeyMetadataResponse {
 }
 
 impl LocalBackend {
-    /// The `Enabled` key `key_id` for a cryptographic operation (memory only).
-    fn enabled(&self, key_id: &str, operation: &'static str) -> Result<Arc<KeyRecord>> {
+    /// The `Enabled` key `key_id` for a cryptographic operation (memory only, once opened).
+    async fn enabled(&self, key_id: &str, operation: &'static str) -> Result<Arc<KeyRecord>> {
         validate_key_id("key_id", key_id)?;
         self.check_open()?;
-        let record = self.inner.loaded(key_id, operation)?;
+        let record = self.inner.loaded(key_id, operation).await?;
         require(&record, &[StoredState::Enabled], operation)?;
         Ok(record)
     }
@@ -60,14 +60,14 @@ impl LocalBackend {
     }
 
     /// A fresh data key of `spec`, and its wrapped blob under the current version of `key_id`.
-    fn data_key(
+    async fn data_key(
         &self,
         key_id: &str,
         spec: KeySpec,
         context: &EncryptionContext,
         operation: &'static str,
     ) -> Result<(u32, PlaintextDataKey, Vec<u8>)> {
-        let record = self.enabled(key_id, operation)?;
+        let record = self.enabled(key_id, operation).await?;
         let version = record.current();
         let binding = Binding { master_key_id: &record.key_id, master_key_version: version.version, context };
         // One random draw (key and nonce) and one seal, under the cipher prepared at load.
@@ -77,7 +77,7 @@ impl LocalBackend {
     }
 
     /// Opens a blob: its key must exist and be `Enabled`, its version must exist.
-    fn open_blob(
+    async fn open_blob(
         &self,
         blob: &[u8],
         context: &EncryptionContext,
@@ -94,7 +94,7 @@ impl LocalBackend {
         if validate_key_id("key_id", key_id).is_err() {
             return Err(KmsError::crypto());
         }
-        let record = self.enabled(key_id, operation)?;
+        let record = self.enabled(key_id, operation).await?;
         let key = &record.version(version).ok_or_else(KmsError::crypto)?.key;
         let binding = Binding { master_key_id: key_id, master_key_version: version, context };
         let plaintext = key.open(sealed, &binding)?;
@@ -127,25 +127,22 @@ impl KmsBackend for LocalBackend {
 
     async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
         kms_types::types::validate_encrypt_plaintext(&request.plaintext)?;
-        let record = self.enabled(&request.key_id, "encrypt")?;
+        let record = self.enabled(&request.key_id, "encrypt").await?;
         let (key_version, ciphertext_blob) =
             Self::seal(&record, request.plaintext.expose_secret(), &request.encryption_context)?;
         Ok(EncryptResponse { key_id: request.key_id, key_version, ciphertext_blob })
     }
 
     async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
-        let (key_id, key_version, mut plaintext) = self.open_blob(
-            &request.ciphertext_blob,
-            &request.encryption_context,
-            request.key_id.as_deref(),
-            "decrypt",
-        )?;
+        let (key_id, key_version, mut plaintext) = self
+            .open_blob(&request.ciphertext_blob, &request.encryption_context, request.key_id.as_deref(), "decrypt")
+            .await?;
         Ok(DecryptResponse { key_id, key_version, plaintext: SecretBytes::new(std::mem::take(&mut *plaintext)) })
     }
 
     async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
         let (key_version, data_key, ciphertext_blob) =
-            self.data_key(&request.key_id, request.key_spec, &request.encryption_context, "generate_data_key")?;
+            self.data_key(&request.key_id, request.key_spec, &request.encryption_context, "generate_data_key").await?;
         Ok(GenerateDataKeyResponse {
             key_id: request.key_id,
             key_version,
@@ -158,21 +155,23 @@ impl KmsBackend for LocalBackend {
         &self,
         request: GenerateDataKeyWithoutPlaintextRequest,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
-        let (key_version, _data_key, ciphertext_blob) = self.data_key(
-            &request.key_id,
-            request.key_spec,
-            &request.encryption_context,
-            "generate_data_key_without_plaintext",
-        )?;
+        let (key_version, _data_key, ciphertext_blob) = self
+            .data_key(
+                &request.key_id,
+                request.key_spec,
+                &request.encryption_context,
+                "generate_data_key_without_plaintext",
+            )
+            .await?;
         Ok(GenerateDataKeyWithoutPlaintextResponse { key_id: request.key_id, key_version, ciphertext_blob })
     }
 
     async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
-        Ok(DescribeKeyResponse { key_metadata: self.describe(&request.key_id)?.metadata() })
+        Ok(DescribeKeyResponse { key_metadata: self.describe(&request.key_id).await?.metadata() })
     }
 
     async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse> {
-        self.list(&request)
+        self.list(&request).await
     }
 
     async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
@@ -265,9 +264,9 @@ impl KmsBackend for LocalBackend {
             validate_key_id("destination_key_id", destination)?;
         }
         let (source_key_id, source_key_version, plaintext) =
-            self.open_blob(&request.ciphertext_blob, &request.source_encryption_context, None, "re_encrypt")?;
+            self.open_blob(&request.ciphertext_blob, &request.source_encryption_context, None, "re_encrypt").await?;
         let destination_id = request.destination_key_id.as_deref().unwrap_or(&source_key_id);
-        let destination = self.enabled(destination_id, "re_encrypt")?;
+        let destination = self.enabled(destination_id, "re_encrypt").await?;
         let context = request.destination_encryption_context.as_ref().unwrap_or(&request.source_encryption_context);
         let (key_version, ciphertext_blob) = Self::seal(&destination, &plaintext, context)?;
         Ok(ReEncryptResponse {
@@ -327,5 +326,15 @@ impl KmsBackend for LocalBackend {
     async fn close(&self) -> Result<()> {
         self.shutdown().await;
         Ok(())
+    }
+
+    fn key_cache_stats(&self) -> Option<kms_types::api_types::CacheStats> {
+        let stats = self.cache_stats();
+        Some(kms_types::api_types::CacheStats {
+            hits: stats.hits,
+            misses: stats.misses,
+            entries: usize::try_from(stats.entries).unwrap_or(usize::MAX),
+            capacity: usize::try_from(stats.capacity).unwrap_or(usize::MAX),
+        })
     }
 }

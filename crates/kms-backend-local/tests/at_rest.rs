@@ -20,7 +20,7 @@ fn entry(id: &str, state: KeyState) -> KeyListEntry {
 }
 
 #[tokio::test]
-async fn a_record_copied_over_another_keys_file_is_unavailable_not_usable() {
+async fn a_record_copied_over_another_key_is_unavailable_not_usable() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = keys_dir(&tmp);
     let backend = open(&dir).await;
@@ -30,23 +30,23 @@ async fn a_record_copied_over_another_keys_file_is_unavailable_not_usable() {
     let blob_b = encrypt(&backend, "b", b"b's secret").await.unwrap();
     backend.shutdown().await;
     // An attacker (or a careless restore) puts a's record in b's place.
-    fs::copy(dir.join("a.key"), dir.join("b.key")).unwrap();
-    // And also tries the subtle variant: a's record with its header rewritten to say "b".
-    fs::write(
-        dir.join("c.key"),
-        fs::read_to_string(dir.join("a.key")).unwrap().replace("\"key_id\": \"a\"", "\"key_id\": \"c\""),
-    )
-    .unwrap();
+    let a = stored_record(&dir, "a");
+    plant_record(&dir, "b", &a);
+    // And the subtle variant: a's record under c with its header's version edited.
+    let mut edited = a.clone();
+    edited[5] ^= 2;
+    plant_record(&dir, "c", &edited);
 
     let backend = open(&dir).await;
     assert_eq!(
         list_all(&backend, 10).await,
         [entry("a", KeyState::Enabled), entry("b", KeyState::Unavailable), entry("c", KeyState::Unavailable)]
     );
-    let err = backend.describe_key(DescribeKeyRequest { key_id: "b".into() }).await.unwrap_err();
-    assert!(err.to_string().contains("belongs to key \"a\""), "{err}");
-    let err = backend.describe_key(DescribeKeyRequest { key_id: "c".into() }).await.unwrap_err();
-    assert!(err.to_string().contains("does not authenticate"), "{err}");
+    for k in ["b", "c"] {
+        let err = backend.describe_key(DescribeKeyRequest { key_id: k.into() }).await.unwrap_err();
+        assert!(matches!(err, KmsError::Backend { .. }), "{err:?}");
+        assert!(err.to_string().contains("does not authenticate"), "{err}");
+    }
     assert!(matches!(
         decrypt(&backend, &blob_b).await,
         Err(KmsError::InvalidKeyState { state: KeyState::Unavailable, .. })
@@ -70,14 +70,19 @@ async fn a_truncated_or_garbage_record_does_not_stop_the_store() {
         backend.create_key(named(k)).await.unwrap();
     }
     backend.shutdown().await;
-    let bytes = fs::read(dir.join("short.key")).unwrap();
-    fs::write(dir.join("short.key"), &bytes[..bytes.len() / 2]).unwrap();
-    fs::write(dir.join("junk.key"), b"\x00\x01 not a record").unwrap();
+    let bytes = stored_record(&dir, "short");
+    plant_record(&dir, "short", &bytes[..bytes.len() / 2]);
+    plant_record(&dir, "junk", b"\x00\x01 not a record");
     let backend = open(&dir).await;
     assert_eq!(
         list_all(&backend, 1).await,
         [entry("good", KeyState::Enabled), entry("junk", KeyState::Unavailable), entry("short", KeyState::Unavailable)]
     );
+    // The reason reaches the caller, the server's paths do not.
+    let err = backend.describe_key(DescribeKeyRequest { key_id: "junk".into() }).await.unwrap_err();
+    assert!(matches!(err, KmsError::Backend { .. }), "{err:?}");
+    assert!(err.to_string().contains("unsupported record format"), "{err}");
+    assert!(!err.to_string().contains(tmp.path().to_str().unwrap()), "{err}");
     let blob = encrypt(&backend, "good", b"ok").await.unwrap();
     assert_eq!(decrypt(&backend, &blob).await.unwrap(), b"ok");
     // A new key cannot take the name of an unreadable one.
@@ -230,8 +235,8 @@ async fn development_plaintext_mode_is_explicit_and_cannot_mix_with_sealed_recor
     backend.create_key(named("k")).await.unwrap();
     let blob = encrypt(&backend, "k", b"dev").await.unwrap();
     drop(backend);
-    let record = fs::read_to_string(dir.join("k.key")).unwrap();
-    assert!(record.contains("insecure_plaintext_for_development"), "{record}");
+    let record = stored_record(&dir, "k");
+    assert_eq!(record[..2], [2, 0], "format 2, protection byte 0 (insecure plaintext)");
     let err = LocalBackend::open(&config(&dir, 1)).await.unwrap_err();
     assert!(err.to_string().contains("insecure plaintext"), "{err}");
     let backend = LocalBackend::open(&dev).await.unwrap();
@@ -241,28 +246,22 @@ async fn development_plaintext_mode_is_explicit_and_cannot_mix_with_sealed_recor
     let sealed_tmp = tempfile::tempdir().unwrap();
     let sealed = keys_dir(&sealed_tmp);
     drop(open(&sealed).await);
-    fs::copy(dir.join("k.key"), sealed.join("k.key")).unwrap();
+    plant_record(&sealed, "k", &record);
     let backend = open(&sealed).await;
     assert_eq!(list_all(&backend, 10).await, [entry("k", KeyState::Unavailable)]);
 }
 
 #[tokio::test]
-async fn a_record_replaced_by_a_symlink_is_unavailable_not_followed() {
+async fn a_store_file_replaced_by_a_symlink_is_refused_not_followed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = keys_dir(&tmp);
     let backend = open(&dir).await;
-    for k in ["a", "b"] {
-        backend.create_key(named(k)).await.unwrap();
-    }
+    backend.create_key(named("a")).await.unwrap();
     backend.shutdown().await;
-    // b's file becomes a symlink to a copy of b's own (valid) record kept outside the directory.
-    let outside = tmp.path().join("b.key.outside");
-    fs::copy(dir.join("b.key"), &outside).unwrap();
-    fs::remove_file(dir.join("b.key")).unwrap();
-    std::os::unix::fs::symlink(&outside, dir.join("b.key")).unwrap();
-
-    let backend = open(&dir).await;
-    assert_eq!(list_all(&backend, 10).await, [entry("a", KeyState::Enabled), entry("b", KeyState::Unavailable)]);
-    let err = backend.describe_key(DescribeKeyRequest { key_id: "b".into() }).await.unwrap_err();
-    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let outside = tmp.path().join("keys.redb.outside");
+    fs::rename(dir.join("keys.redb"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("keys.redb")).unwrap();
+    let err = LocalBackend::open(&config(&dir, 1)).await.unwrap_err();
+    assert!(matches!(err, KmsError::Backend { .. }), "{err:?}");
+    assert!(format!("{err:?}").contains("not a regular file"), "{err:?}");
 }

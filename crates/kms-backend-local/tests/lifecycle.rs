@@ -208,7 +208,6 @@ async fn the_deletion_window_is_7_to_30_days_and_the_worker_removes_expired_keys
     assert!(backend.purge_expired_keys().await.unwrap().is_empty(), "one second early");
     clock.advance(Duration::from_secs(1));
     assert_eq!(backend.purge_expired_keys().await.unwrap(), vec!["week".to_owned()]);
-    assert!(!dir.join("week.key").exists(), "the record file is gone");
     assert!(matches!(
         backend.describe_key(DescribeKeyRequest { key_id: "week".into() }).await,
         Err(KmsError::KeyNotFound { .. })
@@ -217,13 +216,16 @@ async fn the_deletion_window_is_7_to_30_days_and_the_worker_removes_expired_keys
     // The background worker does the same on its own.
     clock.advance(Duration::from_secs(23 * 86_400));
     backend.start_deletion_worker(Duration::from_millis(10));
+    let mut gone = false;
     for _ in 0..500 {
-        if !dir.join("month.key").exists() {
+        let described = backend.describe_key(DescribeKeyRequest { key_id: "month".into() }).await;
+        gone = matches!(described, Err(KmsError::KeyNotFound { .. }));
+        if gone {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(!dir.join("month.key").exists(), "the worker deleted the expired key");
+    assert!(gone, "the worker deleted the expired key");
     let left: Vec<String> = list_all(&backend, 10).await.into_iter().map(|e| e.key_id).collect();
     assert_eq!(left, ["cancelled", "kept"]);
     backend.shutdown().await;
@@ -294,7 +296,10 @@ async fn pagination_is_stable_while_keys_are_created_and_deleted() {
     let mut seen = Vec::new();
     let mut marker: Option<String> = None;
     loop {
-        let page = backend.list_keys(ListKeysRequest { limit: Some(7), marker: marker.clone() }).await.unwrap();
+        let page = backend
+            .list_keys(ListKeysRequest { limit: Some(7), marker: marker.clone(), ..Default::default() })
+            .await
+            .unwrap();
         assert!(page.keys.len() <= 7);
         if let Some(m) = &marker {
             assert!(page.keys.iter().all(|e| &e.key_id > m), "pages move strictly forward");
@@ -318,10 +323,13 @@ async fn pagination_is_stable_while_keys_are_created_and_deleted() {
     assert_eq!(all.len(), 90);
     assert!(all.iter().all(|k| !k.starts_with("churn-old")));
     // Edges: a marker past the end, limit bounds.
-    let page = backend.list_keys(ListKeysRequest { limit: Some(5), marker: Some("zzz".into()) }).await.unwrap();
+    let page = backend
+        .list_keys(ListKeysRequest { limit: Some(5), marker: Some("zzz".into()), ..Default::default() })
+        .await
+        .unwrap();
     assert!(page.keys.is_empty() && !page.truncated && page.next_marker.is_none());
     for bad in [0, 1001] {
-        let r = backend.list_keys(ListKeysRequest { limit: Some(bad), marker: None }).await;
+        let r = backend.list_keys(ListKeysRequest { limit: Some(bad), marker: None, ..Default::default() }).await;
         assert!(matches!(r, Err(KmsError::InvalidRequest { .. })), "{bad}");
     }
 }
@@ -342,14 +350,15 @@ async fn metadata_changes_persist_and_no_change_writes_nothing() {
         .update_key_description(UpdateKeyDescriptionRequest { key_id: "k".into(), description: "photos".into() })
         .await
         .unwrap();
-    let modified = std::fs::metadata(dir.join("k.key")).unwrap().modified().unwrap();
+    let store = dir.join("keys.redb");
+    let modified = std::fs::metadata(&store).unwrap().modified().unwrap();
     std::thread::sleep(Duration::from_millis(20));
     backend.enable_key(id("k")).await.unwrap();
     backend
         .update_key_description(UpdateKeyDescriptionRequest { key_id: "k".into(), description: "photos".into() })
         .await
         .unwrap();
-    assert_eq!(std::fs::metadata(dir.join("k.key")).unwrap().modified().unwrap(), modified);
+    assert_eq!(std::fs::metadata(&store).unwrap().modified().unwrap(), modified, "nothing was committed");
     let bad = backend.tag_key(TagKeyRequest { key_id: "k".into(), tags: [(String::new(), "v".into())].into() }).await;
     assert!(matches!(bad, Err(KmsError::InvalidRequest { .. })));
     backend.shutdown().await;
@@ -373,4 +382,21 @@ async fn a_closed_backend_refuses_calls_and_releases_the_directory() {
     let second = open(&dir).await;
     assert!(second.health_check().await.unwrap());
     assert_eq!(list_all(&second, 10).await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_cache_of_opened_keys_counts_hits_and_misses_for_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keys_dir(&tmp);
+    let backend = open(&dir).await;
+    backend.create_key(named("k")).await.unwrap();
+    backend.shutdown().await;
+    let backend = open(&dir).await;
+    assert_eq!(backend.cache_stats().records_opened, 0, "opening reads no key");
+    for _ in 0..3 {
+        encrypt(&backend, "k", b"x").await.unwrap();
+    }
+    let stats = backend.key_cache_stats().expect("the local backend has a key cache");
+    assert_eq!((stats.misses, stats.hits, stats.entries), (1, 2, 1));
+    assert_eq!(backend.cache_stats().records_opened, 1);
 }

@@ -1,6 +1,7 @@
-//! Tests that need more than one process: the crash test (a child creating, rotating and
-//! deleting keys is SIGKILLed at random moments, 20 rounds) and the advisory lock against a
-//! second process on the same key directory.
+//! Tests that need more than one process: the crash tests (a child creating, rotating and
+//! deleting keys is SIGKILLed at random moments, 20 rounds; a child with 64 concurrent
+//! creators, whose changes share commits, 10 rounds) and the advisory lock against a second
+//! process on the same key directory.
 //!
 //! This file is its own harness (`harness = false`): run without `KMS_LOCAL_CHILD` it is the
 //! parent and runs the tests; the children are this same executable with `KMS_LOCAL_CHILD`
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
     let dir = std::env::var_os(DIR_VAR).map(PathBuf::from);
     match (std::env::var(ROLE_VAR).as_deref(), dir) {
         (Ok("crash-loop"), Some(dir)) => runtime().block_on(child_crash_loop(&dir)),
+        (Ok("group-loop"), Some(dir)) => runtime().block_on(child_group_loop(&dir)),
         (Ok("try-open"), Some(dir)) => runtime().block_on(child_try_open(&dir)),
         (Ok("hold"), Some(dir)) => runtime().block_on(child_hold(&dir)),
         (Ok(role), _) => panic!("unknown child role {role:?} or no {DIR_VAR}"),
@@ -64,9 +66,10 @@ fn main() -> ExitCode {
 
 fn parent() -> ExitCode {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let tests: [(&str, fn()); 2] = [
+    let tests: [(&str, fn()); 3] = [
         ("second_process_on_the_same_directory_is_refused", second_process_on_the_same_directory_is_refused),
         ("sigkill_at_random_moments_loses_no_acknowledged_operation", crash_rounds),
+        ("sigkill_during_group_commits_loses_no_acknowledged_create", group_crash_rounds),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -176,7 +179,10 @@ async fn child_crash_loop(dir: &Path) {
     let mut live: Vec<String> = Vec::new();
     let mut marker = None;
     loop {
-        let page = backend.list_keys(ListKeysRequest { limit: Some(1000), marker: marker.take() }).await.unwrap();
+        let page = backend
+            .list_keys(ListKeysRequest { limit: Some(1000), marker: marker.take(), ..Default::default() })
+            .await
+            .unwrap();
         live.extend(page.keys.into_iter().filter(|e| e.key_state == KeyState::Enabled).map(|e| e.key_id));
         if !page.truncated {
             break;
@@ -298,7 +304,7 @@ fn crash_rounds() {
             .collect();
         assert!(leftovers.is_empty(), "round {round}: temp files left after start: {leftovers:?}");
         let listed: BTreeMap<String, KeyState> = rt
-            .block_on(backend.list_keys(ListKeysRequest { limit: Some(1000), marker: None }))
+            .block_on(backend.list_keys(ListKeysRequest { limit: Some(1000), marker: None, ..Default::default() }))
             .unwrap()
             .keys
             .into_iter()
@@ -372,4 +378,93 @@ fn crash_rounds() {
     )
     .unwrap();
     assert!(acked_ops > CRASH_ROUNDS, "the children did too little work to test anything");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crash test of group commit
+
+const GROUP_ROUNDS: usize = 10;
+const GROUP_CALLERS: usize = 64;
+
+/// The child: 64 tasks creating keys (and rotating every fourth) concurrently, so that many
+/// changes share each commit; one line per acknowledged change.
+async fn child_group_loop(dir: &Path) {
+    let backend = Arc::new(LocalBackend::open(&config(dir)).await.expect("open"));
+    println!("READY");
+    let pid = std::process::id();
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..GROUP_CALLERS {
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            for i in 0u64.. {
+                let key_id = format!("g-{pid}-{caller}-{i}");
+                let request = CreateKeyRequest { key_name: Some(key_id.clone()), ..Default::default() };
+                backend.create_key(request).await.unwrap();
+                println!("CREATED {key_id}");
+                if i % 4 == 3 {
+                    let meta = backend.rotate_key(KeyIdRequest { key_id: key_id.clone() }).await.unwrap();
+                    println!("ROTATED {key_id} {}", meta.key_metadata.current_version);
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+fn group_crash_rounds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("keys");
+    let rt = runtime();
+    let mut acked: BTreeMap<String, u32> = BTreeMap::new();
+    for round in 0..GROUP_ROUNDS {
+        let mut child = spawn_child("group-loop", &dir);
+        let lines = line_reader(&mut child);
+        assert_eq!(lines.recv_timeout(Duration::from_secs(60)).expect("child starts"), "READY", "round {round}");
+        std::thread::sleep(Duration::from_millis(50 + random_u64() % 250));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        for line in lines.iter() {
+            match line.split(' ').collect::<Vec<_>>().as_slice() {
+                ["CREATED", id] => {
+                    acked.insert((*id).to_owned(), 1);
+                }
+                ["ROTATED", id, version] => {
+                    acked.insert((*id).to_owned(), version.parse().unwrap());
+                }
+                other => panic!("round {round}: unexpected child output {other:?}"),
+            }
+        }
+        let backend = rt.block_on(LocalBackend::open(&config(&dir))).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let mut listed = BTreeMap::new();
+        let mut marker = None;
+        loop {
+            let page = rt
+                .block_on(backend.list_keys(ListKeysRequest { limit: Some(1000), marker, ..Default::default() }))
+                .unwrap();
+            listed.extend(page.keys.into_iter().map(|e| (e.key_id, e.key_state)));
+            if !page.truncated {
+                break;
+            }
+            marker = page.next_marker;
+        }
+        // Nothing half-written is visible: every stored key opens.
+        for (id, state) in &listed {
+            assert_eq!(*state, KeyState::Enabled, "round {round}: {id}");
+        }
+        // No acknowledged change is lost.
+        for (id, version) in &acked {
+            assert!(listed.contains_key(id), "round {round}: acknowledged key {id} is lost");
+            let meta = rt.block_on(backend.describe_key(DescribeKeyRequest { key_id: id.clone() })).unwrap();
+            assert!(meta.key_metadata.current_version >= *version, "round {round}: rotation of {id} is lost");
+        }
+        // At most one change per caller was in flight without an acknowledgement.
+        let unacknowledged = listed.keys().filter(|id| !acked.contains_key(*id)).count();
+        assert!(unacknowledged <= GROUP_CALLERS, "round {round}: {unacknowledged} unacknowledged keys");
+        acked.extend(
+            listed.keys().map(|id| (id.clone(), 0)).filter(|(id, _)| !acked.contains_key(id)).collect::<Vec<_>>(),
+        );
+        rt.block_on(backend.shutdown());
+    }
+    println!("group crash test: {GROUP_ROUNDS} rounds, {} keys acknowledged and found", acked.len());
+    assert!(acked.len() > GROUP_ROUNDS * GROUP_CALLERS, "the children did too little work to test anything");
 }

@@ -601,7 +601,16 @@ impl Inner {
         if let Some(marker) = &request.marker {
             validate_key_id("marker", marker)?;
         }
-        let mut ids = self.list_ids(request.marker.as_deref(), limit + 1).await?;
+        // A prefix filters the names (one LIST) before any per-key read.
+        let prefix = request.checked_prefix()?;
+        let mut ids = if prefix.is_empty() {
+            self.list_ids(request.marker.as_deref(), limit + 1).await?
+        } else {
+            let mut ids = self.list_ids(request.marker.as_deref(), usize::MAX).await?;
+            ids.retain(|id| id.starts_with(prefix));
+            ids.truncate(limit + 1);
+            ids
+        };
         let truncated = ids.len() > limit;
         ids.truncate(limit);
         let next_marker = if truncated { ids.last().cloned() } else { None };

@@ -286,7 +286,10 @@ async fn listing_and_not_found(config: KmsConfig) {
     let mut seen = Vec::new();
     let mut marker = None;
     loop {
-        let page = backend.list_keys(ListKeysRequest { limit: Some(2), marker: marker.clone() }).await.unwrap();
+        let page = backend
+            .list_keys(ListKeysRequest { limit: Some(2), marker: marker.clone(), ..Default::default() })
+            .await
+            .unwrap();
         assert!(page.keys.len() <= 2);
         seen.extend(page.keys.iter().map(|k| k.key_id.clone()));
         assert!(page.keys.iter().all(|k| k.key_state == KeyState::Enabled));
@@ -298,12 +301,14 @@ async fn listing_and_not_found(config: KmsConfig) {
     }
     assert_eq!(seen, ids, "pages are ascending and complete");
     assert!(matches!(
-        backend.list_keys(ListKeysRequest { limit: Some(0), marker: None }).await,
+        backend.list_keys(ListKeysRequest { limit: Some(0), marker: None, ..Default::default() }).await,
         Err(KmsError::InvalidRequest { .. })
     ));
     // A marker naming a key that no longer exists still works.
-    let after_gone =
-        backend.list_keys(ListKeysRequest { limit: Some(10), marker: Some(format!("{}x", ids[1])) }).await.unwrap();
+    let after_gone = backend
+        .list_keys(ListKeysRequest { limit: Some(10), marker: Some(format!("{}x", ids[1])), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(after_gone.keys.iter().map(|k| k.key_id.clone()).collect::<Vec<_>>(), ids[2..].to_vec());
 
     // Unknown keys: not found, and encrypt never creates a Transit key.
@@ -356,7 +361,7 @@ async fn listing_and_not_found(config: KmsConfig) {
         Err(KmsError::KeyNotFound { .. })
     ));
     let listed: BTreeSet<String> = backend
-        .list_keys(ListKeysRequest { limit: Some(100), marker: None })
+        .list_keys(ListKeysRequest { limit: Some(100), marker: None, ..Default::default() })
         .await
         .unwrap()
         .keys
@@ -370,7 +375,8 @@ async fn listing_and_not_found(config: KmsConfig) {
     let broken = common::unique("broken");
     let kv = format!("secret/data/{}/{broken}", prefix(&config));
     assert!(direct(&addr, &root_token, "POST", &kv, json!({"data": {"format": 99}})).await.0 < 300);
-    let page = backend.list_keys(ListKeysRequest { limit: Some(100), marker: None }).await.unwrap();
+    let page =
+        backend.list_keys(ListKeysRequest { limit: Some(100), marker: None, ..Default::default() }).await.unwrap();
     assert!(page.keys.iter().any(|k| k.key_id == broken && k.key_state == KeyState::Unavailable));
     let meta = backend.describe_key(DescribeKeyRequest { key_id: broken.clone() }).await.unwrap().key_metadata;
     assert_eq!(meta.key_state, KeyState::Unavailable);

@@ -168,6 +168,12 @@ pub trait KmsBackend: Send + Sync {
         Ok(())
     }
 
+    /// Hits, misses, entries and capacity of the backend's own cache of opened keys, for
+    /// `/metrics`; `None` for a backend without one (the default).
+    fn key_cache_stats(&self) -> Option<kms_types::api_types::CacheStats> {
+        None
+    }
+
     /// The error an unimplemented optional operation returns.
     fn unsupported(&self, operation: &'static str) -> KmsError {
         KmsError::Unsupported { operation, backend: self.backend_name() }

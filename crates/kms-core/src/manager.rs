@@ -359,6 +359,11 @@ impl KmsManager {
         self.cache.as_ref().map(MetadataCache::stats).unwrap_or_default()
     }
 
+    /// The backend's own cache of opened keys, if it has one (the local backend).
+    pub fn backend_key_cache_stats(&self) -> Option<CacheStats> {
+        self.backend.key_cache_stats()
+    }
+
     /// Empties the metadata cache (the hit and miss counters are kept).
     pub fn clear_cache(&self) {
         if let Some(cache) = &self.cache {

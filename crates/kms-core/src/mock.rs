@@ -331,11 +331,17 @@ impl KmsBackend for MemoryBackend {
         if let Some(marker) = &request.marker {
             validate_key_id("marker", marker)?;
         }
+        let prefix = request.checked_prefix()?;
         let keys = self.lock();
-        // The marker is a position, not a cursor: it stays valid when its key is removed.
-        let start = request.marker.as_ref().map_or(Bound::Unbounded, |m| Bound::Excluded(m.clone()));
+        // The marker is a position, not a cursor: it stays valid when its key is removed. A
+        // prefix is a range: the scan starts at it and stops at the first id outside it.
+        let start = match &request.marker {
+            Some(m) if m.as_str() >= prefix => Bound::Excluded(m.clone()),
+            _ => Bound::Included(prefix.to_owned()),
+        };
         let mut page: Vec<KeyListEntry> = keys
             .range((start, Bound::Unbounded))
+            .take_while(|(id, _)| id.starts_with(prefix))
             .take(limit + 1)
             .map(|(id, rec)| KeyListEntry { key_id: id.clone(), key_state: rec.metadata.key_state })
             .collect();
@@ -701,7 +707,10 @@ mod tests {
         assert_eq!(backend.purge_deleted_keys(OffsetDateTime::now_utc()), 0);
         let later = OffsetDateTime::now_utc() + time::Duration::days(8);
         assert_eq!(backend.purge_deleted_keys(later), 1);
-        let page = backend.list_keys(ListKeysRequest { limit: None, marker: Some("b".into()) }).await.unwrap();
+        let page = backend
+            .list_keys(ListKeysRequest { limit: None, marker: Some("b".into()), ..Default::default() })
+            .await
+            .unwrap();
         let ids: Vec<_> = page.keys.iter().map(|k| k.key_id.as_str()).collect();
         assert_eq!(ids, ["c"]);
     }

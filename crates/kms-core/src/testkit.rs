@@ -54,8 +54,8 @@ use kms_types::types::{
     BackendCapabilities, CancelKeyDeletionRequest, CreateKeyRequest, DecryptRequest, DeleteKeyRequest,
     DescribeKeyRequest, EncryptRequest, EncryptionContext, GenerateDataKeyRequest,
     GenerateDataKeyWithoutPlaintextRequest, KeyIdRequest, KeyMetadata, KeyOrigin, KeySpec, KeyState, ListKeysRequest,
-    MAX_ENCRYPT_PLAINTEXT_BYTES, MAX_LIST_LIMIT, ReEncryptRequest, TagKeyRequest, Tags, UntagKeyRequest,
-    UpdateKeyDescriptionRequest, validate_key_id,
+    ListKeysResponse, MAX_ENCRYPT_PLAINTEXT_BYTES, MAX_KEY_ID_LEN, MAX_LIST_LIMIT, ReEncryptRequest, TagKeyRequest,
+    Tags, UntagKeyRequest, UpdateKeyDescriptionRequest, validate_key_id,
 };
 use time::OffsetDateTime;
 
@@ -224,6 +224,8 @@ macro_rules! __kms_contract_cases {
             list_keys_rejects_bad_limits,
             list_marker_survives_deletes,
             list_keys_under_concurrent_creates,
+            list_keys_with_a_prefix,
+            the_longest_key_id_is_storable,
             concurrent_creates,
             concurrent_data_keys,
             capabilities_gate_optional_operations,
@@ -1264,7 +1266,9 @@ async fn list_ours(ctx: &Ctx, limit: u32) -> std::result::Result<Vec<(String, Ke
     for _ in 0..10_000 {
         let page = ok(
             format!("list_keys(limit {limit}, marker {marker:?})"),
-            ctx.backend.list_keys(ListKeysRequest { limit: Some(limit), marker: marker.clone() }).await,
+            ctx.backend
+                .list_keys(ListKeysRequest { limit: Some(limit), marker: marker.clone(), ..Default::default() })
+                .await,
         )?;
         ensure!(page.keys.len() <= limit as usize, "list_keys returned {} keys for limit {limit}", page.keys.len());
         let mut past_prefix = false;
@@ -1323,7 +1327,7 @@ async fn list_keys_pages_in_ascending_order(ctx: Ctx) -> Outcome {
 
 async fn list_keys_rejects_bad_limits(ctx: Ctx) -> Outcome {
     for limit in [0, MAX_LIST_LIMIT + 1, u32::MAX] {
-        let r = ctx.backend.list_keys(ListKeysRequest { limit: Some(limit), marker: None }).await;
+        let r = ctx.backend.list_keys(ListKeysRequest { limit: Some(limit), marker: None, ..Default::default() }).await;
         err(format!("list_keys(limit {limit})"), r, "InvalidRequest(limit)", is_invalid_request("limit"))?;
     }
     Ok(())
@@ -1336,7 +1340,9 @@ async fn list_marker_survives_deletes(ctx: Ctx) -> Outcome {
     }
     let first = ok(
         "list_keys",
-        ctx.backend.list_keys(ListKeysRequest { limit: Some(2), marker: Some(ctx.prefix.clone()) }).await,
+        ctx.backend
+            .list_keys(ListKeysRequest { limit: Some(2), marker: Some(ctx.prefix.clone()), ..Default::default() })
+            .await,
     )?;
     let marker = first.next_marker.clone().ok_or("a truncated first page has no next_marker")?;
     ensure!(marker == ids[1], "next_marker is {marker}, expected {}", ids[1]);
@@ -1345,7 +1351,7 @@ async fn list_marker_survives_deletes(ctx: Ctx) -> Outcome {
     ok("delete_key(next key)", ctx.delete(&ids[2], Some(7)).await)?;
     let next = ok(
         "list_keys after deleting the marker key",
-        ctx.backend.list_keys(ListKeysRequest { limit: Some(2), marker: Some(marker) }).await,
+        ctx.backend.list_keys(ListKeysRequest { limit: Some(2), marker: Some(marker), ..Default::default() }).await,
     )?;
     let got: Vec<&str> = next.keys.iter().map(|e| e.key_id.as_str()).collect();
     ensure!(got == [ids[2].as_str(), ids[3].as_str()], "the page after the deleted marker is {got:?}");
@@ -1353,10 +1359,79 @@ async fn list_marker_survives_deletes(ctx: Ctx) -> Outcome {
     let gone = ctx.id("s25");
     let resumed = ok(
         "list_keys with a marker naming no key",
-        ctx.backend.list_keys(ListKeysRequest { limit: Some(2), marker: Some(gone) }).await,
+        ctx.backend.list_keys(ListKeysRequest { limit: Some(2), marker: Some(gone), ..Default::default() }).await,
     )?;
     let got: Vec<&str> = resumed.keys.iter().map(|e| e.key_id.as_str()).collect();
     ensure!(got == [ids[3].as_str(), ids[4].as_str()], "the page after a vanished marker is {got:?}");
+    Ok(())
+}
+
+async fn list_keys_with_a_prefix(ctx: Ctx) -> Outcome {
+    let mut inside = Vec::new();
+    for label in ["q-b", "q-a", "q-c", "q-d"] {
+        inside.push(ctx.create(label).await?);
+    }
+    inside.sort();
+    let before = ctx.create("q").await?;
+    let after = ctx.create("r-a").await?;
+    let prefix = ctx.id("q-");
+    let list = |limit: u32, marker: Option<String>| {
+        let request = ListKeysRequest { limit: Some(limit), marker, prefix: Some(prefix.clone()) };
+        ctx.backend.list_keys(request)
+    };
+    let ids = |page: &ListKeysResponse| page.keys.iter().map(|e| e.key_id.clone()).collect::<Vec<_>>();
+    // From the start, from a marker before the range, inside it, and past it.
+    let page = ok("list_keys(prefix)", list(10, None).await)?;
+    ensure!(ids(&page) == inside && !page.truncated, "prefix {prefix} listed {:?}", ids(&page));
+    let page = ok("list_keys(prefix, early marker)", list(10, Some(before.clone())).await)?;
+    ensure!(ids(&page) == inside, "prefix {prefix} after {before} listed {:?}", ids(&page));
+    let page = ok("list_keys(prefix, limit 2)", list(2, None).await)?;
+    ensure!(ids(&page) == inside[..2] && page.truncated, "first page {:?}", ids(&page));
+    let page = ok("list_keys(prefix, second page)", list(2, page.next_marker.clone()).await)?;
+    ensure!(ids(&page) == inside[2..] && !page.truncated && page.next_marker.is_none(), "second page {:?}", ids(&page));
+    let page = ok("list_keys(prefix, late marker)", list(10, Some(after)).await)?;
+    ensure!(page.keys.is_empty() && !page.truncated, "past the range listed {:?}", ids(&page));
+    for bad in ["q-*", ".q"] {
+        let request = ListKeysRequest { prefix: Some(bad.into()), ..Default::default() };
+        let r = ctx.backend.list_keys(request).await;
+        err(format!("list_keys(prefix {bad})"), r, "InvalidRequest(prefix)", is_invalid_request("prefix"))?;
+    }
+    Ok(())
+}
+
+async fn the_longest_key_id_is_storable(ctx: Ctx) -> Outcome {
+    let key_id = ctx.id(&"l".repeat(MAX_KEY_ID_LEN - ctx.prefix.len()));
+    ensure!(key_id.len() == MAX_KEY_ID_LEN, "test id has {} bytes", key_id.len());
+    let label = &key_id[ctx.prefix.len()..];
+    let created = ok("create_key(256-byte id)", ctx.create_with(label, CreateKeyRequest::default()).await)?;
+    ensure!(created.key_id == key_id, "created {} instead", created.key_id);
+    let meta = ctx.describe(&key_id).await?;
+    ensure!(meta.key_state == KeyState::Enabled, "the 256-byte key is {}", meta.key_state);
+    let sealed = ok(
+        "encrypt(256-byte id)",
+        ctx.backend
+            .encrypt(EncryptRequest {
+                key_id: key_id.clone(),
+                plaintext: b"longest".as_slice().into(),
+                encryption_context: EncryptionContext::new(),
+            })
+            .await,
+    )?;
+    let opened = ok(
+        "decrypt(256-byte id)",
+        ctx.backend
+            .decrypt(DecryptRequest {
+                ciphertext_blob: sealed.ciphertext_blob,
+                encryption_context: EncryptionContext::new(),
+                key_id: Some(key_id.clone()),
+            })
+            .await,
+    )?;
+    ensure!(opened.plaintext.expose_secret() == b"longest", "the 256-byte key does not round-trip");
+    let request = ListKeysRequest { prefix: Some(key_id.clone()), ..Default::default() };
+    let page = ok("list_keys(256-byte prefix)", ctx.backend.list_keys(request).await)?;
+    ensure!(page.keys.len() == 1 && page.keys[0].key_id == key_id, "listing by its id found {} keys", page.keys.len());
+    ok("delete_key(256-byte id)", ctx.delete(&key_id, None).await)?;
     Ok(())
 }
 

@@ -518,7 +518,7 @@ impl Ctx<'_> {
         if !(1..=1000).contains(&limit) {
             return Err(AwsError::validation(format!("Limit must be 1 to 1000, got {limit}")));
         }
-        let request = ListKeysRequest { limit: Some(limit), marker: input.marker };
+        let request = ListKeysRequest { limit: Some(limit), marker: input.marker, ..ListKeysRequest::default() };
         let page = self.app.list_visible(svc, self.identity, request).await.map_err(|e| {
             if e.status.is_client_error() { AwsError::validation(e.message) } else { AwsError::internal(e.message) }
         })?;

@@ -74,11 +74,36 @@ pub async fn list_all(backend: &LocalBackend, limit: u32) -> Vec<KeyListEntry> {
     let mut all = Vec::new();
     let mut marker = None;
     loop {
-        let page = backend.list_keys(ListKeysRequest { limit: Some(limit), marker: marker.take() }).await.unwrap();
+        let page = backend
+            .list_keys(ListKeysRequest { limit: Some(limit), marker: marker.take(), ..Default::default() })
+            .await
+            .unwrap();
         all.extend(page.keys);
         if !page.truncated {
             return all;
         }
         marker = page.next_marker;
     }
+}
+
+/// The `keys` table of the store file (`docs/formats.md`, "Local key store"), opened directly
+/// as an attacker or a careless restore would: for tests of what the backend does with a
+/// record it did not write. The backend must be shut down.
+const KEYS: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new("keys");
+
+/// The stored record of `key_id`.
+pub fn stored_record(dir: &Path, key_id: &str) -> Vec<u8> {
+    use redb::ReadableDatabase;
+    let db = redb::Database::open(dir.join("keys.redb")).expect("store opens");
+    let txn = db.begin_read().unwrap();
+    let table = txn.open_table(KEYS).unwrap();
+    table.get(key_id).unwrap().expect("record exists").value().to_vec()
+}
+
+/// Replaces (or plants) the stored record of `key_id`.
+pub fn plant_record(dir: &Path, key_id: &str, bytes: &[u8]) {
+    let db = redb::Database::open(dir.join("keys.redb")).expect("store opens");
+    let txn = db.begin_write().unwrap();
+    txn.open_table(KEYS).unwrap().insert(key_id, bytes).unwrap();
+    txn.commit().unwrap();
 }
