@@ -88,7 +88,7 @@ impl Inner {
         Ok(())
     }
 
-    fn db(&self) -> Result<Arc<Database>> {
+    pub(crate) fn db(&self) -> Result<Arc<Database>> {
         self.db.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or_else(closed)
     }
 
@@ -192,7 +192,7 @@ impl Drop for LocalBackend {
 
 /// Runs `f` on the blocking pool. Once started it runs to the end even if the caller's future
 /// is dropped.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| KmsError::backend_with_source("local key store task failed", false, e))?

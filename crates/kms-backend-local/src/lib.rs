@@ -77,6 +77,7 @@
 
 #![forbid(unsafe_code)]
 
+mod aliases;
 mod backend;
 mod cache;
 mod ciphertext;

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use kms_core::backends::KmsBackend;
 use kms_crypto::envelope::Binding;
 use kms_crypto::keys::PlaintextDataKey;
+use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
 use kms_types::error::{KmsError, Result};
 use kms_types::secret::SecretBytes;
 use kms_types::types::{
@@ -216,6 +217,30 @@ impl KmsBackend for LocalBackend {
 
     fn capabilities(&self) -> BackendCapabilities {
         BackendCapabilities::ALL
+    }
+
+    fn supports_aliases(&self) -> bool {
+        true
+    }
+
+    async fn create_alias(&self, request: CreateAliasRequest) -> Result<AliasEntry> {
+        self.write_alias(request, false).await
+    }
+
+    async fn update_alias(&self, request: UpdateAliasRequest) -> Result<AliasEntry> {
+        self.write_alias(request, true).await
+    }
+
+    async fn delete_alias(&self, alias_name: &str) -> Result<()> {
+        self.remove_alias(alias_name).await
+    }
+
+    async fn list_aliases(&self, request: ListAliasesRequest) -> Result<ListAliasesResponse> {
+        self.page_aliases(request).await
+    }
+
+    async fn resolve_alias(&self, alias_name: &str) -> Result<String> {
+        self.read_alias(alias_name).await
     }
 
     async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {

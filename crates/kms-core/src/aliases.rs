@@ -39,7 +39,7 @@ impl AliasTable {
 
     /// Adds an alias; `target_exists` says whether its key exists.
     pub fn create(&mut self, request: CreateAliasRequest, target_exists: bool) -> Result<AliasEntry> {
-        check_request(&request, target_exists)?;
+        check_alias_request(&request, target_exists)?;
         if self.entries.contains_key(&request.alias_name) {
             return Err(KmsError::KeyAlreadyExists { key_id: request.alias_name });
         }
@@ -56,7 +56,7 @@ impl AliasTable {
 
     /// Points an existing alias at another key.
     pub fn update(&mut self, request: UpdateAliasRequest, target_exists: bool) -> Result<AliasEntry> {
-        check_request(&request, target_exists)?;
+        check_alias_request(&request, target_exists)?;
         let entry =
             self.entries.get_mut(&request.alias_name).ok_or_else(|| KmsError::key_not_found(&request.alias_name))?;
         entry.target_key_id = request.target_key_id;
@@ -98,7 +98,8 @@ impl AliasTable {
     }
 }
 
-fn check_request(request: &CreateAliasRequest, target_exists: bool) -> Result<()> {
+/// Checks a create or update: the name, a target that is a key id (not an alias) and exists.
+pub fn check_alias_request(request: &CreateAliasRequest, target_exists: bool) -> Result<()> {
     validate_alias_name("alias_name", &request.alias_name)?;
     if is_alias(&request.target_key_id) {
         return Err(KmsError::invalid_request("target_key_id", "an alias points at a key, not at an alias"));
