@@ -123,6 +123,33 @@ def test_boto3_paginators():
     print(f"boto3: list_keys paginator, {len(pages)} pages: ok")
 
 
+def test_boto3_aliases():
+    client = kms()
+    first = client.create_key()["KeyMetadata"]["Arn"]
+    second = client.create_key()["KeyMetadata"]["Arn"]
+    client.create_alias(AliasName="alias/boto3-orders", TargetKeyId=first)
+    expect_error("AlreadyExistsException", client.create_alias, AliasName="alias/boto3-orders", TargetKeyId=second)
+    expect_error("NotFoundException", client.create_alias, AliasName="alias/boto3-x", TargetKeyId="missing-key")
+    alias_arn = "arn:aws:kms:us-east-1:000000000000:alias/boto3-orders"
+    for key_ref in ("alias/boto3-orders", alias_arn):
+        sealed = client.encrypt(KeyId=key_ref, Plaintext=b"via alias")
+        assert sealed["KeyId"] == first
+        assert client.decrypt(CiphertextBlob=sealed["CiphertextBlob"], KeyId=key_ref)["Plaintext"] == b"via alias"
+    client.update_alias(AliasName="alias/boto3-orders", TargetKeyId=second)
+    assert client.describe_key(KeyId="alias/boto3-orders")["KeyMetadata"]["Arn"] == second
+    for n in range(5):
+        client.create_alias(AliasName=f"alias/boto3-page-{n}", TargetKeyId=second)
+    pages = list(client.get_paginator("list_aliases").paginate(PaginationConfig={"PageSize": 2}))
+    names = [a["AliasName"] for page in pages for a in page["Aliases"]]
+    assert len(pages) >= 3 and names == sorted(names) and len(names) == len(set(names)), names
+    assert {f"alias/boto3-page-{n}" for n in range(5)} | {"alias/boto3-orders"} <= set(names)
+    of_second = client.list_aliases(KeyId=second)["Aliases"]
+    assert all(a["TargetKeyId"] == second.rsplit("/", 1)[1] for a in of_second) and len(of_second) == 6
+    client.delete_alias(AliasName="alias/boto3-orders")
+    expect_error("NotFoundException", client.describe_key, KeyId="alias/boto3-orders")
+    print(f"boto3: aliases, list_aliases paginator ({len(pages)} pages): ok")
+
+
 def test_signatures_are_checked():
     parser = configparser.ConfigParser()
     parser.read(os.environ["AWS_SHARED_CREDENTIALS_FILE"])
@@ -146,13 +173,14 @@ def aws_cli(*args, binary=False):
 
 def test_aws_cli():
     key_id = aws_cli("create-key", "--description", "cli", "--query", "KeyMetadata.KeyId", "--output", "text")
+    aws_cli("create-alias", "--alias-name", "alias/cli-probe", "--target-key-id", key_id)
     with tempfile.TemporaryDirectory() as tmp:
         plain = os.path.join(tmp, "plain.bin")
         sealed = os.path.join(tmp, "sealed.bin")
         content = os.urandom(3000)
         with open(plain, "wb") as f:
             f.write(content)
-        blob = aws_cli("encrypt", "--key-id", key_id, "--plaintext", f"fileb://{plain}",
+        blob = aws_cli("encrypt", "--key-id", "alias/cli-probe", "--plaintext", f"fileb://{plain}",
                        "--encryption-context", "purpose=cli", "--query", "CiphertextBlob", "--output", "text")
         with open(sealed, "wb") as f:
             f.write(base64.b64decode(blob))
@@ -165,7 +193,9 @@ def test_aws_cli():
         assert refused.returncode != 0 and b"InvalidCiphertextException" in refused.stderr, refused.stderr
     listed = aws_cli("list-keys", "--query", "Keys[].KeyId", "--output", "text")
     assert key_id in listed.split()
-    print("aws cli: create-key, encrypt a file with --encryption-context, decrypt it: ok")
+    aliases = aws_cli("list-aliases", "--query", "Aliases[].AliasName", "--output", "text")
+    assert "alias/cli-probe" in aliases.split()
+    print("aws cli: create-key, create-alias, encrypt a file with --encryption-context, decrypt it: ok")
 
 
 def test_encryption_sdk():
@@ -211,6 +241,7 @@ if __name__ == "__main__":
     test_signatures_are_checked()
     test_boto3_operations()
     test_boto3_paginators()
+    test_boto3_aliases()
     test_aws_cli()
     test_encryption_sdk()
     print("all AWS client tests passed")
