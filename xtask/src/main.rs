@@ -200,6 +200,7 @@ fn deny() -> Result<(), String> {
 
 /// `cargo xtask bench NAME` runs `cargo bench -p PACKAGE --bench NAME`.
 const BENCHES: &[(&str, &str)] = &[
+    ("aws", "kms-admin"),
     ("crypto", "kms-crypto"),
     ("http", "kms-admin"),
     ("local", "kms-backend-local"),
