@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -56,6 +57,9 @@ pub struct App {
     max_body_bytes: usize,
     request_timeout: Duration,
     public_health: bool,
+    /// Numbers the server errors (`<start time>-<n>`), so a 5xx answer points at its log line.
+    failures: AtomicU64,
+    started_unix: u64,
 }
 
 impl std::fmt::Debug for App {
@@ -93,6 +97,8 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             request_timeout: config.request_timeout,
             public_health: config.public_health,
+            failures: AtomicU64::new(0),
+            started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         })
     }
 
@@ -119,10 +125,16 @@ impl App {
                 format!("the request did not complete within {} s", self.request_timeout.as_secs()),
             )),
         };
-        let (response, outcome) = match result {
+        let (mut response, outcome) = match result {
             Ok(response) => (response, "ok"),
+            Err(err) if err.status.is_server_error() => {
+                let code = err.code;
+                (self.server_error_response(err), code)
+            }
             Err(err) => (error_response(&err), err.code),
         };
+        // Bodies may hold a plaintext data key or a decrypted plaintext: no cache keeps them.
+        response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
         let operation = info.operation.map(Operation::as_str);
@@ -138,6 +150,24 @@ impl App {
                 latency_us: elapsed.as_micros() as u64,
                 remote: Some(remote),
             });
+        }
+        response
+    }
+
+    /// A 5xx answer that names nothing of the server (paths, addresses, backend messages):
+    /// the detail goes to the log under a request id, which the answer carries instead.
+    fn server_error_response(&self, err: ApiError) -> Resp {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("{:x}-{n}", self.started_unix);
+        tracing::error!(request_id = %request_id, status = err.status.as_u16(), code = err.code, message = %err.message, "request failed");
+        let public = ApiError {
+            message: format!("the server could not complete the request; see its log for request id {request_id}"),
+            field: None,
+            ..err
+        };
+        let mut response = error_response(&public);
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(crate::error::REQUEST_ID_HEADER, value);
         }
         response
     }

@@ -25,9 +25,10 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use kms_crypto::CryptoError;
+use kms_crypto::aead::{Algorithm, RandomNonceKey};
+use kms_crypto::keys::KeyEncryptionKey;
 use kms_types::config::KmsConfig;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -71,6 +72,17 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// A secret could not be sealed (the system random number generator failed).
+    #[error("{path}: cannot seal the secret at {field}: {source}")]
+    Seal {
+        /// The file.
+        path: PathBuf,
+        /// The secret's JSON path.
+        field: String,
+        /// The error.
+        #[source]
+        source: CryptoError,
+    },
     /// A sealed secret did not open: wrong seal key or a tampered file.
     #[error("{path}: the sealed secret at {field} does not open with this seal key")]
     Unseal {
@@ -93,7 +105,7 @@ pub struct PersistedState {
 /// Reads and writes the persisted service state.
 pub struct ConfigStore {
     path: PathBuf,
-    key: LessSafeKey,
+    key: RandomNonceKey,
 }
 
 impl std::fmt::Debug for ConfigStore {
@@ -141,22 +153,19 @@ impl ConfigStore {
                 })?)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound && seal_key_file.is_none() => {
-                let mut bytes = Zeroizing::new(vec![0u8; 32]);
-                SystemRandom::new().fill(&mut bytes).map_err(|_| StoreError::Io {
-                    path: key_path.clone(),
-                    source: io::Error::other("the system random generator failed"),
-                })?;
-                let encoded = Zeroizing::new(STANDARD.encode(&*bytes));
+                let fresh = KeyEncryptionKey::generate()
+                    .map_err(|e| StoreError::Io { path: key_path.clone(), source: io::Error::other(e) })?;
+                let encoded = Zeroizing::new(STANDARD.encode(fresh.expose_secret()));
                 write_private_file(&key_path, encoded.as_bytes()).map_err(io_err(&key_path))?;
-                bytes
+                Zeroizing::new(fresh.expose_secret().to_vec())
             }
             Err(e) => return Err(StoreError::Io { path: key_path, source: e }),
         };
-        let key = UnboundKey::new(&AES_256_GCM, &key_bytes).map_err(|_| StoreError::Format {
+        let key = RandomNonceKey::new(Algorithm::Aes256Gcm, &key_bytes).map_err(|_| StoreError::Format {
             path: key_path.clone(),
             message: "seal key must be 32 bytes of standard base64".into(),
         })?;
-        Ok(Self { path: data_dir.join(STATE_FILE), key: LessSafeKey::new(key) })
+        Ok(Self { path: data_dir.join(STATE_FILE), key })
     }
 
     /// The state file's path.
@@ -202,7 +211,7 @@ impl ConfigStore {
         for path in SECRET_PATHS {
             if let Some(Value::String(s)) = lookup(&mut config, path) {
                 let plain = Zeroizing::new(std::mem::take(s));
-                *s = format!("{SEALED_PREFIX}{}", self.seal(plain.as_bytes(), &path.join(".")));
+                *s = format!("{SEALED_PREFIX}{}", self.seal(plain.as_bytes(), &path.join("."))?);
             }
         }
         let doc = serde_json::json!({"format": FORMAT, "version": VERSION, "running": state.running, "config": config});
@@ -210,32 +219,22 @@ impl ConfigStore {
         write_private_file(&self.path, &bytes).map_err(io_err(&self.path))
     }
 
-    fn seal(&self, plain: &[u8], field: &str) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).expect("the system random generator failed");
-        let mut buf = Vec::with_capacity(NONCE_LEN + plain.len() + 16);
-        buf.extend_from_slice(&nonce);
-        buf.extend_from_slice(plain);
-        let (head, body) = buf.split_at_mut(NONCE_LEN);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(field.as_bytes()), body)
-            .expect("AES-GCM sealing of a short secret cannot fail");
-        let _ = head;
-        buf.extend_from_slice(tag.as_ref());
-        STANDARD.encode(&buf)
+    /// `nonce ‖ AES-256-GCM ciphertext ‖ tag` in base64, the field's JSON path as associated
+    /// data: kms-crypto's [`RandomNonceKey`] layout.
+    fn seal(&self, plain: &[u8], field: &str) -> Result<String, StoreError> {
+        let sealed = self.key.seal(field.as_bytes(), plain).map_err(|source| StoreError::Seal {
+            path: self.path.clone(),
+            field: field.to_owned(),
+            source,
+        })?;
+        Ok(STANDARD.encode(sealed))
     }
 
     fn unseal(&self, sealed: &str, field: &str) -> Result<Zeroizing<String>, StoreError> {
         let fail = || StoreError::Unseal { path: self.path.clone(), field: field.to_owned() };
-        let mut bytes = Zeroizing::new(STANDARD.decode(sealed).map_err(|_| fail())?);
-        if bytes.len() < NONCE_LEN + 16 {
-            return Err(fail());
-        }
-        let (nonce, body) = bytes.split_at_mut(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| fail())?;
-        let plain = self.key.open_in_place(nonce, Aad::from(field.as_bytes()), body).map_err(|_| fail())?;
-        let text = std::str::from_utf8(plain).map_err(|_| fail())?;
+        let bytes = Zeroizing::new(STANDARD.decode(sealed).map_err(|_| fail())?);
+        let plain = self.key.open(field.as_bytes(), &bytes).map_err(|_| fail())?;
+        let text = std::str::from_utf8(&plain).map_err(|_| fail())?;
         Ok(Zeroizing::new(text.to_owned()))
     }
 }
@@ -381,10 +380,12 @@ mod tests {
   }
 }"#;
 
-    /// Regenerates the sealed value of `KAT_V1` (nonce 00..0b, key 0x42 × 32); the value was
+    /// Regenerates the sealed value of `KAT_V1` (nonce 00..0b, key 0x42 × 32) with ring
+    /// directly, independently of the kms-crypto seal the store uses; the value was
     /// cross-checked with an independent AES-GCM implementation (Python `cryptography`).
     #[test]
     fn known_answer_sealed_value_is_reproducible() {
+        use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[0x42u8; 32]).unwrap());
         let nonce: [u8; 12] = std::array::from_fn(|i| i as u8);
         let mut body = b"s.kat-token".to_vec();
