@@ -9,7 +9,6 @@
 //! Lines are handed to a writer thread through a channel and written in batches, so a request
 //! never waits on the disk; the writer flushes whenever the channel runs dry and on shutdown.
 
-use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -61,16 +60,14 @@ impl AuditLog {
         Self { sender: None, writer: None }
     }
 
-    /// Appends to `path` (created with mode 0600 on Unix).
+    /// Appends to `path` (created with mode 0600), opened without following a symbolic link;
+    /// an existing file must be owned by this user and writable by nobody else
+    /// ([`kms_core::fs_trust::open_append_private`]).
     pub fn to_file(path: &Path) -> io::Result<Self> {
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(path)?;
-        // `mode` only applies when the file is created; narrow an existing log too.
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let file = kms_core::fs_trust::open_append_private(path).map_err(|e| match e {
+            kms_core::fs_trust::TrustError::Io { source, .. } => source,
+            other => io::Error::new(io::ErrorKind::PermissionDenied, other.to_string()),
+        })?;
         Ok(Self::to_writer(Box::new(file)))
     }
 
