@@ -53,8 +53,13 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Whether `GET /health` answers without a token (default true, for probes).
     pub public_health: bool,
-    /// TLS; `None` serves plain HTTP (keep the default loopback address then).
+    /// TLS; `None` serves plain HTTP, which is refused on a non-loopback `listen` address
+    /// unless `allow_insecure_http` is set.
     pub tls: Option<ServerTlsConfig>,
+    /// Serve plain HTTP on a non-loopback address (default false): bearer tokens, plaintexts
+    /// and data keys then cross the network in the clear. Only for a network that is private
+    /// by other means (a TLS-terminating sidecar on the same host, for example).
+    pub allow_insecure_http: bool,
     /// File the audit log is appended to (mode 0600); `None` turns it off.
     pub audit_log: Option<PathBuf>,
     /// Who may call the API.
@@ -72,6 +77,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             public_health: true,
             tls: None,
+            allow_insecure_http: false,
             audit_log: None,
             identities: Vec::new(),
         }
@@ -93,6 +99,14 @@ impl ServerConfig {
         if self.max_connections == 0 {
             return Err("server.max_connections: must be at least 1".into());
         }
+        if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_insecure_http {
+            return Err(format!(
+                "server.listen: {} is not a loopback address and server.tls is not set: tokens and key \
+                 material would cross the network in the clear; configure server.tls, or set \
+                 server.allow_insecure_http = true if the network is protected otherwise",
+                self.listen
+            ));
+        }
         Ok(())
     }
 }
@@ -107,6 +121,20 @@ mod tests {
         assert!(c.listen.ip().is_loopback());
         assert_eq!(c.max_body_bytes, 1 << 20);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_non_loopback_plain_http_listen_is_refused_unless_explicitly_allowed() {
+        let open = ServerConfig { listen: "0.0.0.0:7373".parse().unwrap(), ..ServerConfig::default() };
+        let err = open.validate().unwrap_err();
+        assert!(err.contains("server.listen") && err.contains("allow_insecure_http"), "{err}");
+        ServerConfig { allow_insecure_http: true, ..open.clone() }.validate().unwrap();
+        let tls = ServerTlsConfig { cert_path: "c.pem".into(), key_path: "k.pem".into(), client_ca_path: None };
+        ServerConfig { tls: Some(tls), ..open }.validate().unwrap();
+        ServerConfig { listen: "[::1]:7373".parse().unwrap(), ..ServerConfig::default() }.validate().unwrap();
+        let parsed: ServerConfig =
+            serde_json::from_str(r#"{"listen":"10.0.0.5:7373","allow_insecure_http":true}"#).unwrap();
+        parsed.validate().unwrap();
     }
 
     #[test]

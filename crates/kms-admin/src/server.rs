@@ -42,6 +42,9 @@ impl Server {
     /// Binds `config.listen` (TLS per `config.tls`) to serve `app`.
     pub async fn bind(config: &ServerConfig, app: Arc<App>) -> Result<Self, String> {
         config.validate()?;
+        if config.tls.is_none() && !config.listen.ip().is_loopback() {
+            tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (allow_insecure_http)");
+        }
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         let listener =
             TcpListener::bind(config.listen).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
