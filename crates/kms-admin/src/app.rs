@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     DataKeyBody, DescriptionBody, EmptyBody, EncryptBody, HealthBody, LifecycleBody, StatusBody, TagBody, UntagBody,
 };
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditLog, AuditOptions, AuditRecord, Reservation};
 use crate::auth::{Authenticator, Identity, Operation};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
@@ -44,6 +44,8 @@ struct RequestInfo {
     identity: Option<String>,
     operation: Option<Operation>,
     key_id: Option<String>,
+    key_version: Option<u32>,
+    context_sha256: Option<String>,
 }
 
 /// The request handler shared by every connection.
@@ -83,7 +85,8 @@ impl App {
         config.validate()?;
         let auth = Authenticator::new(&config.identities).map_err(|e| format!("server.identities: {e}"))?;
         let audit = match &config.audit_log {
-            Some(path) => AuditLog::to_file(path).map_err(|e| format!("server.audit_log {}: {e}", path.display()))?,
+            Some(path) => AuditLog::to_file(path, AuditOptions::from(config))
+                .map_err(|e| format!("server.audit_log {}: {e}", path.display()))?,
             None => AuditLog::disabled(),
         };
         let metrics = Arc::new(Metrics::new());
@@ -117,13 +120,25 @@ impl App {
         let started = Instant::now();
         let time = AuditRecord::now();
         let mut info = RequestInfo::default();
-        let result = match tokio::time::timeout(self.request_timeout, self.dispatch(req, &mut info)).await {
-            Ok(result) => result,
-            Err(_) => Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "request_timeout",
-                format!("the request did not complete within {} s", self.request_timeout.as_secs()),
-            )),
+        let is_probe = self.public_health && req.uri().path() == "/health";
+        // The line's queue slot is taken before anything is done: a log that fails closed
+        // refuses the request here, while it cannot record it.
+        let slot = if is_probe { Reservation::Disabled } else { self.audit.reserve() };
+        let result = if matches!(slot, Reservation::Refuse) {
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit log cannot be written; requests are refused until it can (server.audit_fail_closed)",
+            ))
+        } else {
+            match tokio::time::timeout(self.request_timeout, self.dispatch(req, &mut info)).await {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "request_timeout",
+                    format!("the request did not complete within {} s", self.request_timeout.as_secs()),
+                )),
+            }
         };
         let (mut response, outcome) = match result {
             Ok(response) => (response, "ok"),
@@ -139,12 +154,15 @@ impl App {
         let elapsed = started.elapsed();
         let operation = info.operation.map(Operation::as_str);
         self.metrics.observe_request(operation, status, elapsed);
-        if !(info.operation == Some(Operation::Health) && info.identity.is_none()) {
-            self.audit.record(AuditRecord {
+        let unauthenticated_probe = info.operation == Some(Operation::Health) && info.identity.is_none();
+        if let (Reservation::Slot(slot), false) = (slot, unauthenticated_probe) {
+            slot.send(AuditRecord {
                 time,
                 identity: info.identity,
                 operation,
                 key_id: info.key_id,
+                key_version: info.key_version,
+                context_sha256: info.context_sha256,
                 status,
                 outcome,
                 latency_us: elapsed.as_micros() as u64,
@@ -152,6 +170,12 @@ impl App {
             });
         }
         response
+    }
+
+    /// The audit line's trace of an encryption context: SHA-256 (hex) of its canonical
+    /// encoding, computed only when there is an audit log.
+    fn context_digest(&self, context: &kms_types::types::EncryptionContext) -> Option<String> {
+        self.audit.is_enabled().then(|| context_sha256(context))
     }
 
     /// A 5xx answer that names nothing of the server (paths, addresses, backend messages):
@@ -295,22 +319,28 @@ impl App {
             Op::GenerateDataKey => {
                 let body: DataKeyBody = self.body(req, false).await?;
                 let svc = self.service().await?;
+                info.context_sha256 = self.context_digest(&body.encryption_context);
                 let request = GenerateDataKeyRequest {
                     key_id: key,
                     key_spec: body.key_spec,
                     encryption_context: body.encryption_context,
                 };
-                Ok(json(StatusCode::OK, &self.call(operation, svc.generate_data_key(request)).await?))
+                let r = self.call(operation, svc.generate_data_key(request)).await?;
+                info.key_version = Some(r.key_version);
+                Ok(json(StatusCode::OK, &r))
             }
             Op::GenerateDataKeyWithoutPlaintext => {
                 let body: DataKeyBody = self.body(req, false).await?;
                 let svc = self.service().await?;
+                info.context_sha256 = self.context_digest(&body.encryption_context);
                 let request = GenerateDataKeyWithoutPlaintextRequest {
                     key_id: key,
                     key_spec: body.key_spec,
                     encryption_context: body.encryption_context,
                 };
-                Ok(json(StatusCode::OK, &self.call(operation, svc.generate_data_key_without_plaintext(request)).await?))
+                let r = self.call(operation, svc.generate_data_key_without_plaintext(request)).await?;
+                info.key_version = Some(r.key_version);
+                Ok(json(StatusCode::OK, &r))
             }
             Op::Encrypt => {
                 let body: EncryptBody = self.body(req, true).await?;
@@ -321,18 +351,22 @@ impl App {
                     ));
                 }
                 let svc = self.service().await?;
+                info.context_sha256 = self.context_digest(&body.encryption_context);
                 let request = EncryptRequest {
                     key_id: key,
                     plaintext: body.plaintext,
                     encryption_context: body.encryption_context,
                 };
-                Ok(json(StatusCode::OK, &self.call(operation, svc.encrypt(request)).await?))
+                let r = self.call(operation, svc.encrypt(request)).await?;
+                info.key_version = Some(r.key_version);
+                Ok(json(StatusCode::OK, &r))
             }
             Op::Decrypt => {
                 let mut request: DecryptRequest = self.body(req, true).await?;
                 if let Some(k) = &request.key_id {
                     validate_key_id("key_id", k)?;
                 }
+                info.context_sha256 = self.context_digest(&request.encryption_context);
                 let svc = self.service().await?;
                 // Authorize on the key the ciphertext names BEFORE anything opens it: a caller
                 // who may not use that key must not learn whether the ciphertext authenticates
@@ -351,6 +385,7 @@ impl App {
                 // Defence in depth (the backend may have been swapped meanwhile): the plaintext
                 // only goes to a caller allowed to decrypt under the key that opened it.
                 info.key_id = Some(r.key_id.clone());
+                info.key_version = Some(r.key_version);
                 check(identity, operation, Some(&r.key_id))?;
                 Ok(json(StatusCode::OK, &r))
             }
@@ -359,6 +394,7 @@ impl App {
                 if let Some(dest) = &request.destination_key_id {
                     validate_key_id("destination_key_id", dest)?;
                 }
+                info.context_sha256 = self.context_digest(&request.source_encryption_context);
                 let svc = self.service().await?;
                 // As for decrypt: the source key is authorized before the backend opens it.
                 let source = self.named_key(&svc, &request.ciphertext_blob).await?;
@@ -369,6 +405,7 @@ impl App {
                 }
                 let r = self.call(operation, svc.re_encrypt(request)).await?;
                 info.key_id = Some(r.source_key_id.clone());
+                info.key_version = Some(r.key_version);
                 check(identity, operation, Some(&r.source_key_id))?;
                 check(identity, operation, Some(&r.key_id))?;
                 Ok(json(StatusCode::OK, &r))
@@ -546,6 +583,12 @@ impl App {
     }
 }
 
+/// SHA-256 (hex) of the canonical encoding of `context` (`docs/formats.md`).
+fn context_sha256(context: &kms_types::types::EncryptionContext) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &kms_crypto::context::canonical_context(context));
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn not_running() -> ApiError {
     ApiError::from(KmsError::ServiceUnavailable { message: "the kms service is not running".into() })
 }
@@ -679,6 +722,18 @@ mod tests {
         let e = parse_json::<GenerateDataKeyRequest>(br#"{"key_id":"a"} trailing"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("body"));
         assert!(parse_json::<GenerateDataKeyRequest>(br#"{"key_id":"a"}"#).is_ok());
+    }
+
+    /// Known answer: the empty context encodes as `01` + eight zero bytes.
+    #[test]
+    fn context_digests_hash_the_canonical_encoding() {
+        let empty = kms_types::types::EncryptionContext::new();
+        let expected = ring::digest::digest(&ring::digest::SHA256, &[1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let hex: String = expected.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(context_sha256(&empty), hex);
+        let a: kms_types::types::EncryptionContext = [("bucket".to_owned(), "photos".to_owned())].into();
+        assert_ne!(context_sha256(&a), hex);
+        assert!(!context_sha256(&a).contains("photos"));
     }
 
     #[test]

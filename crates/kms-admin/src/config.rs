@@ -62,6 +62,14 @@ pub struct ServerConfig {
     pub allow_insecure_http: bool,
     /// File the audit log is appended to (mode 0600); `None` turns it off.
     pub audit_log: Option<PathBuf>,
+    /// Refuse requests (503 `audit_unavailable`) while the audit log cannot be written or its
+    /// queue is full (default false: requests go on and the lost lines are counted).
+    pub audit_fail_closed: bool,
+    /// Most audit lines waiting to be written (default 65536).
+    pub audit_queue_capacity: usize,
+    /// Longest time between two `sync_data` calls on the audit log (default 1 s).
+    #[serde(with = "duration_secs", rename = "audit_sync_interval_seconds")]
+    pub audit_sync_interval: Duration,
     /// Who may call the API.
     pub identities: Vec<IdentityConfig>,
 }
@@ -79,6 +87,9 @@ impl Default for ServerConfig {
             tls: None,
             allow_insecure_http: false,
             audit_log: None,
+            audit_fail_closed: false,
+            audit_queue_capacity: 65_536,
+            audit_sync_interval: Duration::from_secs(1),
             identities: Vec::new(),
         }
     }
@@ -99,6 +110,12 @@ impl ServerConfig {
         if self.max_connections == 0 {
             return Err("server.max_connections: must be at least 1".into());
         }
+        if self.audit_queue_capacity == 0 {
+            return Err("server.audit_queue_capacity: must be at least 1".into());
+        }
+        if self.audit_sync_interval.is_zero() {
+            return Err("server.audit_sync_interval_seconds: must be at least 1".into());
+        }
         if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_insecure_http {
             return Err(format!(
                 "server.listen: {} is not a loopback address and server.tls is not set: tokens and key \
@@ -108,6 +125,16 @@ impl ServerConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl From<&ServerConfig> for crate::audit::AuditOptions {
+    fn from(config: &ServerConfig) -> Self {
+        Self {
+            queue_capacity: config.audit_queue_capacity,
+            sync_interval: config.audit_sync_interval,
+            fail_closed: config.audit_fail_closed,
+        }
     }
 }
 

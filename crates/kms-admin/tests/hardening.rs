@@ -105,3 +105,43 @@ async fn a_random_generator_failure_is_a_server_error_not_a_bad_request() {
     assert_eq!(reply.code(), "internal_error");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crypto_audit_lines_carry_the_key_version_and_a_digest_of_the_context_never_its_values() {
+    let dir = common::temp_dir("audit-digest");
+    let log = dir.join("audit.log");
+    let mut options = Options::default();
+    options.config.audit_log = Some(log.clone());
+    let server = TestServer::with(options).await;
+    let http = Http::new(&server);
+    http.ok(Method::POST, "/kms/v1/keys", ADMIN, Some(json!({"key_name": "app-1"}))).await;
+    http.ok(Method::POST, "/kms/v1/keys/app-1/rotate", ADMIN, None).await;
+    let ctx = json!({"tenant": "value-must-not-leak"});
+    let dk = http
+        .ok(Method::POST, "/kms/v1/keys/app-1/generate-data-key", ADMIN, Some(json!({"encryption_context": ctx})))
+        .await;
+    let blob = dk["ciphertext_blob"].clone();
+    http.ok(Method::POST, "/kms/v1/decrypt", ADMIN, Some(json!({"ciphertext_blob": blob, "encryption_context": ctx})))
+        .await;
+    http.ok(Method::POST, "/kms/v1/keys/app-1/encrypt", ADMIN, Some(json!({"plaintext": "aGk="}))).await;
+    server.stop().await;
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("value-must-not-leak") && !text.contains("tenant"), "{text}");
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let context: EncryptionContext = [("tenant".to_owned(), "value-must-not-leak".to_owned())].into();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &kms_crypto::context::canonical_context(&context));
+    let digest: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let empty =
+        ring::digest::digest(&ring::digest::SHA256, &kms_crypto::context::canonical_context(&EncryptionContext::new()));
+    let empty: String = empty.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let by_op =
+        |op: &str| lines.iter().find(|l| l["operation"] == op).unwrap_or_else(|| panic!("no {op} line: {text}"));
+    for (op, expected) in [("generate_data_key", &digest), ("decrypt", &digest), ("encrypt", &empty)] {
+        let line = by_op(op);
+        assert_eq!(line["key_version"], 2, "{op}: {line}");
+        assert_eq!(line["context_sha256"].as_str(), Some(expected.as_str()), "{op}: {line}");
+    }
+    assert!(by_op("create_key").get("context_sha256").is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
