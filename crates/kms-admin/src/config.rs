@@ -48,6 +48,14 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Most concurrent client connections (default 1024); further clients wait in the backlog.
     pub max_connections: usize,
+    /// Most concurrent connections from one peer IP address (default 256); a further one is
+    /// closed at once. Raise it (up to `max_connections`) when every client comes through one
+    /// proxy address.
+    pub max_connections_per_peer: usize,
+    /// Time a client has to take each part of a response (default 30 s); a client that stops
+    /// reading is disconnected.
+    #[serde(with = "duration_secs", rename = "response_write_timeout_seconds")]
+    pub response_write_timeout: Duration,
     /// How long shutdown waits for in-flight requests (default 30 s).
     #[serde(with = "duration_secs", rename = "shutdown_grace_seconds")]
     pub shutdown_grace: Duration,
@@ -82,6 +90,8 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_connections_per_peer: 256,
+            response_write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             public_health: true,
             tls: None,
@@ -109,6 +119,12 @@ impl ServerConfig {
         }
         if self.max_connections == 0 {
             return Err("server.max_connections: must be at least 1".into());
+        }
+        if self.max_connections_per_peer == 0 {
+            return Err("server.max_connections_per_peer: must be at least 1".into());
+        }
+        if self.response_write_timeout.is_zero() {
+            return Err("server.response_write_timeout_seconds: must be at least 1".into());
         }
         if self.audit_queue_capacity == 0 {
             return Err("server.audit_queue_capacity: must be at least 1".into());

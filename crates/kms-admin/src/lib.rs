@@ -60,6 +60,7 @@ mod app;
 pub mod audit;
 pub mod auth;
 pub mod config;
+mod conn_limits;
 pub mod error;
 pub mod metrics;
 pub mod routes;
