@@ -125,12 +125,10 @@ async fn a_thousand_idle_unauthenticated_sockets_do_not_lock_out_an_authenticate
     }
     assert!(idle.len() >= 100, "only {} idle sockets connected", idle.len());
     let http = common::Http::new(&server);
-    let status = tokio::time::timeout(
-        Duration::from_secs(5),
-        http.call(http::Method::GET, "/kms/v1/status", ADMIN, None),
-    )
-    .await
-    .expect("the authenticated client was locked out by idle sockets");
+    let status =
+        tokio::time::timeout(Duration::from_secs(5), http.call(http::Method::GET, "/kms/v1/status", ADMIN, None))
+            .await
+            .expect("the authenticated client was locked out by idle sockets");
     assert_eq!(status.status, http::StatusCode::OK);
     drop(idle);
     server.stop().await;
