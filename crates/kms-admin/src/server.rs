@@ -1,6 +1,6 @@
 //! The listener: accepts connections (TLS optional) under a connection cap and a per-peer cap,
 //! serves HTTP/1.1 with keep-alive, a header-read timeout and a response-write timeout
-//! ([`crate::conn_limits`]), and shuts down gracefully, draining in-flight requests.
+//! (`conn_limits`), and shuts down gracefully, draining in-flight requests.
 
 use std::convert::Infallible;
 use std::future::Future;
