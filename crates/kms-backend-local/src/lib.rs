@@ -25,9 +25,9 @@
 //!   removed at start; an unreadable record makes its key `Unavailable`, not the store.
 //! - **Concurrency**: one lock per key serializes its changes (no lost updates); a second
 //!   process on the same directory is refused ("in use") by an advisory lock.
-//! - **Speed**: keys live in memory (zeroized on drop), each version with its AES-256-GCM
-//!   cipher set up once (`kms_crypto::envelope::PreparedKek`); the data path does no disk I/O,
-//!   and a data key costs one random draw (key and nonce together) and one AEAD seal.
+//! - **Speed**: keys live in memory (zeroized on drop), each version as a
+//!   `kms_crypto::envelope::PreparedKek`; the data path does no disk I/O, and a data key costs
+//!   one random draw (key and envelope salt together), one HKDF and one AEAD seal.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
