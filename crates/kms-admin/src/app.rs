@@ -219,6 +219,9 @@ impl App {
             Op::Health => self.health(&req).await,
             Op::Metrics => {
                 let cache = self.manager.manager().await.map(|m| m.cache_stats());
+                if self.audit.is_enabled() {
+                    self.metrics.set_audit(self.audit.dropped(), self.audit.is_healthy());
+                }
                 Ok(text_response(self.metrics.render(cache)))
             }
             Op::Status => self.status().await,
