@@ -191,7 +191,7 @@ impl AuditLog {
     }
 
     /// Appends to `path` (created with mode 0600), opened without following a symbolic link;
-    /// an existing file must be owned by this user and writable by nobody else
+    /// an existing file must be owned by this user (or root) and writable by nobody else
     /// ([`kms_core::fs_trust::open_append_private`]).
     pub fn to_file(path: &Path, options: AuditOptions) -> io::Result<Self> {
         let file = kms_core::fs_trust::open_append_private(path).map_err(|e| match e {

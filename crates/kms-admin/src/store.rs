@@ -130,7 +130,7 @@ const MAX_STATE_FILE_BYTES: u64 = 1 << 20;
 
 /// Creates the server's data directory (mode 0700) or checks an existing one, then checks
 /// every file directly in it: the directory and each file must not be a symbolic link, must
-/// be owned by this process's user and writable by nobody else ([`kms_core::fs_trust`]).
+/// be owned by this process's user (or root) and writable by nobody else ([`kms_core::fs_trust`]).
 ///
 /// The server trusts what it finds there (the admin token hash, the seal key, the saved
 /// configuration), so a directory another user could write, or a file they could have

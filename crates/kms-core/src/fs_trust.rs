@@ -2,7 +2,8 @@
 //! read, write and append to them (Unix).
 //!
 //! A directory or file is *trusted* when it is not a symbolic link, is owned by the process's
-//! effective user and is writable by nobody else (no group or other write bit). Anything else
+//! effective user (or by root, who could replace it anyway: a root-owned seal key from systemd
+//! credentials, say) and is writable by nobody else (no group or other write bit). Anything else
 //! could have been planted or swapped by another local user: an admin token hash the server
 //! would accept, a seal key, a saved configuration pointing at another Vault. The local key
 //! directory, the server's data directory and every file the server reads from it go through
@@ -40,8 +41,8 @@ pub enum TrustError {
         /// `directory` or `regular file`.
         expected: &'static str,
     },
-    /// Another user owns the path.
-    #[error("{path} is owned by uid {owner}, not by this process's user (uid {euid}); refusing to trust it")]
+    /// Another user (not root) owns the path.
+    #[error("{path} is owned by uid {owner}, not by this process's user (uid {euid}) nor root; refusing to trust it")]
     ForeignOwner {
         /// The path.
         path: PathBuf,
@@ -88,6 +89,12 @@ pub fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// Whether a file owned by `owner` may be trusted by a process running as `euid`: its own
+/// files, and root's.
+fn owner_is_trusted(owner: u32, euid: u32) -> bool {
+    owner == euid || owner == 0
+}
+
 /// Checks metadata of `path` (from `lstat` or `fstat`) against the trust rules.
 fn check_metadata(path: &Path, meta: &Metadata, want_dir: bool) -> Result<(), TrustError> {
     if meta.file_type().is_symlink() {
@@ -100,7 +107,7 @@ fn check_metadata(path: &Path, meta: &Metadata, want_dir: bool) -> Result<(), Tr
         return Err(TrustError::WrongType { path: path.to_owned(), expected: "regular file" });
     }
     let euid = effective_uid();
-    if meta.uid() != euid {
+    if !owner_is_trusted(meta.uid(), euid) {
         return Err(TrustError::ForeignOwner { path: path.to_owned(), owner: meta.uid(), euid });
     }
     let mode = meta.mode() & 0o7777;
@@ -279,6 +286,25 @@ mod tests {
         assert!(!ensure_private_dir(&fresh).unwrap());
         assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o777, 0o700, "narrowed");
         let _ = fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn only_our_own_and_roots_files_are_trusted() {
+        assert!(owner_is_trusted(1000, 1000));
+        assert!(owner_is_trusted(0, 1000));
+        assert!(!owner_is_trusted(1001, 1000));
+        assert!(!owner_is_trusted(1000, 0), "root does not trust another user's file");
+        // With the privilege to give a file away, check it on a real file too.
+        if effective_uid() == 0 {
+            let dir = temp_dir("owner");
+            let file = dir.join("planted");
+            fs::write(&file, b"x").unwrap();
+            std::os::unix::fs::chown(&file, Some(4242), None).unwrap();
+            assert!(matches!(read_trusted(&file, 10), Err(TrustError::ForeignOwner { owner: 4242, .. })));
+            std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+            assert!(matches!(check_dir(&dir), Err(TrustError::ForeignOwner { owner: 4242, .. })));
+            let _ = fs::remove_dir_all(&dir);
+        }
     }
 
     #[test]
