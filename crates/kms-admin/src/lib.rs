@@ -61,6 +61,7 @@ mod app;
 pub mod audit;
 pub mod auth;
 pub mod config;
+mod conn_limits;
 pub mod error;
 mod json_body;
 pub mod metrics;
