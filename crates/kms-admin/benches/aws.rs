@@ -144,7 +144,7 @@ fn kms_server(rt: &tokio::runtime::Runtime, data: &Path) -> (SocketAddr, String,
         config.aws.access_keys.push(AccessKeyConfig {
             identity: "bench".into(),
             access_key_id: access_key_id.clone(),
-            secret_access_key: store.seal_secret(&secret, &AccessKeyConfig::seal_field(&access_key_id)),
+            secret_access_key: store.seal_secret(&secret, &AccessKeyConfig::seal_field(&access_key_id)).expect("seal"),
         });
         let app = Arc::new(App::new(manager, &config, Some(store)).expect("app"));
         let server = Server::bind(&config, app).await.expect("bind");

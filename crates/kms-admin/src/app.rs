@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -27,7 +28,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{
     DataKeyBody, DescriptionBody, EmptyBody, EncryptBody, HealthBody, LifecycleBody, StatusBody, TagBody, UntagBody,
 };
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditLog, AuditOptions, AuditRecord, Reservation};
 use crate::auth::{Authenticator, Identity, Operation};
 use crate::aws::AwsApi;
 use crate::config::ServerConfig;
@@ -49,6 +50,8 @@ struct RequestInfo {
     identity: Option<String>,
     operation: Option<Operation>,
     key_id: Option<String>,
+    key_version: Option<u32>,
+    context_sha256: Option<String>,
 }
 
 /// The request handler shared by every connection.
@@ -64,6 +67,9 @@ pub struct App {
     public_health: bool,
     /// The AWS KMS protocol, unless `[server.aws] enabled = false`.
     aws: Option<AwsApi>,
+    /// Numbers the server errors (`<start time>-<n>`), so a 5xx answer points at its log line.
+    failures: AtomicU64,
+    started_unix: u64,
 }
 
 impl std::fmt::Debug for App {
@@ -87,7 +93,8 @@ impl App {
         config.validate()?;
         let auth = Authenticator::new(&config.identities).map_err(|e| format!("server.identities: {e}"))?;
         let audit = match &config.audit_log {
-            Some(path) => AuditLog::to_file(path).map_err(|e| format!("server.audit_log {}: {e}", path.display()))?,
+            Some(path) => AuditLog::to_file(path, AuditOptions::from(config))
+                .map_err(|e| format!("server.audit_log {}: {e}", path.display()))?,
             None => AuditLog::disabled(),
         };
         let metrics = Arc::new(Metrics::new());
@@ -108,6 +115,8 @@ impl App {
             request_timeout: config.request_timeout,
             public_health: config.public_health,
             aws,
+            failures: AtomicU64::new(0),
+            started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         })
     }
 
@@ -131,33 +140,78 @@ impl App {
         let started = Instant::now();
         let time = AuditRecord::now();
         let mut info = RequestInfo::default();
-        let result = match tokio::time::timeout(self.request_timeout, self.dispatch(req, &mut info)).await {
-            Ok(result) => result,
-            Err(_) => Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "request_timeout",
-                format!("the request did not complete within {} s", self.request_timeout.as_secs()),
-            )),
+        let is_probe = self.public_health && req.uri().path() == "/health";
+        // The line's queue slot is taken before anything is done: a log that fails closed
+        // refuses the request here, while it cannot record it.
+        let slot = if is_probe { Reservation::Disabled } else { self.audit.reserve() };
+        let result = if matches!(slot, Reservation::Refuse) {
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit log cannot be written; requests are refused until it can (server.audit_fail_closed)",
+            ))
+        } else {
+            match tokio::time::timeout(self.request_timeout, self.dispatch(req, &mut info)).await {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "request_timeout",
+                    format!("the request did not complete within {} s", self.request_timeout.as_secs()),
+                )),
+            }
         };
-        let (response, outcome) = match result {
+        let (mut response, outcome) = match result {
             Ok(response) => (response, "ok"),
+            Err(err) if err.status.is_server_error() => {
+                let code = err.code;
+                (self.server_error_response(err), code)
+            }
             Err(err) => (error_response(&err), err.code),
         };
+        // Bodies may hold a plaintext data key or a decrypted plaintext: no cache keeps them.
+        response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
         let operation = info.operation.map(Operation::as_str);
         self.metrics.observe_request(operation, status, elapsed);
-        if !(info.operation == Some(Operation::Health) && info.identity.is_none()) {
-            self.audit.record(AuditRecord {
+        let unauthenticated_probe = info.operation == Some(Operation::Health) && info.identity.is_none();
+        if let (Reservation::Slot(slot), false) = (slot, unauthenticated_probe) {
+            slot.send(AuditRecord {
                 time,
                 identity: info.identity,
                 operation,
                 key_id: info.key_id,
+                key_version: info.key_version,
+                context_sha256: info.context_sha256,
                 status,
                 outcome,
                 latency_us: elapsed.as_micros() as u64,
                 remote: Some(remote),
             });
+        }
+        response
+    }
+
+    /// The audit line's trace of an encryption context: SHA-256 (hex) of its canonical
+    /// encoding, computed only when there is an audit log.
+    pub(crate) fn context_digest(&self, context: &kms_types::types::EncryptionContext) -> Option<String> {
+        self.audit.is_enabled().then(|| context_sha256(context))
+    }
+
+    /// A 5xx answer that names nothing of the server (paths, addresses, backend messages):
+    /// the detail goes to the log under a request id, which the answer carries instead.
+    fn server_error_response(&self, err: ApiError) -> Resp {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("{:x}-{n}", self.started_unix);
+        tracing::error!(request_id = %request_id, status = err.status.as_u16(), code = err.code, message = %err.message, "request failed");
+        let public = ApiError {
+            message: format!("the server could not complete the request; see its log for request id {request_id}"),
+            field: None,
+            ..err
+        };
+        let mut response = error_response(&public);
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(crate::error::REQUEST_ID_HEADER, value);
         }
         response
     }
@@ -189,6 +243,9 @@ impl App {
                 let manager = self.manager.manager().await;
                 let cache = manager.as_ref().map(|m| m.cache_stats());
                 let key_cache = manager.as_ref().and_then(|m| m.backend_key_cache_stats());
+                if self.audit.is_enabled() {
+                    self.metrics.set_audit(self.audit.dropped(), self.audit.is_healthy());
+                }
                 Ok(text_response(self.metrics.render_with(cache, key_cache)))
             }
             Op::Status => self.status().await,
@@ -289,22 +346,28 @@ impl App {
             Op::GenerateDataKey => {
                 let body: DataKeyBody = self.body(req, false).await?;
                 let svc = self.service().await?;
+                info.context_sha256 = self.context_digest(&body.encryption_context);
                 let request = GenerateDataKeyRequest {
                     key_id: key,
                     key_spec: body.key_spec,
                     encryption_context: body.encryption_context,
                 };
-                Ok(json(StatusCode::OK, &self.call(operation, svc.generate_data_key(request)).await?))
+                let r = self.call(operation, svc.generate_data_key(request)).await?;
+                info.key_version = Some(r.key_version);
+                Ok(json(StatusCode::OK, &r))
             }
             Op::GenerateDataKeyWithoutPlaintext => {
                 let body: DataKeyBody = self.body(req, false).await?;
                 let svc = self.service().await?;
+                info.context_sha256 = self.context_digest(&body.encryption_context);
                 let request = GenerateDataKeyWithoutPlaintextRequest {
                     key_id: key,
                     key_spec: body.key_spec,
                     encryption_context: body.encryption_context,
                 };
-                Ok(json(StatusCode::OK, &self.call(operation, svc.generate_data_key_without_plaintext(request)).await?))
+                let r = self.call(operation, svc.generate_data_key_without_plaintext(request)).await?;
+                info.key_version = Some(r.key_version);
+                Ok(json(StatusCode::OK, &r))
             }
             Op::Encrypt => {
                 let body: EncryptBody = self.body(req, true).await?;
@@ -315,18 +378,22 @@ impl App {
                     ));
                 }
                 let svc = self.service().await?;
+                info.context_sha256 = self.context_digest(&body.encryption_context);
                 let request = EncryptRequest {
                     key_id: key,
                     plaintext: body.plaintext,
                     encryption_context: body.encryption_context,
                 };
-                Ok(json(StatusCode::OK, &self.call(operation, svc.encrypt(request)).await?))
+                let r = self.call(operation, svc.encrypt(request)).await?;
+                info.key_version = Some(r.key_version);
+                Ok(json(StatusCode::OK, &r))
             }
             Op::Decrypt => {
                 let mut request: DecryptRequest = self.body(req, true).await?;
                 if let Some(k) = &request.key_id {
                     validate_key_id("key_id", k)?;
                 }
+                info.context_sha256 = self.context_digest(&request.encryption_context);
                 let svc = self.service().await?;
                 // Authorize on the key the ciphertext names BEFORE anything opens it: a caller
                 // who may not use that key must not learn whether the ciphertext authenticates
@@ -345,6 +412,7 @@ impl App {
                 // Defence in depth (the backend may have been swapped meanwhile): the plaintext
                 // only goes to a caller allowed to decrypt under the key that opened it.
                 info.key_id = Some(r.key_id.clone());
+                info.key_version = Some(r.key_version);
                 check(identity, operation, Some(&r.key_id))?;
                 Ok(json(StatusCode::OK, &r))
             }
@@ -353,6 +421,7 @@ impl App {
                 if let Some(dest) = &request.destination_key_id {
                     validate_key_id("destination_key_id", dest)?;
                 }
+                info.context_sha256 = self.context_digest(&request.source_encryption_context);
                 let svc = self.service().await?;
                 // As for decrypt: the source key is authorized before the backend opens it.
                 let source = self.named_key(&svc, &request.ciphertext_blob).await?;
@@ -363,6 +432,7 @@ impl App {
                 }
                 let r = self.call(operation, svc.re_encrypt(request)).await?;
                 info.key_id = Some(r.source_key_id.clone());
+                info.key_version = Some(r.key_version);
                 check(identity, operation, Some(&r.source_key_id))?;
                 check(identity, operation, Some(&r.key_id))?;
                 Ok(json(StatusCode::OK, &r))
@@ -557,6 +627,12 @@ impl App {
     }
 }
 
+/// SHA-256 (hex) of the canonical encoding of `context` (`docs/formats.md`).
+fn context_sha256(context: &kms_types::types::EncryptionContext) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &kms_crypto::context::canonical_context(context));
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn not_running() -> ApiError {
     ApiError::from(KmsError::ServiceUnavailable { message: "the kms service is not running".into() })
 }
@@ -664,6 +740,18 @@ mod tests {
     fn futures_body(response: Resp) -> Bytes {
         let body = response.into_body();
         tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(body.collect()).unwrap().to_bytes()
+    }
+
+    /// Known answer: the empty context encodes as `01` + eight zero bytes.
+    #[test]
+    fn context_digests_hash_the_canonical_encoding() {
+        let empty = kms_types::types::EncryptionContext::new();
+        let expected = ring::digest::digest(&ring::digest::SHA256, &[1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let hex: String = expected.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(context_sha256(&empty), hex);
+        let a: kms_types::types::EncryptionContext = [("bucket".to_owned(), "photos".to_owned())].into();
+        assert_ne!(context_sha256(&a), hex);
+        assert!(!context_sha256(&a).contains("photos"));
     }
 
     #[test]

@@ -2,19 +2,31 @@
 //!
 //! A line holds when, who, what, on which key, how it ended and how long it took:
 //! `{"time":"2026-01-02T03:04:05.123Z","identity":"app","operation":"generate_data_key",
-//! "key_id":"app-1","status":200,"outcome":"ok","latency_us":183,"remote":"127.0.0.1:50312"}`.
-//! It never holds plaintext, key material, tokens or encryption-context values: the type has
-//! no field that could carry them.
+//! "key_id":"app-1","key_version":3,"context_sha256":"5c1f…","status":200,"outcome":"ok",
+//! "latency_us":183,"remote":"127.0.0.1:50312"}`. Data-key, encrypt, decrypt and re-encrypt
+//! lines carry the key version used and the SHA-256 (hex) of the canonical encoding of the
+//! encryption context (`docs/formats.md`), so two requests over the same context can be matched
+//! without the log holding its values. A line never holds plaintext, key material, tokens or
+//! encryption-context values: the type has no field that could carry them.
 //!
-//! Lines are handed to a writer thread through a channel and written in batches, so a request
-//! never waits on the disk; the writer flushes whenever the channel runs dry and on shutdown.
+//! Lines go to a writer thread through a **bounded** queue: a request reserves its slot before
+//! it is dispatched ([`AuditLog::reserve`]) and fills it after. The writer writes each batch,
+//! flushes it, and calls `sync_data` on the file at most every `sync_interval` (and when the
+//! queue goes idle, and at shutdown), so at most that much of the log is lost in a power cut.
+//!
+//! When the sink fails (a full disk, a revoked mount) or the queue is full, the log either
+//! **fails open** (the default: requests go on, the lost lines are counted in
+//! [`AuditLog::dropped`] and logged), or, with `fail_closed`, **fails closed**: every request
+//! that reaches dispatch is refused with 503 `audit_unavailable` until a write succeeds again.
 
-use std::fs::OpenOptions;
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -31,6 +43,14 @@ pub struct AuditRecord {
     pub operation: Option<&'static str>,
     /// The key the request named or acted on.
     pub key_id: Option<String>,
+    /// The key version that sealed or opened the data (data-key, encrypt, decrypt, re-encrypt:
+    /// the destination version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
+    /// SHA-256 (hex) of the canonical encryption context of a data-key, encrypt, decrypt or
+    /// re-encrypt request (re-encrypt: the source context). Never the context itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_sha256: Option<String>,
     /// The HTTP status.
     pub status: u16,
     /// `ok` or the error code.
@@ -48,40 +68,154 @@ impl AuditRecord {
     }
 }
 
+/// How the audit log behaves (from the `[server]` configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// Most records waiting for the writer.
+    pub queue_capacity: usize,
+    /// Longest time between two `sync_data` calls while lines are written.
+    pub sync_interval: Duration,
+    /// Refuse requests while the sink fails or the queue is full.
+    pub fail_closed: bool,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        Self { queue_capacity: 65_536, sync_interval: Duration::from_secs(1), fail_closed: false }
+    }
+}
+
+/// Where the writer thread puts lines.
+enum Sink {
+    /// A file: synced with `sync_data`.
+    File(File),
+    /// Anything else (stderr, a buffer in tests): flushed only.
+    Writer(Box<dyn Write + Send>),
+}
+
+impl Sink {
+    /// Writes as much of `pending` as the sink takes, removing what was written (so a retry
+    /// after a failure neither loses nor repeats bytes).
+    fn write_from(&mut self, pending: &mut Vec<u8>) -> io::Result<()> {
+        let out: &mut dyn Write = match self {
+            Self::File(f) => f,
+            Self::Writer(w) => w,
+        };
+        while !pending.is_empty() {
+            match out.write(pending) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => drop(pending.drain(..n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.flush()
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match self {
+            Self::File(f) => f.sync_data(),
+            Self::Writer(w) => w.flush(),
+        }
+    }
+}
+
+/// State shared by the request side and the writer thread.
+#[derive(Debug)]
+struct Shared {
+    /// Slots reserved or queued, at most `capacity`.
+    used: AtomicUsize,
+    capacity: usize,
+    /// False from a failed write or sync until the next one that succeeds.
+    healthy: AtomicBool,
+    /// Records lost: not queued (full) or not written (sink failure).
+    dropped: AtomicU64,
+}
+
+/// A reserved place in the audit queue: [`AuditSlot::send`] fills it; dropping it unused
+/// gives it back.
+#[derive(Debug)]
+pub struct AuditSlot {
+    shared: Arc<Shared>,
+    sender: mpsc::Sender<AuditRecord>,
+    sent: bool,
+}
+
+impl AuditSlot {
+    /// Queues `record` in this slot.
+    pub fn send(mut self, record: AuditRecord) {
+        // The writer only goes away at shutdown; a record racing it has nowhere to go.
+        if self.sender.send(record).is_ok() {
+            self.sent = true;
+        } else {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for AuditSlot {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.shared.used.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// What [`AuditLog::reserve`] decided.
+#[derive(Debug)]
+pub enum Reservation {
+    /// The log is off.
+    Disabled,
+    /// A slot to fill once the request is answered.
+    Slot(AuditSlot),
+    /// No slot (queue full or sink failing) and the log fails open: serve, and count the line
+    /// as dropped.
+    Dropped,
+    /// No slot and the log fails closed: refuse the request.
+    Refuse,
+}
+
 /// Where audit lines go.
 #[derive(Debug)]
 pub struct AuditLog {
     sender: Option<mpsc::Sender<AuditRecord>>,
+    shared: Arc<Shared>,
+    fail_closed: bool,
     writer: Option<JoinHandle<()>>,
 }
 
 impl AuditLog {
     /// No audit log.
     pub fn disabled() -> Self {
-        Self { sender: None, writer: None }
+        Self { sender: None, shared: Arc::new(Shared::new(0)), fail_closed: false, writer: None }
     }
 
-    /// Appends to `path` (created with mode 0600 on Unix).
-    pub fn to_file(path: &Path) -> io::Result<Self> {
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(path)?;
-        // `mode` only applies when the file is created; narrow an existing log too.
-        #[cfg(unix)]
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        Ok(Self::to_writer(Box::new(file)))
+    /// Appends to `path` (created with mode 0600), opened without following a symbolic link;
+    /// an existing file must be owned by this user (or root) and writable by nobody else
+    /// ([`kms_core::fs_trust::open_append_private`]).
+    pub fn to_file(path: &Path, options: AuditOptions) -> io::Result<Self> {
+        let file = kms_core::fs_trust::open_append_private(path).map_err(|e| match e {
+            kms_core::fs_trust::TrustError::Io { source, .. } => source,
+            other => io::Error::new(io::ErrorKind::PermissionDenied, other.to_string()),
+        })?;
+        Ok(Self::start(Sink::File(file), options))
     }
 
-    /// Writes to any sink (stderr, a buffer in tests).
-    pub fn to_writer(sink: Box<dyn Write + Send>) -> Self {
+    /// Writes to any sink (stderr, a buffer in tests); flushed after every batch.
+    pub fn to_writer(sink: Box<dyn Write + Send>, options: AuditOptions) -> Self {
+        Self::start(Sink::Writer(sink), options)
+    }
+
+    fn start(sink: Sink, options: AuditOptions) -> Self {
         let (sender, receiver) = mpsc::channel::<AuditRecord>();
+        let shared = Arc::new(Shared::new(options.queue_capacity.max(1)));
+        let for_writer = shared.clone();
+        let interval = options.sync_interval;
         let writer = std::thread::Builder::new()
             .name("kms-audit".into())
-            .spawn(move || write_loop(receiver, sink))
+            .spawn(move || write_loop(&receiver, sink, &for_writer, interval))
             .expect("spawning the audit writer thread");
-        Self { sender: Some(sender), writer: Some(writer) }
+        Self { sender: Some(sender), shared, fail_closed: options.fail_closed, writer: Some(writer) }
     }
 
     /// Whether records are kept.
@@ -89,11 +223,61 @@ impl AuditLog {
         self.sender.is_some()
     }
 
-    /// Queues a record.
-    pub fn record(&self, record: AuditRecord) {
-        if let Some(sender) = &self.sender {
-            // The writer only goes away at shutdown; a record racing it has nowhere to go.
-            let _ = sender.send(record);
+    /// Whether the last write to the sink succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    /// Records lost so far (queue full, or the sink failed).
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Reserves the queue slot of one request's line, before the request is served.
+    pub fn reserve(&self) -> Reservation {
+        let Some(sender) = &self.sender else { return Reservation::Disabled };
+        let available = (self.is_healthy() || !self.fail_closed) && self.shared.try_take_slot();
+        match (available, self.fail_closed) {
+            (true, _) => {
+                Reservation::Slot(AuditSlot { shared: self.shared.clone(), sender: sender.clone(), sent: false })
+            }
+            (false, true) => Reservation::Refuse,
+            (false, false) => {
+                let lost = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if lost.is_power_of_two() {
+                    tracing::error!(lost, "the audit queue is full: audit lines are being dropped");
+                }
+                Reservation::Dropped
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn new(capacity: usize) -> Self {
+        Self { used: AtomicUsize::new(0), capacity, healthy: AtomicBool::new(true), dropped: AtomicU64::new(0) }
+    }
+
+    fn try_take_slot(&self) -> bool {
+        self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.capacity).then_some(n + 1)).is_ok()
+    }
+
+    /// Notes the outcome of a write or sync: a failure marks the log unhealthy until the next
+    /// success.
+    fn note(&self, result: io::Result<()>) -> bool {
+        match result {
+            Ok(()) => {
+                if !self.healthy.swap(true, Ordering::AcqRel) {
+                    tracing::warn!("the audit log is writable again");
+                }
+                true
+            }
+            Err(err) => {
+                if self.healthy.swap(false, Ordering::AcqRel) {
+                    tracing::error!(error = %err, "cannot write the audit log");
+                }
+                false
+            }
         }
     }
 }
@@ -107,65 +291,194 @@ impl Drop for AuditLog {
     }
 }
 
-fn write_loop(receiver: mpsc::Receiver<AuditRecord>, sink: Box<dyn Write + Send>) {
-    let mut out = io::BufWriter::with_capacity(64 * 1024, sink);
-    while let Ok(first) = receiver.recv() {
-        let mut next = Some(first);
-        while let Some(record) = next {
-            if serde_json::to_writer(&mut out, &record).is_ok() {
-                let _ = out.write_all(b"\n");
+/// Most bytes of lines kept for a retry while the sink fails; lines beyond are dropped.
+const MAX_PENDING_BYTES: usize = 4 << 20;
+
+fn write_loop(receiver: &mpsc::Receiver<AuditRecord>, mut sink: Sink, shared: &Shared, interval: Duration) {
+    // Lines not yet written: after a failure they stay here and are retried (at the next
+    // batch, or after `interval` when the queue is idle), so a sink that comes back loses none.
+    let mut pending: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut last_sync = Instant::now();
+    let mut dirty = false;
+    loop {
+        let idle = match receiver.recv_timeout(interval) {
+            Ok(first) => {
+                let mut next = Some(first);
+                while let Some(record) = next {
+                    shared.used.fetch_sub(1, Ordering::AcqRel);
+                    if pending.len() < MAX_PENDING_BYTES && serde_json::to_writer(&mut pending, &record).is_ok() {
+                        pending.push(b'\n');
+                    } else {
+                        shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    next = receiver.try_recv().ok();
+                }
+                false
             }
-            next = receiver.try_recv().ok();
+            Err(mpsc::RecvTimeoutError::Timeout) => true,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if !pending.is_empty() && shared.note(sink.write_from(&mut pending)) {
+            dirty = true;
         }
-        if let Err(err) = out.flush() {
-            tracing::error!(error = %err, "cannot write the audit log");
+        if dirty && (idle || last_sync.elapsed() >= interval) && shared.note(sink.sync()) {
+            dirty = false;
+            last_sync = Instant::now();
         }
     }
-    let _ = out.flush();
+    if !pending.is_empty() && !shared.note(sink.write_from(&mut pending)) {
+        let lost = pending.iter().filter(|&&b| b == b'\n').count() as u64;
+        shared.dropped.fetch_add(lost, Ordering::Relaxed);
+    }
+    shared.note(sink.sync());
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     use super::*;
 
+    /// A sink that fails while `failing` is set and counts flushes (its `sync`).
     #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
+    struct Flaky {
+        data: Arc<Mutex<Vec<u8>>>,
+        failing: Arc<AtomicBool>,
+        flushes: Arc<AtomicUsize>,
+    }
 
-    impl Write for Shared {
+    impl Write for Flaky {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(io::Error::other("disk full"));
+            }
+            self.data.lock().unwrap().extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> io::Result<()> {
+            self.flushes.fetch_add(1, Ordering::SeqCst);
             Ok(())
         }
     }
 
+    impl Flaky {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            let text = String::from_utf8(self.data.lock().unwrap().clone()).unwrap();
+            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        }
+    }
+
+    fn record(key: &str) -> AuditRecord {
+        AuditRecord {
+            time: AuditRecord::now(),
+            identity: Some("app".into()),
+            operation: Some("decrypt"),
+            key_id: Some(key.into()),
+            key_version: Some(3),
+            context_sha256: Some("ab".repeat(32)),
+            status: 200,
+            outcome: "ok",
+            latency_us: 10,
+            remote: Some("127.0.0.1:9".parse().unwrap()),
+        }
+    }
+
+    fn send(log: &AuditLog, key: &str) {
+        match log.reserve() {
+            Reservation::Slot(slot) => slot.send(record(key)),
+            other => panic!("no slot: {other:?}"),
+        }
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    const FAST: AuditOptions =
+        AuditOptions { queue_capacity: 16, sync_interval: Duration::from_millis(50), fail_closed: false };
+
     #[test]
-    fn records_become_one_json_line_each() {
-        let shared = Shared::default();
-        let log = AuditLog::to_writer(Box::new(shared.clone()));
-        for i in 0..3u16 {
-            log.record(AuditRecord {
-                time: AuditRecord::now(),
-                identity: Some("app".into()),
-                operation: Some("decrypt"),
-                key_id: Some(format!("k{i}")),
-                status: 200 + i,
-                outcome: "ok",
-                latency_us: 10,
-                remote: Some("127.0.0.1:9".parse().unwrap()),
-            });
+    fn records_become_one_json_line_each_with_version_and_context_digest() {
+        let sink = Flaky::default();
+        let log = AuditLog::to_writer(Box::new(sink.clone()), AuditOptions::default());
+        for i in 0..3 {
+            send(&log, &format!("k{i}"));
         }
         drop(log);
-        let text = String::from_utf8(shared.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines = sink.lines();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[2]["key_id"], "k2");
         assert_eq!(lines[0]["operation"], "decrypt");
+        assert_eq!(lines[0]["key_version"], 3);
+        assert_eq!(lines[0]["context_sha256"], "ab".repeat(32));
         assert_eq!(lines[0]["remote"], "127.0.0.1:9");
         assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_a_full_queue_drops_lines_when_failing_open() {
+        let log = AuditLog::to_writer(Box::new(Flaky::default()), AuditOptions { queue_capacity: 2, ..FAST });
+        let a = log.reserve();
+        let b = log.reserve();
+        assert!(matches!((&a, &b), (Reservation::Slot(_), Reservation::Slot(_))));
+        assert!(matches!(log.reserve(), Reservation::Dropped));
+        assert_eq!(log.dropped(), 1);
+        drop(a); // an unused slot is given back
+        assert!(matches!(log.reserve(), Reservation::Slot(_)));
+    }
+
+    #[test]
+    fn a_full_queue_refuses_requests_when_failing_closed() {
+        let options = AuditOptions { queue_capacity: 1, fail_closed: true, ..FAST };
+        let log = AuditLog::to_writer(Box::new(Flaky::default()), options);
+        let _held = log.reserve();
+        assert!(matches!(log.reserve(), Reservation::Refuse));
+    }
+
+    #[test]
+    fn a_failing_sink_refuses_requests_when_failing_closed_until_it_recovers_without_losing_lines() {
+        let sink = Flaky::default();
+        let log = AuditLog::to_writer(Box::new(sink.clone()), AuditOptions { fail_closed: true, ..FAST });
+        sink.failing.store(true, Ordering::SeqCst);
+        send(&log, "lost-for-now");
+        wait_until("the failure to be noticed", || !log.is_healthy());
+        assert!(matches!(log.reserve(), Reservation::Refuse));
+        sink.failing.store(false, Ordering::SeqCst);
+        wait_until("the retry to succeed", || log.is_healthy());
+        assert!(matches!(log.reserve(), Reservation::Slot(_)));
+        drop(log);
+        assert_eq!(sink.lines()[0]["key_id"], "lost-for-now", "the line was kept and retried");
+    }
+
+    #[test]
+    fn a_failing_sink_does_not_stop_requests_by_default() {
+        let sink = Flaky::default();
+        let log = AuditLog::to_writer(Box::new(sink.clone()), FAST);
+        sink.failing.store(true, Ordering::SeqCst);
+        send(&log, "k");
+        wait_until("the failure to be noticed", || !log.is_healthy());
+        assert!(matches!(log.reserve(), Reservation::Slot(_)));
+    }
+
+    #[test]
+    fn written_lines_are_synced_periodically_even_when_the_queue_goes_idle() {
+        let sink = Flaky::default();
+        let log = AuditLog::to_writer(Box::new(sink.clone()), FAST);
+        send(&log, "k");
+        // One flush after the write, one sync once the queue has been idle for the interval.
+        wait_until("the idle sync", || sink.flushes.load(Ordering::SeqCst) >= 2);
+        let flushes = sink.flushes.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(sink.flushes.load(Ordering::SeqCst), flushes, "nothing new written: no more syncs");
+        drop(log);
+    }
+
+    #[test]
+    fn disabled_logs_reserve_nothing() {
+        assert!(matches!(AuditLog::disabled().reserve(), Reservation::Disabled));
     }
 }

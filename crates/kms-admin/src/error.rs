@@ -2,11 +2,17 @@
 //!
 //! Every error is JSON `{"error": {"code": "...", "message": "..."}}` (plus `"field"` when one
 //! request field is at fault) with the status the HTTP API documents. Bad input is always a 4xx;
-//! 5xx means the server or its backend failed.
+//! 5xx means the server or its backend failed. A 5xx answer keeps its code but not its message,
+//! which may name server paths or backend details: the message says only which request id to
+//! look for in the server log (also sent as the [`REQUEST_ID_HEADER`] header).
 
 use http::StatusCode;
 use kms_types::error::KmsError;
 use serde::Serialize;
+
+/// The response header that carries a server error's request id (also in its message and,
+/// with the detail, in the server log).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// An HTTP error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +145,7 @@ mod tests {
             (KmsError::backend_with_source("down", true, std::io::Error::other("x")), 503, "backend_error"),
             (KmsError::backend("denied"), 502, "backend_error"),
             (KmsError::Unauthorized { message: "vault token".into(), source: None }, 502, "backend_unauthorized"),
+            (KmsError::Internal { message: "rng".into(), source: None }, 500, "internal_error"),
         ];
         for (err, status, code) in cases {
             let api = ApiError::from(err);

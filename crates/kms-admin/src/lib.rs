@@ -65,6 +65,7 @@ pub mod audit;
 pub mod auth;
 pub mod aws;
 pub mod config;
+mod conn_limits;
 pub mod error;
 mod json_body;
 pub mod metrics;

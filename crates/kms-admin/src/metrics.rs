@@ -112,6 +112,33 @@ impl Collector for CacheCollector {
     }
 }
 
+/// The audit log's state as of the current scrape (`None` without an audit log).
+#[derive(Debug, Default)]
+struct AuditCollector {
+    latest: Mutex<Option<(u64, bool)>>,
+}
+
+impl Collector for AuditCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some((dropped, healthy)) = *self.latest.lock().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
+        let dropped = ConstCounter::new(dropped);
+        dropped.encode(encoder.encode_descriptor(
+            "kms_audit_lines_dropped",
+            "Audit lines lost: queue full or the audit file could not be written",
+            None,
+            dropped.metric_type(),
+        )?)?;
+        let healthy = ConstGauge::new(i64::from(healthy));
+        healthy.encode(encoder.encode_descriptor(
+            "kms_audit_writable",
+            "1 while the last write to the audit log succeeded, else 0",
+            None,
+            healthy.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -123,6 +150,7 @@ pub struct Metrics {
     backend_duration: HistogramFamily<OperationLabels>,
     backend_errors: Family<ErrorLabels, Counter>,
     cache: Arc<CacheCollector>,
+    audit: Arc<AuditCollector>,
 }
 
 impl Default for Metrics {
@@ -161,6 +189,8 @@ impl Metrics {
         );
         let cache = Arc::new(CacheCollector::default());
         registry.register_collector(Box::new(cache.clone()));
+        let audit = Arc::new(AuditCollector::default());
+        registry.register_collector(Box::new(audit.clone()));
         Self {
             registry,
             requests,
@@ -170,6 +200,7 @@ impl Metrics {
             backend_duration,
             backend_errors,
             cache,
+            audit,
         }
     }
 
@@ -199,6 +230,11 @@ impl Metrics {
         self.connections_active.dec();
     }
 
+    /// Notes the audit log's lost lines and health for the next [`render`](Self::render).
+    pub fn set_audit(&self, dropped: u64, writable: bool) {
+        *self.audit.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some((dropped, writable));
+    }
+
     /// The text exposition, with the cache statistics read for this scrape.
     pub fn render(&self, cache: Option<CacheStats>) -> String {
         self.render_with(cache, None)
@@ -219,6 +255,16 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_log_state_is_exported_once_known() {
+        let metrics = Metrics::new();
+        assert!(!metrics.render(None).contains("kms_audit"));
+        metrics.set_audit(3, false);
+        let text = metrics.render(None);
+        assert!(text.contains("kms_audit_lines_dropped_total 3"), "{text}");
+        assert!(text.contains("kms_audit_writable 0"), "{text}");
+    }
 
     #[test]
     fn render_shows_requests_backend_calls_and_cache_stats() {

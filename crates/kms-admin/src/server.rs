@@ -1,6 +1,6 @@
-//! The listener: accepts connections (TLS optional) under a connection cap, serves HTTP/1.1
-//! with keep-alive and a header-read timeout, and shuts down gracefully, draining in-flight
-//! requests.
+//! The listener: accepts connections (TLS optional) under a connection cap and a per-peer cap,
+//! serves HTTP/1.1 with keep-alive, a header-read timeout and a response-write timeout
+//! (`conn_limits`), and shuts down gracefully, draining in-flight requests.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,6 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::config::ServerConfig;
+use crate::conn_limits::{PeerLimiter, WriteTimeout};
 
 /// A bound, not yet running, admin server.
 pub struct Server {
@@ -26,6 +27,8 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     header_read_timeout: Duration,
     max_connections: usize,
+    max_connections_per_peer: usize,
+    response_write_timeout: Duration,
     shutdown_grace: Duration,
 }
 
@@ -54,6 +57,9 @@ impl Server {
     /// Serves `app` on a listener from [`Self::listen`] (TLS per `config.tls`).
     pub fn on_listener(listener: TcpListener, config: &ServerConfig, app: Arc<App>) -> Result<Self, String> {
         config.validate()?;
+        if config.tls.is_none() && !config.listen.ip().is_loopback() {
+            tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (allow_insecure_http)");
+        }
         let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
         Ok(Self {
             listener,
@@ -61,6 +67,8 @@ impl Server {
             tls,
             header_read_timeout: config.header_read_timeout,
             max_connections: config.max_connections,
+            max_connections_per_peer: config.max_connections_per_peer,
+            response_write_timeout: config.response_write_timeout,
             shutdown_grace: config.shutdown_grace,
         })
     }
@@ -80,6 +88,7 @@ impl Server {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(self.max_connections));
+        let peers = PeerLimiter::new(self.max_connections_per_peer);
         tokio::pin!(shutdown);
         loop {
             let permit = tokio::select! {
@@ -98,7 +107,13 @@ impl Server {
                     }
                 },
             };
+            // A peer at its cap is turned away at once, so it cannot hold the shared slots.
+            let Some(peer_slot) = peers.admit(remote.ip()) else {
+                tracing::debug!(%remote, "connection refused: this peer holds max_connections_per_peer");
+                continue;
+            };
             let _ = stream.set_nodelay(true);
+            let stream = WriteTimeout::new(stream, self.response_write_timeout);
             let app = self.app.clone();
             let builder = {
                 let mut b = http1::Builder::new();
@@ -119,7 +134,7 @@ impl Server {
                             tracing::debug!(error = %err, %remote, "connection ended with an error");
                         }
                         metrics_app.metrics().connection_closed();
-                        drop(permit);
+                        drop((permit, peer_slot));
                     });
                 }
                 Some(acceptor) => {
@@ -138,7 +153,7 @@ impl Server {
                             Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                         }
                         metrics_app.metrics().connection_closed();
-                        drop(permit);
+                        drop((permit, peer_slot));
                     });
                 }
             }

@@ -19,15 +19,15 @@
 //! data folder when the operator names one, else from `<data_dir>/config-seal.key` (0600,
 //! created on first use).
 
-use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use kms_crypto::CryptoError;
+use kms_crypto::aead::{Algorithm, RandomNonceKey};
+use kms_crypto::keys::KeyEncryptionKey;
 use kms_types::config::KmsConfig;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -71,6 +71,20 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// A secret could not be sealed (the system random number generator failed).
+    #[error("{path}: cannot seal the secret at {field}: {source}")]
+    Seal {
+        /// The file.
+        path: PathBuf,
+        /// The secret's JSON path.
+        field: String,
+        /// The error.
+        #[source]
+        source: CryptoError,
+    },
+    /// The data directory or a file in it fails the trust checks (see [`prepare_data_dir`]).
+    #[error("untrusted: {0}")]
+    Untrusted(#[from] TrustError),
     /// A sealed secret did not open: wrong seal key or a tampered file.
     #[error("{path}: the sealed secret at {field} does not open with this seal key")]
     Unseal {
@@ -93,7 +107,7 @@ pub struct PersistedState {
 /// Reads and writes the persisted service state.
 pub struct ConfigStore {
     path: PathBuf,
-    key: LessSafeKey,
+    key: RandomNonceKey,
 }
 
 impl std::fmt::Debug for ConfigStore {
@@ -106,24 +120,24 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_owned(), source }
 }
 
-/// Writes `bytes` to `path` atomically (temp file, fsync, rename) with mode 0600.
-pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp)?;
-    // `mode` only applies when the file is created; a leftover temp file keeps its own.
-    #[cfg(unix)]
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().and_then(|d| fs::File::open(d).ok()) {
-        let _ = dir.sync_all();
-    }
+pub use kms_core::fs_trust::write_private_file;
+use kms_core::fs_trust::{self, TrustError};
+
+/// Largest seal key file read (a 32-byte key in base64 is 44 bytes; whitespace allowed).
+const MAX_SEAL_KEY_FILE_BYTES: u64 = 4096;
+/// Largest state file read.
+const MAX_STATE_FILE_BYTES: u64 = 1 << 20;
+
+/// Creates the server's data directory (mode 0700) or checks an existing one, then checks
+/// every file directly in it: the directory and each file must not be a symbolic link, must
+/// be owned by this process's user (or root) and writable by nobody else ([`kms_core::fs_trust`]).
+///
+/// The server trusts what it finds there (the admin token hash, the seal key, the saved
+/// configuration), so a directory another user could write, or a file they could have
+/// planted, is refused before anything is read.
+pub fn prepare_data_dir(data_dir: &Path) -> Result<(), StoreError> {
+    fs_trust::ensure_private_dir(data_dir)?;
+    fs_trust::check_dir_entries(data_dir)?;
     Ok(())
 }
 
@@ -131,32 +145,30 @@ impl ConfigStore {
     /// Opens the store in `data_dir`, sealing with the key in `seal_key_file` (default
     /// `<data_dir>/config-seal.key`, created with 32 random bytes if missing).
     pub fn open(data_dir: &Path, seal_key_file: Option<&Path>) -> Result<Self, StoreError> {
+        fs_trust::check_dir(data_dir)?;
         let key_path = seal_key_file.map(Path::to_owned).unwrap_or_else(|| data_dir.join(SEAL_KEY_FILE));
-        let key_bytes = match fs::read(&key_path) {
-            Ok(text) => {
-                let text = Zeroizing::new(text);
-                Zeroizing::new(STANDARD.decode(text.trim_ascii()).map_err(|_| StoreError::Format {
-                    path: key_path.clone(),
-                    message: "seal key must be 32 bytes of standard base64".into(),
-                })?)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && seal_key_file.is_none() => {
-                let mut bytes = Zeroizing::new(vec![0u8; 32]);
-                SystemRandom::new().fill(&mut bytes).map_err(|_| StoreError::Io {
-                    path: key_path.clone(),
-                    source: io::Error::other("the system random generator failed"),
-                })?;
-                let encoded = Zeroizing::new(STANDARD.encode(&*bytes));
+        let key_bytes = match fs_trust::read_trusted(&key_path, MAX_SEAL_KEY_FILE_BYTES)? {
+            Some(text) => Zeroizing::new(STANDARD.decode(text.trim_ascii()).map_err(|_| StoreError::Format {
+                path: key_path.clone(),
+                message: "seal key must be 32 bytes of standard base64".into(),
+            })?),
+            None if seal_key_file.is_none() => {
+                let fresh = KeyEncryptionKey::generate()
+                    .map_err(|e| StoreError::Io { path: key_path.clone(), source: io::Error::other(e) })?;
+                let encoded = Zeroizing::new(STANDARD.encode(fresh.expose_secret()));
                 write_private_file(&key_path, encoded.as_bytes()).map_err(io_err(&key_path))?;
-                bytes
+                Zeroizing::new(fresh.expose_secret().to_vec())
             }
-            Err(e) => return Err(StoreError::Io { path: key_path, source: e }),
+            None => {
+                let source = io::Error::new(io::ErrorKind::NotFound, "the seal key file does not exist");
+                return Err(StoreError::Io { path: key_path, source });
+            }
         };
-        let key = UnboundKey::new(&AES_256_GCM, &key_bytes).map_err(|_| StoreError::Format {
+        let key = RandomNonceKey::new(Algorithm::Aes256Gcm, &key_bytes).map_err(|_| StoreError::Format {
             path: key_path.clone(),
             message: "seal key must be 32 bytes of standard base64".into(),
         })?;
-        Ok(Self { path: data_dir.join(STATE_FILE), key: LessSafeKey::new(key) })
+        Ok(Self { path: data_dir.join(STATE_FILE), key })
     }
 
     /// The state file's path.
@@ -166,10 +178,8 @@ impl ConfigStore {
 
     /// The saved state, `None` if nothing was saved yet.
     pub fn load(&self) -> Result<Option<PersistedState>, StoreError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => Zeroizing::new(b),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&self.path)(e)),
+        let Some(bytes) = fs_trust::read_trusted(&self.path, MAX_STATE_FILE_BYTES)? else {
+            return Ok(None);
         };
         let format = |message: String| StoreError::Format { path: self.path.clone(), message };
         let mut doc: Value = serde_json::from_slice(&bytes).map_err(|e| format(format!("not JSON: {e}")))?;
@@ -202,7 +212,7 @@ impl ConfigStore {
         for path in SECRET_PATHS {
             if let Some(Value::String(s)) = lookup(&mut config, path) {
                 let plain = Zeroizing::new(std::mem::take(s));
-                *s = format!("{SEALED_PREFIX}{}", self.seal(plain.as_bytes(), &path.join(".")));
+                *s = format!("{SEALED_PREFIX}{}", self.seal(plain.as_bytes(), &path.join("."))?);
             }
         }
         let doc = serde_json::json!({"format": FORMAT, "version": VERSION, "running": state.running, "config": config});
@@ -212,8 +222,8 @@ impl ConfigStore {
 
     /// Seals a secret of the server configuration (an AWS secret access key) for `field`:
     /// `sealed:v1:...`, bound to `field` as associated data.
-    pub fn seal_secret(&self, plain: &str, field: &str) -> String {
-        format!("{SEALED_PREFIX}{}", self.seal(plain.as_bytes(), field))
+    pub fn seal_secret(&self, plain: &str, field: &str) -> Result<String, StoreError> {
+        Ok(format!("{SEALED_PREFIX}{}", self.seal(plain.as_bytes(), field)?))
     }
 
     /// Opens what [`Self::seal_secret`] sealed for `field`; anything else is refused.
@@ -224,32 +234,22 @@ impl ConfigStore {
         self.unseal(body, field)
     }
 
-    fn seal(&self, plain: &[u8], field: &str) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).expect("the system random generator failed");
-        let mut buf = Vec::with_capacity(NONCE_LEN + plain.len() + 16);
-        buf.extend_from_slice(&nonce);
-        buf.extend_from_slice(plain);
-        let (head, body) = buf.split_at_mut(NONCE_LEN);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(field.as_bytes()), body)
-            .expect("AES-GCM sealing of a short secret cannot fail");
-        let _ = head;
-        buf.extend_from_slice(tag.as_ref());
-        STANDARD.encode(&buf)
+    /// `nonce ‖ AES-256-GCM ciphertext ‖ tag` in base64, the field's JSON path as associated
+    /// data: kms-crypto's [`RandomNonceKey`] layout.
+    fn seal(&self, plain: &[u8], field: &str) -> Result<String, StoreError> {
+        let sealed = self.key.seal(field.as_bytes(), plain).map_err(|source| StoreError::Seal {
+            path: self.path.clone(),
+            field: field.to_owned(),
+            source,
+        })?;
+        Ok(STANDARD.encode(sealed))
     }
 
     fn unseal(&self, sealed: &str, field: &str) -> Result<Zeroizing<String>, StoreError> {
         let fail = || StoreError::Unseal { path: self.path.clone(), field: field.to_owned() };
-        let mut bytes = Zeroizing::new(STANDARD.decode(sealed).map_err(|_| fail())?);
-        if bytes.len() < NONCE_LEN + 16 {
-            return Err(fail());
-        }
-        let (nonce, body) = bytes.split_at_mut(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| fail())?;
-        let plain = self.key.open_in_place(nonce, Aad::from(field.as_bytes()), body).map_err(|_| fail())?;
-        let text = std::str::from_utf8(plain).map_err(|_| fail())?;
+        let bytes = Zeroizing::new(STANDARD.decode(sealed).map_err(|_| fail())?);
+        let plain = self.key.open(field.as_bytes(), &bytes).map_err(|_| fail())?;
+        let text = std::str::from_utf8(&plain).map_err(|_| fail())?;
         Ok(Zeroizing::new(text.to_owned()))
     }
 }
@@ -260,9 +260,47 @@ fn lookup<'a>(value: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
     use kms_types::config::{LocalConfig, MasterKeySource, VaultAuthMethod, VaultConfig};
 
     use super::*;
+
+    /// The reproduction of the audit: another user makes a world-writable data directory and
+    /// plants an admin token hash; the server must refuse the directory, not adopt the token.
+    #[test]
+    fn a_world_writable_data_dir_with_a_planted_admin_token_hash_is_refused() {
+        let dir = temp_dir("planted");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        fs::write(dir.join("admin.token.sha256"), "0".repeat(64)).unwrap();
+        let err = prepare_data_dir(&dir).unwrap_err();
+        assert!(matches!(err, StoreError::Untrusted(TrustError::Writable { mode: 0o777, .. })), "{err}");
+        assert!(matches!(ConfigStore::open(&dir, None), Err(StoreError::Untrusted(TrustError::Writable { .. }))));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn planted_or_linked_files_in_a_private_data_dir_are_refused() {
+        let dir = temp_dir("planted-file");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        prepare_data_dir(&dir).unwrap();
+        let token = dir.join("admin.token.sha256");
+        fs::write(&token, "0".repeat(64)).unwrap();
+        fs::set_permissions(&token, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(prepare_data_dir(&dir), Err(StoreError::Untrusted(TrustError::Writable { .. }))));
+        fs::remove_file(&token).unwrap();
+
+        // A state file that is a link (to another configuration) is not followed.
+        let elsewhere = temp_dir("planted-elsewhere");
+        fs::write(elsewhere.join(STATE_FILE), b"{}").unwrap();
+        std::os::unix::fs::symlink(elsewhere.join(STATE_FILE), dir.join(STATE_FILE)).unwrap();
+        assert!(matches!(prepare_data_dir(&dir), Err(StoreError::Untrusted(TrustError::Symlink { .. }))));
+        let store = ConfigStore::open(&dir, None).unwrap();
+        assert!(matches!(store.load(), Err(StoreError::Untrusted(TrustError::Symlink { .. }))));
+        let _ = fs::remove_dir_all(&dir);
+        let _ = fs::remove_dir_all(&elsewhere);
+    }
 
     #[cfg(unix)]
     #[test]
@@ -283,6 +321,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kms-admin-store-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
         dir
     }
 
@@ -395,10 +434,12 @@ mod tests {
   }
 }"#;
 
-    /// Regenerates the sealed value of `KAT_V1` (nonce 00..0b, key 0x42 × 32); the value was
+    /// Regenerates the sealed value of `KAT_V1` (nonce 00..0b, key 0x42 × 32) with ring
+    /// directly, independently of the kms-crypto seal the store uses; the value was
     /// cross-checked with an independent AES-GCM implementation (Python `cryptography`).
     #[test]
     fn known_answer_sealed_value_is_reproducible() {
+        use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[0x42u8; 32]).unwrap());
         let nonce: [u8; 12] = std::array::from_fn(|i| i as u8);
         let mut body = b"s.kat-token".to_vec();

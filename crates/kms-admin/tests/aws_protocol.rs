@@ -128,7 +128,7 @@ async fn server(tag: &str) -> (TestServer, Aws, Aws) {
         config.aws.access_keys.push(AccessKeyConfig {
             identity: identity.into(),
             access_key_id: id.clone(),
-            secret_access_key: store.seal_secret(&secret, &AccessKeyConfig::seal_field(&id)),
+            secret_access_key: store.seal_secret(&secret, &AccessKeyConfig::seal_field(&id)).unwrap(),
         });
         keys.push(Key { id, secret });
     }

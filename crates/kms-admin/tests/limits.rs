@@ -104,3 +104,32 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
     assert!(answer.contains("drained"), "{answer}");
     tokio::time::timeout(Duration::from_secs(10), stopping).await.unwrap().unwrap();
 }
+
+/// 1,000 idle sockets from one loopback address (127.0.0.2), never sending a byte, must not
+/// keep an authenticated client (from 127.0.0.1) out: that peer holds at most
+/// `max_connections_per_peer` of the `max_connections` slots; its other sockets are closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_unauthenticated_sockets_do_not_lock_out_an_authenticated_client() {
+    let mut options = Options::default();
+    options.config.max_connections = 64;
+    options.config.max_connections_per_peer = 16;
+    let server = TestServer::with(options).await;
+    let mut idle = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        // A full backlog may refuse or drop some: the point is that none lock the server.
+        if let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(5), socket.connect(server.addr)).await {
+            idle.push(stream);
+        }
+    }
+    assert!(idle.len() >= 100, "only {} idle sockets connected", idle.len());
+    let http = common::Http::new(&server);
+    let status =
+        tokio::time::timeout(Duration::from_secs(5), http.call(http::Method::GET, "/kms/v1/status", ADMIN, None))
+            .await
+            .expect("the authenticated client was locked out by idle sockets");
+    assert_eq!(status.status, http::StatusCode::OK);
+    drop(idle);
+    server.stop().await;
+}

@@ -7,7 +7,7 @@
 //! u16 BE         2 bytes  length of the key id
 //! key id         n bytes  ASCII
 //! u32 BE         4 bytes  key version
-//! envelope       rest     kms_crypto envelope v1, bound to (key id, key version, context)
+//! envelope       rest     kms_crypto envelope (v2 written, v1 read), bound to (key id, key version, context)
 //! ```
 //!
 //! The header is not itself authenticated, but the envelope is bound to the key id and the

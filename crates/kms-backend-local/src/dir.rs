@@ -5,9 +5,9 @@
 //! `.lock`, `.verifier.json` and `.tmp-*` leftovers. A directory of format 1 also holds one
 //! `<key_id>.key` file per key until it is migrated.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -39,42 +39,11 @@ impl KeyDir {
     pub(crate) fn open(path: &Path) -> Result<Self, KmsError> {
         const FIELD: &str = "backend_config.key_dir";
         let shown = path.display();
-        match fs::symlink_metadata(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    fs::create_dir_all(parent)
-                        .map_err(|e| io_error(format!("cannot create {}", parent.display()), e))?;
-                }
-                DirBuilder::new()
-                    .mode(0o700)
-                    .create(path)
-                    .map_err(|e| io_error(format!("cannot create key directory {shown}"), e))?;
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    sync_dir(parent).map_err(|e| io_error(format!("cannot sync {}", parent.display()), e))?;
-                }
-            }
-            Err(e) => return Err(io_error(format!("cannot inspect key directory {shown}"), e)),
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(KmsError::configuration(FIELD, format!("{shown} is a symbolic link; refusing to use it")));
-            }
-            Ok(meta) if !meta.is_dir() => {
-                return Err(KmsError::configuration(FIELD, format!("{shown} exists and is not a directory")));
-            }
-            Ok(meta) => {
-                let mode = meta.mode() & 0o777;
-                if mode & 0o022 != 0 {
-                    return Err(KmsError::configuration(
-                        FIELD,
-                        format!("{shown} is writable by group or others (mode {mode:o}); it must be 0700"),
-                    ));
-                }
-                if mode & 0o077 != 0 {
-                    tracing::warn!(path = %shown, mode = format_args!("{mode:o}"), "narrowing key directory to 0700");
-                    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
-                        .map_err(|e| io_error(format!("cannot narrow {shown} to 0700"), e))?;
-                }
-            }
-        }
+        // The shared trust checks (kms_core::fs_trust), as for the server's data directory.
+        kms_core::fs_trust::ensure_private_dir(path).map_err(|e| match e {
+            kms_core::fs_trust::TrustError::Io { source, .. } => io_error(format!("key directory {shown}"), source),
+            other => KmsError::configuration(FIELD, other.to_string()),
+        })?;
 
         let lock_path = path.join(LOCK_FILE);
         let lock = OpenOptions::new()
@@ -246,6 +215,8 @@ pub(crate) fn io_error(message: String, source: io::Error) -> KmsError {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

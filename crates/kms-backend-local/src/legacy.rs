@@ -126,3 +126,7 @@ mod tests {
         assert!(matches!(decode("a", v9.as_bytes(), &kek), Err(RecordError::UnsupportedFormat { version: 9, .. })));
     }
 }
+
+#[cfg(test)]
+#[path = "legacy_vectors.rs"]
+mod vectors;

@@ -38,7 +38,8 @@
 //!   keys (`cargo xtask bench scale` measures a million).
 //! - **Speed**: an opened key holds each version's AES-256-GCM cipher set up once
 //!   (`kms_crypto::envelope::PreparedKek`); the data path of a cached key does no disk I/O,
-//!   and a data key costs one random draw (key and nonce together) and one AEAD seal.
+//!   and a data key costs one random draw (key and envelope salt together), one HKDF and one AEAD
+//!   seal.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {

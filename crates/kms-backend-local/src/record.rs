@@ -90,8 +90,8 @@ pub(crate) struct StoredMeta {
 pub(crate) struct KeyVersion {
     pub(crate) version: u32,
     pub(crate) created_at: OffsetDateTime,
-    /// The material, prepared for the data path once, when the version is loaded or made: the
-    /// AES-256-GCM cipher state is set up here, not on every envelope. The material is
+    /// The material, prepared for the data path once, when the version is loaded or made
+    /// (version-2 envelopes then derive their own key per envelope). The material is
     /// zeroized when the last snapshot holding this version is dropped (the key is deleted, or
     /// the store closed); ring's expanded cipher state is not (see `PreparedKek`).
     pub(crate) key: PreparedKek,
@@ -448,7 +448,3 @@ mod tests {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
-
-#[cfg(test)]
-#[path = "record_vectors.rs"]
-mod vectors;

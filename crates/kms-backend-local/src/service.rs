@@ -71,7 +71,7 @@ impl LocalBackend {
         let record = self.enabled(key_id, operation).await?;
         let version = record.current();
         let binding = Binding { master_key_id: &record.key_id, master_key_version: version.version, context };
-        // One random draw (key and nonce) and one seal, under the cipher prepared at load.
+        // One random draw (key and envelope salt) and one seal under the per-envelope key.
         let (data_key, wrapped) = version.key.generate_and_wrap_data_key(spec, &binding)?;
         let blob = ciphertext::encode(&record.key_id, version.version, wrapped.as_bytes());
         Ok((version.version, data_key, blob))

@@ -136,13 +136,19 @@ async fn local_key_record_v1() {
         }
         backend.shutdown().await;
 
-        // The header is bound: a record whose current_version is edited is unavailable.
+        // The header is bound: a record whose current_version is edited is unavailable (in a
+        // fresh directory: the one above was migrated into the key store when it was opened).
         let case = ours[0];
-        let path = dir.join(format!("{}.key", text(case, "key_id")));
         let version = case["current_version"].as_u64().unwrap();
         let edited = text(case, "file")
             .replace(&format!("\"current_version\": {version}"), &format!("\"current_version\": {}", version + 1));
-        fs::write(&path, edited).unwrap();
+        let edited_name = format!("{}.key", text(case, "key_id"));
+        let edited_files: Vec<(String, &str)> = files
+            .iter()
+            .map(|(name, body)| (name.clone(), if *name == edited_name { edited.as_str() } else { *body }))
+            .collect();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = key_dir(&tmp, &edited_files);
         let backend = open(&dir, source(&verifier)).await.unwrap();
         let listed = backend.list_keys(ListKeysRequest::default()).await.unwrap();
         let entry = listed.keys.iter().find(|k| k.key_id == text(case, "key_id")).unwrap();

@@ -18,10 +18,15 @@ pub(crate) const AWS_CREDENTIALS_FILE: &str = "aws-credentials";
 pub(crate) const ADMIN_AWS_KEY_FILE: &str = "admin.aws-key.json";
 
 /// A new access key for `identity`, its secret sealed with `store`'s seal key; and the secret.
-pub(crate) fn new_access_key(store: &ConfigStore, identity: &str) -> (AccessKeyConfig, Zeroizing<String>) {
+pub(crate) fn new_access_key(
+    store: &ConfigStore,
+    identity: &str,
+) -> Result<(AccessKeyConfig, Zeroizing<String>), CliError> {
     let (access_key_id, secret) = generate_access_key();
-    let sealed = store.seal_secret(&secret, &AccessKeyConfig::seal_field(&access_key_id));
-    (AccessKeyConfig { identity: identity.to_owned(), access_key_id, secret_access_key: sealed }, secret)
+    let sealed = store
+        .seal_secret(&secret, &AccessKeyConfig::seal_field(&access_key_id))
+        .map_err(|e| CliError::local(format!("cannot seal the secret access key: {e}")))?;
+    Ok((AccessKeyConfig { identity: identity.to_owned(), access_key_id, secret_access_key: sealed }, secret))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -51,7 +56,7 @@ pub(crate) fn bootstrap_access_key(
             Ok((key, false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let (key, secret) = new_access_key(store, identity);
+            let (key, secret) = new_access_key(store, identity)?;
             let credentials_path = data_dir.join(AWS_CREDENTIALS_FILE);
             let credentials = Zeroizing::new(format!(
                 "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",

@@ -223,7 +223,7 @@ fn token(cmd: TokenCommand) -> Result<(), CliError> {
         TokenCommand::Aws { identity, data_dir, seal_key_file } => {
             let store = kms_admin::store::ConfigStore::open(&data_dir, seal_key_file.as_deref())
                 .map_err(|e| CliError::local(format!("seal key: {e}")))?;
-            let (key, secret) = crate::aws_keys::new_access_key(&store, &identity);
+            let (key, secret) = crate::aws_keys::new_access_key(&store, &identity)?;
             println!("# Add to kms.toml, then restart kms serve:");
             println!("[[server.aws.access_keys]]");
             println!("identity = {:?}", key.identity);

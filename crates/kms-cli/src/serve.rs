@@ -157,12 +157,10 @@ fn option_at(text: &str, before: &str) -> Option<String> {
     })
 }
 
+/// Creates the data folder (0700) or checks that it and every file in it can be trusted
+/// (not a symlink, owned by this user, writable by nobody else): `kms_admin::store::prepare_data_dir`.
 fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path)
+    kms_admin::store::prepare_data_dir(path).map_err(std::io::Error::other)
 }
 
 /// Creates the admin token on first start; returns the identity (from the saved hash) and

@@ -4,7 +4,11 @@
 //! [`encryption::service::EncryptionService`] façade object stores call (with the S3
 //! server-side encryption pipeline: [`encryption::sse`], [`encryption::pipeline`],
 //! `docs/sse-integration.md`), an in-memory backend
-//! ([`mock::MemoryBackend`]) and the backend contract suite (`testkit`).
+//! ([`mock::MemoryBackend`]) and the backend contract suite (`testkit`). The manager is also
+//! where the metadata limits of `kms_types::limits` are enforced, for every backend; and
+//! [`fs_trust`] holds the one implementation of the file trust checks (not a symlink, owned by
+//! this user, writable by nobody else) that the local key directory and the server's data
+//! directory share.
 //!
 //! It sits between `kms-types` (the vocabulary) and the backend crates, which implement
 //! [`backends::KmsBackend`] and depend on this crate; it cannot depend on them, so backends
@@ -45,6 +49,8 @@
 pub mod aliases;
 pub mod backends;
 pub mod encryption;
+#[cfg(unix)]
+pub mod fs_trust;
 pub mod manager;
 pub mod mock;
 pub mod service_manager;

@@ -215,6 +215,7 @@ impl KmsManager {
 
     /// Creates a key.
     pub async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
+        kms_types::limits::validate_create_metadata(&request)?;
         let name = request.key_name.clone();
         let result = self.once("create_key", self.backend.create_key(request)).await;
         if let Some(name) = name {
@@ -328,13 +329,22 @@ impl KmsManager {
 
     /// Replaces a key's description.
     pub async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
+        kms_types::limits::validate_description(&request.description)?;
         let key_id = request.key_id.clone();
         self.mutate("update_key_description", &key_id, self.backend.update_key_description(request)).await
     }
 
-    /// Adds or overwrites tags.
+    /// Adds or overwrites tags, refusing a request that would leave the key with more than
+    /// [`kms_types::limits::MAX_TAGS`] tags: the count is checked against the key's current
+    /// tags, read from the backend (not the cache). Two concurrent calls may each pass the
+    /// check; each tag stays within its own length limit regardless.
     pub async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
         let key_id = request.key_id.clone();
+        kms_types::limits::validate_tags(&request.tags)?;
+        let current =
+            self.read("describe_key", || self.backend.describe_key(DescribeKeyRequest { key_id: key_id.clone() }));
+        let current = self.note_error(&key_id, current.await)?;
+        kms_types::limits::validate_tag_merge(&current.key_metadata.tags, &request.tags)?;
         self.mutate("tag_key", &key_id, self.backend.tag_key(request)).await
     }
 

@@ -639,7 +639,9 @@ mod aead {
     }
 
     pub(super) fn fill_random(buf: &mut [u8]) -> Result<()> {
-        SystemRandom::new().fill(buf).map_err(|_| KmsError::backend("the system random generator failed"))
+        SystemRandom::new()
+            .fill(buf)
+            .map_err(|_| KmsError::Internal { message: "the system random generator failed".into(), source: None })
     }
 
     fn key(kek: &[u8; 32]) -> Result<LessSafeKey> {

@@ -60,6 +60,7 @@ use kms_types::types::{
 use time::OffsetDateTime;
 
 use crate::backends::KmsBackend;
+use crate::manager::{KmsManager, ManagerOptions};
 
 /// How long one case may run before it counts as failed (a hung backend must not hang CI).
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -220,6 +221,7 @@ macro_rules! __kms_contract_cases {
             rotation_keeps_old_versions_decrypting,
             re_encrypt_moves_ciphertexts,
             description_and_tags,
+            metadata_limits_hold_through_the_manager,
             list_keys_pages_in_ascending_order,
             list_keys_rejects_bad_limits,
             list_marker_survives_deletes,
@@ -1256,6 +1258,98 @@ async fn description_and_tags(ctx: Ctx) -> Outcome {
     ok("untag_key", r)?;
     let tags = ctx.describe(&id).await?.tags;
     ensure!(tags == ctx_of(&[("b", "two"), ("c", "3")]), "after untag_key the tags are {tags:?}");
+    Ok(())
+}
+
+/// The metadata limits of [`kms_types::limits`], enforced by the [`KmsManager`] above this
+/// backend: a key at every limit at once is created and stays usable; one tag, one character
+/// or one byte more is an `InvalidRequest`, also when `tag_key` calls accumulate tags.
+async fn metadata_limits_hold_through_the_manager(ctx: Ctx) -> Outcome {
+    use kms_types::limits::{
+        MAX_DESCRIPTION_BYTES, MAX_POLICY_BYTES, MAX_TAG_KEY_CHARS, MAX_TAG_VALUE_CHARS, MAX_TAGS,
+    };
+
+    let manager = KmsManager::with_options(ctx.backend.clone(), ManagerOptions::default());
+    let full_tags: Tags = (0..MAX_TAGS)
+        .map(|i| (format!("{i:03}{}", "k".repeat(MAX_TAG_KEY_CHARS - 3)), "é".repeat(MAX_TAG_VALUE_CHARS)))
+        .collect();
+    let tags = if ctx.caps.tags { full_tags.clone() } else { Tags::new() };
+    let at_limits = CreateKeyRequest {
+        key_name: Some(ctx.id("limits")),
+        description: Some("d".repeat(MAX_DESCRIPTION_BYTES)),
+        tags: tags.clone(),
+        policy: Some("p".repeat(MAX_POLICY_BYTES)),
+        ..Default::default()
+    };
+    let created = manager.create_key(at_limits.clone()).await;
+    if created.is_ok() {
+        ctx.track(&ctx.id("limits"));
+    }
+    let id = ok("create_key at every metadata limit", created)?.key_id;
+    ensure!(ctx.describe(&id).await?.tags == tags, "tags at the limit were not kept");
+    ok("encrypt under a key at every metadata limit", ctx.encrypt(&id, b"x", &EncryptionContext::new()).await)?;
+
+    let over = |label: &str, request: CreateKeyRequest| CreateKeyRequest { key_name: Some(ctx.id(label)), ..request };
+    let mut too_many = full_tags.clone();
+    too_many.insert("one-more".into(), String::new());
+    let cases = [
+        ("tags", over("too-many-tags", CreateKeyRequest { tags: too_many, ..Default::default() })),
+        (
+            "tags",
+            over(
+                "long-tag-key",
+                CreateKeyRequest { tags: ctx_of(&[(&"k".repeat(MAX_TAG_KEY_CHARS + 1), "v")]), ..Default::default() },
+            ),
+        ),
+        (
+            "tags",
+            over(
+                "long-tag-value",
+                CreateKeyRequest { tags: ctx_of(&[("k", &"v".repeat(MAX_TAG_VALUE_CHARS + 1))]), ..Default::default() },
+            ),
+        ),
+        (
+            "description",
+            over(
+                "long-description",
+                CreateKeyRequest { description: Some("d".repeat(MAX_DESCRIPTION_BYTES + 1)), ..Default::default() },
+            ),
+        ),
+        (
+            "policy",
+            over(
+                "long-policy",
+                CreateKeyRequest { policy: Some("p".repeat(MAX_POLICY_BYTES + 1)), ..Default::default() },
+            ),
+        ),
+    ];
+    for (field, request) in cases {
+        let name = request.key_name.clone().unwrap_or_default();
+        let r = manager.create_key(request).await;
+        if r.is_ok() {
+            ctx.track(&name);
+        }
+        err(format!("create_key {name} over the {field} limit"), r, "InvalidRequest", is_invalid_request(field))?;
+    }
+    let r = manager
+        .update_key_description(UpdateKeyDescriptionRequest {
+            key_id: id.clone(),
+            description: "d".repeat(MAX_DESCRIPTION_BYTES + 1),
+        })
+        .await;
+    err("update_key_description over the limit", r, "InvalidRequest(description)", is_invalid_request("description"))?;
+    if !ctx.caps.tags {
+        return Ok(());
+    }
+    // Tags accumulate across calls: the 51st is refused, overwriting one of the 50 is not.
+    let r = manager.tag_key(TagKeyRequest { key_id: id.clone(), tags: ctx_of(&[("one-more", "v")]) }).await;
+    err("tag_key adding a 51st tag", r, "InvalidRequest(tags)", is_invalid_request("tags"))?;
+    let first = full_tags.keys().next().cloned().unwrap_or_default();
+    ok(
+        "tag_key overwriting a tag",
+        manager.tag_key(TagKeyRequest { key_id: id.clone(), tags: [(first, "new".into())].into() }).await,
+    )?;
+    ensure!(ctx.describe(&id).await?.tags.len() == MAX_TAGS, "overwriting a tag changed the tag count");
     Ok(())
 }
 

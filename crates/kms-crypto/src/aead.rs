@@ -1,6 +1,6 @@
 //! Authenticated encryption with random nonces: [`Algorithm`] and [`RandomNonceKey`].
 //!
-//! A [`RandomNonceKey`] seals small records (a key record on disk, an envelope) with a fresh
+//! A [`RandomNonceKey`] seals small records (a key record on disk) with a fresh
 //! random 96-bit nonce each time and writes `nonce ‖ ciphertext ‖ tag`. Random nonces are safe
 //! for up to about 2³² messages per key; bulk data goes through [`crate::stream`], whose
 //! per-object keys make counter nonces safe instead.

@@ -2,27 +2,35 @@
 //! under a [`KeyEncryptionKey`] and bound to the master key id, its version and the
 //! encryption context.
 //!
-//! Version 1 layout (`docs/formats.md`, "Envelope"):
+//! Version 2 layout, written (`docs/formats.md`, "Envelope"):
 //!
 //! ```text
 //! offset  len  field
-//! 0       1    format version, 0x01
-//! 1       1    algorithm id (0x01 AES-256-GCM, 0x02 ChaCha20-Poly1305)
-//! 2       12   nonce (random)
-//! 14      n    ciphertext (n = plaintext length, 0..=4096)
-//! 14+n    16   tag
+//! 0       1    format version, 0x02
+//! 1       1    algorithm id, 0x01 AES-256-GCM (the key-encryption key's algorithm)
+//! 2       32   salt (random)
+//! 34      n    ciphertext (n = plaintext length, 0..=4096)
+//! 34+n    16   tag
 //! ```
 //!
-//! Associated data = the 14 header bytes ‖ `"kms-envelope-v1"` ‖ u64 BE len(master key id) ‖
-//! master key id ‖ u32 BE master key version ‖ [`canonical_context`](crate::context::canonical_context). Opening with another key
-//! id, version or context, or after changing any byte, fails with an opaque [`CryptoError`].
+//! Each envelope is sealed under its own key, HKDF-SHA256(salt, KEK, info = `"kms-envelope-v2"`
+//! ‖ algorithm id), with the all-zero nonce: the derived key seals exactly one message, so the
+//! 2³² bound on random 96-bit nonces under one key no longer limits how many envelopes one
+//! master key version may seal. Associated data = the 34 header bytes ‖ `"kms-envelope-v2"` ‖
+//! u64 BE len(master key id) ‖ master key id ‖ u32 BE master key version ‖
+//! [`canonical_context`](crate::context::canonical_context).
+//!
+//! Version 1 envelopes (`0x01`, algorithm, 12-byte random nonce, ciphertext, tag; sealed
+//! directly under the KEK, domain `"kms-envelope-v1"`) stay readable. An envelope whose
+//! algorithm is not the key-encryption key's (AES-256-GCM) is refused in either version.
+//! Opening with another key id, version or context, or after changing any byte, fails with an
+//! opaque [`CryptoError`].
 //!
 //! Two ways in, writing the same bytes: the free functions ([`seal`], [`wrap_data_key`], ...)
-//! take a [`KeyEncryptionKey`] and set up the cipher on every call; a [`PreparedKek`], built
-//! once per key-encryption key, keeps the cipher set up and adds
-//! [`PreparedKek::generate_and_wrap_data_key`], which draws the data key and the nonce in one
-//! call to the random number generator. Callers that wrap many keys under one KEK (a backend's
-//! data path) hold a `PreparedKek`.
+//! take a [`KeyEncryptionKey`]; a [`PreparedKek`], built once per key-encryption key, keeps
+//! the version-1 cipher set up and adds [`PreparedKek::generate_and_wrap_data_key`], which
+//! draws the data key and the salt in one call to the random number generator. Callers that
+//! wrap many keys under one KEK (a backend's data path) hold a `PreparedKek`.
 //!
 //! ```
 //! use kms_crypto::envelope::{self, Binding, PreparedKek};
@@ -36,6 +44,7 @@
 //!
 //! let data_key = PlaintextDataKey::generate(KeySpec::Aes256)?;
 //! let wrapped = envelope::wrap_data_key(&kek, &data_key, &binding)?;
+//! assert_eq!(wrapped.as_bytes()[0], envelope::ENVELOPE_FORMAT_VERSION);
 //! let unwrapped = envelope::unwrap_data_key(&kek, &wrapped, &binding)?;
 //! assert_eq!(unwrapped.expose_secret(), data_key.expose_secret());
 //!
@@ -54,27 +63,60 @@ use std::fmt;
 
 use kms_types::secret::REDACTED;
 use kms_types::types::{EncryptionContext, KeySpec};
-use ring::aead::{Aad, LessSafeKey, Nonce};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::hkdf;
 use zeroize::Zeroizing;
 
-use crate::aead::{Algorithm, NONCE_LEN, TAG_LEN, random_nonce};
+use crate::aead::{Algorithm, NONCE_LEN, TAG_LEN};
 use crate::context::{canonical_context_len, put_bytes, put_canonical_context};
 use crate::error::CryptoError;
 use crate::keys::{KeyEncryptionKey, PlaintextDataKey, WrappedDataKey, fill_random};
 
-/// Version byte of the envelope format.
-pub const ENVELOPE_FORMAT_VERSION: u8 = 1;
+/// Version byte of the envelope format written.
+pub const ENVELOPE_FORMAT_VERSION: u8 = 2;
+/// Version byte of the first envelope format, still read.
+pub const ENVELOPE_FORMAT_V1: u8 = 1;
 /// Largest plaintext an envelope holds, in bytes (AWS KMS `Encrypt`'s limit).
 pub const MAX_PLAINTEXT_LEN: usize = 4096;
-/// Length of the envelope header (version, algorithm, nonce).
-pub const HEADER_LEN: usize = 2 + NONCE_LEN;
-/// Bytes an envelope is longer than its plaintext.
+/// Length of the random salt a version-2 envelope carries.
+pub const SALT_LEN: usize = 32;
+/// Length of the version-2 envelope header (version, algorithm, salt).
+pub const HEADER_LEN: usize = 2 + SALT_LEN;
+/// Bytes a version-2 envelope is longer than its plaintext.
 pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// Length of the version-1 envelope header (version, algorithm, nonce).
+pub const V1_HEADER_LEN: usize = 2 + NONCE_LEN;
 
-const DOMAIN: &[u8] = b"kms-envelope-v1";
+const DOMAIN_V1: &[u8] = b"kms-envelope-v1";
+const DOMAIN_V2: &[u8] = b"kms-envelope-v2";
+/// The nonce of every version-2 envelope: its derived key seals this one message only.
+const V2_NONCE: [u8; NONCE_LEN] = [0; NONCE_LEN];
 
 /// The longest data key ([`KeySpec::Aes256`]), for the buffer of one random draw.
 const MAX_DATA_KEY_LEN: usize = 32;
+
+/// The envelope format versions this crate reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    V1,
+    V2,
+}
+
+impl Format {
+    fn header_len(self) -> usize {
+        match self {
+            Self::V1 => V1_HEADER_LEN,
+            Self::V2 => HEADER_LEN,
+        }
+    }
+
+    fn domain(self) -> &'static [u8] {
+        match self {
+            Self::V1 => DOMAIN_V1,
+            Self::V2 => DOMAIN_V2,
+        }
+    }
+}
 
 /// What an envelope is bound to: the master key (id and version) that wraps it and the
 /// encryption context. All three must be given again, identical, to open it.
@@ -89,11 +131,11 @@ pub struct Binding<'a> {
 }
 
 impl Binding<'_> {
-    fn aad(&self, header: &[u8]) -> Vec<u8> {
-        let len = header.len() + DOMAIN.len() + 8 + self.master_key_id.len() + 4 + canonical_context_len(self.context);
+    fn aad(&self, header: &[u8], domain: &[u8]) -> Vec<u8> {
+        let len = header.len() + domain.len() + 8 + self.master_key_id.len() + 4 + canonical_context_len(self.context);
         let mut aad = Vec::with_capacity(len);
         aad.extend_from_slice(header);
-        aad.extend_from_slice(DOMAIN);
+        aad.extend_from_slice(domain);
         put_bytes(&mut aad, self.master_key_id.as_bytes());
         aad.extend_from_slice(&self.master_key_version.to_be_bytes());
         put_canonical_context(&mut aad, self.context);
@@ -102,29 +144,30 @@ impl Binding<'_> {
     }
 }
 
-/// A [`KeyEncryptionKey`] with its AES-256-GCM cipher set up once (the AES key schedule and
-/// the GHASH table), for sealing and opening many envelopes.
+/// A [`KeyEncryptionKey`] prepared for sealing and opening many envelopes: it keeps the
+/// AES-256-GCM cipher of version-1 envelopes set up (the AES key schedule and the GHASH
+/// table); version-2 envelopes derive their own key per envelope.
 ///
 /// Everything the free functions of this module do, it does with the same bytes in and out;
 /// [`generate_and_wrap_data_key`](Self::generate_and_wrap_data_key) makes a data key and its
 /// envelope with one random draw and one AEAD seal.
 ///
-/// Not `Clone`; `Debug` is redacted. It owns the [`KeyEncryptionKey`] (zeroized on drop), which
-/// also opens the rare envelope written with ChaCha20-Poly1305. **Limit:** the expanded
-/// cipher state lives inside ring's `LessSafeKey`, which does not zeroize itself and which this
-/// crate cannot wipe without `unsafe`; the AES-256 key schedule begins with the key itself, so
-/// until that memory is reused a copy of the key stays in freed heap (or wherever the
-/// `PreparedKek` lived). The free functions have the same limit, once per call, on the stack.
+/// Not `Clone`; `Debug` is redacted. It owns the [`KeyEncryptionKey`] (zeroized on drop).
+/// **Limit:** expanded cipher state lives inside ring's `LessSafeKey`, which does not zeroize
+/// itself and which this crate cannot wipe without `unsafe`; the AES-256 key schedule begins
+/// with the key itself, so until that memory is reused a copy of the key (or of a derived
+/// per-envelope key) stays in freed heap or on the stack.
 pub struct PreparedKek {
     kek: KeyEncryptionKey,
-    aes: LessSafeKey,
+    v1: LessSafeKey,
 }
 
 impl PreparedKek {
     /// Prepares `kek`: sets up AES-256-GCM under it, once.
     pub fn new(kek: KeyEncryptionKey) -> Self {
-        let aes = Algorithm::Aes256Gcm.less_safe_key(kek.expose_secret()).expect("a key-encryption key is 32 bytes");
-        Self { kek, aes }
+        let v1 =
+            KeyEncryptionKey::ALGORITHM.less_safe_key(kek.expose_secret()).expect("a key-encryption key is 32 bytes");
+        Self { kek, v1 }
     }
 
     /// The key-encryption key this was prepared from (to persist it sealed, for example).
@@ -137,29 +180,30 @@ impl PreparedKek {
         Self::new(KeyEncryptionKey::from_bytes(kek.expose_secret()).expect("a key-encryption key is 32 bytes long"))
     }
 
-    /// Calls `f` with a cipher for `algorithm`: the prepared one for AES-256-GCM (what every
-    /// writer uses); for ChaCha20-Poly1305, one set up for this call.
-    fn with_cipher<T>(
-        &self,
-        algorithm: Algorithm,
-        f: impl FnOnce(&LessSafeKey) -> Result<T, CryptoError>,
-    ) -> Result<T, CryptoError> {
-        match algorithm {
-            Algorithm::Aes256Gcm => f(&self.aes),
-            other => f(&other.less_safe_key(self.kek.expose_secret())?),
-        }
+    /// The key of the version-2 envelope with this `salt`: HKDF-SHA256 (RFC 5869) with `salt`
+    /// as salt, the KEK as input keying material and `"kms-envelope-v2"` ‖ algorithm id as info.
+    fn derive(&self, salt: &[u8]) -> Result<LessSafeKey, CryptoError> {
+        let algorithm = KeyEncryptionKey::ALGORITHM;
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(self.kek.expose_secret());
+        let id = [algorithm.id()];
+        let info = [DOMAIN_V2, &id];
+        let okm = prk
+            .expand(&info, algorithm.ring())
+            .map_err(|_| CryptoError::invalid("key", "HKDF cannot produce a key of this length"))?;
+        Ok(LessSafeKey::new(UnboundKey::from(okm)))
     }
 
-    /// Seals `plaintext` (at most [`MAX_PLAINTEXT_LEN`] bytes) with AES-256-GCM, bound to
-    /// `binding`, under a fresh random nonce. The same as [`seal`].
+    /// Seals `plaintext` (at most [`MAX_PLAINTEXT_LEN`] bytes) into a version-2 envelope
+    /// bound to `binding`, under a fresh random salt. The same as [`seal`].
     pub fn seal(&self, plaintext: &[u8], binding: &Binding<'_>) -> Result<Vec<u8>, CryptoError> {
-        self.seal_with_nonce(Algorithm::Aes256Gcm, random_nonce()?, plaintext, binding)
+        let mut salt = [0u8; SALT_LEN];
+        fill_random(&mut salt)?;
+        self.seal_with_salt(salt, plaintext, binding)
     }
 
-    pub(crate) fn seal_with_nonce(
+    pub(crate) fn seal_with_salt(
         &self,
-        algorithm: Algorithm,
-        nonce: [u8; NONCE_LEN],
+        salt: [u8; SALT_LEN],
         plaintext: &[u8],
         binding: &Binding<'_>,
     ) -> Result<Vec<u8>, CryptoError> {
@@ -168,29 +212,35 @@ impl PreparedKek {
         }
         let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
         out.push(ENVELOPE_FORMAT_VERSION);
-        out.push(algorithm.id());
-        out.extend_from_slice(&nonce);
-        let aad = binding.aad(&out);
+        out.push(KeyEncryptionKey::ALGORITHM.id());
+        out.extend_from_slice(&salt);
+        let aad = binding.aad(&out, DOMAIN_V2);
         out.extend_from_slice(plaintext);
-        let tag = self.with_cipher(algorithm, |key| {
-            Ok(key.seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&aad),
-                &mut out[HEADER_LEN..],
-            )?)
-        })?;
+        let tag = self.derive(&salt)?.seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(V2_NONCE),
+            Aad::from(&aad),
+            &mut out[HEADER_LEN..],
+        )?;
         out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
-    /// Opens an envelope made with this key-encryption key and `binding`; the plaintext is
-    /// zeroized on drop. The same as [`open`].
+    /// Opens an envelope (version 2, or version 1) made with this key-encryption key and
+    /// `binding`; the plaintext is zeroized on drop. The same as [`open`].
     pub fn open(&self, envelope: &[u8], binding: &Binding<'_>) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let (algorithm, header) = parse_header(envelope)?;
-        let aad = binding.aad(header);
-        let nonce = Nonce::try_assume_unique_for_key(&envelope[2..HEADER_LEN]).map_err(|_| CryptoError::Malformed)?;
-        let mut buf = Zeroizing::new(envelope[HEADER_LEN..].to_vec());
-        let len = self.with_cipher(algorithm, |key| Ok(key.open_in_place(nonce, Aad::from(&aad), &mut buf)?.len()))?;
+        let (format, header) = parse_header(envelope)?;
+        let aad = Aad::from(binding.aad(header, format.domain()));
+        let mut buf = Zeroizing::new(envelope[header.len()..].to_vec());
+        let len = match format {
+            Format::V1 => {
+                let nonce = Nonce::try_assume_unique_for_key(&header[2..]).map_err(|_| CryptoError::Malformed)?;
+                self.v1.open_in_place(nonce, aad, &mut buf)?.len()
+            }
+            Format::V2 => {
+                let key = self.derive(&header[2..])?;
+                key.open_in_place(Nonce::assume_unique_for_key(V2_NONCE), aad, &mut buf)?.len()
+            }
+        };
         buf.truncate(len);
         Ok(buf)
     }
@@ -216,8 +266,8 @@ impl PreparedKek {
     }
 
     /// A fresh data key of `spec` and its envelope bound to `binding`: one draw from the
-    /// system random number generator (the key and the nonce together) and one AEAD seal.
-    /// The envelope is the one [`wrap_data_key`] writes for that key and nonce.
+    /// system random number generator (the key and the salt together) and one AEAD seal.
+    /// The envelope is the one [`wrap_data_key`] writes for that key and salt.
     pub fn generate_and_wrap_data_key(
         &self,
         spec: KeySpec,
@@ -227,13 +277,13 @@ impl PreparedKek {
         if key_len > MAX_DATA_KEY_LEN {
             return Err(CryptoError::invalid("key_spec", "not a data key length"));
         }
-        let mut random = Zeroizing::new([0u8; MAX_DATA_KEY_LEN + NONCE_LEN]);
-        let random = &mut random[..key_len + NONCE_LEN];
+        let mut random = Zeroizing::new([0u8; MAX_DATA_KEY_LEN + SALT_LEN]);
+        let random = &mut random[..key_len + SALT_LEN];
         fill_random(random)?;
-        let (key, nonce) = random.split_at(key_len);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("NONCE_LEN bytes");
+        let (key, salt) = random.split_at(key_len);
+        let salt: [u8; SALT_LEN] = salt.try_into().expect("SALT_LEN bytes");
         let data_key = PlaintextDataKey::from_bytes(key)?;
-        let wrapped = self.seal_with_nonce(Algorithm::Aes256Gcm, nonce, key, binding)?;
+        let wrapped = self.seal_with_salt(salt, key, binding)?;
         Ok((data_key, WrappedDataKey::from(wrapped)))
     }
 }
@@ -244,33 +294,39 @@ impl fmt::Debug for PreparedKek {
     }
 }
 
-/// Seals `plaintext` (at most [`MAX_PLAINTEXT_LEN`] bytes) under `kek` with AES-256-GCM, bound
-/// to `binding`.
+/// Seals `plaintext` (at most [`MAX_PLAINTEXT_LEN`] bytes) under `kek` into a version-2
+/// envelope, bound to `binding`.
 pub fn seal(kek: &KeyEncryptionKey, plaintext: &[u8], binding: &Binding<'_>) -> Result<Vec<u8>, CryptoError> {
     PreparedKek::copy_of(kek).seal(plaintext, binding)
 }
 
-/// Opens an envelope made by [`seal`] with the same `kek` and `binding`; the plaintext is
-/// zeroized on drop.
+/// Opens an envelope made by [`seal`] (or a version-1 envelope) with the same `kek` and
+/// `binding`; the plaintext is zeroized on drop.
 pub fn open(kek: &KeyEncryptionKey, envelope: &[u8], binding: &Binding<'_>) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     PreparedKek::copy_of(kek).open(envelope, binding)
 }
 
-/// Checks an envelope's framing (length, version, algorithm) without any key.
-/// Returns the algorithm and the header bytes.
-pub(crate) fn parse_header(envelope: &[u8]) -> Result<(Algorithm, &[u8]), CryptoError> {
-    if envelope.len() < OVERHEAD || envelope.len() > OVERHEAD + MAX_PLAINTEXT_LEN {
+/// Checks an envelope's framing (version, length, algorithm) without any key. Returns the
+/// format and the header bytes. An algorithm other than the key-encryption key's is refused
+/// here: a key is used with one algorithm only.
+fn parse_header(envelope: &[u8]) -> Result<(Format, &[u8]), CryptoError> {
+    let format = match envelope.first() {
+        Some(&ENVELOPE_FORMAT_VERSION) => Format::V2,
+        Some(&ENVELOPE_FORMAT_V1) => Format::V1,
+        _ => return Err(CryptoError::Malformed),
+    };
+    let header_len = format.header_len();
+    if envelope.len() < header_len + TAG_LEN || envelope.len() > header_len + TAG_LEN + MAX_PLAINTEXT_LEN {
         return Err(CryptoError::Malformed);
     }
-    if envelope[0] != ENVELOPE_FORMAT_VERSION {
+    if Algorithm::from_id(envelope[1]) != Some(KeyEncryptionKey::ALGORITHM) {
         return Err(CryptoError::Malformed);
     }
-    let algorithm = Algorithm::from_id(envelope[1]).ok_or(CryptoError::Malformed)?;
-    Ok((algorithm, &envelope[..HEADER_LEN]))
+    Ok((format, &envelope[..header_len]))
 }
 
-/// Checks that `bytes` is framed as an envelope of this format (right length range, known
-/// version and algorithm). Says nothing about authenticity.
+/// Checks that `bytes` is framed as an envelope this crate reads (version 1 or 2, right
+/// length range, the key-encryption key's algorithm). Says nothing about authenticity.
 pub fn is_envelope(bytes: &[u8]) -> bool {
     parse_header(bytes).is_ok()
 }
@@ -316,26 +372,63 @@ mod tests {
         KeyEncryptionKey::from_bytes(&(0u8..32).collect::<Vec<_>>()).unwrap()
     }
 
-    const KAT_NONCE: [u8; NONCE_LEN] = [0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xAB];
+    const KAT_SALT: [u8; SALT_LEN] = [
+        0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f, 0x50, 0x51,
+        0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x5b, 0x5c, 0x5d, 0x5e, 0x5f,
+    ];
 
-    /// Fixed KEK 00..1f, nonce a0..ab, key id "master-1" v7, context {bucket: photos, object: cat.jpg}.
+    /// Version 2: fixed KEK 00..1f, salt 40..5f, key id "master-1" v7, context {bucket:
+    /// photos, object: cat.jpg}, plaintext 10..2f; and an empty plaintext under salt ff × 32,
+    /// key id "k" v1, empty context. Each envelope has its own HKDF-derived key.
     #[test]
-    fn known_answer_vectors() {
+    fn v2_envelopes_seal_under_a_per_envelope_hkdf_key_known_answer() {
         let context = ctx(&[("object", "cat.jpg"), ("bucket", "photos")]);
         let binding = Binding { master_key_id: "master-1", master_key_version: 7, context: &context };
         let plaintext: Vec<u8> = (0x10u8..0x30).collect();
-        let cases = [(Algorithm::Aes256Gcm, AES_KAT), (Algorithm::ChaCha20Poly1305, CHACHA_KAT)];
-        for (algorithm, expected) in cases {
-            let sealed =
-                PreparedKek::new(kat_kek()).seal_with_nonce(algorithm, KAT_NONCE, &plaintext, &binding).unwrap();
-            assert_eq!(to_hex(&sealed), expected, "{algorithm:?}");
-            assert_eq!(&*open(&kat_kek(), &hex(expected), &binding).unwrap(), &plaintext);
-            assert_eq!(&*PreparedKek::new(kat_kek()).open(&hex(expected), &binding).unwrap(), &plaintext);
-        }
+        let sealed = PreparedKek::new(kat_kek()).seal_with_salt(KAT_SALT, &plaintext, &binding).unwrap();
+        assert_eq!(to_hex(&sealed), V2_KAT);
+        assert_eq!(&*open(&kat_kek(), &hex(V2_KAT), &binding).unwrap(), &plaintext);
+
+        let empty = EncryptionContext::new();
+        let binding = Binding { master_key_id: "k", master_key_version: 1, context: &empty };
+        let sealed = PreparedKek::new(kat_kek()).seal_with_salt([0xff; SALT_LEN], b"", &binding).unwrap();
+        assert_eq!(to_hex(&sealed), V2_KAT_EMPTY);
+        assert!(open(&kat_kek(), &sealed, &binding).unwrap().is_empty());
+    }
+
+    /// New envelopes are version 2 with a fresh salt each; version 1 envelopes stay readable.
+    #[test]
+    fn new_envelopes_are_v2_with_fresh_salts_and_v1_stays_readable() {
+        let context = ctx(&[("object", "cat.jpg"), ("bucket", "photos")]);
+        let binding = Binding { master_key_id: "master-1", master_key_version: 7, context: &context };
+        let a = seal(&kat_kek(), b"same", &binding).unwrap();
+        let b = seal(&kat_kek(), b"same", &binding).unwrap();
+        assert_eq!((a[0], a[1], a.len()), (ENVELOPE_FORMAT_VERSION, 1, 4 + OVERHEAD));
+        assert_ne!(a[2..HEADER_LEN], b[2..HEADER_LEN], "fresh salts");
+        assert_ne!(a[HEADER_LEN..], b[HEADER_LEN..], "different keys, different ciphertexts");
+
+        let plaintext: Vec<u8> = (0x10u8..0x30).collect();
+        assert_eq!(&*open(&kat_kek(), &hex(V1_AES_KAT), &binding).unwrap(), &plaintext);
+        assert_eq!(&*PreparedKek::new(kat_kek()).open(&hex(V1_AES_KAT), &binding).unwrap(), &plaintext);
+        let other = Binding { master_key_version: 8, ..binding };
+        assert_eq!(open(&kat_kek(), &hex(V1_AES_KAT), &other).unwrap_err(), CryptoError::Unauthenticated);
+    }
+
+    /// A ChaCha20-Poly1305 envelope, authentic under the KEK's bytes, is refused: the
+    /// key-encryption key is an AES-256-GCM key and is used with no other algorithm.
+    #[test]
+    fn an_envelope_whose_algorithm_is_not_the_keks_is_refused() {
+        let context = ctx(&[("object", "cat.jpg"), ("bucket", "photos")]);
+        let binding = Binding { master_key_id: "master-1", master_key_version: 7, context: &context };
+        assert!(!is_envelope(&hex(V1_CHACHA_KAT)));
+        assert_eq!(open(&kat_kek(), &hex(V1_CHACHA_KAT), &binding).unwrap_err(), CryptoError::Malformed);
+        let mut v2 = hex(V2_KAT);
+        v2[1] = Algorithm::ChaCha20Poly1305.id();
+        assert_eq!(open(&kat_kek(), &v2, &binding).unwrap_err(), CryptoError::Malformed);
     }
 
     /// The one-draw path writes exactly the envelope `wrap_data_key` writes for the same key
-    /// and nonce, and each path opens what the other wrote.
+    /// and salt, and each path opens what the other wrote.
     #[test]
     fn generate_and_wrap_interoperates_with_the_free_functions() {
         let kek = KeyEncryptionKey::generate().unwrap();
@@ -346,8 +439,8 @@ mod tests {
             let (data_key, wrapped) = prepared.generate_and_wrap_data_key(spec, &binding).unwrap();
             assert_eq!(data_key.key_spec(), spec);
             assert_eq!(wrapped.as_bytes().len(), spec.key_len() + OVERHEAD);
-            let nonce: [u8; NONCE_LEN] = wrapped.as_bytes()[2..HEADER_LEN].try_into().unwrap();
-            let again = prepared.seal_with_nonce(Algorithm::Aes256Gcm, nonce, data_key.expose_secret(), &binding);
+            let salt: [u8; SALT_LEN] = wrapped.as_bytes()[2..HEADER_LEN].try_into().unwrap();
+            let again = prepared.seal_with_salt(salt, data_key.expose_secret(), &binding);
             assert_eq!(again.unwrap(), wrapped.as_bytes());
             assert_eq!(unwrap_data_key(&kek, &wrapped, &binding).unwrap().expose_secret(), data_key.expose_secret());
 
@@ -361,9 +454,9 @@ mod tests {
         let (a, wa) = prepared.generate_and_wrap_data_key(KeySpec::Aes256, &binding).unwrap();
         let (b, wb) = prepared.generate_and_wrap_data_key(KeySpec::Aes256, &binding).unwrap();
         assert_ne!(a.expose_secret(), b.expose_secret());
-        assert_ne!(wa.as_bytes()[2..HEADER_LEN], wb.as_bytes()[2..HEADER_LEN], "fresh nonces");
-        // The key and the nonce come from one draw, but not the same bytes of it.
-        assert!(!a.expose_secret().windows(NONCE_LEN).any(|w| w == &wa.as_bytes()[2..HEADER_LEN]));
+        assert_ne!(wa.as_bytes()[2..HEADER_LEN], wb.as_bytes()[2..HEADER_LEN], "fresh salts");
+        // The key and the salt come from one draw, but not the same bytes of it.
+        assert!(!wa.as_bytes()[2..HEADER_LEN].windows(a.expose_secret().len()).any(|w| w == a.expose_secret()));
     }
 
     #[test]
@@ -390,10 +483,14 @@ mod tests {
         assert_eq!(format!("{prepared:?}"), format!("PreparedKek({REDACTED:?})"));
     }
 
-    // The first two cases of `docs/vectors/envelope-v1.json`, which the independent Python
-    // checker `docs/vectors/check.py` re-derives.
-    const AES_KAT: &str = "0101a0a1a2a3a4a5a6a7a8a9aaabf6096e3e51de14a87a7c9dc81b67dec1508d7b33b692644bb4270cad53865b2ed537b42d93bb2c65b401913672641f6f";
-    const CHACHA_KAT: &str = "0102a0a1a2a3a4a5a6a7a8a9aaab1cba6a4c59f3d4bab816e90fe0e7e3e4bd7ff19c674f46849cf1f19a5d4fed23aa648c363009653daf71ae36a0244c18";
+    // Cross-checked with an independent implementation (Python `cryptography`):
+    // `tests/vectors/envelope_v2_kat.py`; the version 1 cases are the first two of
+    // `docs/vectors/envelope-v1.json`, which `docs/vectors/check.py` re-derives.
+    const V2_KAT: &str = "0201404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f8de9ed64661195d5ad6461419a8e90bbbf5aceb4f11ccfa28a7ba7c24b1c18c756cb076521cb071e9a683a52f181e173";
+    const V2_KAT_EMPTY: &str =
+        "0201ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff3b687e0143bc23057ed15a4fc800eedf";
+    const V1_AES_KAT: &str = "0101a0a1a2a3a4a5a6a7a8a9aaabf6096e3e51de14a87a7c9dc81b67dec1508d7b33b692644bb4270cad53865b2ed537b42d93bb2c65b401913672641f6f";
+    const V1_CHACHA_KAT: &str = "0102a0a1a2a3a4a5a6a7a8a9aaab1cba6a4c59f3d4bab816e90fe0e7e3e4bd7ff19c674f46849cf1f19a5d4fed23aa648c363009653daf71ae36a0244c18";
 
     #[test]
     fn binding_and_bytes_are_all_checked() {
@@ -432,10 +529,10 @@ mod tests {
         let mut longer = sealed.clone();
         longer.push(0);
         assert!(open(&kek, &longer, &binding).is_err());
-        // Rewriting the algorithm byte (a downgrade attempt) is caught by the AAD.
-        let mut chacha = sealed.clone();
-        chacha[1] = Algorithm::ChaCha20Poly1305.id();
-        assert_eq!(open(&kek, &chacha, &binding).unwrap_err(), CryptoError::Unauthenticated);
+        // Rewriting the version byte to 1 (a downgrade attempt) is caught by the AAD.
+        let mut v1 = sealed.clone();
+        v1[0] = ENVELOPE_FORMAT_V1;
+        assert_eq!(open(&kek, &v1, &binding).unwrap_err(), CryptoError::Unauthenticated);
     }
 
     #[test]
@@ -446,9 +543,9 @@ mod tests {
         let mut good = seal(&kek, b"", &binding).unwrap();
         assert_eq!(good.len(), OVERHEAD);
         assert!(open(&kek, &good, &binding).unwrap().is_empty());
-        good[0] = 2;
+        good[0] = 3;
         assert_eq!(open(&kek, &good, &binding).unwrap_err(), CryptoError::Malformed);
-        good[0] = 1;
+        good[0] = ENVELOPE_FORMAT_VERSION;
         good[1] = 0;
         assert_eq!(open(&kek, &good, &binding).unwrap_err(), CryptoError::Malformed);
         assert_eq!(

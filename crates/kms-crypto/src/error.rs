@@ -41,11 +41,15 @@ impl CryptoError {
 }
 
 impl From<CryptoError> for KmsError {
-    /// Caller mistakes become [`KmsError::InvalidRequest`]; everything else becomes an opaque
-    /// [`KmsError::Crypto`] keeping the `CryptoError` as its source.
+    /// Caller mistakes become [`KmsError::InvalidRequest`]; a failed random number generator
+    /// is [`KmsError::Internal`] (the server's fault, whatever the request); everything else
+    /// becomes an opaque [`KmsError::Crypto`] keeping the `CryptoError` as its source.
     fn from(error: CryptoError) -> Self {
         match error {
             CryptoError::InvalidArgument { field, message } => KmsError::invalid_request(field, message),
+            CryptoError::RandomUnavailable => {
+                KmsError::internal_with_source("the system random number generator failed", error)
+            }
             other => KmsError::crypto_with_source(other),
         }
     }
@@ -87,6 +91,15 @@ mod tests {
         let err: KmsError = CryptoError::invalid("plaintext", "longer than 4096 bytes").into();
         assert_eq!(err.code(), "invalid_request");
         assert!(err.to_string().contains("plaintext"));
+    }
+
+    #[test]
+    fn a_random_generator_failure_is_an_internal_error_not_a_crypto_error() {
+        let err: KmsError = CryptoError::RandomUnavailable.into();
+        assert!(matches!(err, KmsError::Internal { .. }), "{err:?}");
+        assert_eq!(err.code(), "internal_error");
+        let source = std::error::Error::source(&err).expect("source kept");
+        assert_eq!(source.downcast_ref::<CryptoError>(), Some(&CryptoError::RandomUnavailable));
     }
 
     #[test]

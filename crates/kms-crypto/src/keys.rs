@@ -106,6 +106,9 @@ pub struct KeyEncryptionKey(Zeroizing<[u8; KeyEncryptionKey::LEN]>);
 impl KeyEncryptionKey {
     /// Length of a key-encryption key in bytes.
     pub const LEN: usize = 32;
+    /// The one algorithm a key-encryption key is used with; an envelope naming another is
+    /// refused (a key is never used with two algorithms).
+    pub const ALGORITHM: crate::aead::Algorithm = crate::aead::Algorithm::Aes256Gcm;
 
     /// A fresh random key from the system random number generator.
     pub fn generate() -> Result<Self, CryptoError> {

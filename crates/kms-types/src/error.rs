@@ -127,6 +127,17 @@ pub enum KmsError {
         /// Why.
         message: String,
     },
+
+    /// A fault of this process or its host that no request could have caused or avoided (the
+    /// system random number generator failed, for example): a server error, never the caller's.
+    #[error("internal error: {message}")]
+    Internal {
+        /// What failed, without secrets.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl KmsError {
@@ -160,6 +171,11 @@ impl KmsError {
         Self::Crypto { source: Some(source.into()) }
     }
 
+    /// An internal fault keeping its source.
+    pub fn internal_with_source(message: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Internal { message: message.into(), source: Some(source.into()) }
+    }
+
     /// `KeyNotFound` for `key_id`.
     pub fn key_not_found(key_id: impl Into<String>) -> Self {
         Self::KeyNotFound { key_id: key_id.into() }
@@ -191,6 +207,7 @@ impl KmsError {
             Self::Timeout { .. } => "timeout",
             Self::Unauthorized { .. } => "unauthorized",
             Self::ServiceUnavailable { .. } => "service_unavailable",
+            Self::Internal { .. } => "internal_error",
         }
     }
 }

@@ -13,6 +13,7 @@
 //! | [`types`] | key metadata and the request/response pair of every KMS operation |
 //! | [`api_types`] | the admin REST payloads (`ConfigureKmsRequest`, status) |
 //! | [`error`] | [`error::KmsError`], one enum for the whole library |
+//! | [`limits`] | the size limits on key metadata (tags, description, policy), for every backend |
 //! | [`secret`] | [`secret::SecretString`] and [`secret::SecretBytes`]: zeroized, redacted |
 //!
 //! Serde shapes are stable: `snake_case` fields and enum values, RFC 3339 timestamps,
@@ -37,6 +38,7 @@ pub mod alias;
 pub mod api_types;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod secret;
 pub mod serde_helpers;
 pub mod types;

@@ -517,19 +517,9 @@ pub fn validate_list_limit(limit: Option<u32>) -> crate::Result<usize> {
     }
 }
 
-/// Longest key description accepted (as AWS KMS).
-pub const MAX_DESCRIPTION_LEN: usize = 8192;
-
-/// Checks a key description's length.
-pub fn validate_description(description: &str) -> crate::Result<()> {
-    if description.len() > MAX_DESCRIPTION_LEN {
-        return Err(crate::KmsError::invalid_request(
-            "description",
-            format!("must be at most {MAX_DESCRIPTION_LEN} bytes"),
-        ));
-    }
-    Ok(())
-}
+/// Longest key description accepted (as AWS KMS); the limits live in [`crate::limits`].
+pub use crate::limits::MAX_DESCRIPTION_BYTES as MAX_DESCRIPTION_LEN;
+pub use crate::limits::validate_description;
 
 /// Checks tag names: none may be empty.
 pub fn validate_tag_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> crate::Result<()> {

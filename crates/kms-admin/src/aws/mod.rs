@@ -36,7 +36,7 @@ use self::errors::AwsError;
 use self::settings::{AwsSettings, Credentials};
 use self::sigv4::{Expectation, SignedRequest};
 use crate::App;
-use crate::audit::AuditRecord;
+use crate::audit::{AuditRecord, Reservation};
 use crate::auth::Operation;
 use crate::store::ConfigStore;
 
@@ -60,6 +60,8 @@ pub(crate) struct AwsRequestInfo {
     pub(crate) identity: Option<String>,
     pub(crate) operation: Option<Operation>,
     pub(crate) key_id: Option<String>,
+    pub(crate) key_version: Option<u32>,
+    pub(crate) context_sha256: Option<String>,
 }
 
 impl AwsApi {
@@ -88,37 +90,57 @@ impl AwsApi {
         let time = AuditRecord::now();
         let request_id = request_id();
         let mut info = AwsRequestInfo::default();
-        let result = match tokio::time::timeout(app.request_timeout, self.dispatch(app, req, &mut info)).await {
-            Ok(result) => result,
-            Err(_) => Err(AwsError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                type_name: "DependencyTimeoutException",
-                message: format!("the request did not complete within {} s", app.request_timeout.as_secs()),
-            }),
+        // As for the native API: the audit line's slot is taken first, and a log that fails
+        // closed refuses the request while it cannot record it.
+        let slot = app.audit.reserve();
+        let result = if matches!(slot, Reservation::Refuse) {
+            Err(AwsError::internal("the audit log cannot be written; requests are refused until it can"))
+        } else {
+            match tokio::time::timeout(app.request_timeout, self.dispatch(app, req, &mut info)).await {
+                Ok(result) => result,
+                Err(_) => Err(AwsError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    type_name: "DependencyTimeoutException",
+                    message: format!("the request did not complete within {} s", app.request_timeout.as_secs()),
+                }),
+            }
         };
         let (status, body, outcome) = match result {
             Ok(value) => (StatusCode::OK, serde_json::to_vec(&value).expect("answers serialize"), "ok"),
-            Err(err) => (err.status, err.body(), err.type_name),
+            Err(mut err) => {
+                if err.status.is_server_error() {
+                    // The detail (a backend message may name paths or addresses) goes to the
+                    // log under the request id; the answer carries the id only.
+                    tracing::error!(request_id = %request_id, error = err.type_name, message = %err.message, "AWS request failed");
+                    err.message = format!("internal error (request id {request_id})");
+                }
+                (err.status, err.body(), err.type_name)
+            }
         };
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_JSON));
-        response
-            .headers_mut()
-            .insert("x-amzn-requestid", HeaderValue::from_str(&request_id).expect("a request id is ASCII"));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_JSON));
+        // Answers may hold plaintext: no cache keeps them.
+        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert("x-amzn-requestid", HeaderValue::from_str(&request_id).expect("a request id is ASCII"));
         let elapsed = started.elapsed();
         let operation = info.operation.map(Operation::as_str);
         app.metrics.observe_request(operation, status.as_u16(), elapsed);
-        app.audit.record(AuditRecord {
-            time,
-            identity: info.identity,
-            operation,
-            key_id: info.key_id,
-            status: status.as_u16(),
-            outcome,
-            latency_us: elapsed.as_micros() as u64,
-            remote: Some(remote),
-        });
+        if let Reservation::Slot(slot) = slot {
+            slot.send(AuditRecord {
+                time,
+                identity: info.identity,
+                operation,
+                key_id: info.key_id,
+                key_version: info.key_version,
+                context_sha256: info.context_sha256,
+                status: status.as_u16(),
+                outcome,
+                latency_us: elapsed.as_micros() as u64,
+                remote: Some(remote),
+            });
+        }
         response
     }
 

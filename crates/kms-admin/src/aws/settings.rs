@@ -171,7 +171,7 @@ mod tests {
     fn sealed_secrets_open_only_for_their_key_id() {
         let (dir, store) = store("open");
         let (id, secret) = generate_access_key();
-        let sealed = store.seal_secret(&secret, &AccessKeyConfig::seal_field(&id));
+        let sealed = store.seal_secret(&secret, &AccessKeyConfig::seal_field(&id)).unwrap();
         assert!(!sealed.contains(secret.as_str()));
         let mut settings = AwsSettings::default();
         settings.access_keys.push(AccessKeyConfig {
