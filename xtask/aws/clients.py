@@ -84,6 +84,11 @@ def test_boto3_operations():
     client.untag_resource(KeyId=key_id, TagKeys=["team"])
     assert client.list_resource_tags(KeyId=key_id)["Tags"] == [{"TagKey": "env", "TagValue": "test"}]
     assert client.rotate_key_on_demand(KeyId=key_id)["KeyId"] == arn
+    assert not client.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"]
+    client.enable_key_rotation(KeyId=key_id, RotationPeriodInDays=180)
+    status = client.get_key_rotation_status(KeyId=key_id)
+    assert status["KeyRotationEnabled"] and status["RotationPeriodInDays"] == 180, status
+    client.disable_key_rotation(KeyId=key_id)
     # What was encrypted before the rotation still decrypts.
     assert client.decrypt(CiphertextBlob=encrypted["CiphertextBlob"], EncryptionContext=context)["Plaintext"] == b"hello"
     assert '"kms:*"' in client.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]

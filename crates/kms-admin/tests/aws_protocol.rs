@@ -331,6 +331,30 @@ async fn lifecycle_metadata_tags_policy_and_paging() {
     assert_eq!(meta["KeyMetadata"]["Description"], "new");
     let rotated = aws.ok("RotateKeyOnDemand", json!({"KeyId": id})).await;
     assert!(rotated["KeyId"].as_str().unwrap().ends_with(id.as_str()));
+    // Automatic rotation: the period is kept as a reserved tag, which tag operations may not
+    // touch and the tag list does not show.
+    let off = aws.ok("GetKeyRotationStatus", json!({"KeyId": id})).await;
+    assert_eq!(off["KeyRotationEnabled"], false);
+    assert_eq!(
+        aws.call("EnableKeyRotation", json!({"KeyId": id, "RotationPeriodInDays": 30})).await.error(),
+        "ValidationException"
+    );
+    aws.ok("EnableKeyRotation", json!({"KeyId": id, "RotationPeriodInDays": 90})).await;
+    let on = aws.ok("GetKeyRotationStatus", json!({"KeyId": id})).await;
+    assert_eq!((on["KeyRotationEnabled"].clone(), on["RotationPeriodInDays"].clone()), (json!(true), json!(90)));
+    assert!(on["NextRotationDate"].as_f64().unwrap() > on["OnDemandRotationStartDate"].as_f64().unwrap());
+    assert_eq!(
+        aws.ok("ListResourceTags", json!({"KeyId": id})).await["Tags"],
+        json!([{"TagKey": "a", "TagValue": "1"}])
+    );
+    let reserved = json!({"KeyId": id, "Tags": [{"TagKey": "kms:rotation-period-days", "TagValue": "1"}]});
+    assert_eq!(aws.call("TagResource", reserved).await.error(), "TagException");
+    assert_eq!(
+        aws.call("UntagResource", json!({"KeyId": id, "TagKeys": ["kms:rotation-period-days"]})).await.error(),
+        "TagException"
+    );
+    aws.ok("DisableKeyRotation", json!({"KeyId": id})).await;
+    assert_eq!(aws.ok("GetKeyRotationStatus", json!({"KeyId": id})).await["KeyRotationEnabled"], false);
     let policy = aws.ok("GetKeyPolicy", json!({"KeyId": id, "PolicyName": "default"})).await;
     let parsed: Value = serde_json::from_str(policy["Policy"].as_str().unwrap()).unwrap();
     assert_eq!(parsed["Statement"][0]["Action"], "kms:*");

@@ -263,6 +263,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     resume(&manager, &store, &settings, &data_dir).await?;
 
     let app = Arc::new(App::new(manager.clone(), &settings.server, Some(store)).map_err(CliError::usage)?);
+    if settings.server.aws.enabled {
+        // EnableKeyRotation's periods are carried out here (the keys hold them as tags).
+        tokio::spawn(kms_admin::aws::rotation::run(manager.clone(), kms_admin::aws::rotation::SWEEP_INTERVAL));
+    }
     let server = Server::on_listener(listener, &settings.server, app).map_err(CliError::local)?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     eprintln!("kms: listening on {scheme}://{}", server.local_addr());

@@ -19,6 +19,7 @@
 pub mod arn;
 pub mod errors;
 mod ops;
+pub mod rotation;
 pub mod settings;
 mod shapes;
 pub mod sigv4;

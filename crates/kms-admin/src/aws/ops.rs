@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 use super::AwsRequestInfo;
 use super::arn::KeyRef;
 use super::errors::AwsError;
+use super::rotation;
 use super::settings::AwsSettings;
 use super::shapes::{self, MAX_CIPHERTEXT_BYTES, MAX_PLAINTEXT_BYTES, SYMMETRIC_DEFAULT, b64, parse};
 use crate::App;
@@ -48,7 +49,8 @@ fn operation_of(target: &str) -> Option<Operation> {
         "DisableKey" => Op::DisableKey,
         "ScheduleKeyDeletion" => Op::ScheduleKeyDeletion,
         "CancelKeyDeletion" => Op::CancelKeyDeletion,
-        "RotateKeyOnDemand" => Op::RotateKey,
+        "RotateKeyOnDemand" | "EnableKeyRotation" | "DisableKeyRotation" => Op::RotateKey,
+        "GetKeyRotationStatus" => Op::DescribeKey,
         "UpdateKeyDescription" => Op::UpdateKeyDescription,
         "TagResource" => Op::TagKey,
         "UntagResource" => Op::UntagKey,
@@ -146,12 +148,14 @@ impl Ctx<'_> {
                 let input: shapes::TagResource = parse(body)?;
                 let key_id = self.authorized(&svc, &input.key_id, operation, info).await?;
                 let tags = shapes::tags(input.tags)?;
+                reserved_tags(tags.keys())?;
                 call(self.app, operation, svc.tag_key(TagKeyRequest { key_id, tags })).await?;
                 Ok(json!({}))
             }
             "UntagResource" => {
                 let input: shapes::UntagResource = parse(body)?;
                 let key_id = self.authorized(&svc, &input.key_id, operation, info).await?;
+                reserved_tags(&input.tag_keys)?;
                 let request = UntagKeyRequest { key_id, tag_keys: input.tag_keys };
                 call(self.app, operation, svc.untag_key(request)).await?;
                 Ok(json!({}))
@@ -183,6 +187,40 @@ impl Ctx<'_> {
                 Ok(json!({}))
             }
             "ListAliases" => self.list_aliases(&svc, parse(body)?, info).await,
+            "EnableKeyRotation" => {
+                let input: shapes::EnableKeyRotation = parse(body)?;
+                let days = input.rotation_period_in_days.unwrap_or(rotation::DEFAULT_PERIOD_DAYS);
+                if !rotation::PERIOD_DAYS.contains(&days) {
+                    return Err(AwsError::validation(format!("RotationPeriodInDays must be 90 to 2560, got {days}")));
+                }
+                let key_id = self.authorized(&svc, &input.key_id, operation, info).await?;
+                let tags = [(rotation::ROTATION_TAG.to_owned(), days.to_string())].into();
+                call(self.app, operation, svc.tag_key(TagKeyRequest { key_id, tags })).await?;
+                Ok(json!({}))
+            }
+            "DisableKeyRotation" => {
+                let input: shapes::KeyOnly = parse(body)?;
+                let key_id = self.authorized(&svc, &input.key_id, operation, info).await?;
+                let request = UntagKeyRequest { key_id, tag_keys: vec![rotation::ROTATION_TAG.to_owned()] };
+                call(self.app, operation, svc.untag_key(request)).await?;
+                Ok(json!({}))
+            }
+            "GetKeyRotationStatus" => {
+                let input: shapes::KeyOnly = parse(body)?;
+                let m = self.describe(&svc, &input.key_id, operation, info).await?;
+                let mut out = json!({
+                    "KeyId": self.settings.key_arn(&m.key_id),
+                    "KeyRotationEnabled": rotation::period_days(&m).is_some(),
+                });
+                if let (Some(days), Some(next)) = (rotation::period_days(&m), rotation::next_rotation(&m)) {
+                    out["RotationPeriodInDays"] = json!(days);
+                    out["NextRotationDate"] = json!(shapes::epoch(next));
+                }
+                if let Some(on_demand) = m.rotation_date {
+                    out["OnDemandRotationStartDate"] = json!(shapes::epoch(on_demand));
+                }
+                Ok(out)
+            }
             _ => Err(AwsError::unsupported(target)),
         }
     }
@@ -547,8 +585,12 @@ impl Ctx<'_> {
         if after.as_ref().is_some_and(|m2| !m.tags.contains_key(m2)) {
             return Err(AwsError::client("InvalidMarkerException", "Marker is not one this server gave"));
         }
-        let rest: Vec<(&String, &String)> =
-            m.tags.iter().filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a)).collect();
+        let rest: Vec<(&String, &String)> = m
+            .tags
+            .iter()
+            .filter(|(k, _)| !k.starts_with(rotation::RESERVED_TAG_PREFIX))
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
+            .collect();
         let truncated = rest.len() > limit;
         let page = &rest[..rest.len().min(limit)];
         let tags: Vec<Value> = page.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect();
@@ -561,6 +603,14 @@ impl Ctx<'_> {
 }
 
 /// Runs one call into the service, timing it for `/metrics`; the error keeps its kind.
+/// Refuses tags only the server sets (the rotation period).
+fn reserved_tags<'a>(keys: impl IntoIterator<Item = &'a String>) -> Result<(), AwsError> {
+    match keys.into_iter().find(|k| k.starts_with(rotation::RESERVED_TAG_PREFIX)) {
+        Some(k) => Err(AwsError::client("TagException", format!("tag keys starting kms: are reserved ({k})"))),
+        None => Ok(()),
+    }
+}
+
 /// An `AliasName` input, checked (`ValidationException` naming the rule).
 fn alias_name(input: &str) -> Result<String, AwsError> {
     kms_types::alias::validate_alias_name("AliasName", input).map_err(|e| AwsError::validation(e.to_string()))?;

@@ -228,6 +228,14 @@ pub(crate) struct UntagResource {
     pub(crate) tag_keys: Vec<String>,
 }
 
+/// `EnableKeyRotation`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct EnableKeyRotation {
+    pub(crate) key_id: String,
+    pub(crate) rotation_period_in_days: Option<u32>,
+}
+
 /// `CreateAlias` and `UpdateAlias`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
