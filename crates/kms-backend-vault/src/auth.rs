@@ -18,18 +18,20 @@ use std::time::Duration;
 use kms_types::config::VaultAuthMethod;
 use kms_types::error::KmsError;
 use kms_types::secret::SecretString;
+use serde_json::{Value, json};
 use tokio::time::Instant;
-use vaultrs::client::VaultClient;
 
-use crate::transport::{CallError, Transport, backoff};
+use crate::classify::CallError;
+use crate::transport::{self, Route, Transport, backoff};
 
 /// Smallest and largest delay between failed logins.
 const LOGIN_BACKOFF_MIN: Duration = Duration::from_secs(1);
 const LOGIN_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// A token and the `vaultrs` client that sends it.
+/// A token (the only copy this backend keeps: a zeroizing [`SecretString`]; each request puts
+/// it in a header marked sensitive). Tokens are cluster-wide: any node accepts them, and a
+/// node's failure never causes a login.
 pub(crate) struct Session {
-    pub(crate) client: VaultClient,
     pub(crate) token: SecretString,
     /// When the token stops being usable (expiry minus the safety margin); `None`: never.
     usable_until: Option<Instant>,
@@ -97,9 +99,7 @@ impl Auth {
     pub(crate) async fn new(transport: Arc<Transport>, method: &VaultAuthMethod) -> Result<Arc<Self>, KmsError> {
         let (method, session) = match method {
             VaultAuthMethod::Token { token } => {
-                let client = transport.vault_client(token.expose_secret())?;
                 let session = Session {
-                    client,
                     token: token.clone(),
                     usable_until: None,
                     renew_at: None,
@@ -168,23 +168,19 @@ impl Auth {
         {
             return Err(login_error(*retryable, format!("{message} (next login attempt in {:?})", retry_at - now)));
         }
-        let anonymous = self.transport.vault_client("")?;
-        self.transport.count_request();
-        let result = vaultrs::auth::approle::login(&anonymous, mount, role_id, secret_id.expose_secret()).await;
+        let result = self.login(mount, role_id, secret_id).await;
         match result {
             Ok(info) => {
                 gate.failures = 0;
                 gate.retry_at = None;
                 gate.last_error = None;
                 self.transport.counters.logins.fetch_add(1, Ordering::Relaxed);
-                let token = SecretString::new(info.client_token);
-                let session = Arc::new(self.session_for(token, info.lease_duration, info.renewable)?);
+                let session = Arc::new(self.session_for(info.token, info.lease_duration, info.renewable));
                 *self.current.write().expect("session lock") = Some(session.clone());
                 Ok(session)
             }
             Err(e) => {
-                let e = CallError::from(e);
-                let retryable = e.is_transient();
+                let retryable = e.class().retryable();
                 gate.failures += 1;
                 gate.retry_at = Some(now + backoff(gate.failures, LOGIN_BACKOFF_MIN, LOGIN_BACKOFF_MAX));
                 let message = format!("AppRole login at auth/{mount} failed: {e}");
@@ -195,8 +191,19 @@ impl Auth {
         }
     }
 
-    fn session_for(&self, token: SecretString, lease_secs: u64, renewable: bool) -> Result<Session, KmsError> {
-        let client = self.transport.vault_client(token.expose_secret())?;
+    /// One AppRole login (a storage write: a standby forwards it to the active node).
+    async fn login(&self, mount: &str, role_id: &str, secret_id: &SecretString) -> Result<Lease, CallError> {
+        let body = zeroize::Zeroizing::new(
+            serde_json::to_vec(&json!({ "role_id": role_id, "secret_id": secret_id.expose_secret() }))
+                .map_err(|e| CallError::Decode(e.to_string()))?,
+        );
+        let path = format!("auth/{mount}/login");
+        let reply =
+            self.transport.call(None, Route::Active, transport::Method::Post, &path, &[], Some(body.to_vec())).await?;
+        lease_of(reply)
+    }
+
+    fn session_for(&self, token: SecretString, lease_secs: u64, renewable: bool) -> Session {
         let now = Instant::now();
         let lease = Duration::from_secs(lease_secs);
         let (usable_until, renew_at) = if lease.is_zero() {
@@ -204,7 +211,7 @@ impl Auth {
         } else {
             (Some(now + lease - safety_margin(lease)), Some(now + lease * 2 / 3))
         };
-        Ok(Session { client, token, usable_until, renew_at, lease, renewable })
+        Session { token, usable_until, renew_at, lease, renewable }
     }
 
     /// Renews the current token in place; `Ok(false)` when it should be replaced by a login.
@@ -212,15 +219,23 @@ impl Auth {
         if !session.renewable || session.lease.is_zero() {
             return false;
         }
-        let increment = format!("{}s", session.lease.as_secs());
-        self.transport.count_request();
-        match vaultrs::token::renew_self(&session.client, Some(&increment)).await {
+        let body = json!({ "increment": format!("{}s", session.lease.as_secs()) }).to_string().into_bytes();
+        let reply = self
+            .transport
+            .call(
+                Some(&session.token),
+                Route::Active,
+                transport::Method::Post,
+                "auth/token/renew-self",
+                &[],
+                Some(body),
+            )
+            .await
+            .and_then(lease_of);
+        match reply {
             // A lease cut short by the max TTL is not worth keeping: log in for a full one.
             Ok(info) if Duration::from_secs(info.lease_duration) * 2 >= session.lease => {
-                let renewed = match self.session_for(session.token.clone(), info.lease_duration, info.renewable) {
-                    Ok(s) => Arc::new(s),
-                    Err(_) => return false,
-                };
+                let renewed = Arc::new(self.session_for(session.token.clone(), info.lease_duration, info.renewable));
                 let mut current = self.current.write().expect("session lock");
                 if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, session)) {
                     *current = Some(renewed);
@@ -230,11 +245,36 @@ impl Auth {
             }
             Ok(_) => false,
             Err(e) => {
-                tracing::debug!(error = %CallError::from(e), "token renewal failed; logging in again");
+                tracing::debug!(error = %e, "token renewal failed; logging in again");
                 false
             }
         }
     }
+}
+
+/// The `auth` part of a login or renewal reply.
+struct Lease {
+    token: SecretString,
+    lease_duration: u64,
+    renewable: bool,
+}
+
+fn lease_of(reply: Option<Value>) -> Result<Lease, CallError> {
+    let mut reply = reply.ok_or_else(|| CallError::Decode("empty auth reply".into()))?;
+    let auth = reply.get_mut("auth").map(Value::take).unwrap_or(Value::Null);
+    let token = match auth.get("client_token") {
+        Some(Value::String(t)) => SecretString::new(t.clone()),
+        _ => return Err(CallError::Decode("auth reply without client_token".into())),
+    };
+    let mut auth = auth;
+    if let Some(Value::String(t)) = auth.get_mut("client_token") {
+        zeroize::Zeroize::zeroize(t);
+    }
+    Ok(Lease {
+        token,
+        lease_duration: auth.get("lease_duration").and_then(Value::as_u64).unwrap_or(0),
+        renewable: auth.get("renewable").and_then(Value::as_bool).unwrap_or(false),
+    })
 }
 
 fn login_error(retryable: bool, message: String) -> KmsError {

@@ -39,5 +39,6 @@ pub mod error;
 pub mod secret;
 pub mod serde_helpers;
 pub mod types;
+pub mod vault_addresses;
 
 pub use error::{KmsError, Result};
