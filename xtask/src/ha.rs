@@ -37,8 +37,23 @@ impl Drop for Processes {
 /// What the cluster and servers look like, for the driver.
 #[derive(Debug)]
 struct Deployment {
-    _processes: Processes,
+    processes: Processes,
     env: Vec<(&'static str, String)>,
+    /// Raft data, logs, configurations holding the root token: removed after a passing run,
+    /// kept (0600 files) for a failing one.
+    dir: std::path::PathBuf,
+}
+
+impl Deployment {
+    /// Stops every process; removes the run's folder when `passed`.
+    fn finish(self, passed: bool) {
+        drop(self.processes);
+        if passed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("xtask ha: logs kept in {}", self.dir.display());
+        }
+    }
 }
 
 /// `cargo xtask ha [SECONDS]`: the HA run (load for SECONDS, default 40).
@@ -48,7 +63,9 @@ pub(crate) fn run(root: &Path, seconds: u64) -> Result<(), String> {
     env.push(("KMS_HA_MODE", "run".into()));
     env.push(("KMS_HA_SECONDS", seconds.to_string()));
     env.push(("KMS_HA_COHERENCE_SECONDS", COHERENCE_SECONDS.to_string()));
-    crate::cargo_with_env(&["test", "-p", "kms-backend-vault", "--all-features", "--bench", "ha"], &env)
+    let result = crate::cargo_with_env(&["test", "-p", "kms-backend-vault", "--all-features", "--bench", "ha"], &env);
+    deployment.finish(result.is_ok());
+    result
 }
 
 /// `cargo xtask bench ha`: throughput through 1 and 2 servers, and the coherence cost.
@@ -56,7 +73,9 @@ pub(crate) fn bench(root: &Path) -> Result<(), String> {
     let deployment = deploy(root)?;
     let mut env = deployment.env.clone();
     env.push(("KMS_HA_MODE", "bench".into()));
-    crate::cargo_with_env(&["bench", "-p", "kms-backend-vault", "--all-features", "--bench", "ha"], &env)
+    let result = crate::cargo_with_env(&["bench", "-p", "kms-backend-vault", "--all-features", "--bench", "ha"], &env);
+    deployment.finish(result.is_ok());
+    result
 }
 
 fn deploy(root: &Path) -> Result<Deployment, String> {
@@ -172,7 +191,7 @@ fn deploy(root: &Path) -> Result<Deployment, String> {
         ("KMS_HA_BAO_PIDS", bao_pids.join(",")),
         ("KMS_HA_RECONFIGURE", kms_body),
     ];
-    Ok(Deployment { _processes: processes, env })
+    Ok(Deployment { processes, env, dir })
 }
 
 /// One node's configuration: Raft storage joining all three, static-key auto-unseal.
