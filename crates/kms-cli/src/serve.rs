@@ -101,7 +101,12 @@ pub(crate) fn settings(args: &ServeArgs) -> Result<Settings, CliError> {
         log: args.log.clone().or(file.log).unwrap_or_else(|| "info".into()),
         bootstrap_admin: file.bootstrap_admin.unwrap_or(true),
         server,
-        kms: file.kms,
+        // KMS_VAULT_ADDR, KMS_VAULT_CACERT, KMS_VAULT_CLIENT_CERT, KMS_VAULT_CLIENT_KEY.
+        kms: file
+            .kms
+            .map(|body| body.with_vault_env(|name| std::env::var(name).ok()))
+            .transpose()
+            .map_err(|e| CliError::usage(e.to_string()))?,
     })
 }
 

@@ -193,7 +193,35 @@ impl From<ConfigureKmsRequest> for ConfigureBody {
     }
 }
 
+/// Environment variables [`ConfigureBody::with_vault_env`] reads: the node addresses, the CA
+/// bundle, the client certificate and its key.
+pub const VAULT_ENV: [&str; 4] =
+    ["KMS_VAULT_ADDR", "KMS_VAULT_CACERT", "KMS_VAULT_CLIENT_CERT", "KMS_VAULT_CLIENT_KEY"];
+
 impl ConfigureBody {
+    /// Applies `KMS_VAULT_ADDR` (one URL or comma-separated), `KMS_VAULT_CACERT`,
+    /// `KMS_VAULT_CLIENT_CERT` and `KMS_VAULT_CLIENT_KEY` as `lookup` finds them (a server
+    /// passes `std::env::var`), over what the body says. Refused for a local backend.
+    pub fn with_vault_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let [addr, ca, cert, key] = VAULT_ENV.map(|name| lookup(name).filter(|v| !v.is_empty()));
+        if addr.is_none() && ca.is_none() && cert.is_none() && key.is_none() {
+            return Ok(self);
+        }
+        let ConfigureKmsRequest::Vault(request) = &mut self.request else {
+            return Err(KmsError::configuration("KMS_VAULT_*", "set, but the configured backend is not vault"));
+        };
+        if let Some(addr) = addr {
+            request.address = VaultAddresses::from(addr);
+        }
+        if ca.is_some() || cert.is_some() || key.is_some() {
+            let tls = self.tls.get_or_insert_with(TlsConfig::default);
+            tls.ca_cert_path = ca.map(Into::into).or(tls.ca_cert_path.take());
+            tls.client_cert_path = cert.map(Into::into).or(tls.client_cert_path.take());
+            tls.client_key_path = key.map(Into::into).or(tls.client_key_path.take());
+        }
+        Ok(self)
+    }
+
     /// The configuration this body describes (defaults filled in; not yet validated). `tls`
     /// for a local backend is refused.
     pub fn to_config(&self) -> Result<KmsConfig> {
@@ -327,6 +355,31 @@ mod tests {
         let local = r#"{"backend_type":"local","key_dir":"/k","master_key":{"type":"env","var":"X"},"tls":{}}"#;
         let err = serde_json::from_str::<ConfigureBody>(local).unwrap().to_config().unwrap_err();
         assert!(matches!(err, KmsError::Configuration { ref field, .. } if field == "tls"));
+    }
+
+    #[test]
+    fn vault_environment_overrides_address_and_tls() {
+        let json = r#"{"backend_type":"vault","address":"https://a:8200","auth_method":{"type":"token","token":"t"},
+            "tls":{"ca_cert_path":"/file-ca.pem"}}"#;
+        let body: ConfigureBody = serde_json::from_str(json).unwrap();
+        let env = |name: &str| match name {
+            "KMS_VAULT_ADDR" => Some("https://b:8200,https://c:8200".to_owned()),
+            "KMS_VAULT_CLIENT_CERT" => Some("/c.pem".to_owned()),
+            "KMS_VAULT_CLIENT_KEY" => Some("/k.pem".to_owned()),
+            _ => None,
+        };
+        let config = body.clone().with_vault_env(env).unwrap().to_config().unwrap();
+        config.validate().unwrap();
+        let BackendConfig::Vault(vault) = &config.backend_config else { panic!() };
+        assert_eq!(vault.address.urls(), ["https://b:8200", "https://c:8200"]);
+        let tls = vault.tls.as_ref().unwrap();
+        assert_eq!(tls.ca_cert_path.as_deref(), Some(std::path::Path::new("/file-ca.pem")), "kept from the file");
+        assert_eq!(tls.client_key_path.as_deref(), Some(std::path::Path::new("/k.pem")));
+        assert_eq!(body.clone().with_vault_env(|_| None).unwrap(), body, "no variables: unchanged");
+        let local: ConfigureBody =
+            serde_json::from_str(r#"{"backend_type":"local","key_dir":"/k","master_key":{"type":"env","var":"X"}}"#)
+                .unwrap();
+        assert!(matches!(local.with_vault_env(env), Err(KmsError::Configuration { .. })));
     }
 
     #[test]
