@@ -1,5 +1,5 @@
 //! The Vault / OpenBao backend of **kms**: key material in the Transit engine, key metadata in
-//! KV v2, built on [`vaultrs`].
+//! KV v2, over one pooled `reqwest` client (rustls on `ring`).
 //!
 //! For teams that outgrow one machine: many stateless `kms` servers in front of one Vault (or
 //! OpenBao) cluster. Key material never leaves Vault. Each master key is a Transit key

@@ -15,7 +15,7 @@ use crate::secret::{REDACTED, SecretString};
 use crate::serde_helpers::duration_secs;
 pub use crate::vault_addresses::VaultAddresses;
 
-/// Default per-call timeout.
+/// Default per-call budget (longer than an OpenBao Raft election with default timing).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default retry attempts for idempotent calls.
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 3;
@@ -79,10 +79,13 @@ pub struct KmsConfig {
     /// Key used when a caller names none (SSE-S3).
     #[serde(default)]
     pub default_key_id: Option<String>,
-    /// Deadline of every backend call.
+    /// Budget of every call through the manager: all its attempts and the pauses between them
+    /// (each attempt gets a quarter of it, 1 to 10 s).
     #[serde(with = "duration_secs", rename = "timeout_seconds", default = "default_timeout")]
     pub timeout: Duration,
-    /// Retries of idempotent calls on transient failures (0 = no retry).
+    /// Retries of a transient failure of a call (0 = no retry at all). Failures that mean "this
+    /// node cannot serve now" (a node down, no leader elected yet) are retried for the whole
+    /// budget instead; see `kms_core::manager`.
     #[serde(default = "default_retry_attempts")]
     pub retry_attempts: u32,
     /// Whether key metadata is cached.
