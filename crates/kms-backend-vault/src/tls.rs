@@ -20,7 +20,7 @@ pub(crate) fn tls_config(tls: Option<&TlsConfig>) -> Result<rustls::ClientConfig
     let default = TlsConfig::default();
     let tls = tls.unwrap_or(&default);
     let builder = if tls.skip_verify {
-        tracing::warn!("TLS certificate verification of the Vault server is disabled (skip_verify)");
+        // Warned about by `VaultBackend::connect`, every time a backend starts.
         builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
     } else {
         let mut roots = RootCertStore::empty();

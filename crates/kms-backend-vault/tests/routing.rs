@@ -88,3 +88,14 @@ async fn a_redirect_is_never_followed_and_the_token_stays_on_the_configured_node
     let seen = String::from_utf8_lossy(&seen.lock().unwrap()).to_lowercase();
     assert!(seen.contains("x-vault-token: s.never-leaves-home"), "the configured node did get the token");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_are_cached_not_amplified() {
+    let nodes: Vec<String> = (0..3).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+    let (_, backend) = manager_for(&nodes.join(",")).await;
+    for _ in 0..50 {
+        assert!(!backend.health_check().await.unwrap(), "no node serves");
+    }
+    let probes = backend.transport_stats().probes;
+    assert_eq!(probes, 3, "one sys/health per node for 50 health checks within a second");
+}
