@@ -67,6 +67,9 @@ struct Inner {
     health: Mutex<Option<(bool, Instant)>>,
 }
 
+/// Most unconfirmed writes and unnamed creates remembered for a retry.
+const MAX_NOTES: usize = 1024;
+
 /// How long a health answer is reused.
 const HEALTH_TTL: Duration = Duration::from_secs(1);
 
@@ -323,7 +326,12 @@ impl Inner {
         let body = serde_json::to_vec(&json!({ "options": { "cas": cas }, "data": record }))
             .map_err(|e| CallError::Decode(e.to_string()))?;
         self.cache_drop(&record.key_id);
-        match self.call(Route::Active, Method::Post, &path, Some(body)).await {
+        // While the write is in flight it is noted; if this attempt is abandoned (the
+        // manager's attempt deadline drops it), the guard turns the note into an unconfirmed
+        // write, which the next attempt recognises.
+        let guard = InFlight::new(self, (record.key_id.clone(), operation), record.clone());
+        let outcome = self.call(Route::Active, Method::Post, &path, Some(body)).await;
+        let outcome = match outcome {
             Ok(reply) => {
                 let version = reply.as_ref().and_then(|v| v.get("data")?.get("version")?.as_u64()).unwrap_or(cas + 1);
                 self.cache_put(record, version);
@@ -335,13 +343,23 @@ impl Inner {
                     Ok(version)
                 }
                 Ok(_) => Err(e),
-                Err(_) => {
-                    self.unconfirmed_lock().insert((record.key_id.clone(), operation), record.clone());
-                    Err(e)
-                }
+                // Outcome unknown: leave the note for the next attempt.
+                Err(_) => return Err(e),
             },
             Err(e) => Err(e),
+        };
+        guard.settle();
+        outcome
+    }
+
+    /// Notes an unconfirmed write (bounded: a server that never retries its failures does not
+    /// grow the table without end).
+    fn note_unconfirmed(&self, note: (String, &'static str), record: KeyRecord) {
+        let mut notes = self.unconfirmed_lock();
+        if notes.len() >= MAX_NOTES && !notes.contains_key(&note) {
+            notes.clear();
         }
+        notes.insert(note, record);
     }
 
     fn unconfirmed_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, &'static str), KeyRecord>> {
@@ -603,7 +621,11 @@ impl Inner {
         if let (Err(e), Some(fingerprint)) = (&result, unnamed)
             && e.is_retryable()
         {
-            self.unnamed_lock().insert(fingerprint, key_id);
+            let mut unnamed_ids = self.unnamed_lock();
+            if unnamed_ids.len() >= MAX_NOTES {
+                unnamed_ids.clear();
+            }
+            unnamed_ids.insert(fingerprint, key_id);
         }
         result
     }
@@ -652,11 +674,12 @@ impl Inner {
             },
             Err(e) => return Err(e.into_kms("create key metadata")),
         };
-        let result = self.provision(record.clone(), claimed, fresh).await;
-        if let Err(e) = &result
-            && e.is_retryable()
-        {
-            self.unconfirmed_lock().insert((key_id, "create_key"), record);
+        // Until provisioning ends for good, the claim is ours to resume: a retryable failure
+        // or an abandoned attempt leaves a note the next attempt recognises.
+        let guard = InFlight::new(self, (key_id, "create_key"), record.clone());
+        let result = self.provision(record, claimed, fresh).await;
+        if !result.as_ref().is_err_and(KmsError::is_retryable) {
+            guard.settle();
         }
         result
     }
@@ -1148,6 +1171,32 @@ fn refuse_pending_deletion(record: &KeyRecord, operation: &'static str) -> Resul
             Err(KmsError::invalid_key_state(&record.key_id, KeyState::PendingDeletion, operation))
         }
         _ => Ok(()),
+    }
+}
+
+/// A write in flight: dropped before [`settle`](Self::settle) (the attempt was abandoned, or
+/// its reply lost and unreadable), it leaves an unconfirmed note for the next attempt.
+struct InFlight<'a> {
+    inner: &'a Inner,
+    note: Option<((String, &'static str), KeyRecord)>,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(inner: &'a Inner, note: (String, &'static str), record: KeyRecord) -> Self {
+        Self { inner, note: Some((note, record)) }
+    }
+
+    /// The write's outcome is known: no note.
+    fn settle(mut self) {
+        self.note = None;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some((note, record)) = self.note.take() {
+            self.inner.note_unconfirmed(note, record);
+        }
     }
 }
 

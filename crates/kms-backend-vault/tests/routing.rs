@@ -34,7 +34,7 @@ async fn one_call_makes_a_bounded_number_of_http_attempts() {
     let started = Instant::now();
     let e = manager.describe_key(DescribeKeyRequest { key_id: "k".into() }).await.unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(e, KmsError::Backend { retryable: true, .. }), "{e:?}");
+    assert!(matches!(e, KmsError::Backend { retryable: true, .. } | KmsError::Timeout { .. }), "{e:?}");
     assert!(took <= BUDGET + Duration::from_millis(500), "one budget for the whole call: {took:?}");
     let sent = backend.transport_stats().requests;
     // One request per attempt (the record read), attempts capped by the budget and MAX_ATTEMPTS.
@@ -81,7 +81,9 @@ async fn a_redirect_is_never_followed_and_the_token_stays_on_the_configured_node
     let (node, seen) = redirecting_node(elsewhere_addr);
     let (manager, backend) = manager_for(&node).await;
     let e = manager.describe_key(DescribeKeyRequest { key_id: "k".into() }).await.unwrap_err();
-    assert!(matches!(e, KmsError::Backend { retryable: true, .. }), "a redirect is 'no leader', retryable: {e:?}");
+    // A redirect is "no leader": retried until the budget ends (the last attempt may be the
+    // one cut short by it on a loaded machine).
+    assert!(matches!(e, KmsError::Backend { retryable: true, .. } | KmsError::Timeout { .. }), "{e:?}");
     assert_eq!(visits.load(Ordering::SeqCst), 0, "the redirect target was never contacted");
     let sent = backend.transport_stats().requests;
     assert!(sent > 1 && sent <= u64::from(MAX_ATTEMPTS), "{sent}");
