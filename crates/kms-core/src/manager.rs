@@ -5,7 +5,7 @@
 //! its attempts and the pauses between them. Each attempt runs under [`attempt_timeout`] of
 //! that budget (a quarter, 1 to 10 s); backends and transports below never retry on their
 //! own. After a failed attempt the backend classifies the error
-//! ([`KmsBackend::retry_class`](crate::backends::KmsBackend::retry_class)):
+//! (`KmsBackend::retry_class`):
 //! - [`RetryClass::Final`]: returned at once (crypto, not-found, key-state, authorization,
 //!   bad request);
 //! - [`RetryClass::Retry`]: a transient failure, retried at most `retry_attempts` times;
@@ -15,14 +15,14 @@
 //! Pauses grow exponentially with "equal jitter" ([`RetryPolicy`]), and no call makes more
 //! than [`MAX_ATTEMPTS`] attempts. `retry_attempts = 0` turns retries off. Reads are always
 //! retried; calls that create or change something only when the backend says a repeat is
-//! safe ([`KmsBackend::writes_are_retry_safe`](crate::backends::KmsBackend::writes_are_retry_safe):
+//! safe (`KmsBackend::writes_are_retry_safe`:
 //! the Vault backend reads a write whose reply was lost back, and records a rotation that
 //! already happened instead of rotating twice); otherwise they run once, under the whole
 //! budget.
 //!
 //! Key metadata from `describe_key` is kept in an LRU cache bounded by [`CacheConfig`]
 //! (entries and TTL; for a backend shared by several servers the TTL is capped to
-//! [`KmsBackend::metadata_staleness_bound`](crate::backends::KmsBackend::metadata_staleness_bound));
+//! `KmsBackend::metadata_staleness_bound`);
 //! every mutation of a key removes its entry, and a describe that raced with a mutation does
 //! not put its (possibly stale) answer back.
 //!

@@ -2,7 +2,7 @@
 //!
 //! One address stays valid everywhere (`"https://vault:8200"`); several are written as a
 //! comma-separated string (`"https://a:8200,https://b:8200"`) or, in JSON and TOML, as an array.
-//! The type implements [`FromStr`](std::str::FromStr) and `From<&str>` so configuration written
+//! The type implements `FromStr` and `From<&str>` so configuration written
 //! for one address (`"…".parse()`, `"…".into()`) keeps compiling. Parsing only splits; the URLs
 //! are checked by [`VaultAddresses::validate`] (through `KmsConfig::validate`), which names the
 //! field of the first bad one.
