@@ -7,9 +7,11 @@
 //! - a background task renews the token at two thirds of its lease; when the token is not
 //!   renewable, renewal fails, or the renewed lease is cut short by the token's max TTL, it
 //!   logs in again instead;
-//! - failed logins back off exponentially with jitter (1 s to 30 s); while backing off, calls
-//!   fail at once with the last error instead of calling Vault again, and the renewal task
-//!   sleeps. No path loops without sleeping.
+//! - failed logins back off exponentially with jitter (1 s to 30 s; 250 ms to 2 s when no node
+//!   could take the login, e.g. during a leader election); while backing off, calls fail at
+//!   once with the last error instead of calling Vault again, and the renewal task sleeps. No
+//!   path loops without sleeping, and a node's failure on an ordinary call never causes a login
+//!   (tokens are cluster-wide).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock, Weak};
@@ -21,12 +23,15 @@ use kms_types::secret::SecretString;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::classify::CallError;
+use crate::classify::{CallError, Class};
 use crate::transport::{self, Route, Transport, backoff};
 
 /// Smallest and largest delay between failed logins.
 const LOGIN_BACKOFF_MIN: Duration = Duration::from_secs(1);
 const LOGIN_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The same, when the login failed because no node could take it (down, election running).
+const AVAILABILITY_BACKOFF_MIN: Duration = Duration::from_millis(250);
+const AVAILABILITY_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A token (the only copy this backend keeps: a zeroizing [`SecretString`]; each request puts
 /// it in a header marked sensitive). Tokens are cluster-wide: any node accepts them, and a
@@ -182,7 +187,14 @@ impl Auth {
             Err(e) => {
                 let retryable = e.class().retryable();
                 gate.failures += 1;
-                gate.retry_at = Some(now + backoff(gate.failures, LOGIN_BACKOFF_MIN, LOGIN_BACKOFF_MAX));
+                // A cluster that is electing a leader (or a node that is down) answers again
+                // within seconds: back off briefly, still one login at a time. Refusals and
+                // other failures back off up to 30 s.
+                let (min, max) = match e.class() {
+                    Class::NodeDown | Class::NoLeader => (AVAILABILITY_BACKOFF_MIN, AVAILABILITY_BACKOFF_MAX),
+                    _ => (LOGIN_BACKOFF_MIN, LOGIN_BACKOFF_MAX),
+                };
+                gate.retry_at = Some(now + backoff(gate.failures, min, max));
                 let message = format!("AppRole login at auth/{mount} failed: {e}");
                 tracing::warn!(failures = gate.failures, "{message}");
                 gate.last_error = Some((retryable, message.clone()));
@@ -327,6 +339,35 @@ async fn renew_loop(auth: Weak<Auth>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_backs_logins_off_briefly_not_for_30_seconds() {
+        let config = kms_types::config::VaultConfig {
+            address: "http://127.0.0.1:1,http://127.0.0.1:2".into(),
+            auth_method: VaultAuthMethod::app_role("role", "secret"),
+            namespace: None,
+            mount_path: "transit".into(),
+            kv_mount: "secret".into(),
+            key_path_prefix: "kms/keys".into(),
+            tls: None,
+        };
+        let transport = Arc::new(Transport::new(&config, Duration::from_secs(1)).unwrap());
+        let auth = Auth {
+            transport,
+            method: Method::AppRole { role_id: "role".into(), secret_id: "secret".into(), mount: "approle".into() },
+            current: RwLock::new(None),
+            gate: tokio::sync::Mutex::new(Gate::default()),
+            renewer: std::sync::Mutex::new(None),
+        };
+        for _ in 0..6 {
+            let e = auth.refresh(None).await.unwrap_err();
+            assert!(matches!(e, KmsError::Backend { retryable: true, .. }), "{e:?}");
+            let wait = auth.gate.lock().await.retry_at.unwrap() - Instant::now();
+            assert!(wait <= AVAILABILITY_BACKOFF_MAX, "{wait:?}");
+            tokio::time::sleep(wait).await;
+        }
+        assert!(auth.gate.lock().await.failures >= 6);
+    }
 
     #[test]
     fn safety_margin_is_a_fifth_clamped() {
