@@ -77,7 +77,7 @@ enum Method {
 struct Gate {
     failures: u32,
     retry_at: Option<Instant>,
-    last_error: Option<(bool, String)>,
+    last_error: Option<(Class, String)>,
 }
 
 /// The current session and how to get a new one.
@@ -168,10 +168,10 @@ impl Auth {
                 return Ok(s.clone());
             }
         }
-        if let (Some(retry_at), Some((retryable, message))) = (gate.retry_at, &gate.last_error)
+        if let (Some(retry_at), Some((class, message))) = (gate.retry_at, &gate.last_error)
             && now < retry_at
         {
-            return Err(login_error(*retryable, format!("{message} (next login attempt in {:?})", retry_at - now)));
+            return Err(login_error(*class, format!("{message} (next login attempt in {:?})", retry_at - now)));
         }
         let result = self.login(mount, role_id, secret_id).await;
         match result {
@@ -185,20 +185,20 @@ impl Auth {
                 Ok(session)
             }
             Err(e) => {
-                let retryable = e.class().retryable();
+                let class = e.class();
                 gate.failures += 1;
                 // A cluster that is electing a leader (or a node that is down) answers again
                 // within seconds: back off briefly, still one login at a time. Refusals and
                 // other failures back off up to 30 s.
-                let (min, max) = match e.class() {
+                let (min, max) = match class {
                     Class::NodeDown | Class::NoLeader => (AVAILABILITY_BACKOFF_MIN, AVAILABILITY_BACKOFF_MAX),
                     _ => (LOGIN_BACKOFF_MIN, LOGIN_BACKOFF_MAX),
                 };
                 gate.retry_at = Some(now + backoff(gate.failures, min, max));
                 let message = format!("AppRole login at auth/{mount} failed: {e}");
                 tracing::warn!(failures = gate.failures, "{message}");
-                gate.last_error = Some((retryable, message.clone()));
-                Err(login_error(retryable, message))
+                gate.last_error = Some((class, message.clone()));
+                Err(login_error(class, message))
             }
         }
     }
@@ -289,9 +289,12 @@ fn lease_of(reply: Option<Value>) -> Result<Lease, CallError> {
     })
 }
 
-fn login_error(retryable: bool, message: String) -> KmsError {
-    if retryable {
-        KmsError::Backend { message, retryable: true, source: None }
+/// A failed (or backed-off) login as the caller sees it; the class travels with it, so the
+/// manager retries an election-time failure for the budget like any other call.
+fn login_error(class: Class, message: String) -> KmsError {
+    if class.retryable() {
+        let source = CallError::Login { class, message: message.clone() };
+        KmsError::backend_with_source(message, true, source)
     } else {
         KmsError::Unauthorized { message, source: None }
     }
@@ -362,6 +365,7 @@ mod tests {
         for _ in 0..6 {
             let e = auth.refresh(None).await.unwrap_err();
             assert!(matches!(e, KmsError::Backend { retryable: true, .. }), "{e:?}");
+            assert_eq!(crate::classify::class_of(&e), Class::NodeDown, "the manager moves on, for the budget");
             let wait = auth.gate.lock().await.retry_at.unwrap() - Instant::now();
             assert!(wait <= AVAILABILITY_BACKOFF_MAX, "{wait:?}");
             tokio::time::sleep(wait).await;

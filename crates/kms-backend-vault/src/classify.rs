@@ -66,6 +66,14 @@ pub(crate) enum CallError {
     /// Vault answered 2xx with a body we cannot use.
     #[error("unexpected response from vault: {0}")]
     Decode(String),
+    /// An AppRole login failed (or is backing off after failures) with this class.
+    #[error("{message}")]
+    Login {
+        /// The class of the login's failure.
+        class: Class,
+        /// What failed (no secrets).
+        message: String,
+    },
     /// No call was made: obtaining a session failed (already a typed error).
     #[error("no vault session: {0}")]
     Session(Box<KmsError>),
@@ -99,8 +107,9 @@ impl CallError {
     pub(crate) fn class(&self) -> Class {
         match self {
             Self::Transport { .. } => Class::NodeDown,
-            Self::Session(e) if e.is_retryable() => Class::Retry,
-            Self::Decode(_) | Self::Session(_) => Class::Final,
+            Self::Login { class, .. } => *class,
+            Self::Session(e) => class_of(e),
+            Self::Decode(_) => Class::Final,
             Self::Status { code, .. } => match code {
                 _ if self.is_auth_failure() => Class::Final,
                 307 | 308 => Class::NoLeader,
@@ -200,6 +209,10 @@ mod tests {
             assert_eq!(status(code, message).class(), class, "{code} {message}");
         }
         assert_eq!(CallError::Decode("x".into()).class(), Class::Final);
+        let login = CallError::Login { class: Class::NoLeader, message: "login failed".into() };
+        assert_eq!(login.class(), Class::NoLeader);
+        let session = CallError::Session(Box::new(login.into_kms("login")));
+        assert_eq!(session.class(), Class::NoLeader, "a session error keeps its login's class");
     }
 
     #[test]
