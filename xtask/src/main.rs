@@ -15,10 +15,13 @@
 //! - `fuzz [SECONDS]`: every `cargo fuzz` target in `fuzz/` for SECONDS each (default 60; needs
 //!   cargo-fuzz and a nightly toolchain, not part of CI).
 //! - `openbao`: one OpenBao dev server for a development loop; prints the environment to export.
+//! - `ha [SECONDS]`: a 3-node OpenBao Raft cluster and two `kms serve` processes; mixed load
+//!   for SECONDS (default 40) with the OpenBao leader SIGKILLed mid-run (see [`ha`]).
 //!
 //! This crate is built before every task, so it keeps no dependencies: it only runs commands.
 
 mod aws_clients;
+mod ha;
 mod layering;
 mod openbao;
 mod pytools;
@@ -35,9 +38,14 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str)),
         Some("openbao") => openbao_dev(),
+        Some("ha") => match args.get(1).map(|s| s.parse::<u64>()) {
+            None => ha::run(&workspace_root(), 40),
+            Some(Ok(seconds)) if seconds >= 6 => ha::run(&workspace_root(), seconds),
+            Some(_) => Err("SECONDS must be a whole number, at least 6".into()),
+        },
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | vectors | aws-clients | ci | bench [{}] | fuzz [SECONDS] | openbao>",
+                "usage: cargo xtask <test | vectors | aws-clients | ci | bench [{}] | fuzz [SECONDS] | openbao | ha [SECONDS]>",
                 bench_names().join("|")
             );
             return ExitCode::from(2);
@@ -102,7 +110,9 @@ fn test() -> Result<(), String> {
     eprintln!("xtask: OpenBao dev server up (log: {})", server.log().display());
     let result = cargo_with_env(&["test", "--workspace", "--all-features"], &server.env());
     drop(server);
-    result
+    result?;
+    // The HA run, CI-sized: long enough to outlast one Raft election with default timing.
+    ha::run(&workspace_root(), CI_HA_SECONDS)
 }
 
 /// The independent check of the published format vectors: `docs/vectors/check.py`, written
@@ -113,6 +123,9 @@ fn check_format_vectors() -> Result<(), String> {
     let tools = pytools::PythonTools::ensure(&root, pytools::VECTOR_CHECKER)?;
     tools.run_script(&root.join("docs").join("vectors").join("check.py"), &[])
 }
+
+/// Load duration of the HA run inside `cargo xtask test`.
+const CI_HA_SECONDS: u64 = 24;
 
 /// `cargo xtask openbao`: one dev server for a development loop; prints the environment to
 /// export and runs until interrupted (Ctrl-C stops the server with it).
@@ -202,6 +215,7 @@ fn deny() -> Result<(), String> {
 const BENCHES: &[(&str, &str)] = &[
     ("aws", "kms-admin"),
     ("crypto", "kms-crypto"),
+    ("ha", "kms-backend-vault"),
     ("http", "kms-admin"),
     ("local", "kms-backend-local"),
     ("scale", "kms-backend-local"),
@@ -234,6 +248,11 @@ fn bench(names: &[String]) -> Result<(), String> {
         return Err("no benchmarks are registered yet".into());
     }
     for (name, package) in selected {
+        // The HA benchmark needs a cluster and kms servers: xtask starts them.
+        if *name == "ha" {
+            ha::bench(&workspace_root())?;
+            continue;
+        }
         // The Vault benchmark starts its own OpenBao server: hand it the `bao` binary.
         let env = if *name == "vault" {
             let bin = openbao::find_or_install_bao(&workspace_root())?;

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use kms_core::encryption::service::EncryptionService;
 use kms_core::service_manager::KmsServiceManager;
-use kms_types::api_types::{ConfigureKmsRequest, KmsConfigResponse, KmsServiceStatus};
+use kms_types::api_types::{ConfigureBody, ConfigureKmsRequest, KmsConfigResponse, KmsServiceStatus};
 use kms_types::config::KmsConfig;
 use kms_types::error::KmsError;
 use kms_types::types::{
@@ -33,7 +33,7 @@ use crate::auth::{Authenticator, Identity, Operation};
 use crate::aws::AwsApi;
 use crate::config::ServerConfig;
 use crate::error::ApiError;
-use crate::json_body::parse_json;
+use crate::json_body::{parse_json, strip_position};
 use crate::metrics::Metrics;
 use crate::routes::{Route, route};
 use crate::store::{ConfigStore, PersistedState};
@@ -255,8 +255,8 @@ impl App {
                 Ok(json(StatusCode::OK, &KmsConfigResponse { config }))
             }
             Op::Configure | Op::Reconfigure => {
-                let request: ConfigureKmsRequest = self.body(req, true).await?;
-                let config = KmsConfig::from(&request);
+                let body: serde_json::Map<String, serde_json::Value> = self.body(req, true).await?;
+                let config = configure_body(body)?.to_config()?;
                 config.validate()?;
                 if operation == Op::Configure && self.manager.get_status().await == KmsServiceStatus::Running {
                     return Err(ApiError::new(
@@ -274,7 +274,7 @@ impl App {
             Op::ClearCache => {
                 let _: EmptyBody = self.body(req, false).await?;
                 match self.manager.manager().await {
-                    Some(m) => m.clear_cache(),
+                    Some(m) => m.clear_all_caches().await,
                     None => return Err(not_running()),
                 }
                 Ok(json(StatusCode::OK, &serde_json::json!({"cleared": true})))
@@ -643,6 +643,27 @@ fn check(identity: &Identity, operation: Operation, key_id: Option<&str>) -> Res
     } else {
         Err(ApiError::forbidden(identity.name(), operation.as_str(), key_id))
     }
+}
+
+/// A configure body: a `ConfigureKmsRequest` plus the options it has no field for (`tls`,
+/// `cache_coherence_seconds`, see [`ConfigureBody`]), each part parsed with errors that name
+/// the field.
+fn configure_body(mut body: serde_json::Map<String, serde_json::Value>) -> Result<ConfigureBody, ApiError> {
+    let tls = body.remove("tls").filter(|v| !v.is_null());
+    let coherence = body.remove("cache_coherence_seconds").filter(|v| !v.is_null());
+    let to_bytes = |v: &serde_json::Value| serde_json::to_vec(v).unwrap_or_default();
+    let request: ConfigureKmsRequest = parse_json(&to_bytes(&serde_json::Value::Object(body)))?;
+    let mut parsed = ConfigureBody::from(request);
+    if let Some(tls) = tls {
+        parsed.tls =
+            Some(serde_json::from_value(tls).map_err(|e| ApiError::invalid("tls", strip_position(&e.to_string())))?);
+    }
+    if let Some(seconds) = coherence {
+        let seconds =
+            seconds.as_u64().ok_or_else(|| ApiError::invalid("cache_coherence_seconds", "must be a whole number"))?;
+        parsed.cache_coherence_seconds = Some(seconds);
+    }
+    Ok(parsed)
 }
 
 fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {

@@ -135,7 +135,7 @@ fn main() {
 async fn run() {
     let (_server, addr, token) = server();
     let mut config = KmsConfig::vault(VaultConfig {
-        address: addr.clone(),
+        address: addr.as_str().into(),
         auth_method: VaultAuthMethod::Token { token: token.clone().into() },
         namespace: None,
         mount_path: "transit".into(),
@@ -215,5 +215,5 @@ async fn run() {
         println!("{concurrency:>11} | {best_ours:>12.0} | {best_bare:>12.0} | {:>10.2}", best_ours / best_bare);
     }
     let stats = backend.transport_stats();
-    println!("backend transport: {} requests, {} retries", stats.requests, stats.retries);
+    println!("backend transport: {} requests, {} probes", stats.requests, stats.probes);
 }

@@ -1,5 +1,6 @@
 //! [`VaultBackend`]: the [`KmsBackend`] on Transit (key material) and KV v2 (metadata).
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use kms_core::backends::{BackendFactory, KmsBackend};
+use kms_core::backends::{BackendFactory, KmsBackend, RetryClass};
 use kms_types::config::{BackendConfig, KmsBackend as BackendKind, KmsConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::secret::{SecretBytes, SecretString};
@@ -25,21 +26,28 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::time::Instant;
-use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretRequestOptions};
-use vaultrs::api::transit::KeyType;
-use vaultrs::api::transit::requests::{CreateKeyRequestBuilder, UpdateKeyConfigurationRequestBuilder};
 use zeroize::Zeroizing;
 
 use crate::auth::Auth;
 use crate::blob::VaultBlob;
+use crate::classify::{CallError, class_of};
 use crate::record::{KeyRecord, RECORD_FORMAT, parse_record};
-use crate::transport::{CallError, Method, Transport, TransportStats, backoff};
+use crate::transport::{Method, Route, Transport, TransportStats, backoff};
+
+mod create;
+mod transit;
+mod writes;
+
+use writes::InFlight;
 
 /// How many times a check-and-set update is tried before giving up on a contended key (the
 /// operation deadline bounds it too).
 const CAS_ATTEMPTS: u32 = 32;
 /// How many key records `list_keys` reads at once.
 const LIST_CONCURRENCY: usize = 16;
+/// A key created or rotated this recently is used through the active node: standbys apply
+/// a new Transit key or version some hundreds of milliseconds after the active node.
+const FRESH_WINDOW: time::Duration = time::Duration::seconds(10);
 
 /// The Vault / OpenBao backend. Cheap to clone (shares one connection pool and session).
 #[derive(Clone)]
@@ -51,12 +59,25 @@ struct Inner {
     transit: String,
     kv: String,
     prefix: String,
-    address: String,
     timeout: Duration,
     transport: Arc<Transport>,
     auth: Arc<Auth>,
     cache: Option<(Mutex<LruCache<String, Cached>>, Duration)>,
+    /// Writes whose reply was lost and whose outcome could not be read back, by (key id,
+    /// operation): when the caller tries again and finds exactly this record, the write
+    /// landed and is not applied a second time.
+    unconfirmed: Mutex<HashMap<(String, &'static str), KeyRecord>>,
+    /// Ids of unnamed creates that failed retryably, by request: a retry reuses the id.
+    unnamed: Mutex<HashMap<String, String>>,
+    /// Cached health: `/health` probes must not each cost a Vault call.
+    health: Mutex<Option<(bool, Instant)>>,
 }
+
+/// Most unconfirmed writes and unnamed creates remembered for a retry.
+const MAX_NOTES: usize = 1024;
+
+/// How long a health answer is reused.
+const HEALTH_TTL: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 struct Cached {
@@ -68,7 +89,7 @@ struct Cached {
 impl std::fmt::Debug for VaultBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VaultBackend")
-            .field("address", &self.inner.address)
+            .field("nodes", &self.inner.transport.nodes())
             .field("transit_mount", &self.inner.transit)
             .field("kv_mount", &self.inner.kv)
             .field("key_path_prefix", &self.inner.prefix)
@@ -90,37 +111,44 @@ enum Loaded {
 impl VaultBackend {
     /// Connects to Vault as `config` says (for AppRole: logs in and starts renewing).
     ///
-    /// Uses `config.timeout` as the deadline of every operation, `config.retry_attempts` for
-    /// retries of idempotent calls, and caches key records for `config.cache_config.ttl` when
-    /// `config.enable_cache` is set.
+    /// Each HTTP request is bounded by [`kms_core::manager::attempt_timeout`] of
+    /// `config.timeout` (the manager owns the whole call's budget and its retries). Key
+    /// records are cached for [`CacheConfig::shared_ttl`](kms_types::config::CacheConfig::shared_ttl)
+    /// when `config.enable_cache` is set: a state change made through another server is seen
+    /// here within `cache_config.coherence`.
     pub async fn connect(config: &KmsConfig) -> Result<Self> {
         config.validate()?;
         let BackendConfig::Vault(vault) = &config.backend_config else {
             return Err(KmsError::configuration("backend_config", "is not a vault configuration"));
         };
-        let transport = Arc::new(Transport::new(vault, config.timeout, config.retry_attempts)?);
+        let transport = Arc::new(Transport::new(vault, kms_core::manager::attempt_timeout(config.timeout))?);
+        if vault.tls.as_ref().is_some_and(|t| t.skip_verify) {
+            tracing::warn!(nodes = %vault.address, "Vault TLS certificates are NOT verified (skip_verify): anyone on the path can read the token and every key operation");
+        }
         let auth = tokio::time::timeout(config.timeout, Auth::new(transport.clone(), &vault.auth_method))
             .await
             .map_err(|_| KmsError::Timeout { operation: "vault login", after: config.timeout })??;
         let cache = config.enable_cache.then(|| {
             let size = NonZeroUsize::new(config.cache_config.max_keys).unwrap_or(NonZeroUsize::MIN);
-            (Mutex::new(LruCache::new(size)), config.cache_config.ttl)
+            (Mutex::new(LruCache::new(size)), config.cache_config.shared_ttl())
         });
         Ok(Self {
             inner: Arc::new(Inner {
                 transit: vault.mount_path.trim_matches('/').to_owned(),
                 kv: vault.kv_mount.trim_matches('/').to_owned(),
                 prefix: vault.key_path_prefix.trim_matches('/').to_owned(),
-                address: vault.address.clone(),
                 timeout: config.timeout,
                 transport,
                 auth,
                 cache,
+                unconfirmed: Mutex::new(HashMap::new()),
+                unnamed: Mutex::new(HashMap::new()),
+                health: Mutex::new(None),
             }),
         })
     }
 
-    /// What the transport did so far (requests, retries, logins, renewals).
+    /// What the transport did so far (requests, logins, renewals, probes).
     pub fn transport_stats(&self) -> TransportStats {
         self.inner.transport.stats()
     }
@@ -208,33 +236,58 @@ impl Inner {
         }
     }
 
-    /// Reads a key's record from KV (never from the cache).
+    /// One call with the current session's token.
+    async fn call(
+        &self,
+        route: Route,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> std::result::Result<Option<Value>, CallError> {
+        self.call_with(route, method, path, &[], body).await
+    }
+
+    async fn call_with(
+        &self,
+        route: Route,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> std::result::Result<Option<Value>, CallError> {
+        let session = self.auth.session().await.map_err(|e| CallError::Session(Box::new(e)))?;
+        self.transport.call(Some(&session.token), route, method, path, query, body).await
+    }
+
+    /// Reads a key's record from KV (never from the cache), at the active node: the state a
+    /// server acts on is the cluster's latest.
     async fn load_fresh(&self, key_id: &str) -> Result<Loaded> {
-        let session = self.auth.session().await?;
-        let path = self.kv_path(key_id);
-        let read = self
-            .transport
-            .retry(true, || async {
-                let endpoint = ReadSecretRequest::builder()
-                    .mount(self.kv.as_str())
-                    .path(path.as_str())
-                    .build()
-                    .map_err(|e| CallError::Decode(e.to_string()))?;
-                self.transport.count_request();
-                vaultrs::api::exec_with_result(&session.client, endpoint).await.map_err(CallError::from)
-            })
-            .await;
-        let read = match read {
-            Ok(r) => r,
-            Err(e) if e.status() == Some(404) => return Err(KmsError::key_not_found(key_id)),
-            Err(e) => return Err(e.into_kms("read key metadata")),
-        };
-        let created =
-            OffsetDateTime::parse(&read.metadata.created_time, &time::format_description::well_known::Rfc3339).ok();
-        match parse_record(key_id, read.data) {
+        match self.read_record(key_id).await {
+            Ok(loaded) => Ok(loaded),
+            Err(e) if e.status() == Some(404) => Err(KmsError::key_not_found(key_id)),
+            Err(e) => Err(e.into_kms("read key metadata")),
+        }
+    }
+
+    async fn read_record(&self, key_id: &str) -> std::result::Result<Loaded, CallError> {
+        let path = format!("{}/data/{}", self.kv, self.kv_path(key_id));
+        let reply = self.call(Route::Active, Method::Get, &path, None).await?;
+        let mut data = reply.and_then(|mut v| v.get_mut("data").map(Value::take)).unwrap_or(Value::Null);
+        let metadata = data.get_mut("metadata").map(Value::take).unwrap_or(Value::Null);
+        let version = metadata.get("version").and_then(Value::as_u64).unwrap_or(0);
+        let created = metadata
+            .get("created_time")
+            .and_then(Value::as_str)
+            .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok());
+        let record = data.get_mut("data").map(Value::take).unwrap_or(Value::Null);
+        if record.is_null() {
+            // A deleted (not destroyed) version: as absent.
+            return Err(CallError::Status { code: 404, errors: Vec::new() });
+        }
+        match parse_record(key_id, record) {
             Some(record) => {
-                self.cache_put(&record, read.metadata.version);
-                Ok(Loaded::Record(record, read.metadata.version))
+                self.cache_put(&record, version);
+                Ok(Loaded::Record(record, version))
             }
             None => Ok(Loaded::Unreadable { created }),
         }
@@ -265,101 +318,43 @@ impl Inner {
         }
     }
 
-    /// Writes a record with check-and-set against `cas` (0: create only).
-    async fn write(&self, record: &KeyRecord, cas: u64) -> std::result::Result<u64, CallError> {
-        let session = self.auth.session().await.map_err(|e| CallError::Session(Box::new(e)))?;
-        let path = self.kv_path(&record.key_id);
-        let cas = u32::try_from(cas).map_err(|_| CallError::Decode("KV version out of range".into()))?;
-        self.transport.count_request();
-        let meta =
-            vaultrs::kv2::set_with_options(&session.client, &self.kv, &path, record, SetSecretRequestOptions { cas })
-                .await?;
-        self.cache_put(record, meta.version);
-        Ok(meta.version)
-    }
-
-    /// Read-modify-write of a record with check-and-set; `change` may refuse.
-    async fn update(
-        &self,
-        key_id: &str,
-        operation: &'static str,
-        mut change: impl FnMut(&mut KeyRecord) -> Result<()>,
-    ) -> Result<KeyRecord> {
-        validate_key_id("key_id", key_id)?;
-        let mut attempt = 0;
-        while attempt < CAS_ATTEMPTS {
-            let (mut record, version) = match self.load_fresh(key_id).await? {
-                Loaded::Record(r, v) => (r, v),
-                Loaded::Unreadable { .. } => {
-                    return Err(KmsError::invalid_key_state(key_id, KeyState::Unavailable, operation));
-                }
-            };
-            if record.deletion_due(OffsetDateTime::now_utc()) {
-                self.purge(&record).await?;
-                return Err(KmsError::key_not_found(key_id));
-            }
-            if !record.provisioned {
-                return Err(KmsError::invalid_key_state(key_id, KeyState::Unavailable, operation));
-            }
-            change(&mut record)?;
-            match self.write(&record, version).await {
-                Ok(_) => return Ok(record),
-                Err(e) if e.says("check-and-set") => {
-                    // Lost a race with another writer: back off (with jitter, so the
-                    // contenders spread out), then read the winner's record and reapply.
-                    self.cache_drop(key_id);
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt, Duration::from_millis(5), Duration::from_millis(500))).await;
-                    continue;
-                }
-                Err(e) => return Err(e.into_kms("write key metadata")),
-            }
-        }
-        Err(KmsError::backend(format!("{operation}: key {key_id} kept changing under concurrent updates")))
-    }
-
     /// Deletes a key for good: allows deletion in Transit, deletes the Transit key, then the
     /// record. Each step tolerates a previous partial run.
     async fn purge(&self, record: &KeyRecord) -> Result<()> {
-        let session = self.auth.session().await?;
         let name = record.key_id.as_str();
         if record.provisioned {
-            let mut opts = UpdateKeyConfigurationRequestBuilder::default();
-            opts.deletion_allowed(true);
-            self.transport.count_request();
-            match vaultrs::transit::key::update(&session.client, &self.transit, name, Some(&mut opts)).await {
-                Ok(()) => {}
-                Err(e) => {
-                    let e = CallError::from(e);
-                    if !(e.status() == Some(404) || e.status() == Some(400) && e.says("not found")) {
-                        return Err(e.into_kms("allow deletion of the Transit key"));
-                    }
-                }
+            let config = format!("{}/keys/{name}/config", self.transit);
+            let body = json!({ "deletion_allowed": true }).to_string().into_bytes();
+            if let Err(e) = self.call(Route::Active, Method::Post, &config, Some(body)).await
+                && !(e.status() == Some(404) || e.status() == Some(400) && e.says("not found"))
+            {
+                return Err(e.into_kms("allow deletion of the Transit key"));
             }
-            self.transport.count_request();
-            if let Err(e) = vaultrs::transit::key::delete(&session.client, &self.transit, name).await {
-                let e = CallError::from(e);
-                if e.status() != Some(404) {
-                    return Err(e.into_kms("delete the Transit key"));
-                }
+            let key = format!("{}/keys/{name}", self.transit);
+            if let Err(e) = self.call(Route::Active, Method::Delete, &key, None).await
+                && e.status() != Some(404)
+            {
+                return Err(e.into_kms("delete the Transit key"));
             }
         }
-        self.transport.count_request();
-        if let Err(e) = vaultrs::kv2::delete_metadata(&session.client, &self.kv, &self.kv_path(name)).await {
-            let e = CallError::from(e);
-            if e.status() != Some(404) {
-                return Err(e.into_kms("delete key metadata"));
-            }
-        }
-        self.cache_drop(name);
+        self.delete_record(name).await.map_err(|e| e.into_kms("delete key metadata"))?;
         tracing::info!(key_id = name, "key deleted after its waiting period");
         Ok(())
+    }
+
+    /// Deletes a record and every version of it (absent: done).
+    async fn delete_record(&self, key_id: &str) -> std::result::Result<(), CallError> {
+        self.cache_drop(key_id);
+        let path = format!("{}/metadata/{}", self.kv, self.kv_path(key_id));
+        match self.call(Route::Active, Method::Delete, &path, None).await {
+            Err(e) if e.status() != Some(404) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Key ids after `after`, ascending, at most `limit` (KV `LIST` with OpenBao's
     /// `after`/`limit`; filtered and sorted here too, for servers that ignore them).
     async fn list_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        let session = self.auth.session().await?;
         let path = format!("{}/metadata/{}/", self.kv, self.prefix);
         let mut query = Vec::new();
         if let Some(after) = after {
@@ -368,9 +363,7 @@ impl Inner {
         if limit != usize::MAX {
             query.push(("limit", limit.to_string()));
         }
-        let token = session.token.expose_secret();
-        let reply =
-            self.transport.retry(true, || self.transport.raw(Some(token), Method::List, &path, &query, None)).await;
+        let reply = self.call_with(Route::Active, Method::List, &path, &query, None).await;
         let reply = match reply {
             Ok(r) => r,
             Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
@@ -386,194 +379,6 @@ impl Inner {
         ids.sort_unstable();
         ids.truncate(limit);
         Ok(ids)
-    }
-
-    async fn transit_encrypt(&self, key_id: &str, plaintext: &[u8], context: &EncryptionContext) -> Result<VaultBlob> {
-        let session = self.auth.session().await?;
-        let plaintext_b64 = Zeroizing::new(B64.encode(plaintext));
-        let ad = associated_data(context);
-        let reply = self
-            .transport
-            .retry(true, || async {
-                let mut opts = vaultrs::api::transit::requests::EncryptDataRequestBuilder::default();
-                opts.associated_data(ad.as_str());
-                self.transport.count_request();
-                vaultrs::transit::data::encrypt(&session.client, &self.transit, key_id, &plaintext_b64, Some(&mut opts))
-                    .await
-                    .map_err(CallError::from)
-            })
-            .await
-            .map_err(|e| self.map_key_error(key_id, e, "encrypt"))?;
-        VaultBlob::new(key_id, reply.ciphertext)
-    }
-
-    async fn transit_decrypt(&self, blob: &VaultBlob, context: &EncryptionContext) -> Result<SecretBytes> {
-        let session = self.auth.session().await?;
-        let ad = associated_data(context);
-        let reply = self
-            .transport
-            .retry(true, || async {
-                let mut opts = vaultrs::api::transit::requests::DecryptDataRequestBuilder::default();
-                opts.associated_data(ad.as_str());
-                self.transport.count_request();
-                vaultrs::transit::data::decrypt(
-                    &session.client,
-                    &self.transit,
-                    &blob.key_id,
-                    &blob.transit_ciphertext,
-                    Some(&mut opts),
-                )
-                .await
-                .map_err(CallError::from)
-            })
-            .await;
-        match reply {
-            Ok(r) => {
-                let b64 = Zeroizing::new(r.plaintext);
-                B64.decode(b64.as_bytes()).map(SecretBytes::new).map_err(|_| KmsError::backend("vault: bad plaintext"))
-            }
-            // A ciphertext that does not authenticate, or that Transit cannot parse or does
-            // not have the version of: opaque, never retried.
-            Err(e) if e.is_auth_failure() || e.status() == Some(400) && !e.says("encryption key not found") => {
-                Err(KmsError::crypto_with_source(e))
-            }
-            Err(e) => Err(self.map_key_error(&blob.key_id, e, "decrypt")),
-        }
-    }
-
-    async fn transit_datakey(
-        &self,
-        key_id: &str,
-        spec: KeySpec,
-        context: &EncryptionContext,
-        with_plaintext: bool,
-    ) -> Result<(VaultBlob, Option<SecretBytes>)> {
-        let session = self.auth.session().await?;
-        let kind = if with_plaintext { "plaintext" } else { "wrapped" };
-        let path = format!("{}/datakey/{kind}/{key_id}", self.transit);
-        let body = serde_json::to_vec(&json!({ "bits": bits(spec), "associated_data": associated_data(context) }))
-            .map_err(|e| KmsError::backend(format!("cannot encode the request: {e}")))?;
-        let token = session.token.expose_secret();
-        let reply = self
-            .transport
-            .retry(true, || self.transport.raw(Some(token), Method::Post, &path, &[], Some(body.clone())))
-            .await
-            .map_err(|e| self.map_key_error(key_id, e, "generate data key"))?;
-        let data = reply.and_then(|mut v| v.get_mut("data").map(Value::take)).unwrap_or(Value::Null);
-        let reply: DataKeyReply =
-            serde_json::from_value(data).map_err(|e| KmsError::backend(format!("vault: bad datakey reply: {e}")))?;
-        let blob = VaultBlob::new(key_id, reply.ciphertext)?;
-        let plaintext = match (with_plaintext, reply.plaintext) {
-            (true, Some(p)) => Some(SecretBytes::new(
-                B64.decode(p.expose_secret()).map_err(|_| KmsError::backend("vault: bad datakey plaintext"))?,
-            )),
-            (true, None) => return Err(KmsError::backend("vault: datakey reply without plaintext")),
-            (false, _) => None,
-        };
-        if let Some(p) = &plaintext
-            && p.len() != spec.key_len()
-        {
-            return Err(KmsError::backend("vault: datakey of the wrong length"));
-        }
-        Ok((blob, plaintext))
-    }
-
-    /// Maps a Transit error for a key we hold a record of.
-    fn map_key_error(&self, key_id: &str, e: CallError, what: &str) -> KmsError {
-        if e.says("encryption key not found") || e.status() == Some(404) {
-            // Our record says the key exists but Transit has no such key: the Transit key
-            // was deleted behind our back. Report it, do not recreate it.
-            self.cache_drop(key_id);
-            return KmsError::backend_with_source(
-                format!("vault: the Transit key for {key_id} is missing ({what})"),
-                false,
-                e,
-            );
-        }
-        e.into_kms(what)
-    }
-
-    async fn create(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
-        let key_id = match request.key_name {
-            Some(name) => {
-                validate_key_id("key_name", &name)?;
-                name
-            }
-            None => new_key_id()?,
-        };
-        if request.origin.unwrap_or_default() != KeyOrigin::Kms {
-            return Err(KmsError::Unsupported { operation: "create_key with external key material", backend: "vault" });
-        }
-        if request.key_usage != KeyUsage::EncryptDecrypt {
-            return Err(KmsError::invalid_request("key_usage", "only encrypt_decrypt keys are supported"));
-        }
-        let mut record = KeyRecord {
-            format: RECORD_FORMAT,
-            key_id: key_id.clone(),
-            key_state: KeyState::Enabled,
-            key_usage: request.key_usage,
-            key_spec: KeySpec::Aes256,
-            origin: KeyOrigin::Kms,
-            description: request.description,
-            tags: request.tags,
-            policy: request.policy,
-            creation_date: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            deletion_date: None,
-            rotation_date: None,
-            current_version: 1,
-            provisioned: false,
-        };
-        // 1. Claim the id in KV (create-only): two servers cannot both create it.
-        let claimed = match self.write(&record, 0).await {
-            Ok(v) => v,
-            Err(e) if e.says("check-and-set") => return Err(KmsError::KeyAlreadyExists { key_id }),
-            Err(e) => return Err(e.into_kms("create key metadata")),
-        };
-        // 2. A Transit key of that name that we did not create is not adopted.
-        let session = self.auth.session().await?;
-        self.transport.count_request();
-        match vaultrs::transit::key::read(&session.client, &self.transit, &key_id).await.map_err(CallError::from) {
-            Ok(_) => {
-                self.release_claim(&key_id).await;
-                return Err(KmsError::KeyAlreadyExists { key_id });
-            }
-            Err(e) if e.status() == Some(404) => {}
-            Err(e) => {
-                self.release_claim(&key_id).await;
-                return Err(e.into_kms("read the Transit key"));
-            }
-        }
-        // 3. Create the Transit key: AES-256-GCM96, never exportable.
-        let created = self
-            .transport
-            .retry(true, || async {
-                let mut opts = CreateKeyRequestBuilder::default();
-                opts.key_type(KeyType::Aes256Gcm96).exportable(false).allow_plaintext_backup(false).derived(false);
-                self.transport.count_request();
-                vaultrs::transit::key::create(&session.client, &self.transit, &key_id, Some(&mut opts))
-                    .await
-                    .map_err(CallError::from)
-            })
-            .await;
-        if let Err(e) = created {
-            self.release_claim(&key_id).await;
-            return Err(e.into_kms("create the Transit key"));
-        }
-        // 4. Mark the record provisioned: only now may Transit be called for this key.
-        record.provisioned = true;
-        if let Err(e) = self.write(&record, claimed).await {
-            return Err(e.into_kms("write key metadata"));
-        }
-        tracing::info!(key_id = %key_id, "key created");
-        Ok(CreateKeyResponse { key_id, key_metadata: record.metadata() })
-    }
-
-    async fn release_claim(&self, key_id: &str) {
-        self.cache_drop(key_id);
-        if let Ok(session) = self.auth.session().await {
-            self.transport.count_request();
-            let _ = vaultrs::kv2::delete_metadata(&session.client, &self.kv, &self.kv_path(key_id)).await;
-        }
     }
 
     async fn describe(&self, key_id: &str) -> Result<DescribeKeyResponse> {
@@ -640,58 +445,36 @@ impl Inner {
         Ok(ListKeysResponse { keys, next_marker, truncated })
     }
 
-    async fn rotate(&self, key_id: &str) -> Result<KeyMetadataResponse> {
-        self.usable(key_id, "rotate_key").await?;
-        let session = self.auth.session().await?;
-        // Not retried: a retry after a lost reply would rotate twice.
-        self.transport.count_request();
-        vaultrs::transit::key::rotate(&session.client, &self.transit, key_id)
-            .await
-            .map_err(|e| self.map_key_error(key_id, CallError::from(e), "rotate"))?;
-        let latest = self.transit_latest_version(key_id).await?;
-        let record = self
-            .update(key_id, "rotate_key", |r| {
-                r.current_version = r.current_version.max(latest);
-                r.rotation_date = Some(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(r.creation_date));
-                Ok(())
-            })
-            .await?;
-        Ok(KeyMetadataResponse { key_metadata: record.metadata() })
-    }
-
-    async fn transit_latest_version(&self, key_id: &str) -> Result<u32> {
-        let session = self.auth.session().await?;
-        let path = format!("{}/keys/{key_id}", self.transit);
-        let token = session.token.expose_secret();
-        let reply = self
-            .transport
-            .retry(true, || self.transport.raw(Some(token), Method::Get, &path, &[], None))
-            .await
-            .map_err(|e| self.map_key_error(key_id, e, "read the Transit key"))?;
-        reply
-            .as_ref()
-            .and_then(|v| v.get("data")?.get("latest_version")?.as_u64())
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(|| KmsError::backend("vault: Transit key without latest_version"))
+    /// Whether some node serves (an unsealed active node or standby); answered from a cache
+    /// of [`HEALTH_TTL`] so that health probes never amplify into Vault calls.
+    async fn health(&self) -> bool {
+        if let Some((healthy, at)) = *self.health.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < HEALTH_TTL
+        {
+            return healthy;
+        }
+        let statuses = self.transport.probe().await;
+        let healthy = statuses.iter().any(|s| matches!(s, 200 | 429 | 473));
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = Some((healthy, Instant::now()));
+        healthy
     }
 }
 
 #[async_trait]
 impl KmsBackend for VaultBackend {
     async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
-        deadline("create_key", self.inner.timeout, self.inner.create(request)).await
+        (self.inner.create(request)).await
     }
 
     async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
         let inner = &self.inner;
-        deadline("encrypt", inner.timeout, async {
+        (async {
             if request.plaintext.len() > MAX_ENCRYPT_PLAINTEXT_BYTES {
                 return Err(KmsError::invalid_request("plaintext", "must be at most 4096 bytes"));
             }
-            inner.usable(&request.key_id, "encrypt").await?;
-            let blob = inner
-                .transit_encrypt(&request.key_id, request.plaintext.expose_secret(), &request.encryption_context)
-                .await?;
+            let record = inner.usable(&request.key_id, "encrypt").await?;
+            let blob =
+                inner.transit_encrypt(&record, request.plaintext.expose_secret(), &request.encryption_context).await?;
             Ok(EncryptResponse {
                 key_id: request.key_id,
                 key_version: blob.key_version,
@@ -703,7 +486,7 @@ impl KmsBackend for VaultBackend {
 
     async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
         let inner = &self.inner;
-        deadline("decrypt", inner.timeout, async {
+        (async {
             let blob = VaultBlob::decode(&request.ciphertext_blob)?;
             if let Some(expected) = &request.key_id
                 && expected != &blob.key_id
@@ -711,8 +494,8 @@ impl KmsBackend for VaultBackend {
                 // As a wrong key: opaque, like any ciphertext that does not open under it.
                 return Err(KmsError::crypto());
             }
-            inner.usable(&blob.key_id, "decrypt").await?;
-            let plaintext = inner.transit_decrypt(&blob, &request.encryption_context).await?;
+            let record = inner.usable(&blob.key_id, "decrypt").await?;
+            let plaintext = inner.transit_decrypt(&record, &blob, &request.encryption_context).await?;
             Ok(DecryptResponse { key_id: blob.key_id, key_version: blob.key_version, plaintext })
         })
         .await
@@ -720,10 +503,10 @@ impl KmsBackend for VaultBackend {
 
     async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
         let inner = &self.inner;
-        deadline("generate_data_key", inner.timeout, async {
-            inner.usable(&request.key_id, "generate_data_key").await?;
+        (async {
+            let record = inner.usable(&request.key_id, "generate_data_key").await?;
             let (blob, plaintext) =
-                inner.transit_datakey(&request.key_id, request.key_spec, &request.encryption_context, true).await?;
+                inner.transit_datakey(&record, request.key_spec, &request.encryption_context, true).await?;
             Ok(GenerateDataKeyResponse {
                 key_id: request.key_id,
                 key_version: blob.key_version,
@@ -739,10 +522,10 @@ impl KmsBackend for VaultBackend {
         request: GenerateDataKeyWithoutPlaintextRequest,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
         let inner = &self.inner;
-        deadline("generate_data_key_without_plaintext", inner.timeout, async {
-            inner.usable(&request.key_id, "generate_data_key_without_plaintext").await?;
+        (async {
+            let record = inner.usable(&request.key_id, "generate_data_key_without_plaintext").await?;
             let (blob, _) =
-                inner.transit_datakey(&request.key_id, request.key_spec, &request.encryption_context, false).await?;
+                inner.transit_datakey(&record, request.key_spec, &request.encryption_context, false).await?;
             Ok(GenerateDataKeyWithoutPlaintextResponse {
                 key_id: request.key_id,
                 key_version: blob.key_version,
@@ -753,16 +536,16 @@ impl KmsBackend for VaultBackend {
     }
 
     async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
-        deadline("describe_key", self.inner.timeout, self.inner.describe(&request.key_id)).await
+        (self.inner.describe(&request.key_id)).await
     }
 
     async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse> {
-        deadline("list_keys", self.inner.timeout, self.inner.list(request)).await
+        (self.inner.list(request)).await
     }
 
     async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
         let inner = &self.inner;
-        deadline("delete_key", inner.timeout, async {
+        (async {
             let days = validate_pending_window(request.pending_window_in_days)?;
             let when = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH)
                 + time::Duration::days(i64::from(days));
@@ -783,7 +566,7 @@ impl KmsBackend for VaultBackend {
 
     async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
         let inner = &self.inner;
-        deadline("cancel_key_deletion", inner.timeout, async {
+        (async {
             let record = inner
                 .update(&request.key_id, "cancel_key_deletion", |r| match r.key_state {
                     KeyState::PendingDeletion => {
@@ -800,19 +583,30 @@ impl KmsBackend for VaultBackend {
     }
 
     async fn health_check(&self) -> Result<bool> {
-        let inner = &self.inner;
-        deadline("health_check", inner.timeout, async {
-            let query = [("standbyok", "true".to_owned()), ("perfstandbyok", "true".to_owned())];
-            let (status, _) = inner
-                .transport
-                .retry(true, || inner.transport.raw_status(None, Method::Get, "sys/health", &query, None))
-                .await
-                .map_err(|e| e.into_kms("health check"))?;
-            // 200 active, 429 standby, 473 performance standby: serving. 472 DR secondary,
-            // 501 not initialised, 503 sealed: not serving.
-            Ok(matches!(status, 200 | 429 | 473))
-        })
-        .await
+        Ok(self.inner.health().await)
+    }
+
+    fn retry_class(&self, error: &KmsError) -> RetryClass {
+        match class_of(error) {
+            crate::classify::Class::Final => RetryClass::Final,
+            crate::classify::Class::Retry => RetryClass::Retry,
+            crate::classify::Class::NodeDown | crate::classify::Class::NoLeader => RetryClass::Move,
+        }
+    }
+
+    fn writes_are_retry_safe(&self) -> bool {
+        true
+    }
+
+    fn metadata_staleness_bound(&self) -> Option<Duration> {
+        self.inner.cache.as_ref().map(|(_, ttl)| *ttl)
+    }
+
+    async fn clear_caches(&self) {
+        if let Some((cache, _)) = &self.inner.cache {
+            cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+        *self.inner.health.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     fn backend_name(&self) -> &'static str {
@@ -836,22 +630,22 @@ impl KmsBackend for VaultBackend {
     }
 
     async fn rotate_key(&self, request: RotateKeyRequest) -> Result<KeyMetadataResponse> {
-        deadline("rotate_key", self.inner.timeout, self.inner.rotate(&request.key_id)).await
+        (self.inner.rotate(&request.key_id)).await
     }
 
     async fn re_encrypt(&self, request: ReEncryptRequest) -> Result<ReEncryptResponse> {
         let inner = &self.inner;
-        deadline("re_encrypt", inner.timeout, async {
+        (async {
             // Transit's rewrap takes no associated data, so a context-bound ciphertext is moved
             // by decrypting and encrypting inside this process; the plaintext is zeroized and
             // never returned.
             let source = VaultBlob::decode(&request.ciphertext_blob)?;
-            inner.usable(&source.key_id, "re_encrypt").await?;
+            let source_record = inner.usable(&source.key_id, "re_encrypt").await?;
             let destination = request.destination_key_id.clone().unwrap_or_else(|| source.key_id.clone());
-            inner.usable(&destination, "re_encrypt").await?;
-            let plaintext = inner.transit_decrypt(&source, &request.source_encryption_context).await?;
+            let destination_record = inner.usable(&destination, "re_encrypt").await?;
+            let plaintext = inner.transit_decrypt(&source_record, &source, &request.source_encryption_context).await?;
             let context = request.destination_encryption_context.as_ref().unwrap_or(&request.source_encryption_context);
-            let blob = inner.transit_encrypt(&destination, plaintext.expose_secret(), context).await?;
+            let blob = inner.transit_encrypt(&destination_record, plaintext.expose_secret(), context).await?;
             Ok(ReEncryptResponse {
                 ciphertext_blob: blob.encode(),
                 source_key_id: source.key_id,
@@ -865,7 +659,7 @@ impl KmsBackend for VaultBackend {
 
     async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
         let inner = &self.inner;
-        deadline("update_key_description", inner.timeout, async {
+        (async {
             let description = request.description;
             let record = inner
                 .update(&request.key_id, "update_key_description", |r| {
@@ -881,7 +675,7 @@ impl KmsBackend for VaultBackend {
 
     async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
         let inner = &self.inner;
-        deadline("tag_key", inner.timeout, async {
+        (async {
             if request.tags.keys().any(String::is_empty) {
                 return Err(KmsError::invalid_request("tags", "tag names must not be empty"));
             }
@@ -899,7 +693,7 @@ impl KmsBackend for VaultBackend {
 
     async fn untag_key(&self, request: UntagKeyRequest) -> Result<KeyMetadataResponse> {
         let inner = &self.inner;
-        deadline("untag_key", inner.timeout, async {
+        (async {
             let record = inner
                 .update(&request.key_id, "untag_key", |r| {
                     refuse_pending_deletion(r, "untag_key")?;
@@ -923,7 +717,7 @@ impl KmsBackend for VaultBackend {
 impl VaultBackend {
     async fn set_enabled(&self, key_id: String, enabled: bool) -> Result<KeyMetadataResponse> {
         let operation = if enabled { "enable_key" } else { "disable_key" };
-        deadline(operation, self.inner.timeout, async {
+        (async {
             let record = self
                 .inner
                 .update(&key_id, operation, |r| match r.key_state {

@@ -1,5 +1,5 @@
 //! The Vault / OpenBao backend of **kms**: key material in the Transit engine, key metadata in
-//! KV v2, built on [`vaultrs`].
+//! KV v2, over one pooled `reqwest` client (rustls on `ring`).
 //!
 //! For teams that outgrow one machine: many stateless `kms` servers in front of one Vault (or
 //! OpenBao) cluster. Key material never leaves Vault. Each master key is a Transit key
@@ -14,9 +14,20 @@
 //! versioned format of [`blob`] (`vault-kms:1:<key_id>:vault:v<N>:...`).
 //!
 //! Authentication is a token or AppRole (renewed before expiry, re-login when needed, with
-//! back-off); TLS uses rustls on `ring` with the CA bundle, client certificate and
-//! `skip_verify` options of [`kms_types::config::TlsConfig`]. Every operation has a deadline
-//! (`KmsConfig::timeout`); idempotent calls are retried on connection errors and 5xx only.
+//! back-off; a node's failure never causes a login); the token is held only in a zeroizing
+//! `SecretString` and sent only to the configured nodes (redirects are never followed). TLS
+//! uses rustls on `ring` with the CA bundle, client certificate and `skip_verify` options of
+//! [`kms_types::config::TlsConfig`].
+//!
+//! High availability: `address` lists the nodes of a Raft cluster. Crypto is spread over the
+//! nodes that serve, storage writes and key-state reads go to the active node, a node that
+//! fails is skipped for a moment, and OpenBao's consistency headers give read-your-writes
+//! (see `transport.rs`). The transport never retries: each failure is classified
+//! (`classify`) and the manager (`kms_core::manager`) is the one place that retries, within
+//! one budget per call; every write is safe to repeat (a write whose reply was lost is read
+//! back, a rotation that already happened is recorded, not repeated). Key state cached here
+//! is re-read after `cache_config.coherence` (2 s by default), the bound within which a change
+//! made through another kms server is seen.
 //! Setup, configuration and the minimal Vault policy: `docs/vault.md`.
 //!
 //! Sits beside `kms-backend-local`: it implements [`kms_core::backends::KmsBackend`] and is
@@ -31,7 +42,7 @@
 //!
 //! # async fn run() -> kms_types::Result<()> {
 //! let config = KmsConfig::vault(VaultConfig {
-//!     address: "https://vault.example.com:8200".into(),
+//!     address: "https://vault-1.example.com:8200,https://vault-2.example.com:8200".into(),
 //!     auth_method: VaultAuthMethod::app_role("kms-role-id", "kms-secret-id"),
 //!     namespace: None,
 //!     mount_path: "transit".into(),
@@ -62,7 +73,9 @@
 mod auth;
 mod backend;
 pub mod blob;
+mod classify;
 mod record;
+mod tls;
 mod transport;
 
 pub use backend::{VaultBackend, VaultBackendFactory};

@@ -1,242 +1,179 @@
-//! The connection to Vault: one pooled HTTP client (rustls on `ring`, every TLS option
-//! applied), `vaultrs` clients sharing it, raw calls for what `vaultrs` lacks, error
-//! classification, and retries with backoff and jitter.
+//! The connection to a Vault / OpenBao cluster: one pooled HTTP client (rustls on `ring`,
+//! redirects never followed) over the configured nodes, health-aware node choice, and
+//! OpenBao's consistency headers for read-your-writes.
+//!
+//! One call is one HTTP request to one node; the transport never retries (the manager does,
+//! see [`crate::classify`]). What it does between calls:
+//! - a node that failed as unreachable, sealed or behind ([`Class::NodeDown`]) is skipped for
+//!   [`NODE_COOL_OFF`]; when every node is skipped, all are tried again;
+//! - [`Route::Spread`] (Transit crypto, which standbys serve) goes round-robin over the nodes
+//!   not skipped; [`Route::Active`] (storage writes, key-state reads, a key's first use)
+//!   goes to the node last seen active (`sys/health` answers 200), probing all nodes when
+//!   that is unknown (at most every [`PROBE_EVERY`]);
+//! - every response's `X-Vault-Index` is kept and sent back on later requests with
+//!   `X-Vault-Inconsistent: forward-active-node`, so a standby that has not applied our own
+//!   last write forwards the request to the active node instead of answering stale.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use kms_types::config::{TlsConfig, VaultConfig};
-use kms_types::error::{BoxError, KmsError};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use kms_types::config::VaultConfig;
+use kms_types::error::KmsError;
+use kms_types::secret::SecretString;
+use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
-use vaultrs::api::EndpointMiddleware;
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
-use vaultrs::error::ClientError;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
 
-/// Transit's body for a ciphertext that does not authenticate (HTTP 400 in OpenBao, 500 in
-/// Vault since 1.6): never retried, always [`KmsError::Crypto`].
-const AUTH_FAILED: &str = "message authentication failed";
+use crate::classify::{CallError, Class, vault_errors};
+
+/// How long a node that failed as unreachable is skipped.
+pub(crate) const NODE_COOL_OFF: Duration = Duration::from_secs(1);
+/// Least time between two probes of every node's `sys/health`.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// Deadline of one `sys/health` probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+const INDEX: HeaderName = HeaderName::from_static("x-vault-index");
+const INCONSISTENT: HeaderName = HeaderName::from_static("x-vault-inconsistent");
 
 /// Counters of what the transport did, for tests and metrics.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) requests: AtomicU64,
-    pub(crate) retries: AtomicU64,
     pub(crate) logins: AtomicU64,
     pub(crate) renewals: AtomicU64,
+    pub(crate) probes: AtomicU64,
 }
 
 /// A snapshot of the transport's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct TransportStats {
-    /// HTTP requests sent (every attempt counts).
+    /// HTTP requests sent to Vault (every attempt of every call counts; probes do not).
     pub requests: u64,
-    /// Attempts that were retries of a failed attempt.
-    pub retries: u64,
     /// Successful AppRole logins.
     pub logins: u64,
     /// Successful token renewals.
     pub renewals: u64,
+    /// `sys/health` probes sent to find the active node.
+    pub probes: u64,
 }
 
-/// Why one call to Vault failed, before it is mapped to a [`KmsError`].
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CallError {
-    /// No HTTP response: connection refused or reset, attempt timed out, TLS failure.
-    #[error("vault unreachable")]
-    Transport(#[source] BoxError),
-    /// Vault answered with an error status.
-    #[error("vault returned HTTP {code}: {}", errors.join("; "))]
-    Status {
-        /// HTTP status.
-        code: u16,
-        /// Vault's `errors` array (messages carry no secrets).
-        errors: Vec<String>,
-    },
-    /// Vault answered 2xx with a body we cannot use.
-    #[error("unexpected response from vault: {0}")]
-    Decode(String),
-    /// No call was made: obtaining a session failed (already a typed error).
-    #[error("no vault session: {0}")]
-    Session(Box<KmsError>),
-}
-
-impl CallError {
-    /// Whether the body says the ciphertext did not authenticate.
-    pub(crate) fn is_auth_failure(&self) -> bool {
-        matches!(self, Self::Status { errors, .. } if errors.iter().any(|e| e.contains(AUTH_FAILED)))
-    }
-
-    /// Whether this error names `needle` in Vault's messages.
-    pub(crate) fn says(&self, needle: &str) -> bool {
-        matches!(self, Self::Status { errors, .. } if errors.iter().any(|e| e.contains(needle)))
-    }
-
-    /// The HTTP status, if Vault answered.
-    pub(crate) fn status(&self) -> Option<u16> {
-        match self {
-            Self::Status { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-
-    /// Transient: no response, or a 5xx that is not an authentication failure. 4xx,
-    /// permission errors and "message authentication failed" are never retried.
-    pub(crate) fn is_transient(&self) -> bool {
-        match self {
-            Self::Transport(_) => true,
-            Self::Status { code, .. } => *code >= 500 && !self.is_auth_failure(),
-            Self::Decode(_) | Self::Session(_) => false,
-        }
-    }
-
-    /// The generic mapping: 401/403 → `Unauthorized`, transient → retryable `Backend`,
-    /// anything else → permanent `Backend`. Callers map the cases they know first.
-    pub(crate) fn into_kms(self, what: &str) -> KmsError {
-        if let Self::Session(e) = self {
-            return *e;
-        }
-        match self.status() {
-            Some(401 | 403) => KmsError::Unauthorized {
-                message: format!("vault refused {what} (check the token and its policy)"),
-                source: Some(Box::new(self)),
-            },
-            _ => {
-                let retryable = self.is_transient();
-                KmsError::backend_with_source(format!("vault: {what} failed"), retryable, self)
-            }
-        }
-    }
-}
-
-impl From<ClientError> for CallError {
-    fn from(e: ClientError) -> Self {
-        use vaultrs::error::ClientError as C;
-        match e {
-            C::APIError { code, errors } => Self::Status { code, errors },
-            C::RestClientError { source } => from_rustify(source),
-            C::ResponseEmptyError | C::ResponseDataEmptyError => Self::Decode("empty response".into()),
-            C::JsonParseError { source } => Self::Decode(source.to_string()),
-            other => Self::Decode(other.to_string()),
-        }
-    }
-}
-
-fn from_rustify(e: rustify::errors::ClientError) -> CallError {
-    use rustify::errors::ClientError as R;
-    match e {
-        R::ServerResponseError { code, content } => {
-            CallError::Status { code, errors: vault_errors(content.as_deref().unwrap_or("").as_bytes()) }
-        }
-        e @ (R::RequestError { .. } | R::ResponseError { .. }) => CallError::Transport(Box::new(e)),
-        other => CallError::Decode(other.to_string()),
-    }
-}
-
-/// The `errors` array of a Vault error body (empty when the body is not one).
-fn vault_errors(body: &[u8]) -> Vec<String> {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| serde_json::from_value::<Vec<String>>(v.get("errors")?.clone()).ok())
-        .unwrap_or_default()
-}
-
-impl From<reqwest::Error> for CallError {
-    fn from(e: reqwest::Error) -> Self {
-        if e.is_decode() { Self::Decode(e.to_string()) } else { Self::Transport(Box::new(e)) }
-    }
-}
-
-/// HTTP methods the raw calls use.
-#[derive(Debug, Clone, Copy)]
+/// HTTP methods the calls use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Method {
     Get,
     Post,
     List,
+    Delete,
 }
 
-/// The pooled connection to one Vault server.
+/// Which node a call should go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Any serving node, round-robin.
+    Spread,
+    /// The active node when known (else any).
+    Active,
+}
+
+#[derive(Debug, Default)]
+struct Topology {
+    /// Per node: skipped until then.
+    down_until: Vec<Option<Instant>>,
+    /// The node that last answered `sys/health` with 200.
+    active: Option<usize>,
+    last_probe: Option<Instant>,
+    /// The last `X-Vault-Index` a response carried.
+    index: Option<HeaderValue>,
+}
+
+/// The pooled connection to the configured Vault nodes.
 pub(crate) struct Transport {
     http: reqwest::Client,
-    address: String,
+    nodes: Vec<String>,
     namespace: Option<String>,
-    retry_attempts: u32,
+    topology: Mutex<Topology>,
+    next: AtomicUsize,
     pub(crate) counters: Counters,
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transport")
-            .field("address", &self.address)
+            .field("nodes", &self.nodes)
             .field("namespace", &self.namespace)
-            .field("retry_attempts", &self.retry_attempts)
             .finish_non_exhaustive()
     }
 }
 
 impl Transport {
     /// Builds the HTTP client: rustls with the `ring` provider, the configured TLS options,
-    /// per-request timeout `timeout`.
-    pub(crate) fn new(config: &VaultConfig, timeout: Duration, retry_attempts: u32) -> Result<Self, KmsError> {
-        let tls = tls_config(config.tls.as_ref())?;
+    /// no redirects, `attempt_timeout` per request.
+    pub(crate) fn new(config: &VaultConfig, attempt_timeout: Duration) -> Result<Self, KmsError> {
+        let tls = crate::tls::tls_config(config.tls.as_ref())?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(attempt_timeout.min(Duration::from_secs(2)))
+            .timeout(attempt_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| KmsError::configuration("backend_config.tls", format!("cannot build the HTTP client: {e}")))?;
+        let nodes = config.address.urls().to_vec();
+        if nodes.is_empty() {
+            return Err(KmsError::configuration("backend_config.address", "must name at least one Vault node"));
+        }
+        let topology = Topology { down_until: vec![None; nodes.len()], ..Topology::default() };
         Ok(Self {
             http,
-            address: config.address.trim_end_matches('/').to_owned(),
+            nodes,
             namespace: config.namespace.clone().filter(|n| !n.is_empty()),
-            retry_attempts,
+            topology: Mutex::new(topology),
+            next: AtomicUsize::new(0),
             counters: Counters::default(),
         })
     }
 
-    /// A `vaultrs` client that sends `token` (empty: none) over the shared connection pool.
-    pub(crate) fn vault_client(&self, token: &str) -> Result<VaultClient, KmsError> {
-        let mut settings = VaultClientSettingsBuilder::default();
-        settings
-            .address(&self.address)
-            .token(token)
-            .ca_certs(Vec::new())
-            .identity(None)
-            .verify(true)
-            .timeout(None)
-            .namespace(self.namespace.clone())
-            .wrapping(false);
-        let settings =
-            settings.build().map_err(|e| KmsError::configuration("backend_config.address", e.to_string()))?;
-        let middle = EndpointMiddleware {
-            token: token.to_owned(),
-            version: "v1".into(),
-            wrap: None,
-            namespace: self.namespace.clone(),
-        };
-        let http = rustify::clients::reqwest::Client::new(&self.address, self.http.clone());
-        Ok(VaultClient { http, middle, settings })
+    fn topology(&self) -> MutexGuard<'_, Topology> {
+        // Only routing hints live here; after a panic elsewhere they are still usable.
+        self.topology.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends one raw JSON request to `/v1/{path}`; returns the body (`None` for 204).
-    pub(crate) async fn raw(
+    /// The configured nodes.
+    pub(crate) fn nodes(&self) -> &[String] {
+        &self.nodes
+    }
+
+    /// Sends one JSON request to `/v1/{path}` on the node `route` picks; returns the body
+    /// (`None` for 204).
+    pub(crate) async fn call(
         &self,
-        token: Option<&str>,
+        token: Option<&SecretString>,
+        route: Route,
         method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
     ) -> Result<Option<Value>, CallError> {
-        let (status, bytes) = self.raw_status(token, method, path, query, body).await?;
+        if route == Route::Active && self.needs_probe() {
+            self.probe().await;
+        }
+        let node = self.pick(route);
+        let result = self.send(node, token, method, path, query, body).await;
+        let (status, bytes) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.note_failure(node, e.class());
+                return Err(e);
+            }
+        };
         if !(200..300).contains(&status) {
-            return Err(CallError::Status { code: status, errors: vault_errors(&bytes) });
+            let e = CallError::Status { code: status, errors: vault_errors(&bytes) };
+            self.note_failure(node, e.class());
+            return Err(e);
         }
         if bytes.is_empty() {
             return Ok(None);
@@ -244,81 +181,147 @@ impl Transport {
         serde_json::from_slice(&bytes).map(Some).map_err(|e| CallError::Decode(e.to_string()))
     }
 
-    /// Sends one raw request and returns the status and body, whatever the status.
-    pub(crate) async fn raw_status(
+    async fn send(
         &self,
-        token: Option<&str>,
+        node: usize,
+        token: Option<&SecretString>,
         method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<Vec<u8>>,
-    ) -> Result<(u16, Vec<u8>), CallError> {
-        let url = format!("{}/v1/{}", self.address, path);
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), CallError> {
+        let base = &self.nodes[node];
         let method = match method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
+            Method::Delete => reqwest::Method::DELETE,
             Method::List => reqwest::Method::from_bytes(b"LIST").expect("LIST is a valid method token"),
         };
-        let mut request = self.http.request(method, url).header("X-Vault-Request", "true");
+        let mut request = self.http.request(method, format!("{base}/v1/{path}")).header("X-Vault-Request", "true");
         if !query.is_empty() {
             request = request.query(query);
         }
         if let Some(token) = token {
-            request = request.header("X-Vault-Token", token);
+            let mut value = HeaderValue::from_str(token.expose_secret())
+                .map_err(|_| CallError::Decode("the Vault token is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            request = request.header("X-Vault-Token", value);
         }
         if let Some(ns) = &self.namespace {
             request = request.header("X-Vault-Namespace", ns);
+        }
+        if let Some(index) = self.topology().index.clone() {
+            request = request.header(INDEX, index).header(INCONSISTENT, "forward-active-node");
         }
         if let Some(body) = body {
             request = request.header("Content-Type", "application/json").body(body);
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let response = request.send().await?;
+        let lost = |e: reqwest::Error| CallError::Transport { node: base.clone(), source: Box::new(e) };
+        let response = request.send().await.map_err(lost)?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await?.to_vec();
-        Ok((status, bytes))
-    }
-
-    /// Counts a request made through a `vaultrs` client.
-    pub(crate) fn count_request(&self) {
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Runs `attempt` once, and again on transient failures when `idempotent`, up to
-    /// `retry_attempts` more times, sleeping with exponential backoff and full jitter.
-    pub(crate) async fn retry<T, F, Fut>(&self, idempotent: bool, mut attempt: F) -> Result<T, CallError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, CallError>>,
-    {
-        let mut tries = 0u32;
-        loop {
-            match attempt().await {
-                Ok(v) => return Ok(v),
-                Err(e) if idempotent && e.is_transient() && tries < self.retry_attempts => {
-                    tries += 1;
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(attempt = tries, error = %e, "vault call failed; retrying");
-                    tokio::time::sleep(backoff(tries, Duration::from_millis(50), Duration::from_secs(2))).await;
-                }
-                Err(e) => return Err(e),
-            }
+        if let Some(index) = response.headers().get(INDEX).cloned() {
+            self.topology().index = Some(index);
         }
+        let bytes = response.bytes().await.map_err(lost)?.to_vec();
+        if (200..300).contains(&status) {
+            self.topology().down_until[node] = None;
+        }
+        Ok((status, Zeroizing::new(bytes)))
+    }
+
+    /// The node for the next call.
+    fn pick(&self, route: Route) -> usize {
+        let now = Instant::now();
+        let topology = self.topology();
+        let up: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| topology.down_until[i].is_none_or(|t| now >= t)).collect();
+        if route == Route::Active
+            && let Some(active) = topology.active
+            && up.contains(&active)
+        {
+            return active;
+        }
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        if up.is_empty() { turn % self.nodes.len() } else { up[turn % up.len()] }
+    }
+
+    fn note_failure(&self, node: usize, class: Class) {
+        let mut topology = self.topology();
+        match class {
+            Class::NodeDown => {
+                topology.down_until[node] = Some(Instant::now() + NODE_COOL_OFF);
+                if topology.active == Some(node) {
+                    topology.active = None;
+                }
+            }
+            Class::NoLeader => topology.active = None,
+            Class::Retry | Class::Final => {}
+        }
+    }
+
+    fn needs_probe(&self) -> bool {
+        let topology = self.topology();
+        self.nodes.len() > 1
+            && topology.active.is_none()
+            && topology.last_probe.is_none_or(|t| t.elapsed() >= PROBE_EVERY)
+    }
+
+    /// Asks every node's `sys/health` (concurrently, each bounded by [`PROBE_TIMEOUT`]) which
+    /// is active (200), which serve as standbys (429, 473), which do not (sealed 503,
+    /// uninitialised 501, unreachable: 0). Returns the statuses in node order.
+    pub(crate) async fn probe(&self) -> Vec<u16> {
+        self.topology().last_probe = Some(Instant::now());
+        let probes = (0..self.nodes.len()).map(|i| async move {
+            self.counters.probes.fetch_add(1, Ordering::Relaxed);
+            let url = format!("{}/v1/sys/health", self.nodes[i]);
+            let sent = self.http.get(url).timeout(PROBE_TIMEOUT).send().await;
+            sent.map(|r| r.status().as_u16()).unwrap_or(0)
+        });
+        let statuses = join_all(probes).await;
+        let mut topology = self.topology();
+        let now = Instant::now();
+        for (i, status) in statuses.iter().enumerate() {
+            topology.down_until[i] = if matches!(status, 200 | 429 | 473) { None } else { Some(now + NODE_COOL_OFF) };
+        }
+        topology.active = statuses.iter().position(|s| *s == 200);
+        statuses
     }
 
     /// A snapshot of the counters.
     pub(crate) fn stats(&self) -> TransportStats {
         TransportStats {
             requests: self.counters.requests.load(Ordering::Relaxed),
-            retries: self.counters.retries.load(Ordering::Relaxed),
             logins: self.counters.logins.load(Ordering::Relaxed),
             renewals: self.counters.renewals.load(Ordering::Relaxed),
+            probes: self.counters.probes.load(Ordering::Relaxed),
         }
     }
 }
 
+/// Runs the futures concurrently and returns their outputs in order (a handful of probes;
+/// no extra dependency for it).
+async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, fut) in out.iter_mut().zip(pinned.iter_mut()) {
+            if slot.is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    out.into_iter().map(|v| v.expect("every future completed")).collect()
+}
+
 /// Exponential backoff with full jitter: a random delay in `[base·2^(n-1)/2, base·2^(n-1)]`,
-/// capped at `cap`.
+/// capped at `cap` (logins and check-and-set contention).
 pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(cap);
     let half = exp / 2;
@@ -335,123 +338,22 @@ fn jitter_fraction() -> f64 {
     }
 }
 
-/// The rustls client configuration for `tls` (`None`: system roots, verification on).
-pub(crate) fn tls_config(tls: Option<&TlsConfig>) -> Result<rustls::ClientConfig, KmsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| KmsError::configuration("backend_config.tls", e.to_string()))?;
-    let default = TlsConfig::default();
-    let tls = tls.unwrap_or(&default);
-    let builder = if tls.skip_verify {
-        tracing::warn!("TLS certificate verification of the Vault server is disabled (skip_verify)");
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-    } else {
-        let mut roots = RootCertStore::empty();
-        if let Some(path) = &tls.ca_cert_path {
-            let field = "backend_config.tls.ca_cert_path";
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| KmsError::configuration(field, format!("cannot read {}: {e}", path.display())))?;
-            for cert in certs {
-                let cert = cert.map_err(|e| KmsError::configuration(field, format!("bad PEM: {e}")))?;
-                roots.add(cert).map_err(|e| KmsError::configuration(field, format!("bad CA certificate: {e}")))?;
-            }
-            if roots.is_empty() {
-                return Err(KmsError::configuration(field, "holds no certificate"));
-            }
-        } else {
-            let native = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(native.certs);
-        }
-        builder.with_root_certificates(roots)
-    };
-    match (&tls.client_cert_path, &tls.client_key_path) {
-        (Some(cert_path), Some(key_path)) => {
-            let field = "backend_config.tls.client_cert_path";
-            let certs = CertificateDer::pem_file_iter(cert_path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| KmsError::configuration(field, format!("cannot read {}: {e}", cert_path.display())))?;
-            if certs.is_empty() {
-                return Err(KmsError::configuration(field, "holds no certificate"));
-            }
-            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-                KmsError::configuration("backend_config.tls.client_key_path", format!("cannot read the key: {e}"))
-            })?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| KmsError::configuration(field, format!("unusable client certificate: {e}")))
-        }
-        (None, None) => Ok(builder.with_no_client_auth()),
-        _ => Err(KmsError::configuration(
-            "backend_config.tls.client_cert_path",
-            "client_cert_path and client_key_path must be given together",
-        )),
-    }
-}
-
-/// `skip_verify`: accepts any server certificate but still checks handshake signatures.
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kms_types::config::VaultAuthMethod;
 
-    #[test]
-    fn only_transient_errors_are_retried() {
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        assert!(CallError::Transport(Box::new(io)).is_transient());
-        assert!(CallError::Status { code: 503, errors: vec!["sealed".into()] }.is_transient());
-        assert!(CallError::Status { code: 502, errors: vec![] }.is_transient());
-        let mac = CallError::Status { code: 500, errors: vec!["cipher: message authentication failed".into()] };
-        assert!(!mac.is_transient(), "a wrong context must never be retried");
-        assert!(mac.is_auth_failure());
-        assert!(!CallError::Status { code: 403, errors: vec!["permission denied".into()] }.is_transient());
-        assert!(!CallError::Status { code: 400, errors: vec![] }.is_transient());
-        assert!(!CallError::Decode("x".into()).is_transient());
-    }
-
-    #[test]
-    fn permission_errors_map_to_unauthorized() {
-        let e = CallError::Status { code: 403, errors: vec!["permission denied".into()] }.into_kms("encrypt");
-        assert!(matches!(e, KmsError::Unauthorized { .. }), "{e:?}");
-        let e = CallError::Status { code: 503, errors: vec![] }.into_kms("encrypt");
-        assert!(e.is_retryable());
+    fn transport(addresses: &str) -> Transport {
+        let config = VaultConfig {
+            address: addresses.into(),
+            auth_method: VaultAuthMethod::Token { token: "t".into() },
+            namespace: None,
+            mount_path: "transit".into(),
+            kv_mount: "secret".into(),
+            key_path_prefix: "kms/keys".into(),
+            tls: None,
+        };
+        Transport::new(&config, Duration::from_secs(1)).unwrap()
     }
 
     #[test]
@@ -463,18 +365,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tls_options_are_checked() {
-        let mut missing = TlsConfig::default();
-        missing.ca_cert_path = Some("/nonexistent/ca.pem".into());
-        let err = tls_config(Some(&missing)).unwrap_err();
-        assert!(matches!(err, KmsError::Configuration { ref field, .. } if field == "backend_config.tls.ca_cert_path"));
-        let mut half = TlsConfig::default();
-        half.client_cert_path = Some("/x".into());
-        assert!(tls_config(Some(&half)).is_err());
-        tls_config(None).unwrap();
-        let mut skip = TlsConfig::default();
-        skip.skip_verify = true;
-        tls_config(Some(&skip)).unwrap();
+    #[tokio::test]
+    async fn spread_skips_a_node_that_is_down_and_active_prefers_the_active_node() {
+        let t = transport("http://127.0.0.1:1,http://127.0.0.1:2,http://127.0.0.1:3");
+        let picks: std::collections::BTreeSet<usize> = (0..6).map(|_| t.pick(Route::Spread)).collect();
+        assert_eq!(picks.len(), 3, "crypto is spread over every node");
+        t.note_failure(1, Class::NodeDown);
+        assert!((0..12).all(|_| t.pick(Route::Spread) != 1), "a node that is down is skipped");
+        t.topology().active = Some(2);
+        assert!((0..5).all(|_| t.pick(Route::Active) == 2));
+        t.note_failure(2, Class::NoLeader);
+        assert_eq!(t.topology().active, None, "no leader: forget the active node");
+        for i in 0..3 {
+            t.note_failure(i, Class::NodeDown);
+        }
+        let picks: std::collections::BTreeSet<usize> = (0..6).map(|_| t.pick(Route::Spread)).collect();
+        assert_eq!(picks.len(), 3, "all down: try them all rather than none");
     }
 }

@@ -35,8 +35,11 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             };
             let route = if args.no_plaintext { "generate-data-key-without-plaintext" } else { "generate-data-key" };
             let path = format!("/kms/v1/keys/{}/{route}", segment(&args.key_id)?);
-            let v: Value = client.call(Method::POST, &path, Some(&body)).await?;
+            // The answer holds the plaintext data key: parsed from a buffer that is then
+            // zeroized, printed (what this command is for), then wiped.
+            let mut v: Value = client.call_secret(Method::POST, &path, Some(&body)).await?;
             show(&global, &v, output::fields);
+            wipe_strings(&mut v);
             Ok(())
         }
         Command::Status => service(&client(&global)?, &global, ServiceCommand::Status).await,
@@ -57,6 +60,16 @@ fn client(global: &GlobalArgs) -> Result<Client, CliError> {
         eprintln!("kms: {warning}");
     }
     Ok(Client::new(&global.url, resolved.token, global.ca_cert.as_deref())?.explain_refusal(resolved.on_refusal))
+}
+
+/// Overwrites every string of `v` (an answer that held key material) before it is dropped.
+fn wipe_strings(v: &mut Value) {
+    match v {
+        Value::String(s) => zeroize::Zeroize::zeroize(s),
+        Value::Array(items) => items.iter_mut().for_each(wipe_strings),
+        Value::Object(map) => map.values_mut().for_each(wipe_strings),
+        _ => {}
+    }
 }
 
 fn show(global: &GlobalArgs, v: &Value, human: impl FnOnce(&Value)) {
@@ -241,6 +254,14 @@ fn token(cmd: TokenCommand) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_with_key_material_is_wiped_after_it_is_shown() {
+        let mut v = serde_json::json!({"key_id": "k", "plaintext_key": "c2VjcmV0", "nested": {"a": ["xyz"]}});
+        wipe_strings(&mut v);
+        // `String::zeroize` overwrites the bytes, then empties the string.
+        assert_eq!(v, serde_json::json!({"key_id": "", "plaintext_key": "", "nested": {"a": [""]}}));
+    }
 
     #[test]
     fn pairs_parse_and_reject_garbage() {

@@ -4,8 +4,6 @@
 use std::io::Read;
 use std::path::Path;
 
-use kms_types::config::KmsConfig;
-
 use crate::cli::ConfigCommand;
 use crate::client::CliError;
 use crate::serve::{FileConfig, toml_error};
@@ -58,7 +56,7 @@ pub(crate) fn check(config: &FileConfig) -> Result<(), String> {
     kms_admin::auth::Authenticator::new(&config.server.identities)
         .map_err(|e| format!("option `server.identities`: {e}"))?;
     if let Some(request) = &config.kms {
-        KmsConfig::from(request).validate().map_err(|e| format!("option `kms`: {e}"))?;
+        request.to_config().and_then(|config| config.validate()).map_err(|e| format!("option `kms`: {e}"))?;
     }
     Ok(())
 }

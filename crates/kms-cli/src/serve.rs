@@ -11,7 +11,7 @@ use kms_admin::config::ServerConfig;
 use kms_admin::store::{ConfigStore, PersistedState, write_private_file};
 use kms_admin::{App, Server};
 use kms_core::service_manager::KmsServiceManager;
-use kms_types::api_types::ConfigureKmsRequest;
+use kms_types::api_types::ConfigureBody;
 use kms_types::config::{KmsConfig, LocalConfig, MasterKeySource};
 use ring::rand::SecureRandom;
 use serde::Deserialize;
@@ -53,7 +53,7 @@ pub(crate) struct FileConfig {
     pub(crate) server: ServerConfig,
     /// The service configuration to use when none is saved.
     #[serde(default)]
-    pub(crate) kms: Option<ConfigureKmsRequest>,
+    pub(crate) kms: Option<ConfigureBody>,
 }
 
 /// Everything `kms serve` runs with, after merging flags, environment and file.
@@ -72,7 +72,7 @@ pub(crate) struct Settings {
     /// The HTTP server.
     pub(crate) server: ServerConfig,
     /// Initial service configuration.
-    pub(crate) kms: Option<ConfigureKmsRequest>,
+    pub(crate) kms: Option<ConfigureBody>,
 }
 
 /// Merges flags and environment (clap has read both) over the file over the defaults.
@@ -107,7 +107,12 @@ pub(crate) fn settings(args: &ServeArgs) -> Result<Settings, CliError> {
         bootstrap_admin: file.bootstrap_admin.unwrap_or(true),
         allow_core_dumps: args.allow_core_dumps || file.allow_core_dumps.unwrap_or(false),
         server,
-        kms: file.kms,
+        // KMS_VAULT_ADDR, KMS_VAULT_CACERT, KMS_VAULT_CLIENT_CERT, KMS_VAULT_CLIENT_KEY.
+        kms: file
+            .kms
+            .map(|body| body.with_vault_env(|name| std::env::var(name).ok()))
+            .transpose()
+            .map_err(|e| CliError::usage(e.to_string()))?,
     })
 }
 
@@ -322,7 +327,7 @@ async fn resume(
         Some(state) => (state, false),
         None => {
             let config = match &settings.kms {
-                Some(request) => KmsConfig::from(request),
+                Some(body) => body.to_config().map_err(|e| CliError::usage(format!("[kms]: {e}")))?,
                 None => default_local_config(data_dir)?,
             };
             (PersistedState { config, running: true }, true)
@@ -384,7 +389,7 @@ mod tests {
         assert_eq!(file.server.max_connections, 64);
         assert_eq!(file.server.identities[0].allow[0].keys, vec!["app-*".to_owned()]);
         assert!(file.server.tls.unwrap().client_ca_path.is_some());
-        assert!(matches!(file.kms, Some(ConfigureKmsRequest::Vault(_))));
+        assert!(matches!(file.kms.map(|b| b.request), Some(kms_types::api_types::ConfigureKmsRequest::Vault(_))));
         assert!(toml::from_str::<FileConfig>("datadir = 'x'").is_err());
     }
 

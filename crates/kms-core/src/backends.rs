@@ -174,10 +174,49 @@ pub trait KmsBackend: Send + Sync {
         None
     }
 
+    /// What the manager may do after `error` (the manager is the one place that retries;
+    /// the backend knows what its failures mean). The default: retryable errors
+    /// ([`KmsError::is_retryable`]) are retried, anything else is final.
+    fn retry_class(&self, error: &KmsError) -> RetryClass {
+        if error.is_retryable() { RetryClass::Retry } else { RetryClass::Final }
+    }
+
+    /// Whether calls that create or change something (`create_key`, `encrypt`,
+    /// `generate_data_key`, `re_encrypt`, every key-state and metadata change) may be tried
+    /// again after a retryable failure. A backend says yes only when a repeat can never apply
+    /// a change twice or report a conflict that did not happen (the Vault backend reads a
+    /// write whose reply was lost back). Default: no, they run once.
+    fn writes_are_retry_safe(&self) -> bool {
+        false
+    }
+
+    /// For a backend shared by several servers (Vault): how long key metadata may be cached
+    /// before a change made elsewhere must be seen. The manager caps its own cache's TTL to
+    /// it. `None` (the default): this process is the only writer.
+    fn metadata_staleness_bound(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Drops every cache the backend holds (`POST /kms/v1/cache/clear`). Default: none held.
+    async fn clear_caches(&self) {}
+
     /// The error an unimplemented optional operation returns.
     fn unsupported(&self, operation: &'static str) -> KmsError {
         KmsError::Unsupported { operation, backend: self.backend_name() }
     }
+}
+
+/// How the manager treats a failed call (see [`KmsBackend::retry_class`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryClass {
+    /// The answer stands (bad request, crypto failure, not found, refused...).
+    Final,
+    /// A transient failure of the call: retried at most `retry_attempts` times.
+    Retry,
+    /// The part of the backend that was asked cannot serve now (a node down, no leader
+    /// elected yet): retried on another node for as long as the call's budget lasts.
+    Move,
 }
 
 /// Builds a backend of one kind from a validated configuration.

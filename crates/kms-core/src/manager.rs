@@ -1,17 +1,30 @@
 //! [`KmsManager`]: the policy layer around one backend.
 //!
-//! Every call runs under the configured timeout (an attempt that overruns it becomes
-//! [`KmsError::Timeout`]). Idempotent reads (`describe_key`, `list_keys`, `decrypt`,
-//! `health_check`) are retried with exponential backoff and jitter when the error
-//! [`is_retryable`](KmsError::is_retryable) (a transient backend failure or a timeout), never
-//! on crypto, not-found, key-state or authorization errors; calls that create something
-//! (`encrypt`, `generate_data_key`, `create_key`, ...) run exactly once. Key metadata from
-//! `describe_key` is kept in an LRU cache bounded by [`CacheConfig`] (entries and TTL); every
-//! mutation of a key removes its entry, and a describe that raced with a mutation does not
-//! put its (possibly stale) answer back.
+//! **The one place that retries.** Every call has a budget, `KmsConfig::timeout` (30 s by
+//! default: longer than an OpenBao Raft election with default timing, ~9-14 s), covering all
+//! its attempts and the pauses between them. Each attempt runs under [`attempt_timeout`] of
+//! that budget (a quarter, 1 to 10 s); backends and transports below never retry on their
+//! own. After a failed attempt the backend classifies the error
+//! (`KmsBackend::retry_class`):
+//! - [`RetryClass::Final`]: returned at once (crypto, not-found, key-state, authorization,
+//!   bad request);
+//! - [`RetryClass::Retry`]: a transient failure, retried at most `retry_attempts` times;
+//! - [`RetryClass::Move`]: the node asked cannot serve (down, sealed, no leader elected yet):
+//!   retried, on another node, for as long as the budget lasts.
 //!
-//! The timeout applies to each attempt, so a read may take up to
-//! `(retries + 1) × timeout` plus the backoff delays.
+//! Pauses grow exponentially with "equal jitter" ([`RetryPolicy`]), and no call makes more
+//! than [`MAX_ATTEMPTS`] attempts. `retry_attempts = 0` turns retries off. Reads are always
+//! retried; calls that create or change something only when the backend says a repeat is
+//! safe (`KmsBackend::writes_are_retry_safe`:
+//! the Vault backend reads a write whose reply was lost back, and records a rotation that
+//! already happened instead of rotating twice); otherwise they run once, under the whole
+//! budget.
+//!
+//! Key metadata from `describe_key` is kept in an LRU cache bounded by [`CacheConfig`]
+//! (entries and TTL; for a backend shared by several servers the TTL is capped to
+//! `KmsBackend::metadata_staleness_bound`);
+//! every mutation of a key removes its entry, and a describe that raced with a mutation does
+//! not put its (possibly stale) answer back.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
@@ -48,7 +61,16 @@ use kms_types::types::{
 use lru::LruCache;
 use tokio::time::Instant;
 
-use crate::backends::KmsBackend;
+use crate::backends::{KmsBackend, RetryClass};
+
+/// Most attempts one call makes, whatever its budget.
+pub const MAX_ATTEMPTS: u32 = 48;
+
+/// The deadline of one attempt of a call whose whole budget is `budget`: a quarter of it,
+/// between 1 and 10 seconds (never more than the budget).
+pub fn attempt_timeout(budget: Duration) -> Duration {
+    (budget / 4).clamp(Duration::from_secs(1), Duration::from_secs(10)).min(budget)
+}
 
 /// Backoff of retried reads: attempt `n` (from 0) waits a random time in
 /// `[d/2, d]` where `d = min(max_delay, base_delay × 2ⁿ)` ("equal jitter").
@@ -67,7 +89,7 @@ impl Default for RetryPolicy {
         Self {
             max_retries: kms_types::config::DEFAULT_RETRY_ATTEMPTS,
             base_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(1),
         }
     }
 }
@@ -95,9 +117,9 @@ fn jitter_fraction() -> f64 {
 /// How a [`KmsManager`] treats its backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagerOptions {
-    /// Deadline of each backend call attempt.
+    /// Budget of each call: all its attempts and the pauses between them.
     pub timeout: Duration,
-    /// Retries of idempotent reads.
+    /// Retries of transient failures, and the pauses between attempts.
     pub retry: RetryPolicy,
     /// Metadata cache bounds; `None` disables the cache.
     pub cache: Option<CacheConfig>,
@@ -148,7 +170,14 @@ impl KmsManager {
 
     /// A manager over `backend` with explicit options.
     pub fn with_options(backend: Arc<dyn KmsBackend>, options: ManagerOptions) -> Self {
-        let cache = options.cache.as_ref().map(MetadataCache::new);
+        let bound = backend.metadata_staleness_bound();
+        let cache = options.cache.as_ref().map(|config| {
+            let mut config = config.clone();
+            if let Some(bound) = bound {
+                config.ttl = config.ttl.min(bound);
+            }
+            MetadataCache::new(&config)
+        });
         Self { backend, options, cache }
     }
 
@@ -162,39 +191,74 @@ impl KmsManager {
         &self.options
     }
 
-    async fn once<T>(&self, operation: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
-        let after = self.options.timeout;
-        tokio::time::timeout(after, call).await.unwrap_or(Err(KmsError::Timeout { operation, after }))
-    }
-
-    async fn read<T, F, Fut>(&self, operation: &'static str, mut call: F) -> Result<T>
+    /// Runs `call` until it succeeds, fails for good, or the budget is spent (see the
+    /// [module docs](self)).
+    async fn run<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let mut retry = 0;
+        self.run_with(operation, true, call).await
+    }
+
+    /// [`run`](Self::run) for a call that creates or changes something.
+    async fn run_write<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.run_with(operation, self.backend.writes_are_retry_safe(), call).await
+    }
+
+    async fn run_with<T, F, Fut>(&self, operation: &'static str, may_retry: bool, mut call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let budget = self.options.timeout;
+        let may_retry = may_retry && self.options.retry.max_retries > 0;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let mut retries = 0u32;
         loop {
-            match self.once(operation, call()).await {
-                Err(e) if e.is_retryable() && retry < self.options.retry.max_retries => {
-                    let delay = self.options.retry.delay(retry);
-                    retry += 1;
-                    tracing::debug!(operation, retry, ?delay, error = %e, "retrying a transient kms failure");
-                    tokio::time::sleep(delay).await;
-                }
-                other => return other,
+            let per_attempt = if may_retry { attempt_timeout(budget) } else { budget };
+            let per_attempt = per_attempt.min(budget.saturating_sub(started.elapsed()));
+            let result = tokio::time::timeout(per_attempt, call())
+                .await
+                .unwrap_or(Err(KmsError::Timeout { operation, after: per_attempt }));
+            let error = match result {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            let class = self.backend.retry_class(&error);
+            let max_retries = self.options.retry.max_retries;
+            let allowed = may_retry
+                && match class {
+                    RetryClass::Retry => retries < max_retries,
+                    RetryClass::Move => true,
+                    _ => false,
+                };
+            let delay = self.options.retry.delay(attempt);
+            if !allowed || attempt + 1 >= MAX_ATTEMPTS || started.elapsed() + delay >= budget {
+                return Err(error);
             }
+            if class == RetryClass::Retry {
+                retries += 1;
+            }
+            attempt += 1;
+            tracing::debug!(operation, attempt, ?class, ?delay, error = %error, "retrying a kms call");
+            tokio::time::sleep(delay).await;
         }
     }
 
-    /// Runs a mutation of `key_id` once and drops its cache entry, whatever the outcome (a
-    /// timed-out mutation may still have happened).
-    async fn mutate<T>(
-        &self,
-        operation: &'static str,
-        key_id: &str,
-        call: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let result = self.once(operation, call).await;
+    /// Runs a mutation of `key_id` and drops its cache entry, whatever the outcome (a
+    /// failed mutation may still have happened).
+    async fn mutate<T, F, Fut>(&self, operation: &'static str, key_id: &str, call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let result = self.run_write(operation, call).await;
         self.invalidate(key_id);
         result
     }
@@ -217,17 +281,23 @@ impl KmsManager {
     pub async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
         kms_types::limits::validate_create_metadata(&request)?;
         let name = request.key_name.clone();
-        let result = self.once("create_key", self.backend.create_key(request)).await;
+        let result = self.run_write("create_key", || self.backend.create_key(request.clone())).await;
         if let Some(name) = name {
             self.invalidate(&name);
         }
         result
     }
 
-    /// Encrypts (once: never retried).
+    /// Encrypts (a retry makes a new ciphertext; a lost one is never seen by anyone).
     pub async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
         let key_id = request.key_id.clone();
-        let result = self.once("encrypt", self.backend.encrypt(request)).await;
+        // A deliberate copy per attempt (zeroized on drop): the plaintext is not `Clone`.
+        let attempt = || EncryptRequest {
+            key_id: request.key_id.clone(),
+            plaintext: kms_types::secret::SecretBytes::from(request.plaintext.expose_secret()),
+            encryption_context: request.encryption_context.clone(),
+        };
+        let result = self.run_write("encrypt", || self.backend.encrypt(attempt())).await;
         self.note_error(&key_id, result)
     }
 
@@ -240,41 +310,41 @@ impl KmsManager {
 
     /// Decrypts (retried on transient failures).
     pub async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
-        let result = self.read("decrypt", || self.backend.decrypt(request.clone())).await;
+        let result = self.run("decrypt", || self.backend.decrypt(request.clone())).await;
         if let Err(KmsError::KeyNotFound { key_id } | KmsError::InvalidKeyState { key_id, .. }) = &result {
             self.invalidate(key_id);
         }
         result
     }
 
-    /// Generates a data key (once: never retried).
+    /// Generates a data key (a retry generates a new one).
     pub async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
         let key_id = request.key_id.clone();
-        let result = self.once("generate_data_key", self.backend.generate_data_key(request)).await;
+        let result = self.run_write("generate_data_key", || self.backend.generate_data_key(request.clone())).await;
         self.note_error(&key_id, result)
     }
 
-    /// Generates a data key, wrapped only (once: never retried).
+    /// Generates a data key, wrapped only (a retry generates a new one).
     pub async fn generate_data_key_without_plaintext(
         &self,
         request: GenerateDataKeyWithoutPlaintextRequest,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
         let key_id = request.key_id.clone();
-        let call = self.backend.generate_data_key_without_plaintext(request);
-        let result = self.once("generate_data_key_without_plaintext", call).await;
+        let call = || self.backend.generate_data_key_without_plaintext(request.clone());
+        let result = self.run_write("generate_data_key_without_plaintext", call).await;
         self.note_error(&key_id, result)
     }
 
     /// Describes a key, from the cache when a fresh entry exists.
     pub async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
         let Some(cache) = &self.cache else {
-            return self.read("describe_key", || self.backend.describe_key(request.clone())).await;
+            return self.run("describe_key", || self.backend.describe_key(request.clone())).await;
         };
         let generation = match cache.get(&request.key_id) {
             Lookup::Hit(key_metadata) => return Ok(DescribeKeyResponse { key_metadata }),
             Lookup::Miss { generation } => generation,
         };
-        let result = self.read("describe_key", || self.backend.describe_key(request.clone())).await;
+        let result = self.run("describe_key", || self.backend.describe_key(request.clone())).await;
         match &result {
             Ok(response) => cache.insert_if_unchanged(&request.key_id, &response.key_metadata, generation),
             Err(KmsError::KeyNotFound { .. }) => cache.invalidate(&request.key_id),
@@ -285,42 +355,42 @@ impl KmsManager {
 
     /// Lists keys (retried on transient failures; never cached).
     pub async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse> {
-        self.read("list_keys", || self.backend.list_keys(request.clone())).await
+        self.run("list_keys", || self.backend.list_keys(request.clone())).await
     }
 
     /// Schedules deletion.
     pub async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
         let key_id = request.key_id.clone();
-        self.mutate("delete_key", &key_id, self.backend.delete_key(request)).await
+        self.mutate("delete_key", &key_id, || self.backend.delete_key(request.clone())).await
     }
 
     /// Cancels a scheduled deletion.
     pub async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
         let key_id = request.key_id.clone();
-        self.mutate("cancel_key_deletion", &key_id, self.backend.cancel_key_deletion(request)).await
+        self.mutate("cancel_key_deletion", &key_id, || self.backend.cancel_key_deletion(request.clone())).await
     }
 
     /// Enables a key.
     pub async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
         let key_id = request.key_id.clone();
-        self.mutate("enable_key", &key_id, self.backend.enable_key(request)).await
+        self.mutate("enable_key", &key_id, || self.backend.enable_key(request.clone())).await
     }
 
     /// Disables a key.
     pub async fn disable_key(&self, request: DisableKeyRequest) -> Result<KeyMetadataResponse> {
         let key_id = request.key_id.clone();
-        self.mutate("disable_key", &key_id, self.backend.disable_key(request)).await
+        self.mutate("disable_key", &key_id, || self.backend.disable_key(request.clone())).await
     }
 
     /// Rotates a key.
     pub async fn rotate_key(&self, request: RotateKeyRequest) -> Result<KeyMetadataResponse> {
         let key_id = request.key_id.clone();
-        self.mutate("rotate_key", &key_id, self.backend.rotate_key(request)).await
+        self.mutate("rotate_key", &key_id, || self.backend.rotate_key(request.clone())).await
     }
 
-    /// Re-encrypts a ciphertext (once: never retried).
+    /// Re-encrypts a ciphertext (a retry makes a new ciphertext).
     pub async fn re_encrypt(&self, request: ReEncryptRequest) -> Result<ReEncryptResponse> {
-        let result = self.once("re_encrypt", self.backend.re_encrypt(request)).await;
+        let result = self.run_write("re_encrypt", || self.backend.re_encrypt(request.clone())).await;
         if let Err(KmsError::KeyNotFound { key_id } | KmsError::InvalidKeyState { key_id, .. }) = &result {
             self.invalidate(key_id);
         }
@@ -331,7 +401,7 @@ impl KmsManager {
     pub async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
         kms_types::limits::validate_description(&request.description)?;
         let key_id = request.key_id.clone();
-        self.mutate("update_key_description", &key_id, self.backend.update_key_description(request)).await
+        self.mutate("update_key_description", &key_id, || self.backend.update_key_description(request.clone())).await
     }
 
     /// Adds or overwrites tags, refusing a request that would leave the key with more than
@@ -342,26 +412,29 @@ impl KmsManager {
         let key_id = request.key_id.clone();
         kms_types::limits::validate_tags(&request.tags)?;
         let current =
-            self.read("describe_key", || self.backend.describe_key(DescribeKeyRequest { key_id: key_id.clone() }));
+            self.run("describe_key", || self.backend.describe_key(DescribeKeyRequest { key_id: key_id.clone() }));
         let current = self.note_error(&key_id, current.await)?;
         kms_types::limits::validate_tag_merge(&current.key_metadata.tags, &request.tags)?;
-        self.mutate("tag_key", &key_id, self.backend.tag_key(request)).await
+        self.mutate("tag_key", &key_id, || self.backend.tag_key(request.clone())).await
     }
 
     /// Removes tags.
     pub async fn untag_key(&self, request: UntagKeyRequest) -> Result<KeyMetadataResponse> {
         let key_id = request.key_id.clone();
-        self.mutate("untag_key", &key_id, self.backend.untag_key(request)).await
+        self.mutate("untag_key", &key_id, || self.backend.untag_key(request.clone())).await
     }
 
     /// Whether the backend can serve requests (retried on transient failures).
     pub async fn health_check(&self) -> Result<bool> {
-        self.read("health_check", || self.backend.health_check()).await
+        self.run("health_check", || self.backend.health_check()).await
     }
 
-    /// Releases the backend's background tasks (under the timeout).
+    /// Releases the backend's background tasks (under the timeout, once).
     pub async fn close(&self) -> Result<()> {
-        self.once("close", self.backend.close()).await
+        let after = self.options.timeout;
+        tokio::time::timeout(after, self.backend.close())
+            .await
+            .unwrap_or(Err(KmsError::Timeout { operation: "close", after }))
     }
 
     /// Hits, misses, entries and capacity of the metadata cache (all zero when disabled).
@@ -374,11 +447,18 @@ impl KmsManager {
         self.backend.key_cache_stats()
     }
 
-    /// Empties the metadata cache (the hit and miss counters are kept).
+    /// Empties the metadata cache (the hit and miss counters are kept). The backend's own
+    /// caches are cleared by [`clear_all_caches`](Self::clear_all_caches).
     pub fn clear_cache(&self) {
         if let Some(cache) = &self.cache {
             cache.clear();
         }
+    }
+
+    /// Empties every cache: the metadata cache and the backend's (`POST /kms/v1/cache/clear`).
+    pub async fn clear_all_caches(&self) {
+        self.clear_cache();
+        self.backend.clear_caches().await;
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kms_core::backends::KmsBackend;
+use kms_core::backends::{KmsBackend, RetryClass};
 use kms_core::manager::{KmsManager, ManagerOptions, RetryPolicy};
 use kms_core::mock::MemoryBackend;
 use kms_types::config::CacheConfig;
@@ -27,6 +27,8 @@ struct Scripted {
     inner: MemoryBackend,
     fail_next: AtomicU32,
     failure: Mutex<MakeError>,
+    /// Whether this backend declares its writes safe to repeat.
+    retry_safe: AtomicBool,
     hang: AtomicBool,
     slow_describe: AtomicBool,
     calls: Mutex<HashMap<&'static str, u32>>,
@@ -38,6 +40,7 @@ impl Scripted {
             inner: MemoryBackend::new(),
             fail_next: AtomicU32::new(0),
             failure: Mutex::new(transient),
+            retry_safe: AtomicBool::new(false),
             hang: AtomicBool::new(false),
             slow_describe: AtomicBool::new(false),
             calls: Mutex::default(),
@@ -109,6 +112,16 @@ impl KmsBackend for Scripted {
     }
     fn capabilities(&self) -> BackendCapabilities {
         self.inner.capabilities()
+    }
+    fn retry_class(&self, error: &KmsError) -> RetryClass {
+        match error {
+            KmsError::Backend { message, .. } if message == "node down" => RetryClass::Move,
+            e if e.is_retryable() => RetryClass::Retry,
+            _ => RetryClass::Final,
+        }
+    }
+    fn writes_are_retry_safe(&self) -> bool {
+        self.retry_safe.load(Ordering::SeqCst)
     }
     async fn disable_key(&self, request: DisableKeyRequest) -> Result<KeyMetadataResponse> {
         self.enter("disable_key").await?;
@@ -287,12 +300,14 @@ async fn a_hanging_backend_times_out() {
     assert!(matches!(err, KmsError::Timeout { operation: "encrypt", after } if after == TIMEOUT), "{err:?}");
     assert_eq!(start.elapsed(), TIMEOUT);
 
-    // A read times out on every attempt: 3 attempts under the timeout each.
+    // A read times out on every attempt: 3 attempts of a quarter of the budget each, and
+    // the budget bounds the whole call (one deadline, not one per attempt).
     let start = Instant::now();
     let err = m.decrypt(decrypt(&blob)).await.unwrap_err();
-    assert!(matches!(err, KmsError::Timeout { operation: "decrypt", .. }), "{err:?}");
+    let per_attempt = kms_core::manager::attempt_timeout(TIMEOUT);
+    assert!(matches!(err, KmsError::Timeout { operation: "decrypt", after } if after == per_attempt), "{err:?}");
     assert_eq!(backend.calls("decrypt"), 3);
-    assert!(start.elapsed() >= TIMEOUT * 3, "{:?}", start.elapsed());
+    assert!(start.elapsed() >= per_attempt * 3 && start.elapsed() <= TIMEOUT, "{:?}", start.elapsed());
     assert!(matches!(m.health_check().await, Err(KmsError::Timeout { operation: "health_check", .. })));
 }
 
@@ -441,4 +456,51 @@ async fn key_errors_on_the_data_path_drop_the_cached_entry() {
         .unwrap_err();
     assert!(matches!(err, KmsError::InvalidKeyState { .. }));
     assert_eq!(m.describe_key(describe(&id)).await.unwrap().key_metadata.key_state, KeyState::Disabled);
+}
+
+fn node_down() -> KmsError {
+    KmsError::backend_with_source("node down", true, std::io::Error::other("connection refused"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn availability_failures_are_retried_for_the_whole_budget_and_no_longer() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 1, None);
+    let (id, blob) = key(&m, "k").await;
+    // A node down for a few seconds (an election): Move is retried past retry_attempts = 1.
+    backend.fail(6, node_down);
+    let start = Instant::now();
+    assert_eq!(m.decrypt(decrypt(&blob)).await.unwrap().plaintext.expose_secret(), b"p");
+    assert_eq!(backend.calls("decrypt"), 7);
+    assert!(start.elapsed() < TIMEOUT, "{:?}", start.elapsed());
+    // Down for good: the budget ends the call, and the attempts stay bounded.
+    backend.fail(u32::MAX, node_down);
+    let start = Instant::now();
+    let err = m.describe_key(describe(&id)).await.unwrap_err();
+    assert!(matches!(err, KmsError::Backend { retryable: true, .. }), "{err:?}");
+    assert!(start.elapsed() <= TIMEOUT, "{:?}", start.elapsed());
+    let attempts = backend.calls("describe_key");
+    assert!(attempts > 2 && attempts <= kms_core::manager::MAX_ATTEMPTS, "{attempts} attempts");
+    // An ordinary transient failure is still limited by retry_attempts.
+    backend.fail(u32::MAX, transient);
+    m.list_keys(ListKeysRequest::default()).await.unwrap_err();
+    assert_eq!(backend.calls("list_keys"), 2, "1 attempt + 1 retry");
+}
+
+#[tokio::test(start_paused = true)]
+async fn writes_are_retried_only_when_the_backend_says_it_is_safe() {
+    let backend = Scripted::new();
+    let m = manager(&backend, 3, None);
+    let (id, _) = key(&m, "k").await;
+    backend.retry_safe.store(true, Ordering::SeqCst);
+    backend.fail(2, node_down);
+    m.rotate_key(RotateKeyRequest { key_id: id.clone() }).await.unwrap();
+    assert_eq!(backend.calls("rotate_key"), 3);
+    backend.fail(1, transient);
+    m.create_key(CreateKeyRequest::default()).await.unwrap();
+    assert_eq!(backend.calls("create_key"), 3, "setup, a failed attempt, its retry");
+    backend.retry_safe.store(false, Ordering::SeqCst);
+    backend.fail(1, node_down);
+    m.rotate_key(RotateKeyRequest { key_id: id }).await.unwrap_err();
+    assert_eq!(backend.calls("rotate_key"), 4, "not safe: once");
 }

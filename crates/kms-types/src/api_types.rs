@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{
     BackendConfig, CacheConfig, DEFAULT_RETRY_ATTEMPTS, DEFAULT_TIMEOUT, KmsBackend, KmsConfig, LocalConfig,
-    MasterKeySource, TlsConfig, VaultAuthMethod, VaultConfig,
+    MasterKeySource, TlsConfig, VaultAddresses, VaultAuthMethod, VaultConfig,
 };
+use crate::error::{KmsError, Result};
 
 /// Default Transit mount.
 pub const DEFAULT_TRANSIT_MOUNT: &str = "transit";
@@ -62,8 +63,8 @@ pub struct ConfigureLocalKmsRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigureVaultKmsRequest {
-    /// Vault's address.
-    pub address: String,
+    /// The Vault cluster's node address(es): one URL, a comma-separated string, or an array.
+    pub address: VaultAddresses,
     /// How to authenticate.
     pub auth_method: VaultAuthMethod,
     /// Namespace.
@@ -168,6 +169,78 @@ impl From<&ConfigureKmsRequest> for KmsConfig {
     }
 }
 
+/// The body of `POST /kms/v1/configure` and `/reconfigure` and the `[kms]` table of `kms.toml`:
+/// a [`ConfigureKmsRequest`] plus the options it has no field for (its fields are fixed by the
+/// spec's samples). `tls` (CA bundle, client certificate and key, `skip_verify`) applies to the
+/// Vault backend and merges with `skip_tls_verify`; `cache_coherence_seconds` is
+/// [`CacheConfig::coherence`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigureBody {
+    /// The request proper (selected by `backend_type`).
+    #[serde(flatten)]
+    pub request: ConfigureKmsRequest,
+    /// TLS to Vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Bound in seconds on how long another server's key-state change may go unseen (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_coherence_seconds: Option<u64>,
+}
+
+impl From<ConfigureKmsRequest> for ConfigureBody {
+    fn from(request: ConfigureKmsRequest) -> Self {
+        Self { request, tls: None, cache_coherence_seconds: None }
+    }
+}
+
+/// Environment variables [`ConfigureBody::with_vault_env`] reads: the node addresses, the CA
+/// bundle, the client certificate and its key.
+pub const VAULT_ENV: [&str; 4] =
+    ["KMS_VAULT_ADDR", "KMS_VAULT_CACERT", "KMS_VAULT_CLIENT_CERT", "KMS_VAULT_CLIENT_KEY"];
+
+impl ConfigureBody {
+    /// Applies `KMS_VAULT_ADDR` (one URL or comma-separated), `KMS_VAULT_CACERT`,
+    /// `KMS_VAULT_CLIENT_CERT` and `KMS_VAULT_CLIENT_KEY` as `lookup` finds them (a server
+    /// passes `std::env::var`), over what the body says. Refused for a local backend.
+    pub fn with_vault_env(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let [addr, ca, cert, key] = VAULT_ENV.map(|name| lookup(name).filter(|v| !v.is_empty()));
+        if addr.is_none() && ca.is_none() && cert.is_none() && key.is_none() {
+            return Ok(self);
+        }
+        let ConfigureKmsRequest::Vault(request) = &mut self.request else {
+            return Err(KmsError::configuration("KMS_VAULT_*", "set, but the configured backend is not vault"));
+        };
+        if let Some(addr) = addr {
+            request.address = VaultAddresses::from(addr);
+        }
+        if ca.is_some() || cert.is_some() || key.is_some() {
+            let tls = self.tls.get_or_insert_with(TlsConfig::default);
+            tls.ca_cert_path = ca.map(Into::into).or(tls.ca_cert_path.take());
+            tls.client_cert_path = cert.map(Into::into).or(tls.client_cert_path.take());
+            tls.client_key_path = key.map(Into::into).or(tls.client_key_path.take());
+        }
+        Ok(self)
+    }
+
+    /// The configuration this body describes (defaults filled in; not yet validated). `tls`
+    /// for a local backend is refused.
+    pub fn to_config(&self) -> Result<KmsConfig> {
+        let mut config = KmsConfig::from(&self.request);
+        if let Some(seconds) = self.cache_coherence_seconds {
+            config.cache_config.coherence = Duration::from_secs(seconds);
+        }
+        if let Some(tls) = &self.tls {
+            let BackendConfig::Vault(vault) = &mut config.backend_config else {
+                return Err(KmsError::configuration("tls", "applies to the vault backend only"));
+            };
+            let mut tls = tls.clone();
+            tls.skip_verify |= vault.tls.as_ref().is_some_and(|t| t.skip_verify);
+            vault.tls = Some(tls);
+        }
+        Ok(config)
+    }
+}
+
 impl From<ConfigureKmsRequest> for KmsConfig {
     fn from(request: ConfigureKmsRequest) -> Self {
         Self::from(&request)
@@ -260,6 +333,53 @@ mod tests {
         assert!(serde_json::from_str::<ConfigureKmsRequest>(r#"{"backend_type":"s3"}"#).is_err());
         let extra = r#"{"backend_type":"local","key_dir":"/k","master_key":{"type":"env","var":"X"},"bogus":1}"#;
         assert!(serde_json::from_str::<ConfigureKmsRequest>(extra).is_err());
+    }
+
+    #[test]
+    fn configure_body_carries_tls_and_several_addresses() {
+        let json = r#"{"backend_type":"vault","address":["https://a:8200","https://b:8200"],
+            "auth_method":{"type":"token","token":"root"},"cache_coherence_seconds":1,
+            "tls":{"ca_cert_path":"/etc/kms/vault-ca.pem","client_cert_path":"/c.pem","client_key_path":"/k.pem"}}"#;
+        let body: ConfigureBody = serde_json::from_str(json).unwrap();
+        let config = body.to_config().unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.cache_config.coherence, Duration::from_secs(1));
+        let BackendConfig::Vault(vault) = &config.backend_config else { panic!() };
+        assert_eq!(vault.address.len(), 2);
+        let tls = vault.tls.as_ref().unwrap();
+        assert_eq!(tls.ca_cert_path.as_deref(), Some(std::path::Path::new("/etc/kms/vault-ca.pem")));
+        assert!(!tls.skip_verify);
+
+        let unknown = r#"{"backend_type":"vault","address":"https://a:8200","auth_method":{"type":"token","token":"t"},"tlz":{}}"#;
+        assert!(serde_json::from_str::<ConfigureBody>(unknown).is_err(), "unknown fields stay refused");
+        let local = r#"{"backend_type":"local","key_dir":"/k","master_key":{"type":"env","var":"X"},"tls":{}}"#;
+        let err = serde_json::from_str::<ConfigureBody>(local).unwrap().to_config().unwrap_err();
+        assert!(matches!(err, KmsError::Configuration { ref field, .. } if field == "tls"));
+    }
+
+    #[test]
+    fn vault_environment_overrides_address_and_tls() {
+        let json = r#"{"backend_type":"vault","address":"https://a:8200","auth_method":{"type":"token","token":"t"},
+            "tls":{"ca_cert_path":"/file-ca.pem"}}"#;
+        let body: ConfigureBody = serde_json::from_str(json).unwrap();
+        let env = |name: &str| match name {
+            "KMS_VAULT_ADDR" => Some("https://b:8200,https://c:8200".to_owned()),
+            "KMS_VAULT_CLIENT_CERT" => Some("/c.pem".to_owned()),
+            "KMS_VAULT_CLIENT_KEY" => Some("/k.pem".to_owned()),
+            _ => None,
+        };
+        let config = body.clone().with_vault_env(env).unwrap().to_config().unwrap();
+        config.validate().unwrap();
+        let BackendConfig::Vault(vault) = &config.backend_config else { panic!() };
+        assert_eq!(vault.address.urls(), ["https://b:8200", "https://c:8200"]);
+        let tls = vault.tls.as_ref().unwrap();
+        assert_eq!(tls.ca_cert_path.as_deref(), Some(std::path::Path::new("/file-ca.pem")), "kept from the file");
+        assert_eq!(tls.client_key_path.as_deref(), Some(std::path::Path::new("/k.pem")));
+        assert_eq!(body.clone().with_vault_env(|_| None).unwrap(), body, "no variables: unchanged");
+        let local: ConfigureBody =
+            serde_json::from_str(r#"{"backend_type":"local","key_dir":"/k","master_key":{"type":"env","var":"X"}}"#)
+                .unwrap();
+        assert!(matches!(local.with_vault_env(env), Err(KmsError::Configuration { .. })));
     }
 
     #[test]

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{KmsError, Result};
 use crate::secret::{REDACTED, SecretString};
 use crate::serde_helpers::duration_secs;
+pub use crate::vault_addresses::VaultAddresses;
 
-/// Default per-call timeout.
+/// Default per-call budget (longer than an OpenBao Raft election with default timing).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default retry attempts for idempotent calls.
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 3;
@@ -78,10 +79,13 @@ pub struct KmsConfig {
     /// Key used when a caller names none (SSE-S3).
     #[serde(default)]
     pub default_key_id: Option<String>,
-    /// Deadline of every backend call.
+    /// Budget of every call through the manager: all its attempts and the pauses between them
+    /// (each attempt gets a quarter of it, 1 to 10 s).
     #[serde(with = "duration_secs", rename = "timeout_seconds", default = "default_timeout")]
     pub timeout: Duration,
-    /// Retries of idempotent calls on transient failures (0 = no retry).
+    /// Retries of a transient failure of a call (0 = no retry at all). Failures that mean "this
+    /// node cannot serve now" (a node down, no leader elected yet) are retried for the whole
+    /// budget instead; see `kms_core::manager`.
     #[serde(default = "default_retry_attempts")]
     pub retry_attempts: u32,
     /// Whether key metadata is cached.
@@ -183,6 +187,11 @@ pub struct CacheConfig {
     /// How long an entry stays valid.
     #[serde(with = "duration_secs", rename = "ttl_seconds", default = "default_ttl")]
     pub ttl: Duration,
+    /// Bound on how long a key-state change made through another server sharing the backend
+    /// (Vault) may go unseen here: cached state older than this is re-read before a key is
+    /// used. Local keys have one writer and keep `ttl`.
+    #[serde(with = "duration_secs", rename = "coherence_seconds", default = "default_coherence")]
+    pub coherence: Duration,
 }
 
 fn default_max_keys() -> usize {
@@ -191,17 +200,28 @@ fn default_max_keys() -> usize {
 fn default_ttl() -> Duration {
     Duration::from_secs(300)
 }
+/// Default [`CacheConfig::coherence`]: a state change reaches every server within 2 s.
+pub const DEFAULT_COHERENCE: Duration = Duration::from_secs(2);
+fn default_coherence() -> Duration {
+    DEFAULT_COHERENCE
+}
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { max_keys: default_max_keys(), ttl: default_ttl() }
+        Self { max_keys: default_max_keys(), ttl: default_ttl(), coherence: DEFAULT_COHERENCE }
     }
 }
 
 impl CacheConfig {
     /// A cache of at most `max_keys` entries, each valid for `ttl`.
     pub fn new(max_keys: usize, ttl: Duration) -> Self {
-        Self { max_keys, ttl }
+        Self { max_keys, ttl, coherence: DEFAULT_COHERENCE }
+    }
+
+    /// How long cached state of a key held by a shared backend may be used: the smaller of
+    /// `ttl` and `coherence`.
+    pub fn shared_ttl(&self) -> Duration {
+        self.ttl.min(self.coherence)
     }
 
     /// Checks the bounds.
@@ -211,6 +231,9 @@ impl CacheConfig {
         }
         if self.ttl.is_zero() || self.ttl > Duration::from_secs(86_400) {
             return Err(KmsError::configuration("cache_config.ttl", "must be between 1 second and 1 day"));
+        }
+        if self.coherence.is_zero() || self.coherence > Duration::from_secs(3600) {
+            return Err(KmsError::configuration("cache_config.coherence", "must be between 1 second and 1 hour"));
         }
         Ok(())
     }
@@ -396,8 +419,9 @@ impl TlsConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
-    /// Vault's address (`https://vault.example.com:8200`).
-    pub address: String,
+    /// The cluster's node addresses (`https://vault.example.com:8200`, or several: a
+    /// comma-separated string or, in JSON/TOML, an array). Plain `http://` only on loopback.
+    pub address: VaultAddresses,
     /// How to authenticate.
     pub auth_method: VaultAuthMethod,
     /// Vault Enterprise / OpenBao namespace.
@@ -417,19 +441,8 @@ pub struct VaultConfig {
 impl VaultConfig {
     /// Checks the fields.
     pub fn validate(&self) -> Result<()> {
-        let field = "backend_config.address";
-        let url =
-            url::Url::parse(&self.address).map_err(|e| KmsError::configuration(field, format!("is not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(KmsError::configuration(field, "must be an http:// or https:// URL"));
-        }
-        if url.host().is_none() {
-            return Err(KmsError::configuration(field, "must name a host"));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(KmsError::configuration(field, "must not carry credentials"));
-        }
-        if url.scheme() == "http" && self.tls.is_some() {
+        self.address.validate()?;
+        if !self.address.any_https() && self.tls.is_some() {
             return Err(KmsError::configuration("backend_config.tls", "is set but the address is http://"));
         }
         self.auth_method.validate()?;

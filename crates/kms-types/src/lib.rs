@@ -42,5 +42,6 @@ pub mod limits;
 pub mod secret;
 pub mod serde_helpers;
 pub mod types;
+pub mod vault_addresses;
 
 pub use error::{KmsError, Result};

@@ -18,7 +18,7 @@ use kms::vault::VaultBackendFactory;
 
 fn config(addr: &str, token: &str) -> KmsConfig {
     let mut config = KmsConfig::vault(VaultConfig {
-        address: addr.to_owned(),
+        address: addr.into(),
         auth_method: VaultAuthMethod::Token { token: token.into() },
         namespace: None,
         mount_path: "transit".into(),

@@ -6,6 +6,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod pki;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -76,7 +78,7 @@ pub fn unique(prefix: &str) -> String {
 /// A configuration for `addr` with `auth`, its own KV prefix, a 10 s timeout.
 pub fn config(addr: &str, auth: VaultAuthMethod) -> KmsConfig {
     let mut config = KmsConfig::vault(VaultConfig {
-        address: addr.to_owned(),
+        address: addr.into(),
         auth_method: auth,
         namespace: None,
         mount_path: "transit".into(),
