@@ -8,7 +8,9 @@
 //! where the metadata limits of `kms_types::limits` are enforced, for every backend; and
 //! [`fs_trust`] holds the one implementation of the file trust checks (not a symlink, owned by
 //! this user, writable by nobody else) that the local key directory and the server's data
-//! directory share.
+//! directory share. Aliases (`alias/...`, optional backend operations) follow the rules of
+//! [`aliases::AliasTable`]; the façade resolves them wherever it takes a key id
+//! ([`encryption::aliases`]).
 //!
 //! It sits between `kms-types` (the vocabulary) and the backend crates, which implement
 //! [`backends::KmsBackend`] and depend on this crate; it cannot depend on them, so backends

@@ -3,18 +3,20 @@
 //!
 //! A request is `POST /` with `X-Amz-Target: TrentService.<Operation>` (anything else goes to
 //! the native API). It goes through, in order:
-//! 1. the body, at most the server's `max_body_bytes` ([`AwsApi::handle`]);
+//! 1. the body, at most the server's `max_body_bytes` (`AwsApi::handle`);
 //! 2. **SigV4** ([`sigv4`]): the scope (service `kms`, the server's region), the clock (5
 //!    minutes), the access key ([`settings::Credentials`], secrets sealed in the configuration)
 //!    and the signature over method, path, signed headers and body;
 //! 3. the identity the access key belongs to, with the grants of the native API;
-//! 4. the operation ([`ops`]): inputs as in the AWS model (bare ids, key ARNs, `alias/` names
+//! 4. the operation (`ops.rs`): inputs as in the AWS model (bare ids, key ARNs, `alias/` names
 //!    and alias ARNs, see [`arn`]), authorization on the key after aliases are resolved and, for
 //!    `Decrypt`/`ReEncrypt`, on the key the ciphertext names before anything is opened;
 //! 5. the answer: JSON with key ARNs, or `{"__type", "message"}` ([`errors`]), each with an
 //!    `x-amzn-RequestId`; then the audit line and the metrics, as for the native API.
 //!
 //! Ciphertext blobs are kms's own ciphertexts: one blob decrypts through either API.
+//! Automatic rotation on a period is [`rotation`]. The operations, grants and differences
+//! from AWS are documented in `docs/aws-kms-api.md`.
 
 pub mod arn;
 pub mod errors;
