@@ -132,10 +132,43 @@ def envelope_seal(kek, algorithm, nonce, key_id, version, context, plaintext):
 
 
 def envelope_open(kek, envelope, key_id, version, context):
+    """Opens an envelope of either version (its first byte says which)."""
+    expect(len(envelope) >= 1 and envelope[0] in (1, 2), "envelope version")
+    if envelope[0] == 2:
+        return envelope_v2_open(kek, envelope, key_id, version, context)
     expect(30 <= len(envelope) <= 4126, "envelope length")
-    expect(envelope[0] == 1, "envelope version")
     header = envelope[:14]
     return aead(envelope[1], kek).decrypt(envelope[2:14], envelope[14:], envelope_aad(header, key_id, version, context))
+
+
+# ---------------------------------------------------------------- envelope v2
+
+ENVELOPE_V2 = b"kms-envelope-v2"
+
+
+def envelope_v2_key(kek, salt):
+    """Per-envelope key: HKDF-SHA256(salt, IKM = KEK, info = "kms-envelope-v2" || 0x01, L = 32)."""
+    return hkdf_expand(hkdf_extract(salt, kek), ENVELOPE_V2 + b"\x01")
+
+
+def envelope_v2_aad(header, key_id, version, context):
+    key_id = key_id.encode("utf-8")
+    return header + ENVELOPE_V2 + u64(len(key_id)) + key_id + u32(version) + canonical_context(context)
+
+
+def envelope_v2_seal(kek, salt, key_id, version, context, plaintext):
+    """Returns (derived key, AAD, envelope); AES-256-GCM under the derived key, all-zero nonce."""
+    header = b"\x02\x01" + salt
+    key, aad = envelope_v2_key(kek, salt), envelope_v2_aad(header, key_id, version, context)
+    return key, aad, header + AESGCM(key).encrypt(bytes(12), plaintext, aad)
+
+
+def envelope_v2_open(kek, envelope, key_id, version, context):
+    expect(50 <= len(envelope) <= 4146, "envelope length")
+    expect(envelope[0] == 2 and envelope[1] == 1, "envelope version and algorithm")
+    header = envelope[:34]
+    aad = envelope_v2_aad(header, key_id, version, context)
+    return AESGCM(envelope_v2_key(kek, envelope[2:34])).decrypt(bytes(12), envelope[34:], aad)
 
 
 # ---------------------------------------------------------------- stream v1
@@ -191,6 +224,25 @@ def check_envelope_v1(case):
     same(envelope_open(kek, envelope, *binding), plaintext, "opened")
     refused(lambda e: envelope_open(kek, e, *binding), envelope)
     refused(lambda k: envelope_open(kek, envelope, k.decode("latin-1"), *binding[1:]), binding[0].encode())
+
+
+def check_envelope_v2(case):
+    kek, plaintext, envelope = hx(case["kek"]), hx(case["plaintext"]), hx(case["envelope"])
+    binding = (case["master_key_id"], case["master_key_version"], case["context"])
+    same(case["algorithm"], 1, "algorithm (AES-256-GCM, the only one version 2 takes)")
+    salt = hx(case["salt"])
+    same(len(salt), 32, "salt length")
+    key, aad, sealed = envelope_v2_seal(kek, salt, *binding, plaintext)
+    same(key, hx(case["derived_key"]), "derived key")
+    same(aad, hx(case["aad"]), "associated data")
+    same(sealed, envelope, "envelope")
+    same(len(envelope), len(plaintext) + 50, "length")
+    same(envelope_open(kek, envelope, *binding), plaintext, "opened")
+    refused(lambda e: envelope_open(kek, e, *binding), envelope)
+    refused(lambda k: envelope_open(kek, envelope, k.decode("utf-8", "replace"), *binding[1:]), binding[0].encode())
+    refused(lambda v: envelope_open(kek, envelope, binding[0], struct.unpack(">I", v)[0], binding[2]), u32(binding[1]))
+    # Relabelled version 1 (a downgrade): read as a v1 envelope, it does not authenticate.
+    refused(lambda _: envelope_open(kek, b"\x01" + envelope[1:], *binding), b"\x00")
 
 
 def check_stream_v1(case):
@@ -557,6 +609,7 @@ def check_serve_data_dir_v1(case):
 CHECKS = {
     ("canonical-context", 1): check_canonical_context_v1,
     ("envelope", 1): check_envelope_v1,
+    ("envelope", 2): check_envelope_v2,
     ("stream", 1): check_stream_v1,
     ("local-verifier", 1): check_local_verifier_v1,
     ("local-key-record", 1): check_local_key_record_v1,
