@@ -36,6 +36,15 @@ fn context(case: &Value) -> EncryptionContext {
     serde_json::from_value(case["context"].clone()).expect("context is an object of strings")
 }
 
+/// What the case's envelope is bound to: its master key id, version and `context`.
+fn binding<'a>(case: &'a Value, context: &'a EncryptionContext) -> Binding<'a> {
+    Binding {
+        master_key_id: case["master_key_id"].as_str().expect("master_key_id is a string"),
+        master_key_version: number(case, "master_key_version"),
+        context,
+    }
+}
+
 fn algorithm(case: &Value) -> Algorithm {
     Algorithm::from_id(number(case, "algorithm") as u8).expect("a known algorithm")
 }
@@ -55,12 +64,7 @@ fn envelope_v1() {
     for case in vectors(include_str!("../../../docs/vectors/envelope-v1.json"), "envelope", 1) {
         let name = &case["name"];
         let context = context(&case);
-        let key_id = case["master_key_id"].as_str().expect("master_key_id");
-        let binding = Binding {
-            master_key_id: key_id,
-            master_key_version: number(&case, "master_key_version"),
-            context: &context,
-        };
+        let binding = binding(&case, &context);
         let kek = PreparedKek::new(KeyEncryptionKey::from_bytes(&bytes(&case, "kek")).expect("32-byte KEK"));
         let expected = bytes(&case, "envelope");
         assert_eq!(expected[0], envelope::ENVELOPE_FORMAT_V1, "{name}");
@@ -91,12 +95,7 @@ fn envelope_v2() {
     for case in vectors(include_str!("../../../docs/vectors/envelope-v2.json"), "envelope", 2) {
         let name = &case["name"];
         let context = context(&case);
-        let key_id = case["master_key_id"].as_str().expect("master_key_id");
-        let binding = Binding {
-            master_key_id: key_id,
-            master_key_version: number(&case, "master_key_version"),
-            context: &context,
-        };
+        let binding = binding(&case, &context);
         assert_eq!(algorithm(&case), Algorithm::Aes256Gcm, "{name}");
         let kek_bytes = bytes(&case, "kek");
         let kek = PreparedKek::new(KeyEncryptionKey::from_bytes(&kek_bytes).expect("32-byte KEK"));
@@ -220,11 +219,7 @@ fn hex_value(value: &Value) -> Vec<u8> {
 fn tampered_vectors_are_refused() {
     let case = &vectors(include_str!("../../../docs/vectors/envelope-v1.json"), "envelope", 1)[0];
     let context = context(case);
-    let binding = Binding {
-        master_key_id: case["master_key_id"].as_str().unwrap(),
-        master_key_version: number(case, "master_key_version"),
-        context: &context,
-    };
+    let binding = binding(case, &context);
     let kek = KeyEncryptionKey::from_bytes(&bytes(case, "kek")).unwrap();
     let mut envelope = bytes(case, "envelope");
     envelope[20] ^= 1;
