@@ -374,8 +374,15 @@ def check_local_key_record_v1(case):
     same(versions[-1]["version"], record["current_version"], "current version is the last entry")
     meta = json.loads(meta_bytes)
     same(list(meta), META_MEMBERS, "meta members, in order")
+    check_meta(meta, meta_bytes, case["meta"])
+
+
+def check_meta(meta, meta_bytes, expected):
+    """The key record's `meta`: compact JSON, members in the documented order. Format 1
+    writes every member; format 2 leaves out absent optional ones, which read as null or {}."""
     same(meta_bytes, json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), "meta is compact JSON")
-    same(meta, case["meta"], "meta")
+    same(meta, expected, "meta")
+    meta = dict({"description": None, "tags": {}, "policy": None, "deletion_date": None, "rotation_date": None}, **meta)
     expect(meta["state"] in ("enabled", "disabled", "pending_deletion"), "state")
     same((meta["usage"], meta["spec"]), ("encrypt_decrypt", "aes256"), "usage and spec")
     expect(meta["origin"] in ("kms", "external"), "origin")
@@ -386,6 +393,49 @@ def check_local_key_record_v1(case):
     for member in ("deletion_date", "rotation_date"):
         expect(meta[member] is None or re.fullmatch(RFC3339_UTC, meta[member]) is not None, member)
     same(meta["deletion_date"] is not None, meta["state"] == "pending_deletion", "deletion_date only when pending deletion")
+
+
+def record_v2_aad(key_id, current_version, protection):
+    key_id = key_id.encode("ascii")
+    return b"kms-local/v2/key-record" + u16(2) + u32(len(key_id)) + key_id + u32(current_version) + bytes([protection])
+
+
+def open_record_v2(key_id, value, kek):
+    """A value of the `keys` table: u8 2, u8 protection, u32 current_version, body (sealed
+    under `kek`, or in the clear when `kek` is None). Returns (current_version, body)."""
+    expect(len(value) >= 6 and value[0] == 2, "record format 2")
+    protection, current = value[1], struct.unpack(">I", value[2:6])[0]
+    same(protection, 0 if kek is None else 1, "protection matches the store's")
+    if kek is None:
+        return current, value[6:]
+    return current, AESGCM(kek).decrypt(value[6:18], value[18:], record_v2_aad(key_id, current, protection))
+
+
+def check_local_key_record_v2(case):
+    key_id, current, protection = case["key_id"], case["current_version"], case["protection"]
+    expect(re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,255}", key_id) is not None, "key id")
+    value, body = hx(case["value"]), hx(case["body"])
+    header = bytes([2, protection]) + u32(current)
+    kek = hx(case["kek"]) if protection == 1 else None
+    if kek is not None:
+        aad = record_v2_aad(key_id, current, protection)
+        same(aad, hx(case["aad"]), "associated data")
+        nonce = hx(case["nonce"])
+        same(header + nonce + AESGCM(kek).encrypt(nonce, body, aad), value, "sealed value")
+        refused(lambda v: open_record_v2(key_id, v, kek), value)
+        refused(lambda k: open_record_v2(k.decode("ascii"), value, kek), key_id.encode("ascii"))
+    else:
+        same(header + body, value, "development-mode value: header and the body in the clear")
+    same(open_record_v2(key_id, value, kek), (current, body), "opened")
+    meta_bytes, versions = parse_record_body(body)
+    same(versions, case["versions"], "versions")
+    same(versions[-1]["version"], current, "current version is the last entry")
+    meta = json.loads(meta_bytes)
+    present = [m for m in META_MEMBERS if m in meta]
+    same(list(meta), present, "meta members, in order")
+    expect(set(["state", "usage", "spec", "origin", "creation_date"]) <= set(meta), "required meta members")
+    expect(all(meta[m] is not None for m in meta) and meta.get("tags") != {}, "format 2 leaves out absent members and empty tags")
+    check_meta(meta, meta_bytes, case["meta"])
 
 
 def parse_local_blob(blob):
@@ -613,6 +663,7 @@ CHECKS = {
     ("stream", 1): check_stream_v1,
     ("local-verifier", 1): check_local_verifier_v1,
     ("local-key-record", 1): check_local_key_record_v1,
+    ("local-key-record", 2): check_local_key_record_v2,
     ("local-blob", 1): check_local_blob_v1,
     ("vault-blob", 1): check_vault_blob_v1,
     ("vault-key-record", 1): check_vault_key_record_v1,
