@@ -452,8 +452,12 @@ def check_local_blob_v1(case):
     key_id, version, envelope = parse_local_blob(blob)
     same((key_id, version), (case["key_id"], case["key_version"]), "header")
     same(envelope, hx(case["envelope"]), "envelope")
-    material = hx(case["material"])  # the version's material is the envelope key, as is
-    aad, sealed = envelope_seal(material, 1, hx(case["nonce"]), key_id, version, case["context"], hx(case["plaintext"]))
+    material = hx(case["material"])  # the version's material is the envelope's KEK, as is
+    if envelope[0] == 2:  # written now: the per-envelope key is derived from the material
+        key, aad, sealed = envelope_v2_seal(material, hx(case["salt"]), key_id, version, case["context"], hx(case["plaintext"]))
+        same(key, hx(case["derived_key"]), "derived envelope key")
+    else:  # version 1, read: sealed under the material itself
+        aad, sealed = envelope_seal(material, 1, hx(case["nonce"]), key_id, version, case["context"], hx(case["plaintext"]))
     same(aad, hx(case["envelope_aad"]), "envelope associated data")
     same(sealed, envelope, "envelope")
     opened = lambda b: envelope_open(material, parse_local_blob(b)[2], *parse_local_blob(b)[:2], case["context"])
