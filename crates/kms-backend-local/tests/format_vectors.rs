@@ -1,4 +1,4 @@
-//! The published test vectors of the local store's formats (`docs/vectors/local-*-v1.json`,
+//! The published test vectors of the local store's formats (`docs/vectors/local-*.json`,
 //! described in `docs/formats.md`), opened through the backend itself: a key directory is
 //! assembled from the vector files, and the backend must accept the verifier, read every
 //! record with the documented metadata, and decrypt every ciphertext blob. One test per
