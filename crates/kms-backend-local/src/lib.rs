@@ -79,6 +79,8 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod backup;
+mod bundle;
 mod cache;
 mod ciphertext;
 mod clock;
@@ -92,6 +94,7 @@ mod store;
 mod writer;
 
 pub use backend::{DEFAULT_DELETION_SWEEP_INTERVAL, LocalBackend, LocalOptions};
+pub use backup::RestoreSummary;
 pub use cache::KeyCacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use factory::LocalBackendFactory;

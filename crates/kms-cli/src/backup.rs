@@ -1,0 +1,85 @@
+//! `kms backup` (asks the running server for a sealed bundle) and `kms restore` (writes a
+//! bundle into an empty data folder, offline). The bundle format: docs/formats.md, "Backup
+//! bundle".
+
+use std::path::PathBuf;
+
+use http::Method;
+use kms::config::MasterKeySource;
+use kms::error::KmsError;
+use kms::local::LocalBackend;
+
+use crate::cli::{BackupArgs, GlobalArgs, RestoreArgs};
+use crate::client::{CliError, Client, exit};
+use crate::serve::{DEFAULT_DATA_DIR, MASTER_KEY_FILE};
+
+/// The largest bundle file `kms restore` reads (the server sends what it holds).
+const MAX_BUNDLE_BYTES: u64 = 16 << 30;
+
+/// `POST /kms/v1/backup`, written to `--out` atomically (0600).
+pub(crate) async fn backup(client: &Client, global: &GlobalArgs, args: BackupArgs) -> Result<(), CliError> {
+    let (status, bytes) = client.send(Method::POST, "/kms/v1/backup", None).await?;
+    if !status.is_success() {
+        return Err(client.refusal(status, &bytes));
+    }
+    kms_core::fs_trust::write_private_file(&args.out, &bytes)
+        .map_err(|e| CliError::local(format!("cannot write {}: {e}", args.out.display())))?;
+    report(global, &serde_json::json!({"out": args.out, "bytes": bytes.len()}), || {
+        format!(
+            "wrote {} ({} bytes); keep the master key apart from it: restoring needs it",
+            args.out.display(),
+            bytes.len()
+        )
+    });
+    Ok(())
+}
+
+/// Restores `args.file` into the data folder's key directory (`DIR/keys`) with its master key.
+pub(crate) fn restore(global: &GlobalArgs, args: RestoreArgs) -> Result<(), CliError> {
+    let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let key_file = args.master_key_file.unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
+    if !key_file.exists() {
+        return Err(CliError::usage(format!(
+            "no master key at {}: put back the master key the backup was made under (or give --master-key-file)",
+            key_file.display()
+        )));
+    }
+    let size = std::fs::metadata(&args.file)
+        .map_err(|e| CliError::local(format!("cannot read {}: {e}", args.file.display())))?
+        .len();
+    if size > MAX_BUNDLE_BYTES {
+        return Err(CliError::local(format!("{} is larger than any bundle this kms reads", args.file.display())));
+    }
+    let bundle =
+        std::fs::read(&args.file).map_err(|e| CliError::local(format!("cannot read {}: {e}", args.file.display())))?;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| CliError::local(format!("cannot create {}: {e}", data_dir.display())))?;
+    let key_dir = data_dir.join("keys");
+    let summary = LocalBackend::restore_into(&key_dir, &MasterKeySource::File { path: key_file }, &bundle)
+        .map_err(restore_error)?;
+    report(global, &serde_json::json!({"data_dir": data_dir, "keys": summary.keys}), || {
+        format!(
+            "restored {} key(s) into {}; start it with `kms serve --data-dir {}`",
+            summary.keys,
+            key_dir.display(),
+            data_dir.display()
+        )
+    });
+    Ok(())
+}
+
+fn restore_error(err: KmsError) -> CliError {
+    let code = match err {
+        KmsError::InvalidRequest { .. } | KmsError::Configuration { .. } => exit::FAILED,
+        _ => exit::SERVER,
+    };
+    CliError::new(code, format!("restore refused: {err}"))
+}
+
+fn report(global: &GlobalArgs, json: &serde_json::Value, human: impl FnOnce() -> String) {
+    if global.json {
+        println!("{json}");
+    } else {
+        println!("{}", human());
+    }
+}
