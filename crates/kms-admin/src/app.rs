@@ -147,7 +147,8 @@ impl App {
         };
         let (mut response, outcome) = match result {
             Ok(response) => (response, "ok"),
-            Err(err) if err.status.is_server_error() => {
+            // 501 `unsupported` names only the operation and the backend kind: it is shown.
+            Err(err) if err.status.is_server_error() && err.code != "unsupported" => {
                 let code = err.code;
                 (self.server_error_response(err), code)
             }

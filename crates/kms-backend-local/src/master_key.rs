@@ -265,8 +265,10 @@ impl RecordProtection {
             let opened = kek.open(VERIFIER_AAD, check).map_err(|_| {
                 KmsError::configuration(
                     FIELD,
-                    "wrong master key: it does not open this key directory's verifier record \
-                     (the directory was created with a different key or passphrase)",
+                    format!(
+                        "wrong master key: it does not open the verifier record {shown} \
+                         (it was made with a different key or passphrase)"
+                    ),
                 )
             })?;
             if opened.as_slice() != VERIFIER_PLAINTEXT {

@@ -2,6 +2,7 @@
 //! bundle into an empty data folder, offline). The bundle format: docs/formats.md, "Backup
 //! bundle".
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use http::Method;
@@ -52,7 +53,10 @@ pub(crate) fn restore(global: &GlobalArgs, args: RestoreArgs) -> Result<(), CliE
     }
     let bundle =
         std::fs::read(&args.file).map_err(|e| CliError::local(format!("cannot read {}: {e}", args.file.display())))?;
-    std::fs::create_dir_all(&data_dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&data_dir)
         .map_err(|e| CliError::local(format!("cannot create {}: {e}", data_dir.display())))?;
     let key_dir = data_dir.join("keys");
     let summary = LocalBackend::restore_into(&key_dir, &MasterKeySource::File { path: key_file }, &bundle)
