@@ -1,4 +1,4 @@
-//! The published backup bundle vector (`docs/vectors/backup-bundle-v1.json`, described in
+//! The published backup bundle vector (`docs/vectors/kms-backup-bundle-v1.json`, described in
 //! `docs/formats.md`, "Backup bundle"): its layout read by hand from the documented offsets,
 //! then restored through the backend, whose keys must be the documented ones and whose blob
 //! must decrypt. Altering the vector by one byte is refused.
@@ -12,7 +12,7 @@ use kms_types::error::KmsError;
 use kms_types::types::{DescribeKeyRequest, KeyState};
 use serde_json::Value;
 
-const VECTOR: &str = include_str!("../../../docs/vectors/backup-bundle-v1.json");
+const VECTOR: &str = include_str!("../../../docs/vectors/kms-backup-bundle-v1.json");
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
