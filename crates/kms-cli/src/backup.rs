@@ -3,12 +3,13 @@
 //! bundle".
 
 use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use http::Method;
-use kms::config::MasterKeySource;
+use kms::config::{BackendConfig, LocalConfig, MasterKeySource};
 use kms::error::KmsError;
 use kms::local::LocalBackend;
+use kms_admin::store::{ConfigStore, STATE_FILE};
 
 use crate::cli::{BackupArgs, GlobalArgs, RestoreArgs};
 use crate::client::{CliError, Client, exit};
@@ -35,14 +36,26 @@ pub(crate) async fn backup(client: &Client, global: &GlobalArgs, args: BackupArg
     Ok(())
 }
 
-/// Restores `args.file` into the data folder's key directory (`DIR/keys`) with its master key.
+/// Restores `args.file` into the data folder's key store, found as `kms serve` finds it: the
+/// saved service configuration's local backend if the folder has one, else `DIR/keys` with the
+/// master key `DIR/master.key`; `--master-key-file` overrides the master key.
 pub(crate) fn restore(global: &GlobalArgs, args: RestoreArgs) -> Result<(), CliError> {
     let data_dir = args.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-    let key_file = args.master_key_file.unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
-    if !key_file.exists() {
+    let (key_dir, saved_master_key) = match saved_local_config(&data_dir)? {
+        Some(local) => (local.key_dir, Some(local.master_key)),
+        None => (data_dir.join("keys"), None),
+    };
+    let master_key = match (args.master_key_file, saved_master_key) {
+        (Some(path), _) => MasterKeySource::File { path },
+        (None, Some(saved)) => saved,
+        (None, None) => MasterKeySource::File { path: data_dir.join(MASTER_KEY_FILE) },
+    };
+    if let MasterKeySource::File { path } = &master_key
+        && !path.exists()
+    {
         return Err(CliError::usage(format!(
             "no master key at {}: put back the master key the backup was made under (or give --master-key-file)",
-            key_file.display()
+            path.display()
         )));
     }
     let size = std::fs::metadata(&args.file)
@@ -58,18 +71,37 @@ pub(crate) fn restore(global: &GlobalArgs, args: RestoreArgs) -> Result<(), CliE
         .mode(0o700)
         .create(&data_dir)
         .map_err(|e| CliError::local(format!("cannot create {}: {e}", data_dir.display())))?;
-    let key_dir = data_dir.join("keys");
-    let summary = LocalBackend::restore_into(&key_dir, &MasterKeySource::File { path: key_file }, &bundle)
-        .map_err(restore_error)?;
-    report(global, &serde_json::json!({"data_dir": data_dir, "keys": summary.keys}), || {
+    let summary = LocalBackend::restore_into(&key_dir, &master_key, &bundle).map_err(restore_error)?;
+    report(global, &serde_json::json!({"key_dir": key_dir, "keys": summary.keys}), || {
         format!(
-            "restored {} key(s) into {}; start it with `kms serve --data-dir {}`",
+            "restored {} key(s) into {}; start the server with `kms serve --data-dir {}`",
             summary.keys,
             key_dir.display(),
             data_dir.display()
         )
     });
     Ok(())
+}
+
+/// The local backend of the folder's saved service configuration, if it has one. A folder
+/// whose saved service is another backend has nothing to restore a bundle into.
+fn saved_local_config(data_dir: &Path) -> Result<Option<LocalConfig>, CliError> {
+    if !data_dir.join(STATE_FILE).exists() {
+        return Ok(None);
+    }
+    let store = ConfigStore::open(data_dir, None).map_err(|e| CliError::local(format!("saved state: {e}")))?;
+    let Some(state) = store.load().map_err(|e| CliError::local(format!("saved state: {e}")))? else {
+        return Ok(None);
+    };
+    match state.config.backend_config {
+        BackendConfig::Local(local) => Ok(Some(local)),
+        other => Err(CliError::usage(format!(
+            "the service saved in {} uses the {} backend: its keys are backed up by that backend \
+             (docs/vault.md), not by kms backup",
+            data_dir.display(),
+            other.backend().as_str()
+        ))),
+    }
 }
 
 fn restore_error(err: KmsError) -> CliError {

@@ -482,10 +482,11 @@ pub(crate) struct BackupArgs {
 /// Restore a backup bundle into a data folder whose key store is empty (offline: the server
 /// must not be running on it).
 ///
-/// Put the master key back first: it is read from DIR/master.key (the file `kms serve` creates
-/// and uses by default), or from --master-key-file. Nothing is written unless the bundle is
-/// whole, unaltered and made under that master key; a folder whose store holds keys is refused.
-/// Then start `kms serve --data-dir DIR`.
+/// The key store and master key are found as `kms serve` finds them: the local backend of the
+/// service configuration saved in DIR if there is one, else DIR/keys with DIR/master.key (the
+/// file `kms serve` creates by default). Put the master key back first, or name it with
+/// --master-key-file. Nothing is written unless the bundle is whole, unaltered and made under
+/// that master key; a key store that holds keys is refused. Then start `kms serve --data-dir DIR`.
 #[derive(Debug, Args)]
 pub(crate) struct RestoreArgs {
     /// The bundle written by `kms backup`.
@@ -493,7 +494,7 @@ pub(crate) struct RestoreArgs {
     /// The data folder to restore into (created if missing) [default: ./kms-data].
     #[arg(long, env = "KMS_DATA_DIR", hide_env_values = true)]
     pub(crate) data_dir: Option<PathBuf>,
-    /// The master key file (base64, mode 0600) [default: DIR/master.key].
+    /// The master key file (base64, mode 0600) [default: the saved service's, else DIR/master.key].
     #[arg(long)]
     pub(crate) master_key_file: Option<PathBuf>,
 }

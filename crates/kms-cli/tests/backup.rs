@@ -140,3 +140,31 @@ fn restore_refuses_an_altered_or_truncated_bundle_and_another_master_key() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[test]
+fn restore_into_a_folder_with_a_saved_service_uses_its_key_store_and_master_key() {
+    let dir = temp_dir("restore-saved");
+    let (server, _) = serve(&dir, free_port(), &[]);
+    ok_json(&dir, &server.url, &["key", "create", "--name", "kept"]);
+    ok(&dir, &server.url, &["backup", "--out", "keys.bundle"]);
+    drop(server);
+    let saved = std::fs::read_to_string(dir.join("kms-data/service-state.json")).unwrap();
+    assert!(saved.contains("keys"), "the saved service names its key store: {saved}");
+
+    // While the store holds its key, restoring over it is refused.
+    let out = restore(&dir, &["keys.bundle", "--data-dir", "kms-data"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("empty key store"), "{}", stderr(&out));
+    // The key store is lost; the saved configuration, the master key and the bundle are not.
+    std::fs::remove_dir_all(dir.join("kms-data/keys")).unwrap();
+    let out = restore(&dir, &["--json", "keys.bundle", "--data-dir", "kms-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["keys"], 1, "{report}");
+
+    let (server, _) = serve(&dir, free_port(), &[]);
+    let described = ok_json(&dir, &server.url, &["key", "describe", "kept"]);
+    assert_eq!(described["key_metadata"]["key_state"], "enabled", "{described}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
