@@ -431,6 +431,51 @@ def check_serve_data_dir_v1(case):
     same(stream_decrypt(data_key, case["context"], 0, data[9 + length:]), hx(case["plaintext"]), "plaintext")
 
 
+def check_backup_bundle_v1(case):
+    """docs/formats.md, "Backup bundle": the layout, and the seal over the whole bundle."""
+    bundle = hx(case["bundle_hex"])
+
+    def parse(data):
+        expect(data[:8] == b"KMSBKUP\0", "magic")
+        same(struct.unpack(">H", data[8:10])[0], 1, "version")
+        (verifier_len,) = struct.unpack(">I", data[10:14])
+        verifier = data[14:14 + verifier_len]
+        at = 14 + verifier_len
+        (count,) = struct.unpack(">Q", data[at:at + 8])
+        at += 8
+        keys = []
+        for _ in range(count):
+            flags = data[at]
+            (id_len,) = struct.unpack(">H", data[at + 1:at + 3])
+            key_id = data[at + 3:at + 3 + id_len].decode("utf-8")
+            at += 3 + id_len
+            (record_len,) = struct.unpack(">I", data[at:at + 4])
+            expect(len(data) >= at + 4 + record_len, "record within the bundle")
+            keys.append({"key_id": key_id, "flags": flags, "record_len": record_len})
+            at += 4 + record_len
+        (seal_len,) = struct.unpack(">I", data[at:at + 4])
+        same(at + 4 + seal_len, len(data), "the seal ends the bundle")
+        return verifier, keys, at, data[at + 4:]
+
+    def open_seal(data):
+        verifier, _, body_len, seal = parse(data)
+        salt = unb64(json.loads(verifier)["salt"])
+        kek = record_kek(unb64(case["master_key_base64"]), salt)
+        digest = AESGCM(kek).decrypt(seal[:12], seal[12:], b"kms-local/v1/backup")
+        same(digest, hashlib.sha256(data[:body_len]).digest(), "sealed digest of everything before the seal")
+        return digest
+
+    verifier, keys, body_len, seal = parse(bundle)
+    same(len(verifier), case["verifier_len"], "verifier length")
+    same(json.loads(verifier)["format"], "kms-local-verifier", "the verifier record")
+    same(len(keys), case["key_count"], "key count")
+    same(keys, case["keys"], "keys")
+    same(sorted(k["key_id"] for k in keys), [k["key_id"] for k in keys], "keys in id order")
+    same((body_len, len(seal)), (case["seal_offset"], case["seal_len"]), "seal offset and length")
+    open_seal(bundle)
+    refused(open_seal, bundle, positions=[14 + len(verifier) + 20, body_len - 1, body_len + 10, len(bundle) - 1])
+
+
 CHECKS = {
     ("canonical-context", 1): check_canonical_context_v1,
     ("envelope", 1): check_envelope_v1,
@@ -447,6 +492,7 @@ CHECKS = {
     ("admin-token", 1): check_admin_token_v1,
     ("kms-file", 1): check_kms_file_v1,
     ("serve-data-dir", 1): check_serve_data_dir_v1,
+    ("kms-backup-bundle", 1): check_backup_bundle_v1,
 }
 
 

@@ -19,6 +19,7 @@
 
 use std::process::ExitCode;
 
+mod backup;
 mod cli;
 mod client;
 mod commands;
