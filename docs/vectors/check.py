@@ -8,15 +8,16 @@ installing the two packages into .tools/python); by hand:
 
     PYTHONPATH=.tools/python python3 docs/vectors/check.py [VECTOR_DIR]
 
-Adding a format version is one vector file `<format>-v<N>.json` and one function
-`check_<format>_v<N>(case)` registered in CHECKS. The run fails on a file without a check and
-on a check without a file.
+The formats themselves (readers, and writers where a vector is re-derived) are in
+`kmsformats.py` beside it; this file holds one check per vector file. Adding a format version
+is one vector file `<format>-v<N>.json` and one function `check_<format>_v<N>(case)`
+registered in CHECKS (with its reader in `kmsformats.py` if it needs one). The run fails on
+a file without a check and on a check without a file.
 """
 
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import re
 import struct
@@ -25,154 +26,14 @@ from pathlib import Path
 
 from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-
-class Mismatch(Exception):
-    """A vector disagrees with docs/formats.md."""
-
-
-def expect(condition, what):
-    if not condition:
-        raise Mismatch(what)
-
-
-def same(actual, expected, what):
-    if actual != expected:
-        shown = lambda v: v.hex() if isinstance(v, (bytes, bytearray)) else repr(v)
-        raise Mismatch(f"{what}: computed {shown(actual)}, vector says {shown(expected)}")
-
-
-def hx(text):
-    return bytes.fromhex(text)
-
-
-def b64(data):
-    """Standard base64 with padding (formats.md, Conventions)."""
-    return base64.b64encode(data).decode("ascii")
-
-
-def unb64(text):
-    """Strict standard base64: alphabet, padding and canonical form."""
-    expect(re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", text) is not None and len(text) % 4 == 0, f"not padded base64: {text!r}")
-    data = base64.b64decode(text, validate=True)
-    same(b64(data), text, "base64 is canonical")
-    return data
-
-
-def refused(operation, data, positions=None):
-    """`operation(data)` must raise once any one byte of `data` is changed."""
-    for i in positions if positions is not None else range(len(data)):
-        tampered = bytearray(data)
-        tampered[i] ^= 0x01
-        try:
-            operation(bytes(tampered))
-        except (InvalidTag, Mismatch, ValueError):
-            continue
-        raise Mismatch(f"a change of byte {i} was not refused")
-
-
-# ---------------------------------------------------------------- primitives
-
-def u16(n):
-    return struct.pack(">H", n)
-
-
-def u32(n):
-    return struct.pack(">I", n)
-
-
-def u64(n):
-    return struct.pack(">Q", n)
-
-
-def hmac_sha256(key, data):
-    return hmac.new(key, data, hashlib.sha256).digest()
-
-
-def hkdf_extract(salt, ikm):
-    return hmac_sha256(salt, ikm)
-
-
-def hkdf_expand(prk, info, length=32):
-    return HKDFExpand(hashes.SHA256(), length, info).derive(prk)
-
-
-def aead(algorithm, key):
-    """Algorithm ids of the envelope and stream headers: 1 AES-256-GCM, 2 ChaCha20-Poly1305."""
-    if algorithm == 1:
-        return AESGCM(key)
-    if algorithm == 2:
-        return ChaCha20Poly1305(key)
-    raise Mismatch(f"unknown algorithm {algorithm}")
-
-
-def canonical_context(context):
-    """Canonical encryption context v1: 0x01, u64 n, entries sorted by the key's UTF-8 bytes."""
-    entries = sorted((k.encode("utf-8"), v.encode("utf-8")) for k, v in context.items())
-    out = b"\x01" + u64(len(entries))
-    for key, value in entries:
-        out += u64(len(key)) + key + u64(len(value)) + value
-    return out
-
-
-# ---------------------------------------------------------------- envelope v1
-
-def envelope_aad(header, key_id, version, context):
-    key_id = key_id.encode("utf-8")
-    return header + b"kms-envelope-v1" + u64(len(key_id)) + key_id + u32(version) + canonical_context(context)
-
-
-def envelope_seal(kek, algorithm, nonce, key_id, version, context, plaintext):
-    header = bytes([1, algorithm]) + nonce
-    aad = envelope_aad(header, key_id, version, context)
-    return aad, header + aead(algorithm, kek).encrypt(nonce, plaintext, aad)
-
-
-def envelope_open(kek, envelope, key_id, version, context):
-    expect(30 <= len(envelope) <= 4126, "envelope length")
-    expect(envelope[0] == 1, "envelope version")
-    header = envelope[:14]
-    return aead(envelope[1], kek).decrypt(envelope[2:14], envelope[14:], envelope_aad(header, key_id, version, context))
-
-
-# ---------------------------------------------------------------- stream v1
-
-STREAM_HEADER_LEN = 81
-
-
-def stream_keys(data_key, header, part, context):
-    """PRK, segment key, commitment key of a stream whose header starts with `header`."""
-    prk = hkdf_extract(header[10:42], data_key)
-    tail = header[0:10] + u32(part) + canonical_context(context)
-    return prk, hkdf_expand(prk, b"kms-stream-v1 segment key" + tail), hkdf_expand(prk, b"kms-stream-v1 commitment key" + tail)
-
-
-def segment_nonce(prefix, index, last):
-    return prefix + u32(index) + (b"\x01" if last else b"\x00")
-
-
-def stream_decrypt(data_key, context, part, stream):
-    """Opens a whole stream as formats.md describes; raises on anything wrong."""
-    header = stream[:STREAM_HEADER_LEN]
-    expect(len(header) == STREAM_HEADER_LEN and header[0:4] == b"KMSS" and header[4] == 1, "stream header")
-    segment_size = struct.unpack(">I", header[6:10])[0]
-    expect(16 <= segment_size <= 4194304, "segment size")
-    _, segment_key, commitment_key = stream_keys(data_key, header, part, context)
-    if not hmac.compare_digest(hmac_sha256(commitment_key, header[:49]), header[49:81]):
-        raise Mismatch("key commitment")
-    cipher = aead(header[5], segment_key)
-    body, out, index = stream[STREAM_HEADER_LEN:], b"", 0
-    while True:
-        last = len(body) <= segment_size + 16
-        chunk, body = body[: segment_size + 16], body[segment_size + 16:]
-        expect(len(chunk) >= 16, "truncated segment")
-        out += cipher.decrypt(segment_nonce(header[42:49], index, last), chunk, b"")
-        index += 1
-        if last:
-            return out
+from kmsformats import (  # the formats, as docs/formats.md describes them
+    Mismatch, expect, same, hx, b64, unb64, refused, u32, hmac_sha256, hkdf_extract, hkdf_expand, aead,
+    canonical_context, envelope_seal, envelope_open, envelope_v2_seal, stream_keys, segment_nonce,
+    stream_decrypt, VERIFIER_AAD, VERIFIER_PLAINTEXT, record_kek, record_aad, META_MEMBERS, RFC3339_UTC,
+    parse_record_body, record_v2_aad, open_record_v2, parse_local_blob,
+)
 
 
 # ---------------------------------------------------------------- checks, one per vector file
@@ -191,6 +52,25 @@ def check_envelope_v1(case):
     same(envelope_open(kek, envelope, *binding), plaintext, "opened")
     refused(lambda e: envelope_open(kek, e, *binding), envelope)
     refused(lambda k: envelope_open(kek, envelope, k.decode("latin-1"), *binding[1:]), binding[0].encode())
+
+
+def check_envelope_v2(case):
+    kek, plaintext, envelope = hx(case["kek"]), hx(case["plaintext"]), hx(case["envelope"])
+    binding = (case["master_key_id"], case["master_key_version"], case["context"])
+    same(case["algorithm"], 1, "algorithm (AES-256-GCM, the only one version 2 takes)")
+    salt = hx(case["salt"])
+    same(len(salt), 32, "salt length")
+    key, aad, sealed = envelope_v2_seal(kek, salt, *binding, plaintext)
+    same(key, hx(case["derived_key"]), "derived key")
+    same(aad, hx(case["aad"]), "associated data")
+    same(sealed, envelope, "envelope")
+    same(len(envelope), len(plaintext) + 50, "length")
+    same(envelope_open(kek, envelope, *binding), plaintext, "opened")
+    refused(lambda e: envelope_open(kek, e, *binding), envelope)
+    refused(lambda k: envelope_open(kek, envelope, k.decode("utf-8", "replace"), *binding[1:]), binding[0].encode())
+    refused(lambda v: envelope_open(kek, envelope, binding[0], struct.unpack(">I", v)[0], binding[2]), u32(binding[1]))
+    # Relabelled version 1 (a downgrade): read as a v1 envelope, it does not authenticate.
+    refused(lambda _: envelope_open(kek, b"\x01" + envelope[1:], *binding), b"\x00")
 
 
 def check_stream_v1(case):
@@ -221,14 +101,6 @@ def check_stream_v1(case):
         except (InvalidTag, Mismatch):
             continue
         raise Mismatch(f"a stream truncated to {cut} bytes was accepted")
-
-
-VERIFIER_AAD = b"kms-local/v1/verifier"
-VERIFIER_PLAINTEXT = b"kms-local verifier: the master key is right"
-
-
-def record_kek(root, salt):
-    return hkdf_expand(hkdf_extract(salt, root), b"kms-local/v1/record-kek")
 
 
 def check_local_verifier_v1(case):
@@ -268,32 +140,6 @@ def check_local_verifier_v1(case):
     refused(lambda c: AESGCM(kek).decrypt(c[:12], c[12:], VERIFIER_AAD), check)
 
 
-def record_aad(key_id, format_version, current_version, sealed):
-    key_id = key_id.encode("ascii")
-    return b"kms-local/v1/key-record" + u16(format_version) + u32(len(key_id)) + key_id + u32(current_version) + (b"\x01" if sealed else b"\x00")
-
-
-META_MEMBERS = ["state", "usage", "spec", "origin", "description", "tags", "policy", "creation_date", "deletion_date", "rotation_date"]
-RFC3339_UTC = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,8}[1-9])?Z"
-
-
-def parse_record_body(body):
-    """The binary body of formats.md: u32 meta_len, meta, u32 n, n x (u32, i64, 32 bytes)."""
-    expect(len(body) >= 4, "body length")
-    meta_len = struct.unpack(">I", body[:4])[0]
-    meta_bytes, rest = body[4:4 + meta_len], body[4 + meta_len:]
-    expect(len(meta_bytes) == meta_len and len(rest) >= 4, "body is truncated")
-    count, rest = struct.unpack(">I", rest[:4])[0], rest[4:]
-    expect(count >= 1 and len(rest) == 44 * count, "version entries")
-    versions = []
-    for i in range(count):
-        version, created_at = struct.unpack(">Iq", rest[44 * i:44 * i + 12])
-        versions.append({"version": version, "created_at": created_at, "material": rest[44 * i + 12:44 * i + 44].hex()})
-    numbers = [v["version"] for v in versions]
-    expect(numbers[0] >= 1 and all(a < b for a, b in zip(numbers, numbers[1:])), "versions strictly ascending")
-    return meta_bytes, versions
-
-
 def check_local_key_record_v1(case):
     text = case["file"]
     expect(text.endswith("}\n"), "a record file ends with one newline")
@@ -322,8 +168,15 @@ def check_local_key_record_v1(case):
     same(versions[-1]["version"], record["current_version"], "current version is the last entry")
     meta = json.loads(meta_bytes)
     same(list(meta), META_MEMBERS, "meta members, in order")
+    check_meta(meta, meta_bytes, case["meta"])
+
+
+def check_meta(meta, meta_bytes, expected):
+    """The key record's `meta`: compact JSON, members in the documented order. Format 1
+    writes every member; format 2 leaves out absent optional ones, which read as null or {}."""
     same(meta_bytes, json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), "meta is compact JSON")
-    same(meta, case["meta"], "meta")
+    same(meta, expected, "meta")
+    meta = dict({"description": None, "tags": {}, "policy": None, "deletion_date": None, "rotation_date": None}, **meta)
     expect(meta["state"] in ("enabled", "disabled", "pending_deletion"), "state")
     same((meta["usage"], meta["spec"]), ("encrypt_decrypt", "aes256"), "usage and spec")
     expect(meta["origin"] in ("kms", "external"), "origin")
@@ -336,13 +189,31 @@ def check_local_key_record_v1(case):
     same(meta["deletion_date"] is not None, meta["state"] == "pending_deletion", "deletion_date only when pending deletion")
 
 
-def parse_local_blob(blob):
-    expect(blob[:4] == b"KLC\x01", "magic and version")
-    length = struct.unpack(">H", blob[4:6])[0]
-    expect(1 <= length <= 256 and len(blob) >= 10 + length, "key id length")
-    key_id = blob[6:6 + length].decode("ascii")
-    version = struct.unpack(">I", blob[6 + length:10 + length])[0]
-    return key_id, version, blob[10 + length:]
+def check_local_key_record_v2(case):
+    key_id, current, protection = case["key_id"], case["current_version"], case["protection"]
+    expect(re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,255}", key_id) is not None, "key id")
+    value, body = hx(case["value"]), hx(case["body"])
+    header = bytes([2, protection]) + u32(current)
+    kek = hx(case["kek"]) if protection == 1 else None
+    if kek is not None:
+        aad = record_v2_aad(key_id, current, protection)
+        same(aad, hx(case["aad"]), "associated data")
+        nonce = hx(case["nonce"])
+        same(header + nonce + AESGCM(kek).encrypt(nonce, body, aad), value, "sealed value")
+        refused(lambda v: open_record_v2(key_id, v, kek), value)
+        refused(lambda k: open_record_v2(k.decode("ascii"), value, kek), key_id.encode("ascii"))
+    else:
+        same(header + body, value, "development-mode value: header and the body in the clear")
+    same(open_record_v2(key_id, value, kek), (current, body), "opened")
+    meta_bytes, versions = parse_record_body(body)
+    same(versions, case["versions"], "versions")
+    same(versions[-1]["version"], current, "current version is the last entry")
+    meta = json.loads(meta_bytes)
+    present = [m for m in META_MEMBERS if m in meta]
+    same(list(meta), present, "meta members, in order")
+    expect(set(["state", "usage", "spec", "origin", "creation_date"]) <= set(meta), "required meta members")
+    expect(all(meta[m] is not None for m in meta) and meta.get("tags") != {}, "format 2 leaves out absent members and empty tags")
+    check_meta(meta, meta_bytes, case["meta"])
 
 
 def check_local_blob_v1(case):
@@ -350,8 +221,12 @@ def check_local_blob_v1(case):
     key_id, version, envelope = parse_local_blob(blob)
     same((key_id, version), (case["key_id"], case["key_version"]), "header")
     same(envelope, hx(case["envelope"]), "envelope")
-    material = hx(case["material"])  # the version's material is the envelope key, as is
-    aad, sealed = envelope_seal(material, 1, hx(case["nonce"]), key_id, version, case["context"], hx(case["plaintext"]))
+    material = hx(case["material"])  # the version's material is the envelope's KEK, as is
+    if envelope[0] == 2:  # written now: the per-envelope key is derived from the material
+        key, aad, sealed = envelope_v2_seal(material, hx(case["salt"]), key_id, version, case["context"], hx(case["plaintext"]))
+        same(key, hx(case["derived_key"]), "derived envelope key")
+    else:  # version 1, read: sealed under the material itself
+        aad, sealed = envelope_seal(material, 1, hx(case["nonce"]), key_id, version, case["context"], hx(case["plaintext"]))
     same(aad, hx(case["envelope_aad"]), "envelope associated data")
     same(sealed, envelope, "envelope")
     opened = lambda b: envelope_open(material, parse_local_blob(b)[2], *parse_local_blob(b)[:2], case["context"])
@@ -442,6 +317,8 @@ def open_sse_c(case, metadata, context, wrapped):
 
 SEALED_PATHS = ["backend_config.master_key.key", "backend_config.master_key.passphrase",
                 "backend_config.auth_method.token", "backend_config.auth_method.secret_id"]
+
+
 CONFIG_MEMBERS = ["backend", "backend_config", "default_key_id", "timeout_seconds", "retry_attempts", "enable_cache", "cache_config"]
 
 
@@ -554,12 +431,59 @@ def check_serve_data_dir_v1(case):
     same(stream_decrypt(data_key, case["context"], 0, data[9 + length:]), hx(case["plaintext"]), "plaintext")
 
 
+def check_backup_bundle_v1(case):
+    """docs/formats.md, "Backup bundle": the layout, and the seal over the whole bundle."""
+    bundle = hx(case["bundle_hex"])
+
+    def parse(data):
+        expect(data[:8] == b"KMSBKUP\0", "magic")
+        same(struct.unpack(">H", data[8:10])[0], 1, "version")
+        (verifier_len,) = struct.unpack(">I", data[10:14])
+        verifier = data[14:14 + verifier_len]
+        at = 14 + verifier_len
+        (count,) = struct.unpack(">Q", data[at:at + 8])
+        at += 8
+        keys = []
+        for _ in range(count):
+            flags = data[at]
+            (id_len,) = struct.unpack(">H", data[at + 1:at + 3])
+            key_id = data[at + 3:at + 3 + id_len].decode("utf-8")
+            at += 3 + id_len
+            (record_len,) = struct.unpack(">I", data[at:at + 4])
+            expect(len(data) >= at + 4 + record_len, "record within the bundle")
+            keys.append({"key_id": key_id, "flags": flags, "record_len": record_len})
+            at += 4 + record_len
+        (seal_len,) = struct.unpack(">I", data[at:at + 4])
+        same(at + 4 + seal_len, len(data), "the seal ends the bundle")
+        return verifier, keys, at, data[at + 4:]
+
+    def open_seal(data):
+        verifier, _, body_len, seal = parse(data)
+        salt = unb64(json.loads(verifier)["salt"])
+        kek = record_kek(unb64(case["master_key_base64"]), salt)
+        digest = AESGCM(kek).decrypt(seal[:12], seal[12:], b"kms-local/v1/backup")
+        same(digest, hashlib.sha256(data[:body_len]).digest(), "sealed digest of everything before the seal")
+        return digest
+
+    verifier, keys, body_len, seal = parse(bundle)
+    same(len(verifier), case["verifier_len"], "verifier length")
+    same(json.loads(verifier)["format"], "kms-local-verifier", "the verifier record")
+    same(len(keys), case["key_count"], "key count")
+    same(keys, case["keys"], "keys")
+    same(sorted(k["key_id"] for k in keys), [k["key_id"] for k in keys], "keys in id order")
+    same((body_len, len(seal)), (case["seal_offset"], case["seal_len"]), "seal offset and length")
+    open_seal(bundle)
+    refused(open_seal, bundle, positions=[14 + len(verifier) + 20, body_len - 1, body_len + 10, len(bundle) - 1])
+
+
 CHECKS = {
     ("canonical-context", 1): check_canonical_context_v1,
     ("envelope", 1): check_envelope_v1,
+    ("envelope", 2): check_envelope_v2,
     ("stream", 1): check_stream_v1,
     ("local-verifier", 1): check_local_verifier_v1,
     ("local-key-record", 1): check_local_key_record_v1,
+    ("local-key-record", 2): check_local_key_record_v2,
     ("local-blob", 1): check_local_blob_v1,
     ("vault-blob", 1): check_vault_blob_v1,
     ("vault-key-record", 1): check_vault_key_record_v1,
@@ -568,6 +492,7 @@ CHECKS = {
     ("admin-token", 1): check_admin_token_v1,
     ("kms-file", 1): check_kms_file_v1,
     ("serve-data-dir", 1): check_serve_data_dir_v1,
+    ("kms-backup-bundle", 1): check_backup_bundle_v1,
 }
 
 

@@ -162,7 +162,8 @@ impl App {
         };
         let (mut response, outcome) = match result {
             Ok(response) => (response, "ok"),
-            Err(err) if err.status.is_server_error() => {
+            // 501 `unsupported` names only the operation and the backend kind: it is shown.
+            Err(err) if err.status.is_server_error() && err.code != "unsupported" => {
                 let code = err.code;
                 (self.server_error_response(err), code)
             }
@@ -278,6 +279,12 @@ impl App {
                     None => return Err(not_running()),
                 }
                 Ok(json(StatusCode::OK, &serde_json::json!({"cleared": true})))
+            }
+            Op::Backup => {
+                let _: EmptyBody = self.body(req, false).await?;
+                let manager = self.manager.manager().await.ok_or_else(not_running)?;
+                let bundle = self.call(operation, manager.backend().backup()).await?;
+                Ok(bytes_response(bundle))
             }
             Op::CreateKey => {
                 let request: CreateKeyRequest = self.body(req, false).await?;
@@ -717,6 +724,13 @@ fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Resp {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A binary answer (a backup bundle).
+fn bytes_response(bytes: Vec<u8>) -> Resp {
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     response
 }
 

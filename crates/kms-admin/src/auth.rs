@@ -33,6 +33,8 @@ pub enum Operation {
     GetConfig,
     /// `POST /kms/v1/cache/clear`.
     ClearCache,
+    /// `POST /kms/v1/backup`: a sealed backup bundle of every key.
+    Backup,
     /// `POST /kms/v1/keys`.
     CreateKey,
     /// `GET /kms/v1/keys`.
@@ -75,7 +77,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 26] = [
+    pub const ALL: [Operation; 27] = [
         Self::Configure,
         Self::Reconfigure,
         Self::Start,
@@ -83,6 +85,7 @@ impl Operation {
         Self::Status,
         Self::GetConfig,
         Self::ClearCache,
+        Self::Backup,
         Self::CreateKey,
         Self::ListKeys,
         Self::DescribeKey,
@@ -118,6 +121,7 @@ impl Operation {
             Self::Status => "status",
             Self::GetConfig => "get_config",
             Self::ClearCache => "clear_cache",
+            Self::Backup => "backup",
             Self::CreateKey => "create_key",
             Self::ListKeys => "list_keys",
             Self::DescribeKey => "describe_key",

@@ -532,3 +532,23 @@ async fn decrypt_and_re_encrypt_are_authorized_before_the_backend_opens_anything
     assert_eq!(backend.opened(), before + 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_needs_its_own_grant_and_a_backend_that_has_backups() {
+    let server = TestServer::start().await;
+    let http = Http::new(&server);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let anonymous = http::Request::post(server.url("/kms/v1/backup")).body(Default::default()).unwrap();
+    assert_eq!(client.request(anonymous).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // Neither the app nor the auditor ("read") holds `backup`: a bundle is every key's record.
+    for token in [APP, AUDITOR] {
+        let reply = http.call(Method::POST, "/kms/v1/backup", token, None).await;
+        assert_eq!((reply.status, reply.code().as_str()), (StatusCode::FORBIDDEN, "forbidden"));
+    }
+    // The admin holds it; this server's backend (in memory) has no backup: 501, named.
+    let reply = http.call(Method::POST, "/kms/v1/backup", ADMIN, None).await;
+    assert_eq!((reply.status, reply.code().as_str()), (StatusCode::NOT_IMPLEMENTED, "unsupported"));
+    assert!(String::from_utf8_lossy(&reply.body).contains("backup"), "{:?}", reply.body);
+    server.stop().await;
+}

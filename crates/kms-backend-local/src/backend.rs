@@ -121,6 +121,24 @@ impl Inner {
         }
     }
 
+    /// A backup bundle of the store as one read transaction sees it ([`crate::backup`]).
+    pub(crate) async fn snapshot(self: &Arc<Self>) -> Result<Vec<u8>> {
+        self.check_open()?;
+        let inner = self.clone();
+        blocking(move || {
+            let verifier = inner
+                .dir
+                .read(crate::dir::VERIFIER_FILE)
+                .map_err(|e| io_error("cannot read the verifier record".to_owned(), e))?;
+            let entries = store::snapshot(&*inner.db()?)?
+                .into_iter()
+                .map(|(id, record, pending)| crate::bundle::Entry { id, record, pending })
+                .collect::<Vec<_>>();
+            crate::bundle::encode(&verifier, &entries, &inner.protection)
+        })
+        .await
+    }
+
     /// The usable key for a cryptographic or read operation.
     pub(crate) async fn loaded(self: &Arc<Self>, key_id: &str, operation: &'static str) -> Result<Arc<KeyRecord>> {
         match self.lookup(key_id).await? {

@@ -28,6 +28,12 @@
 //! - **Durability**: a change is answered only once its transaction is committed (fsynced);
 //!   a crash leaves each commit whole or absent; an unreadable record makes its key
 //!   `Unavailable`, not the store.
+//! - **Backup**: [`LocalBackend::snapshot`] reads every record in one read transaction (a
+//!   consistent state while the writer keeps committing) into a bundle of the sealed records
+//!   and the verifier, authenticated as a whole under the record KEK; the master key is not in
+//!   it. [`LocalBackend::restore_into`] writes a bundle into an empty key directory, offline,
+//!   refusing a truncated or altered bundle, another master key, or a store that holds keys,
+//!   before writing anything (`docs/formats.md`, "Backup bundle").
 //! - **Concurrency**: one writer thread applies every change in order (no lost update) and
 //!   commits all changes queued at that moment together: group commit, one fsync for many
 //!   callers, none for a single caller beyond its own. A second process on the same directory
@@ -80,6 +86,8 @@
 
 mod aliases;
 mod backend;
+mod backup;
+mod bundle;
 mod cache;
 mod ciphertext;
 mod clock;
@@ -93,6 +101,7 @@ mod store;
 mod writer;
 
 pub use backend::{DEFAULT_DELETION_SWEEP_INTERVAL, LocalBackend, LocalOptions};
+pub use backup::RestoreSummary;
 pub use cache::KeyCacheStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use factory::LocalBackendFactory;

@@ -223,41 +223,7 @@ impl RecordProtection {
         let shown = shown.display();
         if dir.exists(VERIFIER_FILE).map_err(|e| io_error(format!("cannot inspect {shown}"), e))? {
             let bytes = dir.read(VERIFIER_FILE).map_err(|e| io_error(format!("cannot read {shown}"), e))?;
-            let file: VerifierFile = serde_json::from_slice(&bytes)
-                .map_err(|e| KmsError::backend_with_source(format!("verifier record {shown} is corrupt"), false, e))?;
-            if file.format != VERIFIER_FORMAT || file.format_version != VERIFIER_FORMAT_VERSION {
-                return Err(KmsError::backend(format!(
-                    "verifier record {shown} has unsupported format {} version {}",
-                    file.format, file.format_version
-                )));
-            }
-            if file.protection != secret.protection() {
-                return Err(KmsError::configuration(
-                    FIELD,
-                    format!(
-                        "this key directory was created with protection `{}` but the configuration gives `{}`",
-                        protection_name(file.protection),
-                        protection_name(secret.protection())
-                    ),
-                ));
-            }
-            let protection = derive(&secret, &file.salt, file.argon2id.map(Argon2Params::check).transpose()?)?;
-            if let Self::Sealed(kek) = &protection {
-                let check = file.check.as_deref().ok_or_else(|| {
-                    KmsError::backend(format!("verifier record {shown} has no check value; it is corrupt"))
-                })?;
-                let opened = kek.open(VERIFIER_AAD, check).map_err(|_| {
-                    KmsError::configuration(
-                        FIELD,
-                        "wrong master key: it does not open this key directory's verifier record \
-                         (the directory was created with a different key or passphrase)",
-                    )
-                })?;
-                if opened.as_slice() != VERIFIER_PLAINTEXT {
-                    return Err(KmsError::backend(format!("verifier record {shown} holds an unexpected value")));
-                }
-            }
-            return Ok(protection);
+            return Self::from_verifier(&bytes, secret, &shown.to_string());
         }
         if has_records {
             return Err(KmsError::backend(format!(
@@ -266,6 +232,54 @@ impl RecordProtection {
                 dir.path().display()
             )));
         }
+        Self::create_verifier(dir, secret, &shown.to_string())
+    }
+
+    /// Opens the verifier record `bytes` (read from a directory or a backup bundle, `shown`
+    /// in messages) with `secret`: a wrong master key or a mismatched protection mode is
+    /// refused (`Configuration`), a corrupt verifier too (`Backend`).
+    pub(crate) fn from_verifier(bytes: &[u8], secret: MasterSecret, shown: &str) -> Result<Self, KmsError> {
+        let file: VerifierFile = serde_json::from_slice(bytes)
+            .map_err(|e| KmsError::backend_with_source(format!("verifier record {shown} is corrupt"), false, e))?;
+        if file.format != VERIFIER_FORMAT || file.format_version != VERIFIER_FORMAT_VERSION {
+            return Err(KmsError::backend(format!(
+                "verifier record {shown} has unsupported format {} version {}",
+                file.format, file.format_version
+            )));
+        }
+        if file.protection != secret.protection() {
+            return Err(KmsError::configuration(
+                FIELD,
+                format!(
+                    "this key directory was created with protection `{}` but the configuration gives `{}`",
+                    protection_name(file.protection),
+                    protection_name(secret.protection())
+                ),
+            ));
+        }
+        let protection = derive(&secret, &file.salt, file.argon2id.map(Argon2Params::check).transpose()?)?;
+        if let Self::Sealed(kek) = &protection {
+            let check = file.check.as_deref().ok_or_else(|| {
+                KmsError::backend(format!("verifier record {shown} has no check value; it is corrupt"))
+            })?;
+            let opened = kek.open(VERIFIER_AAD, check).map_err(|_| {
+                KmsError::configuration(
+                    FIELD,
+                    format!(
+                        "wrong master key: it does not open the verifier record {shown} \
+                         (it was made with a different key or passphrase)"
+                    ),
+                )
+            })?;
+            if opened.as_slice() != VERIFIER_PLAINTEXT {
+                return Err(KmsError::backend(format!("verifier record {shown} holds an unexpected value")));
+            }
+        }
+        Ok(protection)
+    }
+
+    /// Writes a new verifier record for `secret` into `dir` (which has none).
+    fn create_verifier(dir: &KeyDir, secret: MasterSecret, shown: &str) -> Result<Self, KmsError> {
         let mut salt = vec![0u8; SALT_LEN];
         SystemRandom::new().fill(&mut salt).map_err(|_| KmsError::crypto())?;
         let argon2id = matches!(secret, MasterSecret::Passphrase(_)).then_some(Argon2Params::DEFAULT);

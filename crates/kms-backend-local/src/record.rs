@@ -448,3 +448,7 @@ mod tests {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
+
+#[cfg(test)]
+#[path = "record_vectors.rs"]
+mod vectors;

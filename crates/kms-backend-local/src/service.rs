@@ -353,6 +353,10 @@ impl KmsBackend for LocalBackend {
         Ok(())
     }
 
+    async fn backup(&self) -> Result<Vec<u8>> {
+        self.snapshot().await
+    }
+
     fn key_cache_stats(&self) -> Option<kms_types::api_types::CacheStats> {
         let stats = self.cache_stats();
         Some(kms_types::api_types::CacheStats {

@@ -12,6 +12,9 @@
 //! - `pending_deletion`: key id → `()`, the keys in `PendingDeletion` (what the deletion
 //!   sweep reads instead of every record);
 //! - `store_info`: `"format_version"` → 1.
+//!
+//! [`snapshot`] reads every record in one read transaction (a backup, [`crate::bundle`]);
+//! [`build_and_install`] builds a whole store aside and moves it into place (migration, restore).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -20,7 +23,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use kms_types::error::KmsError;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::dir::{KeyDir, io_error};
 use crate::legacy::LEGACY_SUFFIX;
@@ -145,8 +148,46 @@ pub(crate) fn page(
 /// A record the migration reader cannot open is kept as it was, so its key stays listed as
 /// `Unavailable` with the same reason, as before.
 pub(crate) fn migrate(dir: &KeyDir, protection: &RecordProtection, legacy_ids: &[String]) -> Result<usize, KmsError> {
+    let migrated = build_and_install(dir, |keys, pending| {
+        let mut migrated = 0;
+        for id in legacy_ids {
+            let bytes = dir.read(&format!("{id}{LEGACY_SUFFIX}")).unwrap_or_default();
+            let value = match crate::legacy::decode(id, &bytes, protection) {
+                Ok(record) => {
+                    if record.meta.state == StoredState::PendingDeletion {
+                        pending.insert(id.as_str(), ()).map_err(storage)?;
+                    }
+                    migrated += 1;
+                    record.encode(protection)?
+                }
+                Err(why) => {
+                    tracing::error!(key_id = %id, error = %why, "legacy record is unreadable; kept as it is (Unavailable)");
+                    bytes
+                }
+            };
+            keys.insert(id.as_str(), value.as_slice()).map_err(storage)?;
+        }
+        Ok(migrated)
+    })?;
+    let shown = dir.path().display();
+    tracing::info!(key_dir = %shown, keys = legacy_ids.len(), migrated, "migrated the key directory to the key store");
+    Ok(migrated)
+}
+
+/// The `keys` and `pending_deletion` tables of a store being built.
+pub(crate) type KeysTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
+/// The `pending_deletion` table of a store being built.
+pub(crate) type PendingTable<'t> = redb::Table<'t, &'static str, ()>;
+
+/// Builds a new store with `fill` in one transaction under a temporary name, then moves it
+/// into place as the directory's store (replacing any): a crash leaves the old state or the
+/// whole new store, never a part (the temporary file is removed at the next start).
+pub(crate) fn build_and_install<T>(
+    dir: &KeyDir,
+    fill: impl FnOnce(&mut KeysTable<'_>, &mut PendingTable<'_>) -> Result<T, KmsError>,
+) -> Result<T, KmsError> {
     let shown = dir.path().display().to_string();
-    let temp = dir.temp_name().map_err(|e| io_error(format!("cannot migrate {shown}"), e))?;
+    let temp = dir.temp_name().map_err(|e| io_error(format!("cannot build a key store in {shown}"), e))?;
     let temp_path = dir.path().join(&temp);
     let built = (|| {
         let file =
@@ -156,41 +197,51 @@ pub(crate) fn migrate(dir: &KeyDir, protection: &RecordProtection, legacy_ids: &
             .map_err(|e| KmsError::backend_with_source("cannot create the key store", false, e))?;
         initialize(&db)?;
         let txn = db.begin_write().map_err(storage)?;
-        let mut migrated = 0;
-        {
+        let filled = {
             let mut keys = txn.open_table(KEYS).map_err(storage)?;
             let mut pending = txn.open_table(PENDING).map_err(storage)?;
-            for id in legacy_ids {
-                let bytes = dir.read(&format!("{id}{LEGACY_SUFFIX}")).unwrap_or_default();
-                let value = match crate::legacy::decode(id, &bytes, protection) {
-                    Ok(record) => {
-                        if record.meta.state == StoredState::PendingDeletion {
-                            pending.insert(id.as_str(), ()).map_err(storage)?;
-                        }
-                        migrated += 1;
-                        record.encode(protection)?
-                    }
-                    Err(why) => {
-                        tracing::error!(key_id = %id, error = %why, "legacy record is unreadable; kept as it is (Unavailable)");
-                        bytes
-                    }
-                };
-                keys.insert(id.as_str(), value.as_slice()).map_err(storage)?;
-            }
-        }
+            fill(&mut keys, &mut pending)?
+        };
         txn.commit().map_err(storage)?;
-        Ok::<_, KmsError>(migrated)
+        Ok::<_, KmsError>(filled)
     })();
-    let migrated = match built {
-        Ok(migrated) => migrated,
+    let filled = match built {
+        Ok(filled) => filled,
         Err(err) => {
             let _ = fs::remove_file(&temp_path);
             return Err(err);
         }
     };
-    dir.install(&temp, STORE_FILE).map_err(|e| io_error(format!("cannot move the migrated store into {shown}"), e))?;
-    tracing::info!(key_dir = %shown, keys = legacy_ids.len(), migrated, "migrated the key directory to the key store");
-    Ok(migrated)
+    dir.install(&temp, STORE_FILE).map_err(|e| io_error(format!("cannot move the new key store into {shown}"), e))?;
+    Ok(filled)
+}
+
+/// How many keys the directory's store holds (0 when there is no store file yet).
+pub(crate) fn key_count(dir: &KeyDir) -> Result<u64, KmsError> {
+    let path = dir.path().join(STORE_FILE);
+    if !dir.exists(STORE_FILE).map_err(|e| io_error(format!("cannot inspect {}", path.display()), e))? {
+        return Ok(0);
+    }
+    let db = open(dir)?;
+    let txn = db.begin_read().map_err(storage)?;
+    let count = redb::ReadableTableMetadata::len(&txn.open_table(KEYS).map_err(storage)?).map_err(storage)?;
+    Ok(count)
+}
+
+/// Every (id, record, pending deletion) of the store, read in one read transaction: a
+/// consistent snapshot whatever the writer commits meanwhile.
+pub(crate) fn snapshot(db: &Database) -> Result<Vec<(String, Vec<u8>, bool)>, KmsError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let keys = txn.open_table(KEYS).map_err(storage)?;
+    let pending = txn.open_table(PENDING).map_err(storage)?;
+    let mut out = Vec::new();
+    for entry in keys.iter().map_err(storage)? {
+        let (id, value) = entry.map_err(storage)?;
+        let id = id.value().to_owned();
+        let is_pending = pending.get(id.as_str()).map_err(storage)?.is_some();
+        out.push((id, value.value().to_vec(), is_pending));
+    }
+    Ok(out)
 }
 
 /// Removes the format 1 files a finished migration left behind: only those whose key the

@@ -1,4 +1,4 @@
-//! The published test vectors of the local store's formats (`docs/vectors/local-*-v1.json`,
+//! The published test vectors of the local store's formats (`docs/vectors/local-*.json`,
 //! described in `docs/formats.md`), opened through the backend itself: a key directory is
 //! assembled from the vector files, and the backend must accept the verifier, read every
 //! record with the documented metadata, and decrypt every ciphertext blob. One test per
@@ -20,14 +20,19 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 fn cases(text: &str, format: &str) -> Vec<Value> {
+    cases_of_version(text, format, 1)
+}
+
+fn cases_of_version(text: &str, format: &str, version: u64) -> Vec<Value> {
     let doc: Value = serde_json::from_str(text).expect("a vector file is JSON");
-    assert_eq!((doc["format"].as_str(), doc["version"].as_u64()), (Some(format), Some(1)));
+    assert_eq!((doc["format"].as_str(), doc["version"].as_u64()), (Some(format), Some(version)));
     doc["cases"].as_array().expect("cases").clone()
 }
 
 const VERIFIERS: &str = include_str!("../../../docs/vectors/local-verifier-v1.json");
 const RECORDS: &str = include_str!("../../../docs/vectors/local-key-record-v1.json");
 const BLOBS: &str = include_str!("../../../docs/vectors/local-blob-v1.json");
+const RECORDS_V2: &str = include_str!("../../../docs/vectors/local-key-record-v2.json");
 
 fn hex(text: &str) -> Vec<u8> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
@@ -168,7 +173,10 @@ async fn local_blob_v1() {
     files.extend(records.iter().map(|c| (format!("{}.key", text(c, "key_id")), text(c, "file"))));
     let dir = key_dir(&tmp, &files);
     let backend = open(&dir, source(&verifier)).await.unwrap();
-    for case in cases(BLOBS, "local-blob") {
+    let blobs = cases(BLOBS, "local-blob");
+    let envelope_versions: Vec<u8> = blobs.iter().map(|c| hex(text(c, "envelope"))[0]).collect();
+    assert!(envelope_versions.contains(&1) && envelope_versions.contains(&2), "v1 (read) and v2 (written) envelopes");
+    for case in blobs {
         let context: EncryptionContext = serde_json::from_value(case["context"].clone()).unwrap();
         let blob = hex(text(&case, "blob"));
         let request =
@@ -189,4 +197,76 @@ async fn local_blob_v1() {
         assert!(matches!(err, KmsError::Crypto { .. }), "{}: {err:?}", case["name"]);
     }
     backend.shutdown().await;
+}
+
+/// A key store assembled as `docs/formats.md` describes it (`keys.redb`: the `keys`,
+/// `pending_deletion` and `store_info` tables) with redb itself, holding one format 2 record
+/// vector: the backend reads the key with the vector's metadata, decrypts the blob vectors made
+/// under it, and lists the key `Unavailable` once the record's header is edited.
+#[tokio::test]
+async fn local_key_record_v2_in_a_store() {
+    const KEYS: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new("keys");
+    const PENDING: redb::TableDefinition<'_, &str, ()> = redb::TableDefinition::new("pending_deletion");
+    const INFO: redb::TableDefinition<'_, &str, u64> = redb::TableDefinition::new("store_info");
+    let store = |dir: &Path, case: &Value, value: &[u8]| {
+        let path = dir.join("keys.redb");
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            txn.open_table(INFO).unwrap().insert("format_version", 1).unwrap();
+            txn.open_table(KEYS).unwrap().insert(text(case, "key_id"), value).unwrap();
+            let mut pending = txn.open_table(PENDING).unwrap();
+            if case["meta"]["state"] == "pending_deletion" {
+                pending.insert(text(case, "key_id"), ()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        drop(db);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    let blobs = cases(BLOBS, "local-blob");
+    for case in cases_of_version(RECORDS_V2, "local-key-record", 2) {
+        let name = &case["name"];
+        let verifier =
+            verifier(if case["protection"] == 1 { "master_key" } else { "insecure_plaintext_for_development" });
+        let value = hex(text(&case, "value"));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = key_dir(&tmp, &[(".verifier.json".into(), text(&verifier, "file"))]);
+        store(&dir, &case, &value);
+        let backend = open(&dir, source(&verifier)).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let key_id = text(&case, "key_id").to_owned();
+        let described = backend.describe_key(DescribeKeyRequest { key_id: key_id.clone() }).await.unwrap();
+        let mut expected = case.clone();
+        let meta = expected["meta"].as_object_mut().unwrap();
+        for member in ["description", "deletion_date", "rotation_date"] {
+            meta.entry(member).or_insert(Value::Null);
+        }
+        meta.entry("tags").or_insert(serde_json::json!({}));
+        assert_eq!(actual_metadata(&described.key_metadata), expected_metadata(&expected), "{name}");
+        let mut opened = 0;
+        for blob in blobs.iter().filter(|b| b["key_id"] == case["key_id"]) {
+            let context: EncryptionContext = serde_json::from_value(blob["context"].clone()).unwrap();
+            let request =
+                DecryptRequest { ciphertext_blob: hex(text(blob, "blob")), encryption_context: context, key_id: None };
+            let plaintext = backend.decrypt(request).await.unwrap_or_else(|e| panic!("{name}: {}: {e}", blob["name"]));
+            assert_eq!(plaintext.plaintext.expose_secret(), hex(text(blob, "plaintext")).as_slice(), "{name}");
+            opened += 1;
+        }
+        assert!(opened > 0 || key_id != "app-1", "{name}: the blob vectors of app-1 open under its record");
+        backend.shutdown().await;
+
+        // An edited current_version: the record no longer reads, and its key is unavailable.
+        let mut edited = value;
+        edited[5] ^= 1;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = key_dir(&tmp, &[(".verifier.json".into(), text(&verifier, "file"))]);
+        store(&dir, &case, &edited);
+        let backend = open(&dir, source(&verifier)).await.unwrap();
+        let listed = backend.list_keys(ListKeysRequest::default()).await.unwrap();
+        assert_eq!(
+            listed.keys.iter().map(|k| (k.key_id.as_str(), k.key_state)).collect::<Vec<_>>(),
+            [(key_id.as_str(), KeyState::Unavailable)]
+        );
+        backend.shutdown().await;
+    }
 }

@@ -112,6 +112,8 @@ pub(crate) enum Command {
     Encrypt(EncryptArgs),
     Decrypt(DecryptArgs),
     Rewrap(RewrapArgs),
+    Backup(BackupArgs),
+    Restore(RestoreArgs),
     /// Bearer tokens for the server configuration.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -475,4 +477,37 @@ mod tests {
         let printed = format!("{cli:?}");
         assert!(!printed.contains("do-not-print-me"), "{printed}");
     }
+}
+
+/// Back up every key of the running server (local backend) into a sealed bundle.
+///
+/// The bundle holds every key, version, state, description and tag, each record sealed under
+/// the master key, taken as one consistent snapshot while the server keeps serving. The master
+/// key is NOT in it: keep master.key apart, restoring needs it. Needs the `backup` grant.
+/// Written atomically (a temporary file, then a rename), mode 0600.
+#[derive(Debug, Args)]
+pub(crate) struct BackupArgs {
+    /// The bundle file to write (replaced if it exists).
+    #[arg(long, short = 'o')]
+    pub(crate) out: PathBuf,
+}
+
+/// Restore a backup bundle into a data folder whose key store is empty (offline: the server
+/// must not be running on it).
+///
+/// The key store and master key are found as `kms serve` finds them: the local backend of the
+/// service configuration saved in DIR if there is one, else DIR/keys with DIR/master.key (the
+/// file `kms serve` creates by default). Put the master key back first, or name it with
+/// --master-key-file. Nothing is written unless the bundle is whole, unaltered and made under
+/// that master key; a key store that holds keys is refused. Then start `kms serve --data-dir DIR`.
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// The bundle written by `kms backup`.
+    pub(crate) file: PathBuf,
+    /// The data folder to restore into (created if missing) [default: ./kms-data].
+    #[arg(long, env = "KMS_DATA_DIR", hide_env_values = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The master key file (base64, mode 0600) [default: the saved service's, else DIR/master.key].
+    #[arg(long)]
+    pub(crate) master_key_file: Option<PathBuf>,
 }

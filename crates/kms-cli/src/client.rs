@@ -195,7 +195,7 @@ impl Client {
         parsed
     }
 
-    fn refusal(&self, status: StatusCode, bytes: &[u8]) -> CliError {
+    pub(crate) fn refusal(&self, status: StatusCode, bytes: &[u8]) -> CliError {
         let mut err = status_error(status, bytes);
         if let (StatusCode::UNAUTHORIZED, Some(hint)) = (status, &self.on_refusal) {
             err.message = format!("{}\n  {hint}", err.message);

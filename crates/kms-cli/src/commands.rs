@@ -47,6 +47,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Encrypt(args) => crate::files::encrypt(&client(&global)?, args).await,
         Command::Decrypt(args) => crate::files::decrypt(&client(&global)?, args).await,
         Command::Rewrap(args) => crate::rewrap::run(&client(&global)?, &global, args).await,
+        Command::Backup(args) => crate::backup::backup(&client(&global)?, &global, args).await,
+        Command::Restore(args) => crate::backup::restore(&global, args),
     }
 }
 

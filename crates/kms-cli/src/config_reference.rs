@@ -105,6 +105,16 @@ pub(crate) const SECTIONS: &[Section] = &[
                 "KMS_MAX_CONNECTIONS",
                 "--max-connections",
             ),
+            opt(
+                "max_connections_per_peer",
+                "256",
+                "Most concurrent connections from one peer IP; a further one is closed at once (raise it behind a proxy).",
+            ),
+            opt(
+                "response_write_timeout_seconds",
+                "30",
+                "Time a client has to take each part of an answer; one that stops reading is disconnected.",
+            ),
             opt("shutdown_grace_seconds", "30", "How long shutdown waits for requests in flight."),
             opt("public_health", "true", "GET /health answers without a token (for probes)."),
             with_env(
@@ -115,6 +125,18 @@ pub(crate) const SECTIONS: &[Section] = &[
                 ),
                 "KMS_AUDIT_LOG",
                 "--audit-log",
+            ),
+            opt(
+                "audit_fail_closed",
+                "false",
+                "Refuse requests (503) while the audit log cannot be written or its queue is full.",
+            ),
+            opt("audit_queue_capacity", "65536", "Most audit lines waiting to be written."),
+            opt("audit_sync_interval_seconds", "1", "Longest time between two syncs of the audit log to disk."),
+            opt(
+                "allow_insecure_http",
+                "false",
+                "Serve plain HTTP on a non-loopback address: tokens and keys cross the network in the clear.",
             ),
         ],
     },

@@ -20,6 +20,7 @@
 use std::process::ExitCode;
 
 mod aws_keys;
+mod backup;
 mod cli;
 mod client;
 mod commands;

@@ -200,6 +200,13 @@ pub trait KmsBackend: Send + Sync {
     /// Drops every cache the backend holds (`POST /kms/v1/cache/clear`). Default: none held.
     async fn clear_caches(&self) {}
 
+    /// A backup bundle of every key, consistent and sealed (the local backend's format is in
+    /// `docs/formats.md`, "Backup bundle"). Optional: a backend whose store has its own backup
+    /// (Vault/OpenBao: the raft snapshot, docs/vault.md) answers `Unsupported`.
+    async fn backup(&self) -> Result<Vec<u8>> {
+        Err(self.unsupported("backup"))
+    }
+
     /// The error an unimplemented optional operation returns.
     fn unsupported(&self, operation: &'static str) -> KmsError {
         KmsError::Unsupported { operation, backend: self.backend_name() }

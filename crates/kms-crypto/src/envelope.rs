@@ -483,9 +483,9 @@ mod tests {
         assert_eq!(format!("{prepared:?}"), format!("PreparedKek({REDACTED:?})"));
     }
 
-    // Cross-checked with an independent implementation (Python `cryptography`):
-    // `tests/vectors/envelope_v2_kat.py`; the version 1 cases are the first two of
-    // `docs/vectors/envelope-v1.json`, which `docs/vectors/check.py` re-derives.
+    // The first two cases of `docs/vectors/envelope-v2.json` and of
+    // `docs/vectors/envelope-v1.json`, which `docs/vectors/check.py` re-derives independently
+    // (Python `cryptography`, from docs/formats.md alone).
     const V2_KAT: &str = "0201404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f8de9ed64661195d5ad6461419a8e90bbbf5aceb4f11ccfa28a7ba7c24b1c18c756cb076521cb071e9a683a52f181e173";
     const V2_KAT_EMPTY: &str =
         "0201ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff3b687e0143bc23057ed15a4fc800eedf";

@@ -36,6 +36,15 @@ fn context(case: &Value) -> EncryptionContext {
     serde_json::from_value(case["context"].clone()).expect("context is an object of strings")
 }
 
+/// What the case's envelope is bound to: its master key id, version and `context`.
+fn binding<'a>(case: &'a Value, context: &'a EncryptionContext) -> Binding<'a> {
+    Binding {
+        master_key_id: case["master_key_id"].as_str().expect("master_key_id is a string"),
+        master_key_version: number(case, "master_key_version"),
+        context,
+    }
+}
+
 fn algorithm(case: &Value) -> Algorithm {
     Algorithm::from_id(number(case, "algorithm") as u8).expect("a known algorithm")
 }
@@ -55,12 +64,7 @@ fn envelope_v1() {
     for case in vectors(include_str!("../../../docs/vectors/envelope-v1.json"), "envelope", 1) {
         let name = &case["name"];
         let context = context(&case);
-        let key_id = case["master_key_id"].as_str().expect("master_key_id");
-        let binding = Binding {
-            master_key_id: key_id,
-            master_key_version: number(&case, "master_key_version"),
-            context: &context,
-        };
+        let binding = binding(&case, &context);
         let kek = PreparedKek::new(KeyEncryptionKey::from_bytes(&bytes(&case, "kek")).expect("32-byte KEK"));
         let expected = bytes(&case, "envelope");
         assert_eq!(expected[0], envelope::ENVELOPE_FORMAT_V1, "{name}");
@@ -78,6 +82,63 @@ fn envelope_v1() {
         assert_eq!(*envelope::open(kek.key_encryption_key(), &expected, &binding).unwrap(), bytes(&case, "plaintext"));
         let other = Binding { master_key_version: binding.master_key_version + 1, ..binding };
         assert_eq!(kek.open(&expected, &other).unwrap_err(), crate::CryptoError::Unauthenticated, "{name}");
+    }
+}
+
+/// Version 2, written: every case re-seals to the vector's bytes with the vector's salt, opens
+/// to its plaintext, is bound to its key id, version and context, and refuses a changed byte.
+/// The per-envelope key is re-derived with ring's HKDF as `docs/formats.md` says, and opens
+/// the envelope's ciphertext under the all-zero nonce.
+#[test]
+fn envelope_v2() {
+    use ring::{aead, hkdf};
+    for case in vectors(include_str!("../../../docs/vectors/envelope-v2.json"), "envelope", 2) {
+        let name = &case["name"];
+        let context = context(&case);
+        let binding = binding(&case, &context);
+        assert_eq!(algorithm(&case), Algorithm::Aes256Gcm, "{name}");
+        let kek_bytes = bytes(&case, "kek");
+        let kek = PreparedKek::new(KeyEncryptionKey::from_bytes(&kek_bytes).expect("32-byte KEK"));
+        let salt: [u8; envelope::SALT_LEN] = bytes(&case, "salt").try_into().expect("a 32-byte salt");
+        let plaintext = bytes(&case, "plaintext");
+        let expected = bytes(&case, "envelope");
+        assert_eq!(kek.seal_with_salt(salt, &plaintext, &binding).unwrap(), expected, "{name}");
+        assert_eq!(expected.len(), plaintext.len() + envelope::OVERHEAD, "{name}");
+        assert_eq!(*kek.open(&expected, &binding).unwrap(), plaintext, "{name}");
+        assert_eq!(*envelope::open(kek.key_encryption_key(), &expected, &binding).unwrap(), plaintext, "{name}");
+
+        let aad = bytes(&case, "aad");
+        assert_eq!(
+            aad[..envelope::HEADER_LEN],
+            expected[..envelope::HEADER_LEN],
+            "{name}: the AAD starts with the header"
+        );
+        let mut derived = [0u8; 32];
+        hkdf::Salt::new(hkdf::HKDF_SHA256, &salt)
+            .extract(&kek_bytes)
+            .expand(&[b"kms-envelope-v2", &[1]], hkdf::HKDF_SHA256)
+            .and_then(|okm| okm.fill(&mut derived))
+            .unwrap();
+        assert_eq!(derived[..], bytes(&case, "derived_key"), "{name}");
+        let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, &derived).unwrap());
+        let mut in_out = expected[envelope::HEADER_LEN..].to_vec();
+        let zero = aead::Nonce::assume_unique_for_key([0; 12]);
+        let opened = key.open_in_place(zero, aead::Aad::from(&aad), &mut in_out).expect("opens under the derived key");
+        assert_eq!(opened, plaintext.as_slice(), "{name}");
+
+        for other in [
+            Binding { master_key_version: binding.master_key_version.wrapping_add(1), ..binding },
+            Binding { master_key_id: "another", ..binding },
+        ] {
+            assert_eq!(kek.open(&expected, &other).unwrap_err(), crate::CryptoError::Unauthenticated, "{name}");
+        }
+        for i in 0..expected.len() {
+            let mut tampered = expected.clone();
+            tampered[i] ^= 1;
+            // The version and algorithm bytes are framing (refused unread); the rest is sealed.
+            let expected_err = if i < 2 { crate::CryptoError::Malformed } else { crate::CryptoError::Unauthenticated };
+            assert_eq!(kek.open(&tampered, &binding).unwrap_err(), expected_err, "{name}: byte {i}");
+        }
     }
 }
 
@@ -158,11 +219,7 @@ fn hex_value(value: &Value) -> Vec<u8> {
 fn tampered_vectors_are_refused() {
     let case = &vectors(include_str!("../../../docs/vectors/envelope-v1.json"), "envelope", 1)[0];
     let context = context(case);
-    let binding = Binding {
-        master_key_id: case["master_key_id"].as_str().unwrap(),
-        master_key_version: number(case, "master_key_version"),
-        context: &context,
-    };
+    let binding = binding(case, &context);
     let kek = KeyEncryptionKey::from_bytes(&bytes(case, "kek")).unwrap();
     let mut envelope = bytes(case, "envelope");
     envelope[20] ^= 1;
