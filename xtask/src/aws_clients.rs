@@ -75,9 +75,12 @@ impl KmsServer {
     }
 }
 
-/// Builds `kms`, starts it, and runs the client tests.
-pub(crate) fn run(root: &Path) -> Result<(), String> {
+/// Builds `kms`, starts it, and runs the client tests. Returns a directory holding an `aws`
+/// command (the AWS CLI installed here), for the `PATH` of later tests (the README's
+/// walk-through runs `aws kms ...`).
+pub(crate) fn run(root: &Path) -> Result<PathBuf, String> {
     let tools = PythonTools::ensure(root, AWS_CLIENTS)?;
+    let shims = tools.shim("aws", "awscli")?;
     crate::cargo(&["build", "-p", "kms-cli"])?;
     let kms = root.join("target").join("debug").join("kms");
     let server = KmsServer::start(&kms, root)?;
@@ -98,5 +101,5 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         .status()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
     drop(server);
-    if status.success() { Ok(()) } else { Err(format!("`{}` failed ({status})", script.display())) }
+    if status.success() { Ok(shims) } else { Err(format!("`{}` failed ({status})", script.display())) }
 }

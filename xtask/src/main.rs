@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("vectors") => check_format_vectors(),
-        Some("aws-clients") => aws_clients::run(&workspace_root()),
+        Some("aws-clients") => aws_clients::run(&workspace_root()).map(drop),
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(args.get(1).map(String::as_str)),
@@ -105,10 +105,19 @@ fn workspace_root() -> std::path::PathBuf {
 /// when this returns, whether the tests passed or not.
 fn test() -> Result<(), String> {
     check_format_vectors()?;
-    aws_clients::run(&workspace_root())?;
+    let aws_cli_dir = aws_clients::run(&workspace_root())?;
     let server = openbao::OpenBao::start(&workspace_root())?;
     eprintln!("xtask: OpenBao dev server up (log: {})", server.log().display());
-    let result = cargo_with_env(&["test", "--workspace", "--all-features"], &server.env());
+    // The README's walk-through (kms-cli tests/readme.rs) runs `aws kms ...`: the AWS CLI
+    // installed above, whether or not the machine has one of its own.
+    let mut path = std::ffi::OsString::from(aws_cli_dir.as_os_str());
+    if let Some(existing) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(existing);
+    }
+    let mut env = server.env();
+    env.push(("PATH", path.to_string_lossy().into_owned()));
+    let result = cargo_with_env(&["test", "--workspace", "--all-features"], &env);
     drop(server);
     result?;
     // The HA run, CI-sized: long enough to outlast one Raft election with default timing.

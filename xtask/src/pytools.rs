@@ -83,6 +83,29 @@ impl PythonTools {
         command
     }
 
+    /// Writes `<dir>/shims/NAME`, a shell script that runs `python -S -m MODULE` with this
+    /// package directory on `PYTHONPATH`, and returns the shims directory, for a child's
+    /// `PATH`: a console script pip put in `bin/` finds its packages only that way.
+    pub(crate) fn shim(&self, name: &str, module: &str) -> Result<PathBuf, String> {
+        let shims = self.dir.join("shims");
+        std::fs::create_dir_all(&shims).map_err(|e| format!("cannot create {}: {e}", shims.display()))?;
+        let quote = |s: &OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+        let script = format!(
+            "#!/bin/sh\nPYTHONPATH={}${{PYTHONPATH:+:$PYTHONPATH}} exec {} -S -m {module} \"$@\"\n",
+            quote(self.dir.as_os_str()),
+            quote(&self.python),
+        );
+        let path = shims.join(name);
+        std::fs::write(&path, script).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| format!("cannot make {} executable: {e}", path.display()))?;
+        }
+        Ok(shims)
+    }
+
     /// Runs `python SCRIPT ARGS…` and fails unless it exits 0.
     pub(crate) fn run_script(&self, script: &Path, args: &[&OsStr]) -> Result<(), String> {
         eprintln!("$ python3 {}", script.display());
