@@ -431,6 +431,24 @@ def check_serve_data_dir_v1(case):
     same(stream_decrypt(data_key, case["context"], 0, data[9 + length:]), hx(case["plaintext"]), "plaintext")
 
 
+def check_local_alias_record_v1(case):
+    """docs/formats.md, "Alias record, version 1": version byte, two signed big-endian Unix
+    times, the target key id; the table key is the alias name."""
+    name, target = case["alias_name"], case["target_key_id"]
+    expect(re.fullmatch(r"alias/[A-Za-z0-9/_-]{1,244}", name) is not None and not name.startswith("alias/aws/"),
+           "alias name rules")
+    expect(re.fullmatch(r"[A-Za-z0-9._-]{1,256}", target) is not None and not target.startswith("."),
+           "target is a key id")
+    value = bytes([1]) + struct.pack(">q", case["creation_date"]) + struct.pack(">q", case["last_updated_date"]) \
+        + target.encode("ascii")
+    same(value.hex(), case["value"], "value")
+    # A reader: version 1 only, at least one byte of target.
+    parsed = hx(case["value"])
+    expect(parsed[0] == 1 and len(parsed) > 17, "version 1 and a target")
+    same(struct.unpack(">qq", parsed[1:17]), (case["creation_date"], case["last_updated_date"]), "dates")
+    same(parsed[17:].decode("ascii"), target, "target")
+
+
 def check_backup_bundle_v1(case):
     """docs/formats.md, "Backup bundle": the layout, and the seal over the whole bundle."""
     bundle = hx(case["bundle_hex"])
@@ -493,6 +511,7 @@ CHECKS = {
     ("kms-file", 1): check_kms_file_v1,
     ("serve-data-dir", 1): check_serve_data_dir_v1,
     ("kms-backup-bundle", 1): check_backup_bundle_v1,
+    ("local-alias-record", 1): check_local_alias_record_v1,
 }
 
 

@@ -217,6 +217,27 @@ mod tests {
         assert_eq!(decode("alias/orders", &encode(&entry)).unwrap(), entry);
     }
 
+    /// `docs/vectors/local-alias-record-v1.json`, which `docs/vectors/check.py` also checks.
+    #[test]
+    fn local_alias_record_v1() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../../docs/vectors/local-alias-record-v1.json")).unwrap();
+        assert_eq!((doc["format"].as_str(), doc["version"].as_u64()), (Some("local-alias-record"), Some(1)));
+        for case in doc["cases"].as_array().unwrap() {
+            let text = |k: &str| case[k].as_str().unwrap().to_owned();
+            let time = |k: &str| OffsetDateTime::from_unix_timestamp(case[k].as_i64().unwrap()).unwrap();
+            let entry = AliasEntry {
+                alias_name: text("alias_name"),
+                target_key_id: text("target_key_id"),
+                creation_date: time("creation_date"),
+                last_updated_date: time("last_updated_date"),
+            };
+            let hex: String = encode(&entry).iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(hex, text("value"), "{}", case["name"]);
+            assert_eq!(decode(&entry.alias_name, &encode(&entry)).unwrap(), entry, "{}", case["name"]);
+        }
+    }
+
     #[test]
     fn damaged_records_are_backend_errors() {
         for bad in
