@@ -365,6 +365,36 @@ def check_service_state_v1(case):
     same(unsealed, case["config"], "unsealed config")
 
 
+def check_aws_credentials_v1(case):
+    """docs/formats.md, "AWS credential files": the clients' shared-credentials file, and the
+    server's copy with the secret sealed under the seal key ("Sealed secrets")."""
+    kid, secret = case["access_key_id"], case["secret_access_key"]
+    expect(re.fullmatch(r"AKIA[A-Z2-7]{16}", kid) is not None, "access key id alphabet and length")
+    same(len(unb64(secret)), 30, "secret is base64 of 30 bytes")
+    same(len(secret), 40, "secret length")
+    same(case["aws_credentials"], f"[default]\naws_access_key_id = {kid}\naws_secret_access_key = {secret}\n",
+         "aws-credentials")
+    seal_key = unb64(case["seal_key_file"].strip())
+    same(seal_key, hx(case["seal_key"]), "seal key")
+    saved = json.loads(case["admin_aws_key_json"])
+    same(sorted(saved), ["access_key_id", "secret_access_key"], "admin.aws-key.json members")
+    same(saved["access_key_id"], kid, "saved access key id")
+    value = saved["secret_access_key"]
+    expect(value.startswith("sealed:v1:"), "the secret is sealed")
+    raw = unb64(value[len("sealed:v1:"):])
+    same(raw[:12], hx(case["nonce"]), "nonce")
+    aad = f"server.aws.access_keys.{kid}.secret_access_key"
+    same(aad, case["aad"], "associated data")
+    same(AESGCM(seal_key).decrypt(raw[:12], raw[12:], aad.encode("ascii")).decode("ascii"), secret, "unsealed secret")
+    refused(lambda sealed: AESGCM(seal_key).decrypt(raw[:12], sealed, aad.encode("ascii")), raw[12:])
+    try:
+        AESGCM(seal_key).decrypt(raw[:12], raw[12:], b"server.aws.access_keys.AKIAOTHERKEY2345678.secret_access_key")
+    except InvalidTag:
+        pass
+    else:
+        raise Mismatch("a secret moved to another access key's path must not open")
+
+
 def check_admin_token_v1(case):
     token = "kms_" + base64.urlsafe_b64encode(hx(case["random"])).decode("ascii").rstrip("=")
     same(token, case["token"], "token")
@@ -508,6 +538,7 @@ CHECKS = {
     ("sse-metadata", 1): check_sse_metadata_v1,
     ("service-state", 1): check_service_state_v1,
     ("admin-token", 1): check_admin_token_v1,
+    ("aws-credentials", 1): check_aws_credentials_v1,
     ("kms-file", 1): check_kms_file_v1,
     ("serve-data-dir", 1): check_serve_data_dir_v1,
     ("kms-backup-bundle", 1): check_backup_bundle_v1,

@@ -1,5 +1,6 @@
-//! The published test vectors of the formats `kms` writes itself (`docs/vectors/kms-file-v1.json`
-//! and `docs/vectors/admin-token-v1.json`, described in `docs/formats.md`): a `kms encrypt`
+//! The published test vectors of the formats `kms` writes itself (`docs/vectors/kms-file-v1.json`,
+//! `docs/vectors/admin-token-v1.json` and `docs/vectors/aws-credentials-v1.json`, described in
+//! `docs/formats.md`): a `kms encrypt`
 //! file is read back with this binary's header reader and stream decryption, and the admin
 //! token files `kms serve` creates have the documented bytes. `docs/vectors/check.py`
 //! re-derives the same files in Python.
@@ -125,4 +126,46 @@ async fn serve_data_dir_v1() {
     assert_eq!(plaintext, hex(&case["plaintext"]));
     backend.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `docs/vectors/aws-credentials-v1.json`: the server reads the documented `admin.aws-key.json`
+/// (its secret sealed under `config-seal.key`) and opens the secret the clients' documented
+/// `aws-credentials` file holds; a secret moved to another access key id does not open.
+#[test]
+fn aws_credentials_v1() {
+    use kms_admin::aws::settings::{AwsSettings, Credentials};
+    use kms_admin::store::{ConfigStore, SEAL_KEY_FILE, write_private_file};
+    use std::os::unix::fs::DirBuilderExt;
+
+    use crate::aws_keys::{ADMIN_AWS_KEY_FILE, bootstrap_access_key};
+
+    for (i, case) in
+        cases(include_str!("../../../docs/vectors/aws-credentials-v1.json"), "aws-credentials").iter().enumerate()
+    {
+        let name = &case["name"];
+        let text = |k: &str| case[k].as_str().unwrap().to_owned();
+        let dir = std::env::temp_dir().join(format!("kms-cli-aws-vector-{}-{i}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        write_private_file(&dir.join(SEAL_KEY_FILE), text("seal_key_file").as_bytes()).unwrap();
+        write_private_file(&dir.join(ADMIN_AWS_KEY_FILE), text("admin_aws_key_json").as_bytes()).unwrap();
+        let store = ConfigStore::open(&dir, None).unwrap();
+        let (key, created) = bootstrap_access_key(&dir, &store, "admin").unwrap();
+        assert!(!created, "{name}: the saved key is read, not replaced");
+        assert_eq!(key.access_key_id, text("access_key_id"), "{name}");
+        let credentials = format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            text("access_key_id"),
+            text("secret_access_key")
+        );
+        assert_eq!(credentials, text("aws_credentials"), "{name}");
+        let settings = AwsSettings { access_keys: vec![key.clone()], ..AwsSettings::default() };
+        let opened = Credentials::open(&settings, Some(&store), |n| n == "admin").unwrap();
+        assert_eq!(opened.lookup(&key.access_key_id), Some(("admin", text("secret_access_key").as_bytes())), "{name}");
+        let moved =
+            kms_admin::aws::settings::AccessKeyConfig { access_key_id: "AKIAOTHERKEY2345678A".into(), ..key.clone() };
+        let settings = AwsSettings { access_keys: vec![moved], ..AwsSettings::default() };
+        assert!(Credentials::open(&settings, Some(&store), |n| n == "admin").is_err(), "{name}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
