@@ -164,12 +164,24 @@ impl Client {
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T, CliError> {
+        let bytes = self.send_json(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| CliError::new(exit::SERVER, format!("unexpected response: {e}")))
+    }
+
+    /// Sends `body` as JSON and returns a success's body; an error status becomes a
+    /// [`CliError`].
+    async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&(impl Serialize + ?Sized)>,
+    ) -> Result<Bytes, CliError> {
         let body = body.map(|b| serde_json::to_vec(b).expect("request bodies serialize"));
         let (status, bytes) = self.send(method, path, body).await?;
         if !status.is_success() {
             return Err(self.refusal(status, &bytes));
         }
-        serde_json::from_slice(&bytes).map_err(|e| CliError::new(exit::SERVER, format!("unexpected response: {e}")))
+        Ok(bytes)
     }
 }
 
@@ -182,11 +194,7 @@ impl Client {
         path: &str,
         body: Option<&(impl Serialize + ?Sized)>,
     ) -> Result<T, CliError> {
-        let body = body.map(|b| serde_json::to_vec(b).expect("request bodies serialize"));
-        let (status, bytes) = self.send(method, path, body).await?;
-        if !status.is_success() {
-            return Err(self.refusal(status, &bytes));
-        }
+        let bytes = self.send_json(method, path, body).await?;
         let parsed = serde_json::from_slice(&bytes)
             .map_err(|_| CliError::new(exit::SERVER, "unexpected response: not the expected JSON"));
         if let Ok(mut owned) = bytes.try_into_mut() {
