@@ -598,7 +598,8 @@ impl App {
         let (parts, body) = req.into_parts();
         let limit = self.max_body_bytes;
         let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
+        if let Some(len) = declared.filter(|len| *len > limit as u64) {
+            drain_oversized(body, len).await;
             return Err(ApiError::body_too_large(limit));
         }
         let bytes = Limited::new(body, limit)
@@ -649,6 +650,26 @@ fn check(identity: &Identity, operation: Operation, key_id: Option<&str>) -> Res
         Ok(())
     } else {
         Err(ApiError::forbidden(identity.name(), operation.as_str(), key_id))
+    }
+}
+
+/// The most of an oversized body that is read and thrown away before its 413 is sent.
+const OVERSIZE_DRAIN_BYTES: u64 = 8 << 20;
+
+/// Reads and discards a body refused for its declared length `declared`, when it is at most
+/// [`OVERSIZE_DRAIN_BYTES`]: a client that writes its whole request before it reads the answer
+/// (hyper's client, most SDKs) then gets the 413 instead of a broken pipe, as the server would
+/// otherwise close the connection mid-upload. A larger body is not read; its connection is closed.
+pub(crate) async fn drain_oversized(mut body: Incoming, declared: u64) {
+    if declared > OVERSIZE_DRAIN_BYTES {
+        return;
+    }
+    let mut left = declared;
+    while left > 0 {
+        match body.frame().await {
+            Some(Ok(frame)) => left = left.saturating_sub(frame.data_ref().map_or(0, |d| d.len() as u64)),
+            _ => break,
+        }
     }
 }
 

@@ -157,7 +157,8 @@ impl AwsApi {
         let limit = app.max_body_bytes;
         let too_large = || AwsError::validation(format!("the request body exceeds {limit} bytes"));
         let declared = parts.headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
+        if let Some(len) = declared.filter(|len| *len > limit as u64) {
+            crate::app::drain_oversized(body, len).await;
             return Err(too_large());
         }
         let body = zeroize::Zeroizing::new(
