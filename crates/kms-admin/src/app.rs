@@ -44,14 +44,27 @@ type Resp = Response<Full<Bytes>>;
 /// patterns (issue 13 item 10): the cost of a request stays bounded however few keys match.
 const MAX_LIST_PAGES_SCANNED: usize = 16;
 
-/// What the audit line and metrics learn about a request while it is handled.
-#[derive(Default)]
-struct RequestInfo {
-    identity: Option<String>,
-    operation: Option<Operation>,
-    key_id: Option<String>,
-    key_version: Option<u32>,
-    context_sha256: Option<String>,
+/// What the audit line and metrics learn about a request while it is handled (native and AWS
+/// protocol alike).
+#[derive(Debug, Default)]
+pub(crate) struct RequestInfo {
+    pub(crate) identity: Option<String>,
+    pub(crate) operation: Option<Operation>,
+    pub(crate) key_id: Option<String>,
+    pub(crate) key_version: Option<u32>,
+    pub(crate) context_sha256: Option<String>,
+}
+
+/// How a request ended, for [`App::record_request`].
+#[derive(Debug)]
+pub(crate) struct RequestEnd {
+    /// When it began (the audit line's time).
+    pub(crate) time: String,
+    pub(crate) started: Instant,
+    pub(crate) status: u16,
+    /// `ok` or the error code.
+    pub(crate) outcome: &'static str,
+    pub(crate) remote: SocketAddr,
 }
 
 /// The request handler shared by every connection.
@@ -171,26 +184,33 @@ impl App {
         };
         // Bodies may hold a plaintext data key or a decrypted plaintext: no cache keeps them.
         response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let status = response.status().as_u16();
-        let elapsed = started.elapsed();
-        let operation = info.operation.map(Operation::as_str);
-        self.metrics.observe_request(operation, status, elapsed);
         let unauthenticated_probe = info.operation == Some(Operation::Health) && info.identity.is_none();
-        if let (Reservation::Slot(slot), false) = (slot, unauthenticated_probe) {
+        let slot = if unauthenticated_probe { Reservation::Disabled } else { slot };
+        let status = response.status().as_u16();
+        self.record_request(slot, info, RequestEnd { time, started, status, outcome, remote });
+        response
+    }
+
+    /// The end of every request, native or AWS protocol: its metrics, and its audit line in
+    /// the slot reserved when it began.
+    pub(crate) fn record_request(&self, slot: Reservation, info: RequestInfo, end: RequestEnd) {
+        let elapsed = end.started.elapsed();
+        let operation = info.operation.map(Operation::as_str);
+        self.metrics.observe_request(operation, end.status, elapsed);
+        if let Reservation::Slot(slot) = slot {
             slot.send(AuditRecord {
-                time,
+                time: end.time,
                 identity: info.identity,
                 operation,
                 key_id: info.key_id,
                 key_version: info.key_version,
                 context_sha256: info.context_sha256,
-                status,
-                outcome,
+                status: end.status,
+                outcome: end.outcome,
                 latency_us: elapsed.as_micros() as u64,
-                remote: Some(remote),
+                remote: Some(end.remote),
             });
         }
-        response
     }
 
     /// The audit line's trace of an encryption context: SHA-256 (hex) of its canonical

@@ -39,8 +39,8 @@ use self::errors::AwsError;
 use self::settings::{AwsSettings, Credentials};
 use self::sigv4::{Expectation, SignedRequest};
 use crate::App;
+use crate::app::{RequestEnd, RequestInfo};
 use crate::audit::{AuditRecord, Reservation};
-use crate::auth::Operation;
 use crate::store::ConfigStore;
 
 /// The header naming the operation.
@@ -55,16 +55,6 @@ pub const CONTENT_TYPE_JSON: &str = "application/x-amz-json-1.1";
 pub struct AwsApi {
     settings: AwsSettings,
     credentials: Credentials,
-}
-
-/// What the audit line learns while a request is handled.
-#[derive(Debug, Default)]
-pub(crate) struct AwsRequestInfo {
-    pub(crate) identity: Option<String>,
-    pub(crate) operation: Option<Operation>,
-    pub(crate) key_id: Option<String>,
-    pub(crate) key_version: Option<u32>,
-    pub(crate) context_sha256: Option<String>,
 }
 
 impl AwsApi {
@@ -92,7 +82,7 @@ impl AwsApi {
         let started = Instant::now();
         let time = AuditRecord::now();
         let request_id = request_id();
-        let mut info = AwsRequestInfo::default();
+        let mut info = RequestInfo::default();
         // As for the native API: the audit line's slot is taken first, and a log that fails
         // closed refuses the request while it cannot record it.
         let slot = app.audit.reserve();
@@ -127,23 +117,7 @@ impl AwsApi {
         // Answers may hold plaintext: no cache keeps them.
         headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert("x-amzn-requestid", HeaderValue::from_str(&request_id).expect("a request id is ASCII"));
-        let elapsed = started.elapsed();
-        let operation = info.operation.map(Operation::as_str);
-        app.metrics.observe_request(operation, status.as_u16(), elapsed);
-        if let Reservation::Slot(slot) = slot {
-            slot.send(AuditRecord {
-                time,
-                identity: info.identity,
-                operation,
-                key_id: info.key_id,
-                key_version: info.key_version,
-                context_sha256: info.context_sha256,
-                status: status.as_u16(),
-                outcome,
-                latency_us: elapsed.as_micros() as u64,
-                remote: Some(remote),
-            });
-        }
+        app.record_request(slot, info, RequestEnd { time, started, status: status.as_u16(), outcome, remote });
         response
     }
 
@@ -151,7 +125,7 @@ impl AwsApi {
         &self,
         app: &App,
         req: Request<Incoming>,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<serde_json::Value, AwsError> {
         let (parts, body) = req.into_parts();
         let limit = app.max_body_bytes;

@@ -17,13 +17,13 @@ use kms_types::types::{
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::AwsRequestInfo;
 use super::arn::KeyRef;
 use super::errors::AwsError;
 use super::rotation;
 use super::settings::AwsSettings;
 use super::shapes::{self, MAX_CIPHERTEXT_BYTES, MAX_PLAINTEXT_BYTES, SYMMETRIC_DEFAULT, b64, parse};
 use crate::App;
+use crate::app::RequestInfo;
 use crate::auth::{Identity, Operation};
 
 /// One request's context: the server, the settings, the caller.
@@ -61,7 +61,7 @@ fn operation_of(target: &str) -> Option<Operation> {
 }
 
 impl Ctx<'_> {
-    pub(crate) async fn run(&self, target: &str, body: &[u8], info: &mut AwsRequestInfo) -> Result<Value, AwsError> {
+    pub(crate) async fn run(&self, target: &str, body: &[u8], info: &mut RequestInfo) -> Result<Value, AwsError> {
         let Some(operation) = operation_of(target) else {
             return Err(AwsError::unsupported(target));
         };
@@ -245,7 +245,7 @@ impl Ctx<'_> {
         &self,
         svc: &EncryptionService,
         input: shapes::Paging,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<Value, AwsError> {
         let key_id = match &input.key_id {
             Some(key) => {
@@ -317,7 +317,7 @@ impl Ctx<'_> {
         svc: &EncryptionService,
         input: &str,
         operation: Operation,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<String, AwsError> {
         let key_id = self.resolve(svc, "KeyId", input).await?;
         info.key_id = Some(key_id.clone());
@@ -338,7 +338,7 @@ impl Ctx<'_> {
         svc: &EncryptionService,
         input: &str,
         operation: Operation,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<KeyMetadata, AwsError> {
         let key_id = self.authorized(svc, input, operation, info).await?;
         Ok(call(self.app, operation, svc.describe_key(DescribeKeyRequest { key_id })).await?.key_metadata)
@@ -352,7 +352,7 @@ impl Ctx<'_> {
         blob: &[u8],
         claimed: Option<&str>,
         operation: Operation,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<String, AwsError> {
         let named = svc
             .ciphertext_key_id(blob)
@@ -377,7 +377,7 @@ impl Ctx<'_> {
         &self,
         svc: &EncryptionService,
         input: shapes::Encrypt,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<Value, AwsError> {
         shapes::symmetric_only("EncryptionAlgorithm", input.encryption_algorithm.as_deref())?;
         let key_id = self.authorized(svc, &input.key_id, Operation::Encrypt, info).await?;
@@ -399,7 +399,7 @@ impl Ctx<'_> {
         &self,
         svc: &EncryptionService,
         input: shapes::Decrypt,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<Value, AwsError> {
         shapes::symmetric_only("EncryptionAlgorithm", input.encryption_algorithm.as_deref())?;
         let blob = shapes::blob("CiphertextBlob", &input.ciphertext_blob, MAX_CIPHERTEXT_BYTES)?;
@@ -425,7 +425,7 @@ impl Ctx<'_> {
         &self,
         svc: &EncryptionService,
         input: shapes::ReEncrypt,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<Value, AwsError> {
         shapes::symmetric_only("SourceEncryptionAlgorithm", input.source_encryption_algorithm.as_deref())?;
         shapes::symmetric_only("DestinationEncryptionAlgorithm", input.destination_encryption_algorithm.as_deref())?;
@@ -458,7 +458,7 @@ impl Ctx<'_> {
         svc: &EncryptionService,
         input: shapes::GenerateDataKey,
         with_plaintext: bool,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<Value, AwsError> {
         let op = if with_plaintext { Operation::GenerateDataKey } else { Operation::GenerateDataKeyWithoutPlaintext };
         let spec = match (input.key_spec.as_deref(), input.number_of_bytes) {
@@ -507,7 +507,7 @@ impl Ctx<'_> {
         &self,
         svc: &EncryptionService,
         input: shapes::CreateKey,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<Value, AwsError> {
         let only = |field: &str, value: Option<&str>, allowed: &str| match value {
             None => Ok(()),
@@ -573,7 +573,7 @@ impl Ctx<'_> {
         &self,
         svc: &EncryptionService,
         input: shapes::Paging,
-        info: &mut AwsRequestInfo,
+        info: &mut RequestInfo,
     ) -> Result<Value, AwsError> {
         let key = input.key_id.ok_or_else(|| AwsError::validation("KeyId is required"))?;
         let limit = input.limit.unwrap_or(50) as usize;
