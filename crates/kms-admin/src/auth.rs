@@ -7,7 +7,6 @@
 //! differ.
 
 use std::fmt;
-use std::str::FromStr;
 
 use base64::Engine as _;
 use ring::digest;
@@ -15,173 +14,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-/// Every operation the API exposes; the unit policies grant and the audit log names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Operation {
-    /// `POST /kms/v1/configure`.
-    Configure,
-    /// `POST /kms/v1/reconfigure`.
-    Reconfigure,
-    /// `POST /kms/v1/start`.
-    Start,
-    /// `POST /kms/v1/stop`.
-    Stop,
-    /// `GET /kms/v1/status`.
-    Status,
-    /// `GET /kms/v1/config`.
-    GetConfig,
-    /// `POST /kms/v1/cache/clear`.
-    ClearCache,
-    /// `POST /kms/v1/backup`: a sealed backup bundle of every key.
-    Backup,
-    /// `POST /kms/v1/keys`.
-    CreateKey,
-    /// `GET /kms/v1/keys`.
-    ListKeys,
-    /// `GET /kms/v1/keys/{key_id}`.
-    DescribeKey,
-    /// `POST /kms/v1/keys/{key_id}/enable`.
-    EnableKey,
-    /// `POST /kms/v1/keys/{key_id}/disable`.
-    DisableKey,
-    /// `POST /kms/v1/keys/{key_id}/rotate`.
-    RotateKey,
-    /// `PUT /kms/v1/keys/{key_id}/description`.
-    UpdateKeyDescription,
-    /// `POST /kms/v1/keys/{key_id}/tags`.
-    TagKey,
-    /// `POST /kms/v1/keys/{key_id}/untag`.
-    UntagKey,
-    /// `DELETE /kms/v1/keys/{key_id}`.
-    ScheduleKeyDeletion,
-    /// `POST /kms/v1/keys/{key_id}/cancel-deletion`.
-    CancelKeyDeletion,
-    /// `POST /kms/v1/keys/{key_id}/generate-data-key`.
-    GenerateDataKey,
-    /// `POST /kms/v1/keys/{key_id}/generate-data-key-without-plaintext`.
-    GenerateDataKeyWithoutPlaintext,
-    /// `POST /kms/v1/keys/{key_id}/encrypt`.
-    Encrypt,
-    /// `POST /kms/v1/decrypt`.
-    Decrypt,
-    /// `POST /kms/v1/re-encrypt`.
-    ReEncrypt,
-    /// `GET /metrics`.
-    Metrics,
-    /// `GET /health`.
-    Health,
-    /// AWS `CreateAlias`, `UpdateAlias`, `DeleteAlias` (on the key the alias points at).
-    ManageAliases,
-}
-
-impl Operation {
-    /// Every operation, in declaration order.
-    pub const ALL: [Operation; 27] = [
-        Self::Configure,
-        Self::Reconfigure,
-        Self::Start,
-        Self::Stop,
-        Self::Status,
-        Self::GetConfig,
-        Self::ClearCache,
-        Self::Backup,
-        Self::CreateKey,
-        Self::ListKeys,
-        Self::DescribeKey,
-        Self::EnableKey,
-        Self::DisableKey,
-        Self::RotateKey,
-        Self::UpdateKeyDescription,
-        Self::TagKey,
-        Self::UntagKey,
-        Self::ScheduleKeyDeletion,
-        Self::CancelKeyDeletion,
-        Self::GenerateDataKey,
-        Self::GenerateDataKeyWithoutPlaintext,
-        Self::Encrypt,
-        Self::Decrypt,
-        Self::ReEncrypt,
-        Self::Metrics,
-        Self::Health,
-        Self::ManageAliases,
-    ];
-
-    /// The operations that only read: what the `read` group in a policy grants.
-    pub const READ: [Operation; 6] =
-        [Self::Status, Self::GetConfig, Self::ListKeys, Self::DescribeKey, Self::Metrics, Self::Health];
-
-    /// The operation's name in policies, audit lines and metrics (`generate_data_key`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Configure => "configure",
-            Self::Reconfigure => "reconfigure",
-            Self::Start => "start",
-            Self::Stop => "stop",
-            Self::Status => "status",
-            Self::GetConfig => "get_config",
-            Self::ClearCache => "clear_cache",
-            Self::Backup => "backup",
-            Self::CreateKey => "create_key",
-            Self::ListKeys => "list_keys",
-            Self::DescribeKey => "describe_key",
-            Self::EnableKey => "enable_key",
-            Self::DisableKey => "disable_key",
-            Self::RotateKey => "rotate_key",
-            Self::UpdateKeyDescription => "update_key_description",
-            Self::TagKey => "tag_key",
-            Self::UntagKey => "untag_key",
-            Self::ScheduleKeyDeletion => "schedule_key_deletion",
-            Self::CancelKeyDeletion => "cancel_key_deletion",
-            Self::GenerateDataKey => "generate_data_key",
-            Self::GenerateDataKeyWithoutPlaintext => "generate_data_key_without_plaintext",
-            Self::Encrypt => "encrypt",
-            Self::Decrypt => "decrypt",
-            Self::ReEncrypt => "re_encrypt",
-            Self::Metrics => "metrics",
-            Self::Health => "health",
-            Self::ManageAliases => "manage_aliases",
-        }
-    }
-
-    /// Whether the operation acts on one key, so that key-id patterns apply to it.
-    pub fn is_key_scoped(self) -> bool {
-        matches!(
-            self,
-            Self::CreateKey
-                | Self::ListKeys
-                | Self::DescribeKey
-                | Self::EnableKey
-                | Self::DisableKey
-                | Self::RotateKey
-                | Self::UpdateKeyDescription
-                | Self::TagKey
-                | Self::UntagKey
-                | Self::ScheduleKeyDeletion
-                | Self::CancelKeyDeletion
-                | Self::GenerateDataKey
-                | Self::GenerateDataKeyWithoutPlaintext
-                | Self::Encrypt
-                | Self::Decrypt
-                | Self::ReEncrypt
-                | Self::ManageAliases
-        )
-    }
-}
-
-impl fmt::Display for Operation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Operation {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|op| op.as_str() == s).ok_or_else(|| format!("unknown operation `{s}`"))
-    }
-}
+pub use kms_types::operation::Operation;
 
 /// One grant: these operations on keys whose id matches one of these patterns.
 ///
@@ -326,7 +159,7 @@ impl Authenticator {
                     match name.as_str() {
                         "*" => operations.extend(Operation::ALL),
                         "read" => operations.extend(Operation::READ),
-                        other => operations.push(other.parse::<Operation>().map_err(err)?),
+                        other => operations.push(other.parse::<Operation>().map_err(|e| err(e.to_string()))?),
                     }
                 }
                 if grant.keys.iter().any(|p| p.is_empty()) {

@@ -14,6 +14,7 @@
 //! | [`api_types`] | the admin REST payloads (`ConfigureKmsRequest`, status) |
 //! | [`error`] | [`error::KmsError`], one enum for the whole library |
 //! | [`limits`] | the size limits on key metadata (tags, description, policy), for every backend |
+//! | [`operation`] | [`operation::Operation`] and the key-state table every backend follows |
 //! | [`secret`] | [`secret::SecretString`] and [`secret::SecretBytes`]: zeroized, redacted |
 //!
 //! Serde shapes are stable: `snake_case` fields and enum values, RFC 3339 timestamps,
@@ -39,6 +40,7 @@ pub mod api_types;
 pub mod config;
 pub mod error;
 pub mod limits;
+pub mod operation;
 pub mod secret;
 pub mod serde_helpers;
 pub mod types;
