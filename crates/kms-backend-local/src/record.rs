@@ -52,6 +52,20 @@ pub(crate) enum StoredState {
     PendingDeletion,
 }
 
+impl TryFrom<KeyState> for StoredState {
+    type Error = KmsError;
+
+    /// Only the states a caller can put a key in are stored; the others are refused.
+    fn try_from(state: KeyState) -> Result<Self, KmsError> {
+        match state {
+            KeyState::Enabled => Ok(Self::Enabled),
+            KeyState::Disabled => Ok(Self::Disabled),
+            KeyState::PendingDeletion => Ok(Self::PendingDeletion),
+            other => Err(KmsError::backend(format!("a local key cannot be stored as {other}"))),
+        }
+    }
+}
+
 impl From<StoredState> for KeyState {
     fn from(s: StoredState) -> Self {
         match s {

@@ -9,6 +9,7 @@ use kms_crypto::envelope::Binding;
 use kms_crypto::keys::PlaintextDataKey;
 use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
 use kms_types::error::{KmsError, Result};
+use kms_types::operation::Operation;
 use kms_types::secret::SecretBytes;
 use kms_types::types::{
     BackendCapabilities, CancelKeyDeletionRequest, CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse,
@@ -27,15 +28,21 @@ use crate::record::{KeyRecord, StoredMeta, StoredState};
 
 pub use kms_types::types::MAX_DESCRIPTION_LEN;
 
-/// States in which description and tags may change (as AWS KMS).
-const METADATA_EDITABLE: &[StoredState] = &[StoredState::Enabled, StoredState::Disabled];
+/// The key-state table of [`kms_types::operation`]: `Ok` when `record`'s state allows
+/// `operation`.
+fn require(record: &KeyRecord, operation: Operation) -> Result<()> {
+    operation.check_key_state(&record.key_id, record.meta.state.into())
+}
 
-fn require(record: &KeyRecord, allowed: &[StoredState], operation: &'static str) -> Result<()> {
-    if allowed.contains(&record.meta.state) {
-        Ok(())
-    } else {
-        Err(KmsError::invalid_key_state(record.key_id.clone(), record.meta.state.into(), operation))
-    }
+/// `current` after `operation` (which [`require`] allowed): its next state per the table;
+/// `None` when that is the state it is in (nothing to write).
+fn advanced(current: &KeyRecord, operation: Operation) -> Result<Option<KeyRecord>> {
+    let state = StoredState::try_from(operation.next_state(current.meta.state.into()))?;
+    Ok((state != current.meta.state).then(|| {
+        let mut next = current.clone();
+        next.meta.state = state;
+        next
+    }))
 }
 
 fn response(record: &KeyRecord) -> KeyMetadataResponse {
@@ -44,11 +51,11 @@ fn response(record: &KeyRecord) -> KeyMetadataResponse {
 
 impl LocalBackend {
     /// The `Enabled` key `key_id` for a cryptographic operation (memory only, once opened).
-    async fn enabled(&self, key_id: &str, operation: &'static str) -> Result<Arc<KeyRecord>> {
+    async fn enabled(&self, key_id: &str, operation: Operation) -> Result<Arc<KeyRecord>> {
         validate_key_id("key_id", key_id)?;
         self.check_open()?;
-        let record = self.inner.loaded(key_id, operation).await?;
-        require(&record, &[StoredState::Enabled], operation)?;
+        let record = self.inner.loaded(key_id, operation.as_str()).await?;
+        require(&record, operation)?;
         Ok(record)
     }
 
@@ -66,7 +73,7 @@ impl LocalBackend {
         key_id: &str,
         spec: KeySpec,
         context: &EncryptionContext,
-        operation: &'static str,
+        operation: Operation,
     ) -> Result<(u32, PlaintextDataKey, Vec<u8>)> {
         let record = self.enabled(key_id, operation).await?;
         let version = record.current();
@@ -83,7 +90,7 @@ impl LocalBackend {
         blob: &[u8],
         context: &EncryptionContext,
         expected_key: Option<&str>,
-        operation: &'static str,
+        operation: Operation,
     ) -> Result<(String, u32, Zeroizing<Vec<u8>>)> {
         if let Some(expected) = expected_key {
             validate_key_id("key_id", expected)?;
@@ -101,15 +108,20 @@ impl LocalBackend {
         let plaintext = key.open(sealed, &binding)?;
         Ok((key_id.to_owned(), version, plaintext))
     }
+
+    /// Enable or disable: checked against the table, written only when the state changes.
+    async fn transition(&self, key_id: &str, operation: Operation) -> Result<Arc<KeyRecord>> {
+        self.mutate(key_id, operation.as_str(), move |current, _| {
+            require(current, operation)?;
+            advanced(current, operation)
+        })
+        .await
+    }
 }
 
 #[async_trait]
 impl KmsBackend for LocalBackend {
     async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
-        if let Some(description) = &request.description {
-            kms_types::types::validate_description(description)?;
-        }
-        kms_types::types::validate_tag_keys(request.tags.keys())?;
         let meta = StoredMeta {
             state: StoredState::Enabled,
             usage: request.key_usage,
@@ -127,8 +139,7 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
-        kms_types::types::validate_encrypt_plaintext(&request.plaintext)?;
-        let record = self.enabled(&request.key_id, "encrypt").await?;
+        let record = self.enabled(&request.key_id, Operation::Encrypt).await?;
         let (key_version, ciphertext_blob) =
             Self::seal(&record, request.plaintext.expose_secret(), &request.encryption_context)?;
         Ok(EncryptResponse { key_id: request.key_id, key_version, ciphertext_blob })
@@ -136,14 +147,20 @@ impl KmsBackend for LocalBackend {
 
     async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
         let (key_id, key_version, mut plaintext) = self
-            .open_blob(&request.ciphertext_blob, &request.encryption_context, request.key_id.as_deref(), "decrypt")
+            .open_blob(
+                &request.ciphertext_blob,
+                &request.encryption_context,
+                request.key_id.as_deref(),
+                Operation::Decrypt,
+            )
             .await?;
         Ok(DecryptResponse { key_id, key_version, plaintext: SecretBytes::new(std::mem::take(&mut *plaintext)) })
     }
 
     async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
-        let (key_version, data_key, ciphertext_blob) =
-            self.data_key(&request.key_id, request.key_spec, &request.encryption_context, "generate_data_key").await?;
+        let (key_version, data_key, ciphertext_blob) = self
+            .data_key(&request.key_id, request.key_spec, &request.encryption_context, Operation::GenerateDataKey)
+            .await?;
         Ok(GenerateDataKeyResponse {
             key_id: request.key_id,
             key_version,
@@ -161,7 +178,7 @@ impl KmsBackend for LocalBackend {
                 &request.key_id,
                 request.key_spec,
                 &request.encryption_context,
-                "generate_data_key_without_plaintext",
+                Operation::GenerateDataKeyWithoutPlaintext,
             )
             .await?;
         Ok(GenerateDataKeyWithoutPlaintextResponse { key_id: request.key_id, key_version, ciphertext_blob })
@@ -177,11 +194,11 @@ impl KmsBackend for LocalBackend {
 
     async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
         let days = validate_pending_window(request.pending_window_in_days)?;
+        let operation = Operation::ScheduleKeyDeletion;
         let record = self
-            .mutate(&request.key_id, "delete_key", move |current, now| {
-                require(current, &[StoredState::Enabled, StoredState::Disabled], "delete_key")?;
-                let mut next = current.clone();
-                next.meta.state = StoredState::PendingDeletion;
+            .mutate(&request.key_id, operation.as_str(), move |current, now| {
+                require(current, operation)?;
+                let mut next = advanced(current, operation)?.unwrap_or_else(|| current.clone());
                 next.meta.deletion_date = Some(now + time::Duration::days(i64::from(days)));
                 Ok(Some(next))
             })
@@ -191,10 +208,10 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
-        self.mutate(&request.key_id, "cancel_key_deletion", |current, _| {
-            require(current, &[StoredState::PendingDeletion], "cancel_key_deletion")?;
-            let mut next = current.clone();
-            next.meta.state = StoredState::Disabled;
+        let operation = Operation::CancelKeyDeletion;
+        self.mutate(&request.key_id, operation.as_str(), move |current, _| {
+            require(current, operation)?;
+            let mut next = advanced(current, operation)?.unwrap_or_else(|| current.clone());
             next.meta.deletion_date = None;
             Ok(Some(next))
         })
@@ -244,37 +261,19 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
-        let record = self
-            .mutate(&request.key_id, "enable_key", |current, _| {
-                require(current, &[StoredState::Enabled, StoredState::Disabled], "enable_key")?;
-                Ok((current.meta.state != StoredState::Enabled).then(|| {
-                    let mut next = current.clone();
-                    next.meta.state = StoredState::Enabled;
-                    next
-                }))
-            })
-            .await?;
+        let record = self.transition(&request.key_id, Operation::EnableKey).await?;
         Ok(response(&record))
     }
 
     async fn disable_key(&self, request: DisableKeyRequest) -> Result<KeyMetadataResponse> {
-        let record = self
-            .mutate(&request.key_id, "disable_key", |current, _| {
-                require(current, &[StoredState::Enabled, StoredState::Disabled], "disable_key")?;
-                Ok((current.meta.state != StoredState::Disabled).then(|| {
-                    let mut next = current.clone();
-                    next.meta.state = StoredState::Disabled;
-                    next
-                }))
-            })
-            .await?;
+        let record = self.transition(&request.key_id, Operation::DisableKey).await?;
         Ok(response(&record))
     }
 
     async fn rotate_key(&self, request: RotateKeyRequest) -> Result<KeyMetadataResponse> {
         let record = self
-            .mutate(&request.key_id, "rotate_key", |current, now| {
-                require(current, &[StoredState::Enabled], "rotate_key")?;
+            .mutate(&request.key_id, Operation::RotateKey.as_str(), |current, now| {
+                require(current, Operation::RotateKey)?;
                 let mut next = current.clone();
                 next.versions.push(Arc::new(next_version(current, now)?));
                 next.meta.rotation_date = Some(now);
@@ -288,10 +287,11 @@ impl KmsBackend for LocalBackend {
         if let Some(destination) = &request.destination_key_id {
             validate_key_id("destination_key_id", destination)?;
         }
-        let (source_key_id, source_key_version, plaintext) =
-            self.open_blob(&request.ciphertext_blob, &request.source_encryption_context, None, "re_encrypt").await?;
+        let (source_key_id, source_key_version, plaintext) = self
+            .open_blob(&request.ciphertext_blob, &request.source_encryption_context, None, Operation::ReEncrypt)
+            .await?;
         let destination_id = request.destination_key_id.as_deref().unwrap_or(&source_key_id);
-        let destination = self.enabled(destination_id, "re_encrypt").await?;
+        let destination = self.enabled(destination_id, Operation::ReEncrypt).await?;
         let context = request.destination_encryption_context.as_ref().unwrap_or(&request.source_encryption_context);
         let (key_version, ciphertext_blob) = Self::seal(&destination, &plaintext, context)?;
         Ok(ReEncryptResponse {
@@ -304,11 +304,11 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
-        kms_types::types::validate_description(&request.description)?;
         let description = request.description;
+        let operation = Operation::UpdateKeyDescription;
         let record = self
-            .mutate(&request.key_id, "update_key_description", move |current, _| {
-                require(current, METADATA_EDITABLE, "update_key_description")?;
+            .mutate(&request.key_id, operation.as_str(), move |current, _| {
+                require(current, operation)?;
                 Ok((current.meta.description.as_deref() != Some(description.as_str())).then(|| {
                     let mut next = current.clone();
                     next.meta.description = Some(description);
@@ -320,11 +320,10 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
-        kms_types::types::validate_tag_keys(request.tags.keys())?;
         let tags = request.tags;
         let record = self
-            .mutate(&request.key_id, "tag_key", move |current, _| {
-                require(current, METADATA_EDITABLE, "tag_key")?;
+            .mutate(&request.key_id, Operation::TagKey.as_str(), move |current, _| {
+                require(current, Operation::TagKey)?;
                 let mut next = current.clone();
                 next.meta.tags.extend(tags);
                 Ok((next.meta.tags != current.meta.tags).then_some(next))
@@ -336,8 +335,8 @@ impl KmsBackend for LocalBackend {
     async fn untag_key(&self, request: UntagKeyRequest) -> Result<KeyMetadataResponse> {
         let names = request.tag_keys;
         let record = self
-            .mutate(&request.key_id, "untag_key", move |current, _| {
-                require(current, METADATA_EDITABLE, "untag_key")?;
+            .mutate(&request.key_id, Operation::UntagKey.as_str(), move |current, _| {
+                require(current, Operation::UntagKey)?;
                 let mut next = current.clone();
                 for name in &names {
                     next.meta.tags.remove(name);

@@ -5,7 +5,8 @@
 //! server-side encryption pipeline: [`encryption::sse`], [`encryption::pipeline`],
 //! `docs/sse-integration.md`), an in-memory backend
 //! ([`mock::MemoryBackend`]) and the backend contract suite (`testkit`). The manager is also
-//! where the metadata limits of `kms_types::limits` are enforced, for every backend; and
+//! where requests are validated ([`validate`]: ids, metadata limits, plaintext size, windows),
+//! once for every backend; and
 //! [`fs_trust`] holds the one implementation of the file trust checks (not a symlink, owned by
 //! this user, writable by nobody else) that the local key directory and the server's data
 //! directory share. Aliases (`alias/...`, optional backend operations) follow the rules of
@@ -58,3 +59,4 @@ pub mod mock;
 pub mod service_manager;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod validate;

@@ -20,6 +20,9 @@
 //! already happened instead of rotating twice); otherwise they run once, under the whole
 //! budget.
 //!
+//! Every request is validated first, once for every backend ([`crate::validate`]): a
+//! malformed request never reaches the backend.
+//!
 //! Key metadata from `describe_key` is kept in an LRU cache bounded by [`CacheConfig`]
 //! (entries and TTL; for a backend shared by several servers the TTL is capped to
 //! `KmsBackend::metadata_staleness_bound`);
@@ -62,6 +65,7 @@ use lru::LruCache;
 use tokio::time::Instant;
 
 use crate::backends::{KmsBackend, RetryClass};
+use crate::validate;
 
 /// Most attempts one call makes, whatever its budget.
 pub const MAX_ATTEMPTS: u32 = 48;
@@ -279,7 +283,7 @@ impl KmsManager {
 
     /// Creates a key.
     pub async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
-        kms_types::limits::validate_create_metadata(&request)?;
+        validate::create_key(&request)?;
         let name = request.key_name.clone();
         let result = self.run_write("create_key", || self.backend.create_key(request.clone())).await;
         if let Some(name) = name {
@@ -290,6 +294,7 @@ impl KmsManager {
 
     /// Encrypts (a retry makes a new ciphertext; a lost one is never seen by anyone).
     pub async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
+        validate::encrypt(&request)?;
         let key_id = request.key_id.clone();
         // A deliberate copy per attempt (zeroized on drop): the plaintext is not `Clone`.
         let attempt = || EncryptRequest {
@@ -310,6 +315,7 @@ impl KmsManager {
 
     /// Decrypts (retried on transient failures).
     pub async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
+        validate::decrypt(&request)?;
         let result = self.run("decrypt", || self.backend.decrypt(request.clone())).await;
         if let Err(KmsError::KeyNotFound { key_id } | KmsError::InvalidKeyState { key_id, .. }) = &result {
             self.invalidate(key_id);
@@ -319,6 +325,7 @@ impl KmsManager {
 
     /// Generates a data key (a retry generates a new one).
     pub async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
+        validate::key_id(&request.key_id)?;
         let key_id = request.key_id.clone();
         let result = self.run_write("generate_data_key", || self.backend.generate_data_key(request.clone())).await;
         self.note_error(&key_id, result)
@@ -329,6 +336,7 @@ impl KmsManager {
         &self,
         request: GenerateDataKeyWithoutPlaintextRequest,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
+        validate::key_id(&request.key_id)?;
         let key_id = request.key_id.clone();
         let call = || self.backend.generate_data_key_without_plaintext(request.clone());
         let result = self.run_write("generate_data_key_without_plaintext", call).await;
@@ -337,6 +345,7 @@ impl KmsManager {
 
     /// Describes a key, from the cache when a fresh entry exists.
     pub async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
+        validate::key_id(&request.key_id)?;
         let Some(cache) = &self.cache else {
             return self.run("describe_key", || self.backend.describe_key(request.clone())).await;
         };
@@ -355,41 +364,48 @@ impl KmsManager {
 
     /// Lists keys (retried on transient failures; never cached).
     pub async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse> {
+        validate::list_keys(&request)?;
         self.run("list_keys", || self.backend.list_keys(request.clone())).await
     }
 
     /// Schedules deletion.
     pub async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
+        validate::delete_key(&request)?;
         let key_id = request.key_id.clone();
         self.mutate("delete_key", &key_id, || self.backend.delete_key(request.clone())).await
     }
 
     /// Cancels a scheduled deletion.
     pub async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
+        validate::key_id(&request.key_id)?;
         let key_id = request.key_id.clone();
         self.mutate("cancel_key_deletion", &key_id, || self.backend.cancel_key_deletion(request.clone())).await
     }
 
     /// Enables a key.
     pub async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
+        validate::key_id(&request.key_id)?;
         let key_id = request.key_id.clone();
         self.mutate("enable_key", &key_id, || self.backend.enable_key(request.clone())).await
     }
 
     /// Disables a key.
     pub async fn disable_key(&self, request: DisableKeyRequest) -> Result<KeyMetadataResponse> {
+        validate::key_id(&request.key_id)?;
         let key_id = request.key_id.clone();
         self.mutate("disable_key", &key_id, || self.backend.disable_key(request.clone())).await
     }
 
     /// Rotates a key.
     pub async fn rotate_key(&self, request: RotateKeyRequest) -> Result<KeyMetadataResponse> {
+        validate::key_id(&request.key_id)?;
         let key_id = request.key_id.clone();
         self.mutate("rotate_key", &key_id, || self.backend.rotate_key(request.clone())).await
     }
 
     /// Re-encrypts a ciphertext (a retry makes a new ciphertext).
     pub async fn re_encrypt(&self, request: ReEncryptRequest) -> Result<ReEncryptResponse> {
+        validate::re_encrypt(&request)?;
         let result = self.run_write("re_encrypt", || self.backend.re_encrypt(request.clone())).await;
         if let Err(KmsError::KeyNotFound { key_id } | KmsError::InvalidKeyState { key_id, .. }) = &result {
             self.invalidate(key_id);
@@ -399,7 +415,7 @@ impl KmsManager {
 
     /// Replaces a key's description.
     pub async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
-        kms_types::limits::validate_description(&request.description)?;
+        validate::update_key_description(&request)?;
         let key_id = request.key_id.clone();
         self.mutate("update_key_description", &key_id, || self.backend.update_key_description(request.clone())).await
     }
@@ -409,8 +425,8 @@ impl KmsManager {
     /// tags, read from the backend (not the cache). Two concurrent calls may each pass the
     /// check; each tag stays within its own length limit regardless.
     pub async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
+        validate::tag_key(&request)?;
         let key_id = request.key_id.clone();
-        kms_types::limits::validate_tags(&request.tags)?;
         let current =
             self.run("describe_key", || self.backend.describe_key(DescribeKeyRequest { key_id: key_id.clone() }));
         let current = self.note_error(&key_id, current.await)?;
@@ -420,6 +436,7 @@ impl KmsManager {
 
     /// Removes tags.
     pub async fn untag_key(&self, request: UntagKeyRequest) -> Result<KeyMetadataResponse> {
+        validate::untag_key(&request)?;
         let key_id = request.key_id.clone();
         self.mutate("untag_key", &key_id, || self.backend.untag_key(request.clone())).await
     }

@@ -47,6 +47,7 @@ use async_trait::async_trait;
 use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
 use kms_types::config::{KmsBackend as BackendKind, KmsConfig};
 use kms_types::error::{KmsError, Result};
+use kms_types::operation::Operation;
 use kms_types::secret::SecretBytes;
 use kms_types::types::{
     BackendCapabilities, CancelKeyDeletionRequest, CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse,
@@ -69,7 +70,7 @@ type MasterKey = Zeroizing<[u8; 32]>;
 
 struct KeyRecord {
     metadata: KeyMetadata,
-    /// Material of versions 1..=n (index = version - 1); empty while `PendingImport`.
+    /// Material of versions 1..=n (index = version - 1).
     versions: Vec<MasterKey>,
 }
 
@@ -125,15 +126,21 @@ impl MemoryBackend {
     }
 
     /// Removes keys whose scheduled deletion date is at or before `now`, as a deletion sweep
-    /// would; returns how many were removed.
-    pub fn purge_deleted_keys(&self, now: OffsetDateTime) -> usize {
+    /// would; returns their ids, ascending (as every backend's `purge_expired_keys`).
+    pub fn purge_expired_keys(&self, now: OffsetDateTime) -> Vec<String> {
         let mut keys = self.lock();
-        let before = keys.len();
-        keys.retain(|_, rec| {
-            !(rec.metadata.key_state == KeyState::PendingDeletion
-                && rec.metadata.deletion_date.is_some_and(|date| date <= now))
-        });
-        before - keys.len()
+        let due: Vec<String> = keys
+            .iter()
+            .filter(|(_, rec)| {
+                rec.metadata.key_state == KeyState::PendingDeletion
+                    && rec.metadata.deletion_date.is_some_and(|date| date <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &due {
+            keys.remove(id);
+        }
+        due
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, KeyRecord>> {
@@ -153,6 +160,17 @@ impl MemoryBackend {
     fn require(&self, supported: bool, operation: &'static str) -> Result<()> {
         if supported { Ok(()) } else { Err(self.unsupported(operation)) }
     }
+
+    /// A fresh data key of the request's spec, sealed under the current version of its key.
+    fn data_key(&self, request: GenerateDataKeyRequest, operation: Operation) -> Result<GenerateDataKeyResponse> {
+        check_key_id(&request.key_id)?;
+        let data_key = random_bytes(request.key_spec.key_len())?;
+        let keys = self.lock();
+        let rec = get(&keys, &request.key_id)?;
+        require_state(rec, operation)?;
+        let (key_version, ciphertext_blob) = rec.seal(data_key.expose_secret(), &request.encryption_context)?;
+        Ok(GenerateDataKeyResponse { key_id: request.key_id, key_version, plaintext_key: data_key, ciphertext_blob })
+    }
 }
 
 fn get<'a>(keys: &'a BTreeMap<String, KeyRecord>, key_id: &str) -> Result<&'a KeyRecord> {
@@ -163,17 +181,15 @@ fn get_mut<'a>(keys: &'a mut BTreeMap<String, KeyRecord>, key_id: &str) -> Resul
     keys.get_mut(key_id).ok_or_else(|| KmsError::key_not_found(key_id))
 }
 
-fn require_state(rec: &KeyRecord, allowed: &[KeyState], operation: &'static str) -> Result<()> {
-    let state = rec.metadata.key_state;
-    if allowed.contains(&state) {
-        Ok(())
-    } else {
-        Err(KmsError::invalid_key_state(rec.metadata.key_id.clone(), state, operation))
-    }
+/// The key-state table of [`kms_types::operation`]: `Ok` when `rec`'s state allows `operation`.
+fn require_state(rec: &KeyRecord, operation: Operation) -> Result<()> {
+    operation.check_key_state(&rec.metadata.key_id, rec.metadata.key_state)
 }
 
-/// States in which key metadata (description, tags) may change, as in AWS KMS.
-const METADATA_EDITABLE: &[KeyState] = &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport];
+/// Moves `rec` to the state `operation` leads to (after [`require_state`] allowed it).
+fn advance(rec: &mut KeyRecord, operation: Operation) {
+    rec.metadata.key_state = operation.next_state(rec.metadata.key_state);
+}
 
 impl KeyRecord {
     fn current(&self) -> Result<(u32, &MasterKey)> {
@@ -227,7 +243,7 @@ fn open_blob(
     ciphertext: &[u8],
     context: &EncryptionContext,
     expected_key: Option<&str>,
-    operation: &'static str,
+    operation: Operation,
 ) -> Result<(String, u32, Zeroizing<Vec<u8>>)> {
     if let Some(expected) = expected_key {
         check_key_id(expected)?;
@@ -237,7 +253,7 @@ fn open_blob(
         return Err(KmsError::crypto());
     }
     let rec = get(keys, key_id)?;
-    require_state(rec, &[KeyState::Enabled], operation)?;
+    require_state(rec, operation)?;
     let key = rec.version(version)?;
     let binding = aead::Binding { master_key_id: key_id, master_key_version: version, context };
     let plaintext = aead::open(key, sealed, &binding)?;
@@ -250,15 +266,13 @@ impl KmsBackend for MemoryBackend {
         if let Some(name) = &request.key_name {
             validate_key_id("key_name", name)?;
         }
-        if let Some(description) = &request.description {
-            kms_types::types::validate_description(description)?;
-        }
-        kms_types::types::validate_tag_keys(request.tags.keys())?;
         let origin = request.origin.unwrap_or_default();
-        let (key_state, versions) = match origin {
-            KeyOrigin::External => (KeyState::PendingImport, Vec::new()),
-            _ => (KeyState::Enabled, vec![random_key()?]),
-        };
+        if origin != KeyOrigin::Kms {
+            // No operation imports key material, so a key of external origin could never
+            // leave `PendingImport`: refused, as every backend does.
+            return Err(KmsError::Unsupported { operation: "create_key with an external origin", backend: "memory" });
+        }
+        let versions = vec![random_key()?];
         let mut keys = self.lock();
         let key_id = match request.key_name {
             Some(name) if keys.contains_key(&name) => return Err(KmsError::KeyAlreadyExists { key_id: name }),
@@ -272,7 +286,7 @@ impl KmsBackend for MemoryBackend {
         };
         let metadata = KeyMetadata {
             key_id: key_id.clone(),
-            key_state,
+            key_state: KeyState::Enabled,
             key_usage: request.key_usage,
             key_spec: KeySpec::Aes256,
             origin,
@@ -289,10 +303,9 @@ impl KmsBackend for MemoryBackend {
 
     async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
         check_key_id(&request.key_id)?;
-        kms_types::types::validate_encrypt_plaintext(&request.plaintext)?;
         let keys = self.lock();
         let rec = get(&keys, &request.key_id)?;
-        require_state(rec, &[KeyState::Enabled], "encrypt")?;
+        require_state(rec, Operation::Encrypt)?;
         let (key_version, ciphertext_blob) =
             rec.seal(request.plaintext.expose_secret(), &request.encryption_context)?;
         Ok(EncryptResponse { key_id: request.key_id, key_version, ciphertext_blob })
@@ -305,19 +318,13 @@ impl KmsBackend for MemoryBackend {
             &request.ciphertext_blob,
             &request.encryption_context,
             request.key_id.as_deref(),
-            "decrypt",
+            Operation::Decrypt,
         )?;
         Ok(DecryptResponse { key_id, key_version, plaintext: SecretBytes::new(plaintext.to_vec()) })
     }
 
     async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
-        check_key_id(&request.key_id)?;
-        let data_key = random_bytes(request.key_spec.key_len())?;
-        let keys = self.lock();
-        let rec = get(&keys, &request.key_id)?;
-        require_state(rec, &[KeyState::Enabled], "generate_data_key")?;
-        let (key_version, ciphertext_blob) = rec.seal(data_key.expose_secret(), &request.encryption_context)?;
-        Ok(GenerateDataKeyResponse { key_id: request.key_id, key_version, plaintext_key: data_key, ciphertext_blob })
+        self.data_key(request, Operation::GenerateDataKey)
     }
 
     async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
@@ -356,9 +363,9 @@ impl KmsBackend for MemoryBackend {
         let days = validate_pending_window(request.pending_window_in_days)?;
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
-        require_state(rec, &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport], "delete_key")?;
+        require_state(rec, Operation::ScheduleKeyDeletion)?;
         let deletion_date = OffsetDateTime::now_utc() + time::Duration::days(i64::from(days));
-        rec.metadata.key_state = KeyState::PendingDeletion;
+        advance(rec, Operation::ScheduleKeyDeletion);
         rec.metadata.deletion_date = Some(deletion_date);
         Ok(DeleteKeyResponse { key_id: request.key_id, key_state: KeyState::PendingDeletion, deletion_date })
     }
@@ -367,8 +374,8 @@ impl KmsBackend for MemoryBackend {
         check_key_id(&request.key_id)?;
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
-        require_state(rec, &[KeyState::PendingDeletion], "cancel_key_deletion")?;
-        rec.metadata.key_state = KeyState::Disabled;
+        require_state(rec, Operation::CancelKeyDeletion)?;
+        advance(rec, Operation::CancelKeyDeletion);
         rec.metadata.deletion_date = None;
         Ok(CancelKeyDeletionResponse { key_id: request.key_id, key_state: KeyState::Disabled })
     }
@@ -420,19 +427,12 @@ impl KmsBackend for MemoryBackend {
         request: GenerateDataKeyWithoutPlaintextRequest,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
         self.require(self.capabilities.data_key_without_plaintext, "generate_data_key_without_plaintext")?;
-        let response = self
-            .generate_data_key(GenerateDataKeyRequest {
-                key_id: request.key_id,
-                key_spec: request.key_spec,
-                encryption_context: request.encryption_context,
-            })
-            .await
-            .map_err(|e| match e {
-                KmsError::InvalidKeyState { key_id, state, .. } => {
-                    KmsError::invalid_key_state(key_id, state, "generate_data_key_without_plaintext")
-                }
-                other => other,
-            })?;
+        let request = GenerateDataKeyRequest {
+            key_id: request.key_id,
+            key_spec: request.key_spec,
+            encryption_context: request.encryption_context,
+        };
+        let response = self.data_key(request, Operation::GenerateDataKeyWithoutPlaintext)?;
         Ok(GenerateDataKeyWithoutPlaintextResponse {
             key_id: response.key_id,
             key_version: response.key_version,
@@ -445,8 +445,8 @@ impl KmsBackend for MemoryBackend {
         check_key_id(&request.key_id)?;
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
-        require_state(rec, &[KeyState::Enabled, KeyState::Disabled], "enable_key")?;
-        rec.metadata.key_state = KeyState::Enabled;
+        require_state(rec, Operation::EnableKey)?;
+        advance(rec, Operation::EnableKey);
         Ok(metadata_response(rec))
     }
 
@@ -455,8 +455,8 @@ impl KmsBackend for MemoryBackend {
         check_key_id(&request.key_id)?;
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
-        require_state(rec, &[KeyState::Enabled, KeyState::Disabled], "disable_key")?;
-        rec.metadata.key_state = KeyState::Disabled;
+        require_state(rec, Operation::DisableKey)?;
+        advance(rec, Operation::DisableKey);
         Ok(metadata_response(rec))
     }
 
@@ -466,7 +466,7 @@ impl KmsBackend for MemoryBackend {
         let material = random_key()?;
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
-        require_state(rec, &[KeyState::Enabled], "rotate_key")?;
+        require_state(rec, Operation::RotateKey)?;
         rec.versions.push(material);
         rec.metadata.current_version =
             u32::try_from(rec.versions.len()).map_err(|_| KmsError::backend("key version counter overflow"))?;
@@ -481,10 +481,10 @@ impl KmsBackend for MemoryBackend {
         }
         let keys = self.lock();
         let (source_key_id, source_key_version, plaintext) =
-            open_blob(&keys, &request.ciphertext_blob, &request.source_encryption_context, None, "re_encrypt")?;
+            open_blob(&keys, &request.ciphertext_blob, &request.source_encryption_context, None, Operation::ReEncrypt)?;
         let destination_id = request.destination_key_id.as_deref().unwrap_or(&source_key_id);
         let destination = get(&keys, destination_id)?;
-        require_state(destination, &[KeyState::Enabled], "re_encrypt")?;
+        require_state(destination, Operation::ReEncrypt)?;
         let context = request.destination_encryption_context.as_ref().unwrap_or(&request.source_encryption_context);
         let (key_version, ciphertext_blob) = destination.seal(&plaintext, context)?;
         Ok(ReEncryptResponse {
@@ -499,10 +499,9 @@ impl KmsBackend for MemoryBackend {
     async fn update_key_description(&self, request: UpdateKeyDescriptionRequest) -> Result<KeyMetadataResponse> {
         self.require(self.capabilities.update_description, "update_key_description")?;
         check_key_id(&request.key_id)?;
-        kms_types::types::validate_description(&request.description)?;
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
-        require_state(rec, METADATA_EDITABLE, "update_key_description")?;
+        require_state(rec, Operation::UpdateKeyDescription)?;
         rec.metadata.description = Some(request.description);
         Ok(metadata_response(rec))
     }
@@ -510,10 +509,9 @@ impl KmsBackend for MemoryBackend {
     async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
         self.require(self.capabilities.tags, "tag_key")?;
         check_key_id(&request.key_id)?;
-        kms_types::types::validate_tag_keys(request.tags.keys())?;
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
-        require_state(rec, METADATA_EDITABLE, "tag_key")?;
+        require_state(rec, Operation::TagKey)?;
         rec.metadata.tags.extend(request.tags);
         Ok(metadata_response(rec))
     }
@@ -523,7 +521,7 @@ impl KmsBackend for MemoryBackend {
         check_key_id(&request.key_id)?;
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
-        require_state(rec, METADATA_EDITABLE, "untag_key")?;
+        require_state(rec, Operation::UntagKey)?;
         for name in &request.tag_keys {
             rec.metadata.tags.remove(name);
         }
@@ -706,9 +704,9 @@ mod tests {
             backend.create_key(CreateKeyRequest { key_name: Some(id.into()), ..Default::default() }).await.unwrap();
         }
         backend.delete_key(DeleteKeyRequest { key_id: "b".into(), pending_window_in_days: Some(7) }).await.unwrap();
-        assert_eq!(backend.purge_deleted_keys(OffsetDateTime::now_utc()), 0);
+        assert!(backend.purge_expired_keys(OffsetDateTime::now_utc()).is_empty());
         let later = OffsetDateTime::now_utc() + time::Duration::days(8);
-        assert_eq!(backend.purge_deleted_keys(later), 1);
+        assert_eq!(backend.purge_expired_keys(later), ["b"]);
         let page = backend
             .list_keys(ListKeysRequest { limit: None, marker: Some("b".into()), ..Default::default() })
             .await

@@ -32,6 +32,11 @@ enum Flaw {
     SilentlyIgnoresTags,
     /// Cannot name the key of its own ciphertexts (the trait's default).
     NamesNoCiphertextKey,
+    /// Refuses a second deletion naming its own method (`delete_key`), not the operation of
+    /// the key-state table (`schedule_key_deletion`).
+    MisnamesRefusedOperation,
+    /// Creates an ordinary key when asked for one of external origin.
+    IgnoresOrigin,
 }
 
 struct Flawed {
@@ -52,7 +57,10 @@ impl Flawed {
 
 #[async_trait]
 impl KmsBackend for Flawed {
-    async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
+    async fn create_key(&self, mut request: CreateKeyRequest) -> Result<CreateKeyResponse> {
+        if self.flaw == Flaw::IgnoresOrigin {
+            request.origin = None;
+        }
         let name = request.key_name.clone();
         match self.inner.create_key(request).await {
             Err(KmsError::KeyAlreadyExists { .. }) if self.flaw == Flaw::CreateIsUpsert => {
@@ -109,7 +117,12 @@ impl KmsBackend for Flawed {
         if self.flaw == Flaw::ClampsWindow {
             request.pending_window_in_days = request.pending_window_in_days.map(|d| d.clamp(7, 30));
         }
-        self.inner.delete_key(request).await
+        match self.inner.delete_key(request).await {
+            Err(KmsError::InvalidKeyState { key_id, state, .. }) if self.flaw == Flaw::MisnamesRefusedOperation => {
+                Err(KmsError::invalid_key_state(key_id, state, "delete_key"))
+            }
+            other => other,
+        }
     }
     async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
         let key_id = request.key_id.clone();
@@ -237,4 +250,14 @@ async fn a_backend_with_upserting_create_is_caught() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_that_cannot_name_its_ciphertexts_keys_is_caught() {
     assert_caught(Flaw::NamesNoCiphertextKey, &["ciphertexts_name_their_key"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_misnaming_the_refused_operation_is_caught() {
+    assert_caught(Flaw::MisnamesRefusedOperation, &["pending_deletion_key_operations"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_ignoring_the_key_origin_is_caught() {
+    assert_caught(Flaw::IgnoresOrigin, &["external_origin_is_unsupported"]).await;
 }
