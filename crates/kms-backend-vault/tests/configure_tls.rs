@@ -22,7 +22,7 @@ const ADMIN: &str = "admin-token-for-configure-tls";
 /// An admin API server over a registry holding only the Vault factory, not yet configured.
 async fn admin_server() -> (String, tokio::sync::oneshot::Sender<()>) {
     let mut registry = BackendRegistry::new();
-    registry.register(Arc::new(VaultBackendFactory));
+    registry.register(Arc::new(VaultBackendFactory::new()));
     let manager = Arc::new(KmsServiceManager::new(registry));
     let grant = Grant { operations: vec!["*".into()], keys: vec!["*".into()] };
     let config = ServerConfig {

@@ -102,7 +102,7 @@ pub fn default_registry() -> BackendRegistry {
     #[cfg(feature = "local")]
     registry.register(Arc::new(kms_backend_local::LocalBackendFactory::new()));
     #[cfg(feature = "vault")]
-    registry.register(Arc::new(kms_backend_vault::VaultBackendFactory));
+    registry.register(Arc::new(kms_backend_vault::VaultBackendFactory::new()));
     registry
 }
 

@@ -32,7 +32,7 @@ fn config(addr: &str, token: &str) -> KmsConfig {
 
 fn registry() -> BackendRegistry {
     let mut registry = BackendRegistry::new();
-    registry.register(Arc::new(VaultBackendFactory));
+    registry.register(Arc::new(VaultBackendFactory::new()));
     registry
 }
 

@@ -128,13 +128,7 @@ impl Inner {
     /// version newer than the record (a rotate whose reply was lost, or one another server
     /// is recording right now), that version is recorded instead of rotating a second time.
     pub(super) async fn rotate(&self, key_id: &str) -> Result<KeyMetadataResponse> {
-        let record = match self.load_fresh(key_id).await? {
-            Loaded::Record(r, _) if r.effective_state() == KeyState::Enabled => r,
-            Loaded::Record(r, _) => return Err(KmsError::invalid_key_state(key_id, r.effective_state(), "rotate_key")),
-            Loaded::Unreadable { .. } => {
-                return Err(KmsError::invalid_key_state(key_id, KeyState::Unavailable, "rotate_key"));
-            }
-        };
+        let record = self.load_fresh(key_id).await?.allowing(key_id, Operation::RotateKey)?;
         let mut latest = self.transit_latest_version(key_id).await?;
         if latest <= record.current_version {
             let path = format!("{}/keys/{key_id}/rotate", self.transit);
@@ -146,7 +140,7 @@ impl Inner {
             latest = self.transit_latest_version(key_id).await?;
         }
         let record = self
-            .update(key_id, "rotate_key", |r| {
+            .update(key_id, Operation::RotateKey.as_str(), |r| {
                 if r.current_version < latest {
                     r.current_version = latest;
                     r.rotation_date = Some(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(r.creation_date));
