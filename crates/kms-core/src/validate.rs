@@ -18,7 +18,7 @@
 //!
 //! [`MAX_ENCRYPT_PLAINTEXT_BYTES`]: kms_types::types::MAX_ENCRYPT_PLAINTEXT_BYTES
 
-use kms_types::error::{KmsError, Result};
+use kms_types::error::Result;
 use kms_types::limits;
 use kms_types::types::{
     CreateKeyRequest, DecryptRequest, DeleteKeyRequest, EncryptRequest, ListKeysRequest, ReEncryptRequest,
@@ -87,18 +87,15 @@ pub fn tag_key(request: &TagKeyRequest) -> Result<()> {
     limits::validate_tags(&request.tags)
 }
 
-/// `UntagKey`: the key id and the tag names (none empty).
+/// `UntagKey`: the key id (removing a tag a key does not have is no error).
 pub fn untag_key(request: &UntagKeyRequest) -> Result<()> {
-    key_id(&request.key_id)?;
-    if request.tag_keys.iter().any(String::is_empty) {
-        return Err(KmsError::invalid_request("tag_keys", "tag keys must not be empty"));
-    }
-    Ok(())
+    key_id(&request.key_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kms_types::error::KmsError;
     use kms_types::types::MAX_ENCRYPT_PLAINTEXT_BYTES;
 
     fn refused(field: &str, result: Result<()>) -> bool {
@@ -130,9 +127,9 @@ mod tests {
         assert!(refused("key_name", create_key(&create)));
         let tag = TagKeyRequest { key_id: "k".into(), tags: [(String::new(), "v".into())].into() };
         assert!(refused("tags", tag_key(&tag)));
-        let untag = UntagKeyRequest { key_id: "k".into(), tag_keys: vec![String::new()] };
-        assert!(refused("tag_keys", untag_key(&untag)));
-        untag_key(&UntagKeyRequest { key_id: "k".into(), tag_keys: vec!["t".into()] }).unwrap();
+        let untag = UntagKeyRequest { key_id: "k/1".into(), tag_keys: vec!["t".into()] };
+        assert!(refused("key_id", untag_key(&untag)));
+        untag_key(&UntagKeyRequest { key_id: "k".into(), tag_keys: vec!["absent".into()] }).unwrap();
     }
 
     #[test]

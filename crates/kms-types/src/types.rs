@@ -521,14 +521,6 @@ pub fn validate_list_limit(limit: Option<u32>) -> crate::Result<usize> {
 pub use crate::limits::MAX_DESCRIPTION_BYTES as MAX_DESCRIPTION_LEN;
 pub use crate::limits::validate_description;
 
-/// Checks tag names: none may be empty.
-pub fn validate_tag_keys<'a>(keys: impl IntoIterator<Item = &'a String>) -> crate::Result<()> {
-    if keys.into_iter().any(|k| k.is_empty()) {
-        return Err(crate::KmsError::invalid_request("tags", "tag keys must not be empty"));
-    }
-    Ok(())
-}
-
 /// Checks an `Encrypt` plaintext: 1 to [`MAX_ENCRYPT_PLAINTEXT_BYTES`] bytes (as AWS KMS).
 pub fn validate_encrypt_plaintext(plaintext: &crate::secret::SecretBytes) -> crate::Result<()> {
     if plaintext.is_empty() || plaintext.len() > MAX_ENCRYPT_PLAINTEXT_BYTES {
