@@ -26,13 +26,13 @@
 //! the [`KmsManager`](crate::manager::KmsManager) every backend runs under (plaintext size,
 //! metadata limits: [`crate::validate`]); concurrent creates and
 //! data-key generation; and that an optional operation a backend does not declare in
-//! [`KmsBackend::capabilities`] returns [`KmsError::Unsupported`].
+//! [`KmsBackend::capabilities`] returns [`KmsError::Unsupported`](kms_types::KmsError::Unsupported).
 //!
 //! Keys made by the suite have random ids under a per-case prefix (`kct-<12 hex>-`), so it can
 //! run against a shared server (Vault) again and again; at the end of a case every key it made
 //! is scheduled for deletion (best effort).
 //!
-//! The expectations, in the AWS KMS model (`Refused` = [`KmsError::InvalidKeyState`]). The
+//! The expectations, in the AWS KMS model (`Refused` = [`KmsError::InvalidKeyState`](kms_types::KmsError::InvalidKeyState)). The
 //! suite keeps this table of its own (`matrix.rs`) instead of reading
 //! [`kms_types::operation`]'s, so it checks that table as much as the backends:
 //!

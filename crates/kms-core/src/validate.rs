@@ -2,7 +2,7 @@
 //!
 //! [`KmsManager`](crate::manager::KmsManager) runs the check of each request here before any
 //! backend call, so every backend (the local one, Vault, one from outside this workspace)
-//! refuses the same malformed requests with the same [`KmsError::InvalidRequest`] naming the
+//! refuses the same malformed requests with the same [`KmsError::InvalidRequest`](kms_types::KmsError::InvalidRequest) naming the
 //! same field, and no backend repeats these rules. What is checked is what a request can get
 //! wrong without looking at a key:
 //!
