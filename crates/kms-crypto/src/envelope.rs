@@ -70,7 +70,8 @@ use zeroize::Zeroizing;
 use crate::aead::{Algorithm, NONCE_LEN, TAG_LEN};
 use crate::context::{canonical_context_len, put_bytes, put_canonical_context};
 use crate::error::CryptoError;
-use crate::keys::{KeyEncryptionKey, PlaintextDataKey, WrappedDataKey, fill_random};
+use crate::keys::{KeyEncryptionKey, PlaintextDataKey, WrappedDataKey};
+use crate::rand::fill as fill_random;
 
 /// Version byte of the envelope format written.
 pub const ENVELOPE_FORMAT_VERSION: u8 = 2;

@@ -13,7 +13,8 @@ use super::{
 use crate::aead::{Algorithm, NONCE_LEN, TAG_LEN};
 use crate::context::canonical_context;
 use crate::error::CryptoError;
-use crate::keys::{PlaintextDataKey, fill_random};
+use crate::keys::PlaintextDataKey;
+use crate::rand::fill as fill_random;
 
 /// Length of the salt in the header.
 pub const SALT_LEN: usize = 32;
