@@ -145,10 +145,7 @@ pub fn new_cipher(algorithm: Algorithm, key: &[u8]) -> Result<Box<dyn ObjectCiph
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
+    use crate::vectors::hex;
 
     #[test]
     fn round_trip_both_ciphers_and_in_place() {

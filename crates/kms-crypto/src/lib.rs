@@ -17,6 +17,7 @@
 //! | [`cipher`] | [`cipher::ObjectCipher`]: AES-256-GCM and ChaCha20-Poly1305, caller-chosen nonces, in place |
 //! | [`stream`] | segments under a per-object key: `Write`/`Read` adapters, ranges, multipart, parallel |
 //! | [`rand`] | random bytes, new key ids (UUID v7) and retry jitter for every crate above |
+//! | [`kdf`], [`mac`] | HKDF-SHA256 and HMAC-SHA256 for the crates above (key derivation, SigV4, verifiers) |
 //!
 //! Every failure is a [`CryptoError`], deliberately without detail; it converts into
 //! `kms_types::error::KmsError` (`Crypto`, or `InvalidRequest` for caller mistakes).
@@ -55,7 +56,9 @@ pub mod cipher;
 pub mod context;
 pub mod envelope;
 mod error;
+pub mod kdf;
 pub mod keys;
+pub mod mac;
 pub mod rand;
 pub mod stream;
 #[cfg(test)]
