@@ -245,6 +245,25 @@ def check_vault_blob_v1(case):
     same(b64(canonical_context(case["context"])), case["associated_data"], "associated_data")
 
 
+def parse_memory_blob(blob):
+    """`"KMM2"` | u16 BE id length | key id | u32 BE key version | envelope."""
+    same(blob[:4], b"KMM2", "magic")
+    (id_len,) = struct.unpack(">H", blob[4:6])
+    key_id = blob[6:6 + id_len].decode("ascii")
+    (version,) = struct.unpack(">I", blob[6 + id_len:10 + id_len])
+    return key_id, version, blob[10 + id_len:]
+
+
+def check_memory_blob_v2(case):
+    kek, blob = hx(case["kek"]), hx(case["blob"])
+    key_id, version, envelope = parse_memory_blob(blob)
+    same((key_id, version), (case["key_id"], case["key_version"]), "key id and version")
+    same(envelope[0], 2, "an envelope of version 2")
+    opened = lambda b: envelope_open(kek, parse_memory_blob(b)[2], *parse_memory_blob(b)[:2], case["context"])
+    same(opened(blob), hx(case["plaintext"]), "opened")
+    refused(opened, blob)
+
+
 VAULT_RECORD_MEMBERS = ["format", "key_id", "key_state", "key_usage", "key_spec", "origin", "description", "tags", "policy",
                         "creation_date", "deletion_date", "rotation_date", "current_version", "provisioned"]
 
@@ -534,6 +553,7 @@ CHECKS = {
     ("local-key-record", 2): check_local_key_record_v2,
     ("local-blob", 1): check_local_blob_v1,
     ("vault-blob", 1): check_vault_blob_v1,
+    ("memory-blob", 2): check_memory_blob_v2,
     ("vault-key-record", 1): check_vault_key_record_v1,
     ("sse-metadata", 1): check_sse_metadata_v1,
     ("service-state", 1): check_service_state_v1,

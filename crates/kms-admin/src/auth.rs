@@ -240,9 +240,8 @@ pub fn hash_token(token: &str) -> String {
 
 /// A fresh random bearer token (`kms_` + 43 characters of base64url: 256 bits).
 pub fn generate_token() -> Zeroizing<String> {
-    let rng = ring::rand::SystemRandom::new();
-    let bytes: Zeroizing<[u8; 32]> =
-        Zeroizing::new(ring::rand::generate(&rng).expect("the system random generator failed").expose());
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    kms_crypto::rand::fill(bytes.as_mut()).expect("the system random generator failed");
     Zeroizing::new(format!("kms_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes.as_ref())))
 }
 

@@ -29,7 +29,6 @@ use kms_types::config::{LocalConfig, MasterKeySource};
 use kms_types::types::{
     CreateKeyRequest, DecryptRequest, EncryptionContext, GenerateDataKeyRequest, KeySpec, ListKeysRequest,
 };
-use ring::rand::{SecureRandom, SystemRandom};
 
 const CALLERS: usize = 64;
 const SPREAD: usize = 10_000;
@@ -74,7 +73,7 @@ fn random_marker(first: &str) -> String {
     let now = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
         .unwrap_or(u64::MAX);
     let mut b = [0u8; 8];
-    SystemRandom::new().fill(&mut b).expect("random");
+    kms_crypto::rand::fill(&mut b).expect("random");
     let at = start + u64::from_le_bytes(b) % (now.saturating_sub(start) + 1);
     format!("{:08x}-{:04x}", at >> 16, at & 0xffff)
 }

@@ -16,7 +16,6 @@ use kms_types::types::{
     KeyListEntry, KeyOrigin, KeySpec, KeyState, ListKeysRequest, ListKeysResponse, validate_key_id, validate_list_limit,
 };
 use redb::Database;
-use ring::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
@@ -426,7 +425,7 @@ impl LocalBackend {
         self.check_open()?;
         let key_id = match key_id {
             Some(id) => id,
-            None => generated_key_id(OffsetDateTime::now_utc())?,
+            None => kms_crypto::rand::key_id()?,
         };
         let material = random_material()?;
         let version = KeyVersion::new(1, meta.creation_date, material.as_ref())?;
@@ -512,7 +511,7 @@ async fn purge_expired(inner: &Arc<Inner>) -> Result<Vec<String>> {
 
 fn random_material() -> Result<Zeroizing<[u8; MATERIAL_LEN]>> {
     let mut material = Zeroizing::new([0u8; MATERIAL_LEN]);
-    SystemRandom::new().fill(material.as_mut()).map_err(|_| KmsError::crypto())?;
+    kms_crypto::rand::fill(material.as_mut())?;
     Ok(material)
 }
 
@@ -522,38 +521,5 @@ pub(crate) fn next_version(record: &KeyRecord, now: OffsetDateTime) -> Result<Ke
     KeyVersion::new(number, now, random_material()?.as_ref())
 }
 
-/// A new key id shaped like a UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then
-/// 74 random bits. Ids made later sort later, so the keys created together land in the same
-/// few pages of the store's B-tree: a commit of 64 creates writes a page or two, not 64
-/// scattered ones (random ids cost several times the disk writes, and half-empty pages).
-fn generated_key_id(now: OffsetDateTime) -> Result<String> {
-    let mut raw = [0u8; 16];
-    SystemRandom::new().fill(&mut raw).map_err(|_| KmsError::crypto())?;
-    let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    raw[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    raw[6] = (raw[6] & 0x0f) | 0x70;
-    raw[8] = (raw[8] & 0x3f) | 0x80;
-    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]))
-}
-
 /// The spec of every local master key.
 pub(crate) const MASTER_KEY_SPEC: KeySpec = KeySpec::Aes256;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_ids_are_uuid_v7_shaped_and_sort_by_creation_time() {
-        let t = time::macros::datetime!(2026-03-04 05:06:07 UTC);
-        let a = generated_key_id(t).unwrap();
-        let b = generated_key_id(t + time::Duration::milliseconds(1)).unwrap();
-        assert!(a < b, "{a} then {b}");
-        // 1772600767000 ms = 0x019cb73d3218.
-        assert!(a.starts_with("019cb73d-3218-7"), "{a}");
-        assert_eq!(a.len(), 36);
-        assert!(matches!(a.as_bytes()[19], b'8' | b'9' | b'a' | b'b'), "{a}");
-        assert_ne!(generated_key_id(t).unwrap(), a, "74 random bits differ");
-    }
-}

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use kms_types::error::KmsError;
-use ring::rand::{SecureRandom, SystemRandom};
 
 /// The advisory lock file.
 pub(crate) const LOCK_FILE: &str = ".lock";
@@ -198,7 +197,7 @@ impl KeyDir {
 
 fn temp_name() -> io::Result<String> {
     let mut random = [0u8; 12];
-    SystemRandom::new().fill(&mut random).map_err(|_| io::Error::other("system random source failed"))?;
+    kms_crypto::rand::fill(&mut random).map_err(io::Error::other)?;
     let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
     Ok(format!("{TEMP_PREFIX}{hex}"))
 }

@@ -17,8 +17,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use kms_types::config::MasterKeySource;
 use kms_types::error::KmsError;
-use ring::hkdf;
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -281,7 +279,7 @@ impl RecordProtection {
     /// Writes a new verifier record for `secret` into `dir` (which has none).
     fn create_verifier(dir: &KeyDir, secret: MasterSecret, shown: &str) -> Result<Self, KmsError> {
         let mut salt = vec![0u8; SALT_LEN];
-        SystemRandom::new().fill(&mut salt).map_err(|_| KmsError::crypto())?;
+        kms_crypto::rand::fill(&mut salt)?;
         let argon2id = matches!(secret, MasterSecret::Passphrase(_)).then_some(Argon2Params::DEFAULT);
         let protection = derive(&secret, &salt, argon2id)?;
         let check = match &protection {
@@ -340,10 +338,8 @@ fn derive_kek(
             out
         }
     };
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(root.as_ref());
-    let okm = prk.expand(&[KEK_INFO], hkdf::HKDF_SHA256).map_err(|_| KmsError::crypto())?;
     let mut kek = Zeroizing::new([0u8; 32]);
-    okm.fill(kek.as_mut()).map_err(|_| KmsError::crypto())?;
+    kms_crypto::kdf::hkdf_sha256(salt, root.as_ref(), &[KEK_INFO], kek.as_mut())?;
     Ok(Some(kek))
 }
 

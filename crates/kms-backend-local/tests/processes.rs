@@ -27,7 +27,6 @@ use kms_types::types::{
     CreateKeyRequest, DecryptRequest, DeleteKeyRequest, DescribeKeyRequest, GenerateDataKeyRequest, KeyIdRequest,
     KeySpec, KeyState, ListKeysRequest,
 };
-use ring::rand::{SecureRandom, SystemRandom};
 
 const ROLE_VAR: &str = "KMS_LOCAL_CHILD";
 const DIR_VAR: &str = "KMS_LOCAL_CHILD_DIR";
@@ -43,7 +42,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
-    SystemRandom::new().fill(&mut b).expect("random");
+    kms_crypto::rand::fill(&mut b).expect("random");
     u64::from_le_bytes(b)
 }
 

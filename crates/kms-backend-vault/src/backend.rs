@@ -211,16 +211,6 @@ fn associated_data(context: &EncryptionContext) -> String {
     B64.encode(kms_crypto::context::canonical_context(context))
 }
 
-fn new_key_id() -> Result<String> {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 16];
-    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| KmsError::backend("the system RNG failed"))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
-}
-
 fn bits(spec: KeySpec) -> u16 {
     match spec {
         KeySpec::Aes128 => 128,
@@ -237,15 +227,6 @@ struct DataKeyReply {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_key_ids_are_valid_and_distinct() {
-        let a = new_key_id().unwrap();
-        let b = new_key_id().unwrap();
-        validate_key_id("key_id", &a).unwrap();
-        assert_eq!(a.len(), 36);
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn associated_data_is_the_canonical_context() {

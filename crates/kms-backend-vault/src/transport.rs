@@ -320,22 +320,11 @@ async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> V
     out.into_iter().map(|v| v.expect("every future completed")).collect()
 }
 
-/// Exponential backoff with full jitter: a random delay in `[base·2^(n-1)/2, base·2^(n-1)]`,
+/// Exponential backoff with equal jitter: a random delay in `[base·2^(n-1)/2, base·2^(n-1)]`,
 /// capped at `cap` (logins and check-and-set contention).
 pub(crate) fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(cap);
-    let half = exp / 2;
-    half + half.mul_f64(jitter_fraction())
-}
-
-/// A uniform fraction in `[0, 1)` from the OS RNG (0.5 if the RNG fails).
-fn jitter_fraction() -> f64 {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 4];
-    match ring::rand::SystemRandom::new().fill(&mut b) {
-        Ok(()) => f64::from(u32::from_be_bytes(b)) / (f64::from(u32::MAX) + 1.0),
-        Err(_) => 0.5,
-    }
+    kms_crypto::rand::equal_jitter(exp)
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use kms_admin::{App, Server};
 use kms_core::service_manager::KmsServiceManager;
 use kms_types::api_types::ConfigureBody;
 use kms_types::config::{KmsConfig, LocalConfig, MasterKeySource};
-use ring::rand::SecureRandom;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -206,9 +205,7 @@ fn default_local_config(data_dir: &Path) -> Result<KmsConfig, CliError> {
             key_path.display()
         );
         let mut key = Zeroizing::new([0u8; 32]);
-        ring::rand::SystemRandom::new()
-            .fill(key.as_mut())
-            .map_err(|_| CliError::local("the system random generator failed"))?;
+        kms_crypto::rand::fill(key.as_mut()).map_err(|_| CliError::local("the system random generator failed"))?;
         let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key.as_ref()));
         write_private_file(&key_path, encoded.as_bytes())
             .map_err(|e| CliError::local(format!("{}: {e}", key_path.display())))?;

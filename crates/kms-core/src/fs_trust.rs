@@ -19,7 +19,6 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use ring::rand::{SecureRandom, SystemRandom};
 use rustix::fs::OFlags;
 use zeroize::Zeroizing;
 
@@ -215,7 +214,7 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let mut random = [0u8; 8];
-    SystemRandom::new().fill(&mut random).map_err(|_| io::Error::other("the system random generator failed"))?;
+    kms_crypto::rand::fill(&mut random).map_err(io::Error::other)?;
     let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
     let tmp = dir.join(format!(".{}.tmp-{suffix}", name.to_string_lossy()));
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(nofollow()).open(&tmp)?;

@@ -102,19 +102,7 @@ impl RetryPolicy {
     /// The delay before retry number `retry` (0-based), jittered.
     pub fn delay(&self, retry: u32) -> Duration {
         let ceiling = self.base_delay.saturating_mul(2u32.saturating_pow(retry)).min(self.max_delay);
-        let half = ceiling / 2;
-        half + half.mul_f64(jitter_fraction())
-    }
-}
-
-/// A uniform fraction in `[0, 1)`; falls back to 0.5 if the system RNG fails (jitter is not
-/// security-relevant).
-fn jitter_fraction() -> f64 {
-    use ring::rand::SecureRandom;
-    let mut raw = [0u8; 8];
-    match ring::rand::SystemRandom::new().fill(&mut raw) {
-        Ok(()) => (u64::from_le_bytes(raw) >> 11) as f64 / (1u64 << 53) as f64,
-        Err(_) => 0.5,
+        kms_crypto::rand::equal_jitter(ceiling)
     }
 }
 

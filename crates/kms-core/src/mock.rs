@@ -4,21 +4,21 @@
 //! It behaves as the contract (and AWS KMS) says a backend must: cryptographic operations only
 //! on `Enabled` keys, deletion scheduled 7-30 days ahead and cancellable (the key comes back
 //! `Disabled`), rotation that keeps older versions decrypting, ciphertexts that name their key
-//! and version, and encryption contexts bound as AES-GCM associated data. It passes the
+//! and version, and encryption contexts bound into `kms_crypto` envelopes. It passes the
 //! contract suite (`kms_core::testkit`). Keys live only in the process: nothing is persisted.
 //!
 //! [`MemoryBackend::with_capabilities`] builds one that implements only some optional
 //! operations (the others return [`KmsError::Unsupported`]), and [`MemoryBackend::set_healthy`]
 //! makes its health check fail, so the layers above can be tested against both.
 //!
-//! # Ciphertext format (`KMM1`, in memory only)
+//! # Ciphertext format (`KMM2`, in memory only)
 //!
 //! ```text
-//! "KMM1" | u16 BE key-id length | key id (ASCII) | u32 BE key version | nonce (12) | AES-256-GCM ciphertext | tag (16)
+//! "KMM2" | u16 BE key-id length | key id (ASCII) | u32 BE key version | envelope
 //! ```
-//! The associated data binds the key id, the version and the encryption context
-//! (`"kms-memory-v1"`, then each as a u32 BE length-prefixed string, the context as a u32 BE
-//! count followed by its pairs in ascending key order).
+//! The envelope is a `kms_crypto::envelope` (version 2) sealed under that key version and
+//! bound to the key id, the version and the encryption context; the header only names the
+//! key to open it with. Specified in `docs/formats.md` ("Memory backend ciphertext").
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -44,6 +44,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use kms_crypto::envelope::{self, Binding};
+use kms_crypto::keys::KeyEncryptionKey;
 use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
 use kms_types::config::{KmsBackend as BackendKind, KmsConfig};
 use kms_types::error::{KmsError, Result};
@@ -66,7 +68,7 @@ use crate::backends::{BackendFactory, KmsBackend};
 
 pub use kms_types::types::MAX_DESCRIPTION_LEN;
 
-type MasterKey = Zeroizing<[u8; 32]>;
+type MasterKey = KeyEncryptionKey;
 
 struct KeyRecord {
     metadata: KeyMetadata,
@@ -201,32 +203,23 @@ impl KeyRecord {
         version.checked_sub(1).and_then(|i| self.versions.get(i as usize)).ok_or_else(KmsError::crypto)
     }
 
-    /// Seals `plaintext` under the current version into a `KMM1` blob.
+    /// Seals `plaintext` under the current version into a `KMM2` blob.
     fn seal(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<(u32, Vec<u8>)> {
         let (version, key) = self.current()?;
-        let binding = aead::Binding { master_key_id: &self.metadata.key_id, master_key_version: version, context };
-        let sealed = aead::seal(key, plaintext, &binding)?;
+        let binding = Binding { master_key_id: &self.metadata.key_id, master_key_version: version, context };
+        let sealed = envelope::seal(key, plaintext, &binding)?;
         Ok((version, blob::encode(&self.metadata.key_id, version, &sealed)))
     }
 }
 
 fn random_key() -> Result<MasterKey> {
-    let mut key = Zeroizing::new([0u8; 32]);
-    aead::fill_random(&mut key[..])?;
-    Ok(key)
+    Ok(KeyEncryptionKey::generate()?)
 }
 
 fn random_bytes(len: usize) -> Result<SecretBytes> {
     let mut bytes = vec![0u8; len];
-    aead::fill_random(&mut bytes)?;
+    kms_crypto::rand::fill(&mut bytes)?;
     Ok(SecretBytes::new(bytes))
-}
-
-fn generated_key_id() -> Result<String> {
-    let mut raw = [0u8; 16];
-    aead::fill_random(&mut raw)?;
-    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("mem-{hex}"))
 }
 
 fn check_key_id(key_id: &str) -> Result<()> {
@@ -255,8 +248,8 @@ fn open_blob(
     let rec = get(keys, key_id)?;
     require_state(rec, operation)?;
     let key = rec.version(version)?;
-    let binding = aead::Binding { master_key_id: key_id, master_key_version: version, context };
-    let plaintext = aead::open(key, sealed, &binding)?;
+    let binding = Binding { master_key_id: key_id, master_key_version: version, context };
+    let plaintext = envelope::open(key, sealed, &binding)?;
     Ok((key_id.to_owned(), version, plaintext))
 }
 
@@ -278,7 +271,7 @@ impl KmsBackend for MemoryBackend {
             Some(name) if keys.contains_key(&name) => return Err(KmsError::KeyAlreadyExists { key_id: name }),
             Some(name) => name,
             None => loop {
-                let id = generated_key_id()?;
+                let id = kms_crypto::rand::key_id()?;
                 if !keys.contains_key(&id) {
                     break id;
                 }
@@ -565,11 +558,11 @@ impl BackendFactory for MemoryBackendFactory {
     }
 }
 
-/// The `KMM1` blob: which key and version sealed the payload.
+/// The `KMM2` blob: which key and version sealed the envelope.
 mod blob {
     use kms_types::error::{KmsError, Result};
 
-    const MAGIC: &[u8; 4] = b"KMM1";
+    const MAGIC: &[u8; 4] = b"KMM2";
 
     pub(super) fn encode(key_id: &str, version: u32, sealed: &[u8]) -> Vec<u8> {
         let id = key_id.as_bytes();
@@ -602,83 +595,6 @@ mod blob {
     }
 }
 
-/// AES-256-GCM with the key binding as associated data. Private so that it can be swapped for
-/// `kms_crypto::envelope` without touching the backend.
-mod aead {
-    use kms_types::error::{KmsError, Result};
-    use kms_types::types::EncryptionContext;
-    use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-    use ring::rand::{SecureRandom, SystemRandom};
-    use zeroize::Zeroizing;
-
-    /// What a sealed payload is bound to.
-    pub(super) struct Binding<'a> {
-        pub(super) master_key_id: &'a str,
-        pub(super) master_key_version: u32,
-        pub(super) context: &'a EncryptionContext,
-    }
-
-    impl Binding<'_> {
-        fn aad(&self) -> Vec<u8> {
-            let mut aad = b"kms-memory-v1".to_vec();
-            let mut put = |bytes: &[u8]| {
-                aad.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-                aad.extend_from_slice(bytes);
-            };
-            put(self.master_key_id.as_bytes());
-            put(&self.master_key_version.to_be_bytes());
-            put(&(self.context.len() as u32).to_be_bytes());
-            for (k, v) in self.context {
-                put(k.as_bytes());
-                put(v.as_bytes());
-            }
-            aad
-        }
-    }
-
-    pub(super) fn fill_random(buf: &mut [u8]) -> Result<()> {
-        SystemRandom::new()
-            .fill(buf)
-            .map_err(|_| KmsError::Internal { message: "the system random generator failed".into(), source: None })
-    }
-
-    fn key(kek: &[u8; 32]) -> Result<LessSafeKey> {
-        UnboundKey::new(&AES_256_GCM, kek).map(LessSafeKey::new).map_err(|_| KmsError::crypto())
-    }
-
-    /// `nonce ‖ ciphertext ‖ tag`, with a random 96-bit nonce.
-    pub(super) fn seal(kek: &[u8; 32], plaintext: &[u8], binding: &Binding<'_>) -> Result<Vec<u8>> {
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + AES_256_GCM.tag_len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(plaintext);
-        let tag = key(kek)?
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(binding.aad()),
-                &mut out[NONCE_LEN..],
-            )
-            .map_err(|_| KmsError::crypto())?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
-    }
-
-    pub(super) fn open(kek: &[u8; 32], sealed: &[u8], binding: &Binding<'_>) -> Result<Zeroizing<Vec<u8>>> {
-        let (nonce, body) = sealed.split_first_chunk::<NONCE_LEN>().ok_or_else(KmsError::crypto)?;
-        if body.len() < AES_256_GCM.tag_len() {
-            return Err(KmsError::crypto());
-        }
-        let mut buf = Zeroizing::new(body.to_vec());
-        let len = key(kek)?
-            .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(binding.aad()), &mut buf)
-            .map_err(|_| KmsError::crypto())?
-            .len();
-        buf.truncate(len);
-        Ok(buf)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -694,7 +610,8 @@ mod tests {
         let sealed = backend.encrypt(encrypt_req(&key.key_id, b"x")).await.unwrap();
         let (id, version, _) = blob::decode(&sealed.ciphertext_blob).unwrap();
         assert_eq!((id, version), (key.key_id.as_str(), 1));
-        assert!(key.key_id.starts_with("mem-"));
+        validate_key_id("key_id", &key.key_id).unwrap();
+        assert_eq!(key.key_id.len(), 36, "a kms_crypto::rand::key_id, as every backend makes");
     }
 
     #[tokio::test]
@@ -724,6 +641,57 @@ mod tests {
             format!("keys: 1, capabilities: {:?}, healthy: true }}", BackendCapabilities::ALL)
         );
     }
+
+    /// Known-answer vector of the `KMM2` blob (`docs/vectors/memory-blob-v2.json`, which also
+    /// holds this hex): key
+    /// `"k1"`, version 2, key material 0x42 × 32, context `{"bucket": "b"}`, plaintext "hello".
+    #[test]
+    fn known_answer_kmm2_blob_opens() {
+        let vector = include_str!("../../../docs/vectors/memory-blob-v2.json");
+        assert!(vector.contains(KAT_KMM2) && vector.contains(&format!("\"kek\": \"{}\"", "42".repeat(32))));
+        let blob = hex(KAT_KMM2);
+        let (key_id, version, sealed) = blob::decode(&blob).unwrap();
+        assert_eq!((key_id, version), ("k1", 2));
+        let key = KeyEncryptionKey::from_bytes(&[0x42; 32]).unwrap();
+        let context: EncryptionContext = [("bucket".to_owned(), "b".to_owned())].into();
+        let binding = Binding { master_key_id: key_id, master_key_version: version, context: &context };
+        assert_eq!(&envelope::open(&key, sealed, &binding).unwrap()[..], b"hello");
+        // Bound to the version in the header and to the key: another version or key fails.
+        let v1 = Binding { master_key_version: 1, ..binding };
+        assert!(matches!(envelope::open(&key, sealed, &v1), Err(kms_crypto::CryptoError::Unauthenticated)));
+        let other = KeyEncryptionKey::from_bytes(&[0x41; 32]).unwrap();
+        assert!(matches!(envelope::open(&other, sealed, &binding), Err(kms_crypto::CryptoError::Unauthenticated)));
+        // A fresh seal has the same framing and length (the envelope's salt is random).
+        let fresh = blob::encode("k1", 2, &envelope::seal(&key, b"hello", &binding).unwrap());
+        assert_eq!((&fresh[..12], fresh.len()), (&blob[..12], blob.len()));
+    }
+
+    #[tokio::test]
+    async fn other_blob_formats_and_tampering_are_opaque_crypto_errors() {
+        let backend = MemoryBackend::new();
+        let key = backend.create_key(CreateKeyRequest::default()).await.unwrap();
+        let sealed = backend.encrypt(encrypt_req(&key.key_id, b"x")).await.unwrap().ciphertext_blob;
+        let decrypt = |blob: Vec<u8>| {
+            backend.decrypt(DecryptRequest {
+                ciphertext_blob: blob,
+                encryption_context: Default::default(),
+                key_id: None,
+            })
+        };
+        let mut kmm1 = sealed.clone();
+        kmm1[3] = b'1';
+        assert!(matches!(decrypt(kmm1).await, Err(KmsError::Crypto { .. })));
+        let mut flipped = sealed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(decrypt(flipped).await, Err(KmsError::Crypto { .. })));
+        assert_eq!(decrypt(sealed).await.unwrap().plaintext.expose_secret(), b"x");
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    const KAT_KMM2: &str = "4b4d4d3200026b31000000020201368efcfa8fe913a7449095dca8422e76628daa03e7d79356b2939b55bcd4b01fb61f8e37deb7de9243a9e62340ab3d8495f9a992b5";
 
     #[tokio::test]
     async fn unhealthy_backend_reports_false() {

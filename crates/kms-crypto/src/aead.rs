@@ -11,7 +11,7 @@ use ring::aead::{self as ring_aead, Aad, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
 use crate::error::CryptoError;
-use crate::keys::fill_random;
+use crate::rand::fill as fill_random;
 
 /// Length of every key used with an [`Algorithm`], in bytes.
 pub const KEY_LEN: usize = 32;

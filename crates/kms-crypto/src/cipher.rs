@@ -1,7 +1,15 @@
-//! [`ObjectCipher`]: the spec's whole-buffer AEAD interface, on ring, with in-place variants.
+//! [`ObjectCipher`]: the spec's AEAD interface for object data, on ring, whole-buffer and in
+//! place. The streaming format seals and opens every segment through it.
 //!
-//! Two implementations: [`Aes256GcmCipher`] and [`ChaCha20Poly1305Cipher`]; [`new_cipher`]
-//! picks one by [`Algorithm`]. Every method takes the nonce from the caller.
+//! One cipher suite is one implementation: [`Aes256GcmCipher`] and [`ChaCha20Poly1305Cipher`].
+//! [`SuiteCipher`] holds whichever one an [`Algorithm`] read at run time names (a stream's
+//! header, say) and forwards to it with a `match`: static dispatch, no `dyn` and no allocation
+//! on the data path, which is how [`crate::stream`] holds its segment cipher. [`new_cipher`]
+//! boxes one for callers that want a trait object. Every method takes the nonce from the
+//! caller.
+//!
+//! Adding a suite is adding its [`Algorithm`], one `ObjectCipher` implementation and its
+//! [`SuiteCipher`] variant; the stream, whose header names the algorithm, then carries it.
 //!
 //! <div class="warning">
 //!
@@ -95,6 +103,7 @@ macro_rules! ring_cipher {
                 $alg
             }
 
+            #[inline]
             fn seal_in_place(&self, iv: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
                 let tag = self.0.seal_in_place_separate_tag(Nonce::assume_unique_for_key(*iv), Aad::from(aad), in_out)?;
                 let mut out = [0u8; TAG_LEN];
@@ -102,6 +111,7 @@ macro_rules! ring_cipher {
                 Ok(out)
             }
 
+            #[inline]
             fn open_in_place(
                 &self,
                 iv: &[u8; NONCE_LEN],
@@ -134,21 +144,68 @@ ring_cipher!(
     Algorithm::ChaCha20Poly1305
 );
 
-/// The [`ObjectCipher`] for `algorithm`, keyed with `key` (32 bytes).
+/// The [`ObjectCipher`] of an [`Algorithm`] chosen at run time: one variant per suite, each
+/// holding that suite's own implementation. Every call is a `match` and a direct call into
+/// it (no vtable), so a hot loop over segments costs what the suite itself costs.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SuiteCipher {
+    /// [`Algorithm::Aes256Gcm`].
+    Aes256Gcm(Aes256GcmCipher),
+    /// [`Algorithm::ChaCha20Poly1305`].
+    ChaCha20Poly1305(ChaCha20Poly1305Cipher),
+}
+
+impl SuiteCipher {
+    /// The cipher of `algorithm`, keyed with `key` (32 bytes).
+    pub fn new(algorithm: Algorithm, key: &[u8]) -> Result<Self, CryptoError> {
+        Ok(match algorithm {
+            Algorithm::Aes256Gcm => Self::Aes256Gcm(Aes256GcmCipher::new(key)?),
+            Algorithm::ChaCha20Poly1305 => Self::ChaCha20Poly1305(ChaCha20Poly1305Cipher::new(key)?),
+        })
+    }
+}
+
+impl ObjectCipher for SuiteCipher {
+    fn algorithm(&self) -> Algorithm {
+        match self {
+            Self::Aes256Gcm(c) => c.algorithm(),
+            Self::ChaCha20Poly1305(c) => c.algorithm(),
+        }
+    }
+
+    #[inline]
+    fn seal_in_place(&self, iv: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut [u8]) -> Result<[u8; TAG_LEN], CryptoError> {
+        match self {
+            Self::Aes256Gcm(c) => c.seal_in_place(iv, aad, in_out),
+            Self::ChaCha20Poly1305(c) => c.seal_in_place(iv, aad, in_out),
+        }
+    }
+
+    #[inline]
+    fn open_in_place(
+        &self,
+        iv: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError> {
+        match self {
+            Self::Aes256Gcm(c) => c.open_in_place(iv, aad, in_out, tag),
+            Self::ChaCha20Poly1305(c) => c.open_in_place(iv, aad, in_out, tag),
+        }
+    }
+}
+
+/// The [`ObjectCipher`] for `algorithm`, keyed with `key` (32 bytes), as a trait object.
 pub fn new_cipher(algorithm: Algorithm, key: &[u8]) -> Result<Box<dyn ObjectCipher>, CryptoError> {
-    Ok(match algorithm {
-        Algorithm::Aes256Gcm => Box::new(Aes256GcmCipher::new(key)?),
-        Algorithm::ChaCha20Poly1305 => Box::new(ChaCha20Poly1305Cipher::new(key)?),
-    })
+    Ok(Box::new(SuiteCipher::new(algorithm, key)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-    }
+    use crate::vectors::hex;
 
     #[test]
     fn round_trip_both_ciphers_and_in_place() {
@@ -174,6 +231,28 @@ mod tests {
         assert!(Aes256GcmCipher::new(&[0; 16]).is_err());
         assert!(ChaCha20Poly1305Cipher::new(&[0; 33]).is_err());
         assert_eq!(format!("{:?}", Aes256GcmCipher::new(&[9; 32]).unwrap()), "Aes256GcmCipher { .. }");
+    }
+
+    /// The suite enum seals exactly as the suite's own implementation does, and refuses a
+    /// wrong key length for either suite.
+    #[test]
+    fn suite_cipher_forwards_to_the_suite_implementation() {
+        let iv = [3; 12];
+        for alg in Algorithm::ALL {
+            let suite = SuiteCipher::new(alg, &[5; 32]).unwrap();
+            assert_eq!(suite.algorithm(), alg);
+            let direct: Box<dyn ObjectCipher> = match alg {
+                Algorithm::Aes256Gcm => Box::new(Aes256GcmCipher::new(&[5; 32]).unwrap()),
+                Algorithm::ChaCha20Poly1305 => Box::new(ChaCha20Poly1305Cipher::new(&[5; 32]).unwrap()),
+            };
+            assert_eq!(suite.encrypt(b"segment", &iv, b"").unwrap(), direct.encrypt(b"segment", &iv, b"").unwrap());
+            let (mut ct, mut tag) = suite.encrypt(b"segment", &iv, b"").unwrap();
+            suite.open_in_place(&iv, b"", &mut ct, &tag).unwrap();
+            assert_eq!(&ct, b"segment");
+            tag[15] ^= 1;
+            assert_eq!(suite.open_in_place(&iv, b"", &mut ct, &tag), Err(CryptoError::Unauthenticated));
+            assert!(matches!(SuiteCipher::new(alg, &[5; 31]), Err(CryptoError::InvalidArgument { field: "key", .. })));
+        }
     }
 
     /// Published vectors: NIST GCM test case 16 (AES-256) and RFC 8439 §2.8.2 (ChaCha20-Poly1305).

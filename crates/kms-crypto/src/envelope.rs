@@ -70,7 +70,8 @@ use zeroize::Zeroizing;
 use crate::aead::{Algorithm, NONCE_LEN, TAG_LEN};
 use crate::context::{canonical_context_len, put_bytes, put_canonical_context};
 use crate::error::CryptoError;
-use crate::keys::{KeyEncryptionKey, PlaintextDataKey, WrappedDataKey, fill_random};
+use crate::keys::{KeyEncryptionKey, PlaintextDataKey, WrappedDataKey};
+use crate::rand::fill as fill_random;
 
 /// Version byte of the envelope format written.
 pub const ENVELOPE_FORMAT_VERSION: u8 = 2;
@@ -355,13 +356,10 @@ pub fn unwrap_data_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vectors::hex;
 
     fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn to_hex(b: &[u8]) -> String {

@@ -8,15 +8,10 @@ use std::fmt;
 
 use kms_types::secret::{REDACTED, SecretBytes};
 use kms_types::types::KeySpec;
-use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
 use crate::error::CryptoError;
-
-/// Fills `buf` from the operating system's random number generator.
-pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
-    SystemRandom::new().fill(buf).map_err(|_| CryptoError::RandomUnavailable)
-}
+use crate::rand::fill as fill_random;
 
 /// A data key in the clear: the key that encrypts an object.
 ///

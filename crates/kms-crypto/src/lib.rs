@@ -7,6 +7,10 @@
 //! data keys with [`envelope`]; the Vault backend sends [`context::canonical_context`] as
 //! Transit `associated_data`; object data goes through [`stream`]. It is synchronous; the only
 //! I/O is through the `Read`/`Write` (and, with `tokio`, `AsyncRead`) values callers hand it.
+//! The stream seals its segments through the [`cipher::ObjectCipher`] of its algorithm, so a
+//! cipher suite is one implementation. No other crate of the workspace calls ring's AEAD, HKDF,
+//! HMAC or random number generator (`cargo xtask ci` checks): they use [`rand`], [`kdf`],
+//! [`mac`] and the types here.
 //!
 //! | module | holds |
 //! |---|---|
@@ -14,8 +18,10 @@
 //! | [`aead`] | [`aead::Algorithm`] and [`aead::RandomNonceKey`] (`nonce ‖ ciphertext ‖ tag`) |
 //! | [`context`] | [`context::canonical_context`]: one injective, order-independent, versioned encoding |
 //! | [`envelope`] | seal/open ≤ 4096 bytes, wrap/unwrap data keys, bound to key id, version and context |
-//! | [`cipher`] | [`cipher::ObjectCipher`]: AES-256-GCM and ChaCha20-Poly1305, caller-chosen nonces, in place |
+//! | [`cipher`] | [`cipher::ObjectCipher`]: AES-256-GCM and ChaCha20-Poly1305, caller-chosen nonces, in place; [`cipher::SuiteCipher`] picks one at run time without `dyn` |
 //! | [`stream`] | segments under a per-object key: `Write`/`Read` adapters, ranges, multipart, parallel |
+//! | [`rand`] | random bytes, new key ids (UUID v7) and retry jitter for every crate above |
+//! | [`kdf`], [`mac`] | HKDF-SHA256 and HMAC-SHA256 for the crates above (key derivation, SigV4, verifiers) |
 //!
 //! Every failure is a [`CryptoError`], deliberately without detail; it converts into
 //! `kms_types::error::KmsError` (`Crypto`, or `InvalidRequest` for caller mistakes).
@@ -54,7 +60,10 @@ pub mod cipher;
 pub mod context;
 pub mod envelope;
 mod error;
+pub mod kdf;
 pub mod keys;
+pub mod mac;
+pub mod rand;
 pub mod stream;
 #[cfg(test)]
 mod vectors;

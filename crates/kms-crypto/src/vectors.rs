@@ -209,6 +209,11 @@ fn check_stream_key_schedule(case: &Value, context: &EncryptionContext, part: Pa
     assert_eq!(commitment.as_ref(), &header[49..]);
 }
 
+/// The bytes of a lowercase hex string (the vectors' notation), for every test of the crate.
+pub(crate) fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
 fn hex_value(value: &Value) -> Vec<u8> {
     bytes(&serde_json::json!({ "v": value }), "v")
 }

@@ -173,8 +173,10 @@ impl AwsApi {
 
 /// A fresh request id in the UUID form AWS uses.
 fn request_id() -> String {
-    let rng = ring::rand::SystemRandom::new();
-    let b: [u8; 16] = ring::rand::generate(&rng).map(|r| r.expose()).unwrap_or([0; 16]);
+    let mut b = [0u8; 16];
+    if kms_crypto::rand::fill(&mut b).is_err() {
+        b = [0; 16];
+    }
     let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }

@@ -630,7 +630,6 @@ async fn call<T>(
 
 fn random(n: usize) -> Result<Zeroizing<Vec<u8>>, AwsError> {
     let mut bytes = Zeroizing::new(vec![0u8; n]);
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| AwsError::internal("the system random generator failed"))?;
+    kms_crypto::rand::fill(&mut bytes).map_err(|_| AwsError::internal("the system random generator failed"))?;
     Ok(bytes)
 }

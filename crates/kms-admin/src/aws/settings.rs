@@ -85,12 +85,12 @@ impl AwsSettings {
 
 /// A fresh access key: `AKIA` + 16 characters of A-Z2-7, and a 40-character secret.
 pub fn generate_access_key() -> (String, Zeroizing<String>) {
-    let rng = ring::rand::SystemRandom::new();
-    let id_bytes: [u8; 16] = ring::rand::generate(&rng).expect("the system random generator failed").expose();
+    let mut id_bytes = [0u8; 16];
+    kms_crypto::rand::fill(&mut id_bytes).expect("the system random generator failed");
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let id: String = id_bytes.iter().map(|b| ALPHABET[(b & 31) as usize] as char).collect();
-    let secret: Zeroizing<[u8; 30]> =
-        Zeroizing::new(ring::rand::generate(&rng).expect("the system random generator failed").expose());
+    let mut secret = Zeroizing::new([0u8; 30]);
+    kms_crypto::rand::fill(secret.as_mut()).expect("the system random generator failed");
     let secret = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(secret.as_ref()));
     (format!("AKIA{id}"), secret)
 }

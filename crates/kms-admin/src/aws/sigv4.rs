@@ -19,7 +19,8 @@
 use std::fmt::Write as _;
 
 use http::HeaderMap;
-use ring::{digest, hmac};
+use kms_crypto::mac::hmac_sha256;
+use ring::digest;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -375,10 +376,6 @@ pub fn format_amz_date(t: OffsetDateTime) -> String {
 
 fn sha256(bytes: &[u8]) -> digest::Digest {
     digest::digest(&digest::SHA256, bytes)
-}
-
-fn hmac_sha256(key: &[u8], data: &[u8]) -> hmac::Tag {
-    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -99,9 +99,8 @@ fn expect_ok(status: u16, body: &Value) -> Result<(), String> {
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
-    use ring::rand::SecureRandom;
     let mut b = vec![0u8; n];
-    ring::rand::SystemRandom::new().fill(&mut b).expect("rng");
+    kms_crypto::rand::fill(&mut b).expect("rng");
     b
 }
 

@@ -18,9 +18,9 @@ impl Inner {
             }
             (None, Some(fingerprint)) => match self.unnamed_lock().remove(fingerprint) {
                 Some(id) => id,
-                None => new_key_id()?,
+                None => kms_crypto::rand::key_id()?,
             },
-            (None, None) => new_key_id()?,
+            (None, None) => kms_crypto::rand::key_id()?,
         };
         let result = self.create_as(&key_id, request).await;
         if let (Err(e), Some(fingerprint)) = (&result, unnamed)

@@ -69,9 +69,8 @@ pub fn bao_stdin(addr: &str, token: &str, args: &[&str], input: &str) -> String 
 
 /// A random suffix so that tests sharing a server never see each other's keys.
 pub fn unique(prefix: &str) -> String {
-    use ring::rand::SecureRandom;
     let mut b = [0u8; 6];
-    ring::rand::SystemRandom::new().fill(&mut b).unwrap();
+    kms_crypto::rand::fill(&mut b).unwrap();
     format!("{prefix}-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
 }
 

@@ -13,8 +13,6 @@ use kms_crypto::keys::{KeyEncryptionKey, PlaintextDataKey, WrappedDataKey};
 use kms_crypto::stream::{AsyncDecryptingReader, AsyncEncryptingReader, DEFAULT_SEGMENT_SIZE, Part, StreamParams};
 use kms_types::error::{KmsError, Result};
 use kms_types::types::{DecryptRequest, EncryptionContext, GenerateDataKeyRequest, KeySpec};
-use ring::rand::SecureRandom as _;
-use ring::{hkdf, hmac};
 use tokio::io::{AsyncRead, AsyncSeek};
 use zeroize::Zeroizing;
 
@@ -81,20 +79,15 @@ pub struct PartRequest<'a> {
 /// The SSE-C keys derived from a customer key and an object's salt.
 struct CustomerKeys {
     kek: KeyEncryptionKey,
-    verifier: hmac::Key,
+    verifier_key: Zeroizing<[u8; 32]>,
 }
 
 fn derive_customer_keys(key: &CustomerKey, salt: &[u8]) -> Result<CustomerKeys> {
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(key.expose_secret());
     let mut kek = Zeroizing::new([0u8; 32]);
-    prk.expand(&[CUSTOMER_KEK_LABEL], hkdf::HKDF_SHA256)
-        .and_then(|okm| okm.fill(&mut kek[..]))
-        .map_err(|_| KmsError::crypto())?;
-    let verifier = prk
-        .expand(&[CUSTOMER_VERIFIER_LABEL], hmac::HMAC_SHA256)
-        .map(hmac::Key::from)
-        .map_err(|_| KmsError::crypto())?;
-    Ok(CustomerKeys { kek: KeyEncryptionKey::from_bytes(&kek[..])?, verifier })
+    kms_crypto::kdf::hkdf_sha256(salt, key.expose_secret(), &[CUSTOMER_KEK_LABEL], &mut kek[..])?;
+    let mut verifier_key = Zeroizing::new([0u8; 32]);
+    kms_crypto::kdf::hkdf_sha256(salt, key.expose_secret(), &[CUSTOMER_VERIFIER_LABEL], &mut verifier_key[..])?;
+    Ok(CustomerKeys { kek: KeyEncryptionKey::from_bytes(&kek[..])?, verifier_key })
 }
 
 fn customer_binding(context: &EncryptionContext) -> Binding<'_> {
@@ -246,10 +239,11 @@ impl EncryptionService {
             SseMode::Customer(key) => {
                 let data_key = PlaintextDataKey::generate(KeySpec::Aes256)?;
                 let mut salt = vec![0u8; CUSTOMER_SALT_LEN];
-                ring::rand::SystemRandom::new().fill(&mut salt).map_err(|_| KmsError::crypto())?;
+                kms_crypto::rand::fill(&mut salt)?;
                 let keys = derive_customer_keys(key, &salt)?;
                 let wrapped = envelope::wrap_data_key(&keys.kek, &data_key, &customer_binding(&context))?;
-                metadata.customer_key_verifier = Some(hmac::sign(&keys.verifier, &salt).as_ref().to_vec());
+                metadata.customer_key_verifier =
+                    Some(kms_crypto::mac::hmac_sha256(&keys.verifier_key[..], &salt).to_vec());
                 metadata.customer_key_salt = Some(salt);
                 metadata.wrapped_data_key = wrapped.into_vec();
                 data_key
@@ -299,9 +293,11 @@ impl EncryptionService {
             let salt = metadata.customer_key_salt.as_deref().unwrap_or_default();
             let keys = derive_customer_keys(key, salt)?;
             let verifier = metadata.customer_key_verifier.as_deref().unwrap_or_default();
-            hmac::verify(&keys.verifier, salt, verifier).map_err(|_| KmsError::Unauthorized {
-                message: "the SSE-C customer key is not the key the object was encrypted with".into(),
-                source: None,
+            kms_crypto::mac::verify_hmac_sha256(&keys.verifier_key[..], salt, verifier).map_err(|_| {
+                KmsError::Unauthorized {
+                    message: "the SSE-C customer key is not the key the object was encrypted with".into(),
+                    source: None,
+                }
             })?;
             let wrapped = WrappedDataKey::from(metadata.wrapped_data_key.clone());
             let data_key = envelope::unwrap_data_key(&keys.kek, &wrapped, &customer_binding(&context))?;

@@ -26,9 +26,8 @@ pub(super) struct Ctx {
 }
 
 fn random_hex(bytes: usize) -> std::result::Result<String, String> {
-    use ring::rand::SecureRandom;
     let mut raw = vec![0u8; bytes];
-    ring::rand::SystemRandom::new().fill(&mut raw).map_err(|_| "the system random generator failed".to_owned())?;
+    kms_crypto::rand::fill(&mut raw).map_err(|e| e.to_string())?;
     Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -7,11 +7,8 @@ use super::keys::{Part, StreamParams, StreamSealer};
 use super::{buffer, decrypt};
 use crate::aead::Algorithm;
 use crate::keys::PlaintextDataKey;
+use crate::vectors::hex;
 use std::num::NonZeroUsize;
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
 
 fn context() -> EncryptionContext {
     [("bucket", "photos"), ("object", "cat.jpg")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()

@@ -1,19 +1,25 @@
 //! The stream header, the per-object key derivation and the segment sealer and opener.
+//!
+//! The segments are sealed and opened through the [`ObjectCipher`] of the header's algorithm
+//! (a [`SuiteCipher`], statically dispatched): the stream adds the per-object key, the nonces
+//! and the framing; the suite's implementation does the AEAD.
 
 use std::fmt;
 use std::num::NonZeroU32;
 
 use kms_types::types::EncryptionContext;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::{hkdf, hmac};
+use zeroize::Zeroizing;
 
 use super::{
     DEFAULT_SEGMENT_SIZE, HEADER_LEN, MAGIC, MAX_SEGMENT_SIZE, MAX_SEGMENTS, MIN_SEGMENT_SIZE, STREAM_FORMAT_VERSION,
 };
-use crate::aead::{Algorithm, NONCE_LEN, TAG_LEN};
+use crate::aead::{Algorithm, KEY_LEN, NONCE_LEN, TAG_LEN};
+use crate::cipher::{ObjectCipher, SuiteCipher};
 use crate::context::canonical_context;
 use crate::error::CryptoError;
-use crate::keys::{PlaintextDataKey, fill_random};
+use crate::keys::PlaintextDataKey;
+use crate::rand::fill as fill_random;
 
 /// Length of the salt in the header.
 pub const SALT_LEN: usize = 32;
@@ -154,7 +160,7 @@ fn derive(
     algorithm: Algorithm,
     context: &EncryptionContext,
     part: Part,
-) -> Result<(LessSafeKey, hmac::Key), CryptoError> {
+) -> Result<(SuiteCipher, hmac::Key), CryptoError> {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, &header_fields[SALT_AT..PREFIX_AT]);
     let prk = salt.extract(data_key);
     let context = canonical_context(context);
@@ -162,19 +168,22 @@ fn derive(
     let fields = &header_fields[..FIELDS_LEN];
     let key_info = [KEY_LABEL, fields, &part, &context];
     let commitment_info = [COMMITMENT_LABEL, fields, &part, &context];
-    let segment_key = UnboundKey::from(prk.expand(&key_info, algorithm.ring()).map_err(|_| CryptoError::Malformed)?);
+    let mut segment_key = Zeroizing::new([0u8; KEY_LEN]);
+    prk.expand(&key_info, algorithm.ring())
+        .and_then(|okm| okm.fill(&mut segment_key[..]))
+        .map_err(|_| CryptoError::Malformed)?;
     let commitment_key =
         hmac::Key::from(prk.expand(&commitment_info, hmac::HMAC_SHA256).map_err(|_| CryptoError::Malformed)?);
-    Ok((LessSafeKey::new(segment_key), commitment_key))
+    Ok((SuiteCipher::new(algorithm, &segment_key[..])?, commitment_key))
 }
 
-fn nonce(prefix: &[u8], index: u64, last: bool) -> Result<Nonce, CryptoError> {
+fn nonce(prefix: &[u8], index: u64, last: bool) -> Result<[u8; NONCE_LEN], CryptoError> {
     let index = u32::try_from(index).map_err(|_| CryptoError::Malformed)?;
     let mut nonce = [0u8; NONCE_LEN];
     nonce[..NONCE_PREFIX_LEN].copy_from_slice(prefix);
     nonce[NONCE_PREFIX_LEN..NONCE_LEN - 1].copy_from_slice(&index.to_be_bytes());
     nonce[NONCE_LEN - 1] = u8::from(last);
-    Ok(Nonce::assume_unique_for_key(nonce))
+    Ok(nonce)
 }
 
 /// Encrypts the segments of one stream, in order.
@@ -182,7 +191,7 @@ fn nonce(prefix: &[u8], index: u64, last: bool) -> Result<Nonce, CryptoError> {
 /// Every segment but the last has exactly `segment_size` plaintext bytes; the last has
 /// 1..=`segment_size` bytes, or 0 only when it is also the first (an empty stream).
 pub struct StreamSealer {
-    key: LessSafeKey,
+    cipher: SuiteCipher,
     header: Header,
     next: u64,
     finished: bool,
@@ -216,11 +225,11 @@ impl StreamSealer {
         bytes[5] = params.algorithm.id();
         bytes[6..10].copy_from_slice(&params.segment_size.to_be_bytes());
         bytes[SALT_AT..COMMITMENT_AT].copy_from_slice(random);
-        let (key, commitment_key) = derive(data_key.expose_secret(), &bytes, params.algorithm, context, part)?;
+        let (cipher, commitment_key) = derive(data_key.expose_secret(), &bytes, params.algorithm, context, part)?;
         let commitment = hmac::sign(&commitment_key, &bytes[..COMMITMENT_AT]);
         bytes[COMMITMENT_AT..].copy_from_slice(commitment.as_ref());
         let header = Header { bytes, algorithm: params.algorithm, segment_size: params.segment_size };
-        Ok(Self { key, header, next: 0, finished: false })
+        Ok(Self { cipher, header, next: 0, finished: false })
     }
 
     /// The header, to write before the first segment.
@@ -259,10 +268,7 @@ impl StreamSealer {
             return Err(CryptoError::invalid("plaintext", "a stream holds at most 2^32 segments"));
         }
         let nonce = nonce(self.header.nonce_prefix(), index, last)?;
-        let tag = self.key.seal_in_place_separate_tag(nonce, Aad::empty(), segment)?;
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(tag.as_ref());
-        Ok(out)
+        self.cipher.seal_in_place(&nonce, &[], segment)
     }
 }
 
@@ -282,7 +288,7 @@ impl fmt::Debug for StreamSealer {
 /// Created from the header only after its key commitment checks out, so a wrong data key,
 /// context or part number fails here, before any segment is opened.
 pub struct StreamOpener {
-    key: LessSafeKey,
+    cipher: SuiteCipher,
     header: Header,
 }
 
@@ -304,10 +310,10 @@ impl StreamOpener {
         header: &[u8],
     ) -> Result<Self, CryptoError> {
         let header = Header::parse(header)?;
-        let (key, commitment_key) = derive(data_key, header.as_bytes(), header.algorithm, context, part)?;
+        let (cipher, commitment_key) = derive(data_key, header.as_bytes(), header.algorithm, context, part)?;
         hmac::verify(&commitment_key, &header.bytes[..COMMITMENT_AT], header.commitment())
             .map_err(|_| CryptoError::Unauthenticated)?;
-        Ok(Self { key, header })
+        Ok(Self { cipher, header })
     }
 
     /// The (authenticated) header.
@@ -329,7 +335,10 @@ impl StreamOpener {
             return Err(CryptoError::Unauthenticated);
         }
         let nonce = nonce(self.header.nonce_prefix(), index, last)?;
-        Ok(self.key.open_in_place(nonce, Aad::empty(), in_out)?)
+        let (segment, tag) = in_out.split_at_mut(len);
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().map_err(|_| CryptoError::Unauthenticated)?;
+        self.cipher.open_in_place(&nonce, &[], segment, tag)?;
+        Ok(segment)
     }
 }
 

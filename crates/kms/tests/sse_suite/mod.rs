@@ -52,9 +52,8 @@ impl Env {
 
 /// A random suffix, so tests sharing a server never collide.
 pub fn unique(prefix: &str) -> String {
-    use ring::rand::SecureRandom;
     let mut b = [0u8; 6];
-    ring::rand::SystemRandom::new().fill(&mut b).unwrap();
+    kms_crypto::rand::fill(&mut b).unwrap();
     format!("{prefix}-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
 }
 
