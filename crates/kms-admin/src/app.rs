@@ -272,13 +272,20 @@ impl App {
             Op::Status => self.status().await,
             Op::GetConfig => {
                 let _: EmptyBody = self.body(req, false).await?;
-                let config = self.manager.current_config().await.map(|c| c.redacted());
+                let config = self.manager.redacted_config().await;
                 Ok(json(StatusCode::OK, &KmsConfigResponse { config }))
             }
             Op::Configure | Op::Reconfigure => {
                 let body: serde_json::Map<String, serde_json::Value> = self.body(req, true).await?;
                 let config = configure_body(body)?.to_config()?;
                 config.validate()?;
+                if !self.manager.supports(&config.backend) {
+                    let kinds: Vec<_> = self.manager.backend_kinds().iter().map(|k| k.to_string()).collect();
+                    return Err(ApiError::invalid(
+                        "backend_type",
+                        format!("`{}` is not a backend of this server (it has: {})", config.backend, kinds.join(", ")),
+                    ));
+                }
                 if operation == Op::Configure && self.manager.get_status().await == KmsServiceStatus::Running {
                     return Err(ApiError::new(
                         StatusCode::CONFLICT,

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use kms_core::backends::{BackendFactory, KmsBackend, RetryClass};
-use kms_types::config::{BackendConfig, KmsBackend as BackendKind, KmsConfig};
+use kms_types::config::{self, BackendConfig, KmsConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::secret::{SecretBytes, SecretString};
 use kms_types::types::{
@@ -744,14 +744,14 @@ fn refuse_pending_deletion(record: &KeyRecord, operation: &'static str) -> Resul
     }
 }
 
-/// Builds [`VaultBackend`]s for [`BackendKind::Vault`] configurations.
+/// Builds [`VaultBackend`]s for [`config::KmsBackend::Vault`] configurations.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VaultBackendFactory;
 
 #[async_trait]
 impl BackendFactory for VaultBackendFactory {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Vault
+    fn kind(&self) -> config::KmsBackend {
+        config::KmsBackend::Vault
     }
 
     async fn build(&self, config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {

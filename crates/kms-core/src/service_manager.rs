@@ -37,7 +37,7 @@
 use std::sync::{Arc, OnceLock};
 
 use kms_types::api_types::{KmsServiceStatus, KmsStatusResponse};
-use kms_types::config::KmsConfig;
+use kms_types::config::{KmsBackend, KmsConfig};
 use kms_types::error::{KmsError, Result};
 use tokio::sync::{Mutex, OwnedRwLockReadGuard, RwLock};
 
@@ -124,14 +124,18 @@ impl KmsServiceManager {
     }
 
     fn check(&self, config: &KmsConfig) -> Result<()> {
-        config.validate()?;
-        if !self.registry.supports(config.backend) {
-            return Err(KmsError::configuration(
-                "backend",
-                format!("the {} backend is not available in this build", config.backend.as_str()),
-            ));
-        }
-        Ok(())
+        self.registry.check(config)
+    }
+
+    /// Whether a factory for `kind` is registered (`local`, `vault`, or a kind registered by
+    /// another crate).
+    pub fn supports(&self, kind: &KmsBackend) -> bool {
+        self.registry.supports(kind)
+    }
+
+    /// The backend kinds this manager can build, in name order.
+    pub fn backend_kinds(&self) -> Vec<KmsBackend> {
+        self.registry.kinds()
     }
 
     /// Stores a validated configuration for the next `start`. Refused while running (use
@@ -251,7 +255,7 @@ impl KmsServiceManager {
     pub async fn status_response(&self) -> KmsStatusResponse {
         let (status, backend) = {
             let state = self.read_state();
-            (state.status.clone(), state.config.as_ref().map(|c| c.backend))
+            (state.status.clone(), state.config.as_ref().map(|c| c.backend.clone()))
         };
         let healthy = match self.slot.lease().await {
             Ok((manager, _, _guard)) => Some(manager.health_check().await.unwrap_or(false)),
@@ -264,6 +268,12 @@ impl KmsServiceManager {
     /// [`KmsConfig::redacted`] before showing it.
     pub async fn current_config(&self) -> Option<KmsConfig> {
         self.read_state().config.clone()
+    }
+
+    /// The configuration in force (or stored for the next start) with every secret hidden, by
+    /// the factory of its backend (which knows which settings of a custom backend are secret).
+    pub async fn redacted_config(&self) -> Option<KmsConfig> {
+        self.read_state().config.as_ref().map(|config| self.registry.redacted(config))
     }
 
     /// The [`EncryptionService`], if running. It follows later reconfigures; after a stop its

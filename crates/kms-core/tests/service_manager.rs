@@ -11,7 +11,7 @@ use kms_core::backends::{BackendFactory, BackendRegistry, KmsBackend};
 use kms_core::mock::{MemoryBackend, MemoryBackendFactory};
 use kms_core::service_manager::KmsServiceManager;
 use kms_types::api_types::KmsServiceStatus;
-use kms_types::config::{KmsBackend as Kind, KmsConfig, LocalConfig, MasterKeySource, VaultAuthMethod, VaultConfig};
+use kms_types::config::{self, KmsConfig, LocalConfig, MasterKeySource, VaultAuthMethod, VaultConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::types::*;
 
@@ -118,7 +118,7 @@ impl KmsBackend for Connection {
 }
 
 struct ConnectionFactory {
-    kind: Kind,
+    kind: config::KmsBackend,
     inner: Arc<MemoryBackend>,
     closed_while_busy: Arc<AtomicBool>,
     closes: Arc<AtomicU32>,
@@ -126,8 +126,8 @@ struct ConnectionFactory {
 
 #[async_trait]
 impl BackendFactory for ConnectionFactory {
-    fn kind(&self) -> Kind {
-        self.kind
+    fn kind(&self) -> config::KmsBackend {
+        self.kind.clone()
     }
     async fn build(&self, _config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {
         Ok(Arc::new(Connection {
@@ -145,8 +145,8 @@ struct Unreachable;
 
 #[async_trait]
 impl BackendFactory for Unreachable {
-    fn kind(&self) -> Kind {
-        Kind::Vault
+    fn kind(&self) -> config::KmsBackend {
+        config::KmsBackend::Vault
     }
     async fn build(&self, _config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {
         Err(KmsError::backend_with_source("cannot reach vault", true, std::io::Error::other("connection refused")))
@@ -155,7 +155,8 @@ impl BackendFactory for Unreachable {
 
 #[tokio::test]
 async fn the_lifecycle_runs_configure_start_stop_start() {
-    let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(Kind::Local))]));
+    let manager =
+        KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local))]));
     assert_eq!(manager.get_status().await, KmsServiceStatus::NotConfigured);
     assert!(manager.encryption_service().await.is_none());
     let err = manager.start().await.unwrap_err();
@@ -169,7 +170,7 @@ async fn the_lifecycle_runs_configure_start_stop_start() {
     manager.start().await.unwrap(); // idempotent
     assert_eq!(manager.get_status().await, KmsServiceStatus::Running);
     let status = manager.status_response().await;
-    assert_eq!((status.backend, status.healthy), (Some(Kind::Local), Some(true)));
+    assert_eq!((status.backend, status.healthy), (Some(config::KmsBackend::Local), Some(true)));
 
     let service = manager.encryption_service().await.unwrap();
     let key = service.create_key(CreateKeyRequest::default()).await.unwrap();
@@ -191,7 +192,8 @@ async fn the_lifecycle_runs_configure_start_stop_start() {
 
 #[tokio::test]
 async fn configure_rejects_invalid_and_unavailable_backends() {
-    let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(Kind::Local))]));
+    let manager =
+        KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local))]));
     let mut bad = local_config();
     bad.retry_attempts = 99;
     let err = manager.configure(bad).await.unwrap_err();
@@ -206,7 +208,7 @@ async fn start_requires_a_passing_health_check() {
     let backend = Arc::new(MemoryBackend::new());
     backend.set_healthy(false);
     let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::sharing(
-        Kind::Local,
+        config::KmsBackend::Local,
         Arc::clone(&backend),
     ))]));
     manager.configure(local_config()).await.unwrap();
@@ -223,7 +225,7 @@ async fn start_requires_a_passing_health_check() {
 async fn a_failing_candidate_keeps_the_running_backend() {
     let backend = Arc::new(MemoryBackend::new());
     let registry = registry_with(vec![
-        Arc::new(MemoryBackendFactory::sharing(Kind::Local, Arc::clone(&backend))),
+        Arc::new(MemoryBackendFactory::sharing(config::KmsBackend::Local, Arc::clone(&backend))),
         Arc::new(Unreachable),
     ]);
     let manager = KmsServiceManager::new(registry);
@@ -249,7 +251,8 @@ async fn a_failing_candidate_keeps_the_running_backend() {
 
 #[tokio::test]
 async fn reconfigure_of_a_stopped_service_starts_it() {
-    let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(Kind::Local))]));
+    let manager =
+        KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local))]));
     manager.reconfigure(local_config()).await.unwrap();
     assert_eq!(manager.get_status().await, KmsServiceStatus::Running);
 }
@@ -267,7 +270,10 @@ async fn reconfigure_under_concurrent_load_fails_no_request() {
             closes: Arc::clone(&closes),
         }) as Arc<dyn BackendFactory>
     };
-    let manager = Arc::new(KmsServiceManager::new(registry_with(vec![factory(Kind::Local), factory(Kind::Vault)])));
+    let manager = Arc::new(KmsServiceManager::new(registry_with(vec![
+        factory(config::KmsBackend::Local),
+        factory(config::KmsBackend::Vault),
+    ])));
     let mut config = local_config();
     config.default_key_id = Some("load".into());
     manager.configure(config.clone()).await.unwrap();
@@ -339,7 +345,9 @@ async fn the_global_manager_is_created_once() {
         get_global_encryption_service, get_global_kms_service_manager, init_global_kms_service_manager,
     };
     assert!(get_global_kms_service_manager().is_none());
-    let first = init_global_kms_service_manager(registry_with(vec![Arc::new(MemoryBackendFactory::new(Kind::Local))]));
+    let first = init_global_kms_service_manager(registry_with(vec![Arc::new(MemoryBackendFactory::new(
+        config::KmsBackend::Local,
+    ))]));
     let second = init_global_kms_service_manager(BackendRegistry::new());
     assert!(Arc::ptr_eq(&first, &second));
     assert!(Arc::ptr_eq(&first, &get_global_kms_service_manager().unwrap()));

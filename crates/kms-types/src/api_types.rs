@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    BackendConfig, CacheConfig, DEFAULT_RETRY_ATTEMPTS, DEFAULT_TIMEOUT, KmsBackend, KmsConfig, LocalConfig,
-    MasterKeySource, TlsConfig, VaultAddresses, VaultAuthMethod, VaultConfig,
+    BackendConfig, CacheConfig, CustomBackendConfig, DEFAULT_RETRY_ATTEMPTS, DEFAULT_TIMEOUT, KmsBackend, KmsConfig,
+    LocalConfig, MasterKeySource, TlsConfig, VaultAddresses, VaultAuthMethod, VaultConfig,
 };
 use crate::error::{KmsError, Result};
 
@@ -20,15 +20,53 @@ pub const DEFAULT_KV_MOUNT: &str = "secret";
 /// Default metadata path prefix in KV.
 pub const DEFAULT_KEY_PATH_PREFIX: &str = "kms/keys";
 
-/// Configure (or reconfigure) the KMS; `backend_type` selects the variant in JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "backend_type", rename_all = "snake_case")]
+/// Configure (or reconfigure) the KMS; `backend_type` selects the variant in JSON (serde in
+/// `backend_kind`): `local`, `vault`, or the name of a backend registered by another crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigureKmsRequest {
     /// The local file backend.
     Local(ConfigureLocalKmsRequest),
     /// The Vault / OpenBao backend.
     Vault(ConfigureVaultKmsRequest),
+    /// A backend registered by another crate.
+    Custom(ConfigureCustomKmsRequest),
+}
+
+/// A backend registered by another crate, from the admin API: `backend_type` names it, the
+/// manager options below are read as for the built-in backends, and every other field of the
+/// body is one of the backend's own settings (checked by its factory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigureCustomKmsRequest {
+    /// The backend kind and its own settings.
+    pub backend: CustomBackendConfig,
+    /// Key used when a caller names none.
+    pub default_key_id: Option<String>,
+    /// Per-call timeout in seconds (default 30).
+    pub timeout_seconds: Option<u64>,
+    /// Retries of idempotent calls (default 3).
+    pub retry_attempts: Option<u32>,
+    /// Cache key metadata (default true).
+    pub enable_cache: Option<bool>,
+    /// Cache size (default 1024).
+    pub max_cached_keys: Option<usize>,
+    /// Cache TTL in seconds (default 300).
+    pub cache_ttl_seconds: Option<u64>,
+}
+
+impl ConfigureCustomKmsRequest {
+    /// The backend's settings with every manager option at its default.
+    pub fn new(backend: CustomBackendConfig) -> Self {
+        Self {
+            backend,
+            default_key_id: None,
+            timeout_seconds: None,
+            retry_attempts: None,
+            enable_cache: None,
+            max_cached_keys: None,
+            cache_ttl_seconds: None,
+        }
+    }
 }
 
 /// Local backend settings from the admin API; omitted options take their defaults.
@@ -165,6 +203,15 @@ impl From<&ConfigureKmsRequest> for KmsConfig {
                 }
                 .into_config(KmsBackend::Vault, BackendConfig::Vault(vault))
             }
+            ConfigureKmsRequest::Custom(r) => CommonOptions {
+                default_key_id: r.default_key_id.clone(),
+                timeout_seconds: r.timeout_seconds,
+                retry_attempts: r.retry_attempts,
+                enable_cache: r.enable_cache,
+                max_cached_keys: r.max_cached_keys,
+                cache_ttl_seconds: r.cache_ttl_seconds,
+            }
+            .into_config(r.backend.backend_type().clone(), BackendConfig::Custom(r.backend.clone())),
         }
     }
 }
@@ -329,8 +376,11 @@ mod tests {
     }
 
     #[test]
-    fn unknown_backend_and_fields_are_rejected() {
-        assert!(serde_json::from_str::<ConfigureKmsRequest>(r#"{"backend_type":"s3"}"#).is_err());
+    fn bad_backend_names_and_unknown_fields_are_rejected() {
+        for bad in [r#"{}"#, r#"{"backend_type":"S 3"}"#, r#"{"backend_type":7}"#] {
+            let err = serde_json::from_str::<ConfigureKmsRequest>(bad).unwrap_err().to_string();
+            assert!(err.contains("`backend_type`"), "{bad}: {err}");
+        }
         let extra = r#"{"backend_type":"local","key_dir":"/k","master_key":{"type":"env","var":"X"},"bogus":1}"#;
         assert!(serde_json::from_str::<ConfigureKmsRequest>(extra).is_err());
     }

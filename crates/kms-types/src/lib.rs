@@ -36,6 +36,7 @@
 
 pub mod alias;
 pub mod api_types;
+mod backend_kind;
 pub mod config;
 pub mod error;
 pub mod limits;
