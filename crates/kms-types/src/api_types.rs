@@ -34,40 +34,44 @@ pub enum ConfigureKmsRequest {
 }
 
 /// A backend registered by another crate, from the admin API: `backend_type` names it, the
-/// manager options below are read as for the built-in backends, and every other field of the
-/// body is one of the backend's own settings (checked by its factory).
+/// manager options are read as for the built-in backends, and every other field of the body
+/// is one of the backend's own settings (checked by its factory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigureCustomKmsRequest {
     /// The backend kind and its own settings.
     pub backend: CustomBackendConfig,
+    /// Timeouts, retries, cache and default key.
+    pub options: ManagerOptions,
+}
+
+/// The options of a configure request that set up the manager rather than the backend; each
+/// omitted one takes its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerOptions {
     /// Key used when a caller names none.
+    #[serde(default)]
     pub default_key_id: Option<String>,
     /// Per-call timeout in seconds (default 30).
+    #[serde(default)]
     pub timeout_seconds: Option<u64>,
     /// Retries of idempotent calls (default 3).
+    #[serde(default)]
     pub retry_attempts: Option<u32>,
     /// Cache key metadata (default true).
+    #[serde(default)]
     pub enable_cache: Option<bool>,
     /// Cache size (default 1024).
+    #[serde(default)]
     pub max_cached_keys: Option<usize>,
     /// Cache TTL in seconds (default 300).
+    #[serde(default)]
     pub cache_ttl_seconds: Option<u64>,
 }
 
-impl ConfigureCustomKmsRequest {
-    /// The backend's settings with every manager option at its default.
-    pub fn new(backend: CustomBackendConfig) -> Self {
-        Self {
-            backend,
-            default_key_id: None,
-            timeout_seconds: None,
-            retry_attempts: None,
-            enable_cache: None,
-            max_cached_keys: None,
-            cache_ttl_seconds: None,
-        }
-    }
-}
+/// The names of [`ManagerOptions`]' fields, which a custom backend's settings cannot use.
+pub const MANAGER_OPTIONS: [&str; 6] =
+    ["default_key_id", "timeout_seconds", "retry_attempts", "enable_cache", "max_cached_keys", "cache_ttl_seconds"];
 
 /// Local backend settings from the admin API; omitted options take their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,17 +144,9 @@ pub struct ConfigureVaultKmsRequest {
     pub cache_ttl_seconds: Option<u64>,
 }
 
-struct CommonOptions {
-    default_key_id: Option<String>,
-    timeout_seconds: Option<u64>,
-    retry_attempts: Option<u32>,
-    enable_cache: Option<bool>,
-    max_cached_keys: Option<usize>,
-    cache_ttl_seconds: Option<u64>,
-}
-
-impl CommonOptions {
-    fn into_config(self, backend: KmsBackend, backend_config: BackendConfig) -> KmsConfig {
+impl ManagerOptions {
+    /// A configuration of `backend` with these options (defaults filled in).
+    pub fn into_config(self, backend: KmsBackend, backend_config: BackendConfig) -> KmsConfig {
         let defaults = CacheConfig::default();
         KmsConfig {
             backend,
@@ -170,7 +166,7 @@ impl CommonOptions {
 impl From<&ConfigureKmsRequest> for KmsConfig {
     fn from(request: &ConfigureKmsRequest) -> Self {
         match request {
-            ConfigureKmsRequest::Local(r) => CommonOptions {
+            ConfigureKmsRequest::Local(r) => ManagerOptions {
                 default_key_id: r.default_key_id.clone(),
                 timeout_seconds: r.timeout_seconds,
                 retry_attempts: r.retry_attempts,
@@ -193,7 +189,7 @@ impl From<&ConfigureKmsRequest> for KmsConfig {
                     key_path_prefix: r.key_path_prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PATH_PREFIX.into()),
                     tls,
                 };
-                CommonOptions {
+                ManagerOptions {
                     default_key_id: r.default_key_id.clone(),
                     timeout_seconds: r.timeout_seconds,
                     retry_attempts: r.retry_attempts,
@@ -203,15 +199,10 @@ impl From<&ConfigureKmsRequest> for KmsConfig {
                 }
                 .into_config(KmsBackend::Vault, BackendConfig::Vault(vault))
             }
-            ConfigureKmsRequest::Custom(r) => CommonOptions {
-                default_key_id: r.default_key_id.clone(),
-                timeout_seconds: r.timeout_seconds,
-                retry_attempts: r.retry_attempts,
-                enable_cache: r.enable_cache,
-                max_cached_keys: r.max_cached_keys,
-                cache_ttl_seconds: r.cache_ttl_seconds,
-            }
-            .into_config(r.backend.backend_type().clone(), BackendConfig::Custom(r.backend.clone())),
+            ConfigureKmsRequest::Custom(r) => r
+                .options
+                .clone()
+                .into_config(r.backend.backend_type().clone(), BackendConfig::Custom(r.backend.clone())),
         }
     }
 }

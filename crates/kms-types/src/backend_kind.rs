@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::api_types::{
     ConfigureCustomKmsRequest, ConfigureKmsRequest, ConfigureLocalKmsRequest, ConfigureVaultKmsRequest,
+    MANAGER_OPTIONS, ManagerOptions,
 };
 use crate::config::{BackendConfig, LocalConfig, VaultConfig};
 use crate::error::{KmsError, Result};
@@ -325,20 +326,6 @@ enum BuiltinRequest {
     Vault(ConfigureVaultKmsRequest),
 }
 
-/// The manager options of a configure body for a custom backend (the rest is its settings).
-#[derive(Serialize, Deserialize)]
-struct ManagerOptions {
-    default_key_id: Option<String>,
-    timeout_seconds: Option<u64>,
-    retry_attempts: Option<u32>,
-    enable_cache: Option<bool>,
-    max_cached_keys: Option<usize>,
-    cache_ttl_seconds: Option<u64>,
-}
-
-const MANAGER_OPTIONS: [&str; 6] =
-    ["default_key_id", "timeout_seconds", "retry_attempts", "enable_cache", "max_cached_keys", "cache_ttl_seconds"];
-
 impl Serialize for ConfigureKmsRequest {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeMap};
@@ -347,15 +334,7 @@ impl Serialize for ConfigureKmsRequest {
             Self::Vault(vault) => return BuiltinRequestRef::Vault(vault).serialize(serializer),
             Self::Custom(r) => r,
         };
-        let options = ManagerOptions {
-            default_key_id: r.default_key_id.clone(),
-            timeout_seconds: r.timeout_seconds,
-            retry_attempts: r.retry_attempts,
-            enable_cache: r.enable_cache,
-            max_cached_keys: r.max_cached_keys,
-            cache_ttl_seconds: r.cache_ttl_seconds,
-        };
-        let serde_json::Value::Object(options) = serde_json::to_value(options).map_err(S::Error::custom)? else {
+        let serde_json::Value::Object(options) = serde_json::to_value(&r.options).map_err(S::Error::custom)? else {
             unreachable!("a struct serializes to an object")
         };
         let mut map = serializer.serialize_map(Some(1 + options.len() + r.backend.settings.len()))?;
@@ -383,15 +362,7 @@ impl<'de> Deserialize<'de> for ConfigureKmsRequest {
             MANAGER_OPTIONS.iter().filter_map(|name| map.remove_entry(*name)).collect();
         let options = ManagerOptions::deserialize(serde_json::Value::Object(options)).map_err(D::Error::custom)?;
         let backend = CustomBackendConfig::from_map(backend, map).map_err(D::Error::custom)?;
-        Ok(Self::Custom(ConfigureCustomKmsRequest {
-            backend,
-            default_key_id: options.default_key_id,
-            timeout_seconds: options.timeout_seconds,
-            retry_attempts: options.retry_attempts,
-            enable_cache: options.enable_cache,
-            max_cached_keys: options.max_cached_keys,
-            cache_ttl_seconds: options.cache_ttl_seconds,
-        }))
+        Ok(Self::Custom(ConfigureCustomKmsRequest { backend, options }))
     }
 }
 
@@ -455,7 +426,7 @@ mod tests {
         let json = r#"{"backend_type":"mine","endpoint":"https://m","password":"pw-secret","timeout_seconds":9}"#;
         let request: ConfigureKmsRequest = serde_json::from_str(json).unwrap();
         let ConfigureKmsRequest::Custom(custom) = &request else { panic!("{request:?}") };
-        assert_eq!(custom.timeout_seconds, Some(9));
+        assert_eq!(custom.options.timeout_seconds, Some(9));
         assert_eq!(custom.backend.setting_names().collect::<Vec<_>>(), ["endpoint", "password"]);
         let config = crate::config::KmsConfig::from(&request);
         assert_eq!(config.backend, MINE);
