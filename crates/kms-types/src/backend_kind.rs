@@ -281,6 +281,8 @@ enum BuiltinConfigRef<'a> {
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// Unpacked into `BackendConfig` at once (which has the same layout for the same reason).
+#[allow(clippy::large_enum_variant)]
 enum BuiltinConfig {
     Local(LocalConfig),
     Vault(VaultConfig),
