@@ -56,5 +56,6 @@ pub mod fs_trust;
 pub mod manager;
 pub mod mock;
 pub mod service_manager;
+mod slot;
 #[cfg(feature = "testkit")]
 pub mod testkit;
