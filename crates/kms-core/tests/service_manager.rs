@@ -357,3 +357,81 @@ async fn the_global_manager_is_created_once() {
     let service = get_global_encryption_service().await.expect("running");
     assert!(service.health_check().await.unwrap());
 }
+
+/// Records what the manager asks it to save; fails when told to.
+#[derive(Debug, Default)]
+struct Recorder {
+    saves: std::sync::Mutex<Vec<(config::KmsBackend, bool)>>,
+    fail: AtomicBool,
+}
+
+impl kms_core::service_manager::SaveHook for Recorder {
+    fn save(&self, config: &KmsConfig, running: bool) -> Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(KmsError::Internal { message: "the disk is full".into(), source: None });
+        }
+        self.saves.lock().unwrap().push((config.backend.clone(), running));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_lifecycle_change_is_saved_and_a_failed_save_is_reported_after_the_change() {
+    let manager = KmsServiceManager::new(registry_with(vec![
+        Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local)),
+        Arc::new(MemoryBackendFactory::new(config::KmsBackend::Vault)),
+    ]));
+    let hook = Arc::new(Recorder::default());
+    manager.set_save_hook(hook.clone());
+    let local = config::KmsBackend::Local;
+
+    manager.configure(local_config()).await.unwrap();
+    manager.start().await.unwrap();
+    manager.start().await.unwrap(); // already running: nothing changed, nothing saved
+    manager.stop().await.unwrap();
+    manager.reconfigure(vault_config()).await.unwrap();
+    let saved = hook.saves.lock().unwrap().clone();
+    assert_eq!(
+        saved,
+        [(local.clone(), false), (local.clone(), true), (local, false), (config::KmsBackend::Vault, true)]
+    );
+
+    // A refused configuration is not saved.
+    let mut bad = local_config();
+    bad.timeout = Duration::ZERO;
+    assert!(matches!(manager.reconfigure(bad).await, Err(KmsError::Configuration { .. })));
+    assert_eq!(hook.saves.lock().unwrap().len(), 4);
+
+    // The hook's error reaches the caller, after the change took effect.
+    hook.fail.store(true, Ordering::SeqCst);
+    let err = manager.stop().await.unwrap_err();
+    assert!(matches!(err, KmsError::Internal { ref message, .. } if message == "the disk is full"), "{err:?}");
+    assert_eq!(manager.get_status().await, KmsServiceStatus::Stopped);
+}
+
+#[tokio::test]
+async fn a_backend_kind_nobody_registered_is_refused_naming_the_backend() {
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Elsewhere {
+        endpoint: String,
+    }
+    impl config::BackendSettings for Elsewhere {
+        fn redacted(&self) -> Self {
+            Self { endpoint: self.endpoint.clone() }
+        }
+    }
+    let kind = config::KmsBackend::new("elsewhere").unwrap();
+    let custom = config::CustomBackendConfig::new(kind.clone(), &Elsewhere { endpoint: "e".into() }).unwrap();
+    let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(kind.clone()))]));
+    assert!(manager.supports(&kind) && !manager.supports(&config::KmsBackend::Local));
+    manager.configure(KmsConfig::custom(custom.clone())).await.unwrap();
+    // Without a typed factory, a custom backend's settings are shown as names only.
+    let shown = serde_json::to_string(&manager.redacted_config().await.unwrap()).unwrap();
+    assert!(shown.contains("endpoint") && !shown.contains("\"e\""), "{shown}");
+
+    let elsewhere =
+        KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local))]));
+    let err = elsewhere.configure(KmsConfig::custom(custom)).await.unwrap_err();
+    assert!(matches!(err, KmsError::Configuration { ref field, .. } if field == "backend"), "{err:?}");
+    assert_eq!(elsewhere.backend_kinds(), [config::KmsBackend::Local]);
+}
