@@ -132,7 +132,10 @@ async fn the_admin_api_configures_an_outside_backend_and_keeps_its_secret() {
     assert_eq!(opened["plaintext"], "aGVsbG8=");
     admin.stop().await;
 
-    // The persisted configuration names the outside backend and comes back at the next start.
+    // On disk, every setting of the outside backend is sealed (only its factory knows which
+    // are secret), and it comes back at the next start.
+    let raw = std::fs::read_to_string(dir.path().join(kms_admin::store::STATE_FILE)).unwrap();
+    assert!(!raw.contains(TOKEN) && !raw.contains("eu-test-1") && raw.contains("sealed:v1:"), "{raw}");
     let store = ConfigStore::open(dir.path(), None).unwrap();
     let saved = store.load().unwrap().expect("saved");
     assert!(saved.running);
