@@ -453,6 +453,19 @@ mod tests {
     }
 
     #[test]
+    fn a_configure_body_carries_a_custom_backend_with_its_extra_options() {
+        let json = r#"{"backend_type":"mine","endpoint":"e","password":"p","cache_coherence_seconds":1}"#;
+        let body: crate::api_types::ConfigureBody = serde_json::from_str(json).unwrap();
+        let config = body.to_config().unwrap();
+        assert_eq!(config.cache_config.coherence, std::time::Duration::from_secs(1));
+        let crate::config::BackendConfig::Custom(custom) = &config.backend_config else { panic!() };
+        assert_eq!(custom.setting_names().collect::<Vec<_>>(), ["endpoint", "password"]);
+        let tls = r#"{"backend_type":"mine","endpoint":"e","password":"p","tls":{}}"#;
+        let err = serde_json::from_str::<crate::api_types::ConfigureBody>(tls).unwrap().to_config().unwrap_err();
+        assert!(matches!(err, KmsError::Configuration { ref field, .. } if field == "tls"), "{err:?}");
+    }
+
+    #[test]
     fn bad_custom_settings_name_the_field() {
         let field = |settings: serde_json::Value| {
             let serde_json::Value::Object(map) = settings else { unreachable!() };
