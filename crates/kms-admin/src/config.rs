@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::IdentityConfig;
 use crate::aws::settings::AwsSettings;
+use crate::setup_error::SetupError;
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7373";
@@ -110,38 +111,41 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
-    /// Checks the limits; the message names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the limits; the error names the field.
+    pub fn validate(&self) -> Result<(), SetupError> {
         if self.max_body_bytes < 1024 {
-            return Err("server.max_body_bytes: must be at least 1024".into());
+            return Err(SetupError::invalid("server.max_body_bytes", "must be at least 1024"));
         }
         if self.header_read_timeout.is_zero() {
-            return Err("server.header_read_timeout_seconds: must be at least 1".into());
+            return Err(SetupError::invalid("server.header_read_timeout_seconds", "must be at least 1"));
         }
         if self.request_timeout.is_zero() {
-            return Err("server.request_timeout_seconds: must be at least 1".into());
+            return Err(SetupError::invalid("server.request_timeout_seconds", "must be at least 1"));
         }
         if self.max_connections == 0 {
-            return Err("server.max_connections: must be at least 1".into());
+            return Err(SetupError::invalid("server.max_connections", "must be at least 1"));
         }
         if self.max_connections_per_peer == 0 {
-            return Err("server.max_connections_per_peer: must be at least 1".into());
+            return Err(SetupError::invalid("server.max_connections_per_peer", "must be at least 1"));
         }
         if self.response_write_timeout.is_zero() {
-            return Err("server.response_write_timeout_seconds: must be at least 1".into());
+            return Err(SetupError::invalid("server.response_write_timeout_seconds", "must be at least 1"));
         }
         if self.audit_queue_capacity == 0 {
-            return Err("server.audit_queue_capacity: must be at least 1".into());
+            return Err(SetupError::invalid("server.audit_queue_capacity", "must be at least 1"));
         }
         if self.audit_sync_interval.is_zero() {
-            return Err("server.audit_sync_interval_seconds: must be at least 1".into());
+            return Err(SetupError::invalid("server.audit_sync_interval_seconds", "must be at least 1"));
         }
         if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.allow_insecure_http {
-            return Err(format!(
-                "server.listen: {} is not a loopback address and server.tls is not set: tokens and key \
-                 material would cross the network in the clear; configure server.tls, or set \
-                 server.allow_insecure_http = true if the network is protected otherwise",
-                self.listen
+            return Err(SetupError::invalid(
+                "server.listen",
+                format!(
+                    "{} is not a loopback address and server.tls is not set: tokens and key \
+                     material would cross the network in the clear; configure server.tls, or set \
+                     server.allow_insecure_http = true if the network is protected otherwise",
+                    self.listen
+                ),
             ));
         }
         Ok(())
@@ -174,7 +178,10 @@ mod tests {
     fn a_non_loopback_plain_http_listen_is_refused_unless_explicitly_allowed() {
         let open = ServerConfig { listen: "0.0.0.0:7373".parse().unwrap(), ..ServerConfig::default() };
         let err = open.validate().unwrap_err();
-        assert!(err.contains("server.listen") && err.contains("allow_insecure_http"), "{err}");
+        assert!(
+            matches!(&err, SetupError::Invalid { field: "server.listen", message } if message.contains("allow_insecure_http")),
+            "{err}"
+        );
         ServerConfig { allow_insecure_http: true, ..open.clone() }.validate().unwrap();
         let tls = ServerTlsConfig { cert_path: "c.pem".into(), key_path: "k.pem".into(), client_ca_path: None };
         ServerConfig { tls: Some(tls), ..open }.validate().unwrap();
@@ -191,6 +198,7 @@ mod tests {
         assert_eq!(c.max_connections, 1024);
         assert!(serde_json::from_str::<ServerConfig>(r#"{"listn":"0.0.0.0:1"}"#).is_err());
         let c = ServerConfig { max_connections: 0, ..ServerConfig::default() };
-        assert!(c.validate().unwrap_err().contains("max_connections"));
+        let err = c.validate().unwrap_err();
+        assert!(matches!(err, SetupError::Invalid { field: "server.max_connections", .. }), "{err}");
     }
 }

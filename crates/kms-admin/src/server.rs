@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::App;
 use crate::config::ServerConfig;
 use crate::conn_limits::{PeerLimiter, WriteTimeout};
+use crate::setup_error::SetupError;
 
 /// A bound, not yet running, admin server.
 pub struct Server {
@@ -43,8 +44,9 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Binds `config.listen` (TLS per `config.tls`) to serve `app`.
-    pub async fn bind(config: &ServerConfig, app: Arc<App>) -> Result<Self, String> {
-        let listener = Self::listen(config).await.map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    pub async fn bind(config: &ServerConfig, app: Arc<App>) -> Result<Self, SetupError> {
+        let listener =
+            Self::listen(config).await.map_err(|source| SetupError::Listen { addr: config.listen, source })?;
         Self::on_listener(listener, config, app)
     }
 
@@ -55,7 +57,7 @@ impl Server {
     }
 
     /// Serves `app` on a listener from [`Self::listen`] (TLS per `config.tls`).
-    pub fn on_listener(listener: TcpListener, config: &ServerConfig, app: Arc<App>) -> Result<Self, String> {
+    pub fn on_listener(listener: TcpListener, config: &ServerConfig, app: Arc<App>) -> Result<Self, SetupError> {
         config.validate()?;
         if config.tls.is_none() && !config.listen.ip().is_loopback() {
             tracing::warn!(listen = %config.listen, "serving plain HTTP on a non-loopback address (allow_insecure_http)");

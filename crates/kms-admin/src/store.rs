@@ -192,8 +192,8 @@ impl ConfigStore {
         }
         let running = doc.get("running").and_then(Value::as_bool).ok_or_else(|| format("missing `running`".into()))?;
         let mut config = doc.get_mut("config").map(Value::take).ok_or_else(|| format("missing `config`".into()))?;
-        for path in SECRET_PATHS {
-            if let Some(Value::String(s)) = lookup(&mut config, path) {
+        for path in secret_paths(&config) {
+            if let Some(Value::String(s)) = lookup(&mut config, &path) {
                 let field = path.join(".");
                 let sealed = s
                     .strip_prefix(SEALED_PREFIX)
@@ -209,8 +209,8 @@ impl ConfigStore {
     /// Saves `state` atomically, secrets sealed.
     pub fn save(&self, state: &PersistedState) -> Result<(), StoreError> {
         let mut config = serde_json::to_value(&state.config).expect("configurations serialize");
-        for path in SECRET_PATHS {
-            if let Some(Value::String(s)) = lookup(&mut config, path) {
+        for path in secret_paths(&config) {
+            if let Some(Value::String(s)) = lookup(&mut config, &path) {
                 let plain = Zeroizing::new(std::mem::take(s));
                 *s = format!("{SEALED_PREFIX}{}", self.seal(plain.as_bytes(), &path.join("."))?);
             }
@@ -254,8 +254,45 @@ impl ConfigStore {
     }
 }
 
-fn lookup<'a>(value: &'a mut Value, path: &[&str]) -> Option<&'a mut Value> {
-    path.iter().try_fold(value, |v, seg| v.get_mut(*seg))
+fn lookup<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
+    path.iter().try_fold(value, |v, seg| match v {
+        Value::Array(items) => items.get_mut(seg.parse::<usize>().ok()?),
+        other => other.get_mut(seg.as_str()),
+    })
+}
+
+/// The JSON paths (inside `config`) to seal: the known secrets of the built-in backends, and
+/// every string setting of a backend registered by another crate (which of its settings are
+/// secret only its factory knows, so none is written in the clear).
+fn secret_paths(config: &Value) -> Vec<Vec<String>> {
+    let mut paths: Vec<Vec<String>> =
+        SECRET_PATHS.iter().map(|path| path.iter().map(|seg| (*seg).to_owned()).collect()).collect();
+    let backend_config = config.get("backend_config");
+    let kind = backend_config.and_then(|b| b.get("type")).and_then(Value::as_str);
+    if let (Some(Value::Object(settings)), Some(kind)) = (backend_config, kind)
+        && !matches!(kind, "local" | "vault")
+    {
+        for (name, value) in settings.iter().filter(|(name, _)| name.as_str() != "type") {
+            string_leaves(value, vec!["backend_config".to_owned(), name.clone()], &mut paths);
+        }
+    }
+    paths
+}
+
+fn string_leaves(value: &Value, at: Vec<String>, found: &mut Vec<Vec<String>>) {
+    let child = |seg: String| {
+        let mut path = at.clone();
+        path.push(seg);
+        path
+    };
+    match value {
+        Value::String(_) => found.push(at),
+        Value::Array(items) => {
+            items.iter().enumerate().for_each(|(i, v)| string_leaves(v, child(i.to_string()), found))
+        }
+        Value::Object(map) => map.iter().for_each(|(k, v)| string_leaves(v, child(k.clone()), found)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -165,3 +165,19 @@ async fn a_reconfigure_that_outlives_its_request_is_still_saved() {
     let _ = tx.send(());
     tokio::time::timeout(std::time::Duration::from_secs(30), task).await.unwrap().unwrap();
 }
+
+/// A change that took effect but could not be saved says so (`500 persist_failed`), and the
+/// service is in the state the change left it in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_cannot_be_saved_is_a_persist_failure_after_it_took_effect() {
+    let dir = common::temp_dir("unsaveable");
+    let server = TestServer::with(Options { data_dir: Some(dir.clone()), ..Options::default() }).await;
+    let http = Http::new(&server);
+    // The state file's place is taken by a directory: the save's final rename fails.
+    std::fs::create_dir_all(dir.join(kms_admin::store::STATE_FILE).join("occupied")).unwrap();
+    let reply = http.call(Method::POST, "/kms/v1/stop", ADMIN, None).await;
+    assert_eq!((reply.status.as_u16(), reply.code()), (500, "persist_failed".to_owned()));
+    let status = http.ok(Method::GET, "/kms/v1/status", ADMIN, None).await;
+    assert_eq!(status["status"]["state"], "stopped");
+    server.stop().await;
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use kms_core::backends::{BackendFactory, KmsBackend};
-use kms_types::config::{BackendConfig, KmsBackend as BackendKind, KmsConfig};
+use kms_types::config::{self, BackendConfig, KmsConfig};
 use kms_types::error::{KmsError, Result};
 
 use crate::backend::{DEFAULT_DELETION_SWEEP_INTERVAL, Inner, LocalBackend, LocalOptions};
@@ -28,7 +28,7 @@ use crate::backend::{DEFAULT_DELETION_SWEEP_INTERVAL, Inner, LocalBackend, Local
 ///
 /// let mut registry = BackendRegistry::new();
 /// registry.register(Arc::new(LocalBackendFactory::new()));
-/// assert!(registry.supports(kms_types::config::KmsBackend::Local));
+/// assert!(registry.supports(&kms_types::config::KmsBackend::Local));
 /// ```
 #[derive(Debug, Clone)]
 pub struct LocalBackendFactory {
@@ -64,8 +64,8 @@ impl LocalBackendFactory {
 
 #[async_trait]
 impl BackendFactory for LocalBackendFactory {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Local
+    fn kind(&self) -> config::KmsBackend {
+        config::KmsBackend::Local
     }
 
     async fn build(&self, config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {

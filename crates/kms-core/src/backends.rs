@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
-use kms_types::config::{KmsBackend as BackendKind, KmsConfig};
+use kms_types::config::{self, BackendConfig, BackendSettings, KmsConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::types::{
     BackendCapabilities, CancelKeyDeletionRequest, CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse,
@@ -227,26 +227,92 @@ pub enum RetryClass {
 }
 
 /// Builds a backend of one kind from a validated configuration.
+///
+/// The kind is a [`config::KmsBackend`]: `local`, `vault`, or a name of the implementor's own.
+/// A backend with settings of its own implements [`TypedBackendFactory`] instead and is
+/// registered with [`BackendRegistry::register_typed`].
 #[async_trait]
 pub trait BackendFactory: Send + Sync {
     /// The kind of backend this factory builds.
-    fn kind(&self) -> BackendKind;
+    fn kind(&self) -> config::KmsBackend;
     /// Builds (and connects) a backend; the caller health-checks it before use.
     async fn build(&self, config: &KmsConfig) -> Result<Arc<dyn KmsBackend>>;
+    /// Checks what [`KmsConfig::validate`] cannot: the settings of a backend kind that
+    /// `kms-types` does not describe. Default: nothing more to check.
+    fn check(&self, config: &KmsConfig) -> Result<()> {
+        let _ = config;
+        Ok(())
+    }
+    /// `config` with every secret hidden. Default: [`KmsConfig::redacted`], which hides every
+    /// setting of a custom backend.
+    fn redact(&self, config: &KmsConfig) -> KmsConfig {
+        config.redacted()
+    }
+}
+
+/// A factory of a backend kind with typed settings of its own ([`BackendSettings`]): its
+/// `backend_config` (a custom [`BackendConfig`]) is read as [`Self::Settings`] and checked
+/// before [`Self::build`] sees it. Register it with [`BackendRegistry::register_typed`].
+#[async_trait]
+pub trait TypedBackendFactory: Send + Sync + 'static {
+    /// The backend's own settings.
+    type Settings: BackendSettings;
+    /// The kind this factory builds: a name of its own (not `local` nor `vault`).
+    fn kind(&self) -> config::KmsBackend;
+    /// Builds (and connects) a backend from its checked settings; `config` holds the manager
+    /// options (timeouts, cache) for a backend that wants them.
+    async fn build(&self, settings: Self::Settings, config: &KmsConfig) -> Result<Arc<dyn KmsBackend>>;
+}
+
+/// A [`TypedBackendFactory`] seen as a [`BackendFactory`].
+struct Typed<F>(F);
+
+impl<F: TypedBackendFactory> Typed<F> {
+    fn settings(&self, config: &KmsConfig) -> Result<F::Settings> {
+        match &config.backend_config {
+            BackendConfig::Custom(custom) if *custom.backend_type() == self.0.kind() => custom.settings(),
+            _ => Err(KmsError::configuration(
+                "backend_config",
+                format!("holds no settings of the {} backend", self.0.kind()),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl<F: TypedBackendFactory> BackendFactory for Typed<F> {
+    fn kind(&self) -> config::KmsBackend {
+        self.0.kind()
+    }
+    async fn build(&self, config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {
+        let settings = self.settings(config)?;
+        self.0.build(settings, config).await
+    }
+    fn check(&self, config: &KmsConfig) -> Result<()> {
+        self.settings(config).map(drop)
+    }
+    fn redact(&self, config: &KmsConfig) -> KmsConfig {
+        let mut shown = config.redacted();
+        if let BackendConfig::Custom(custom) = &config.backend_config
+            && let Ok(redacted) = custom.redacted_as::<F::Settings>()
+        {
+            shown.backend_config = BackendConfig::Custom(redacted);
+        }
+        shown
+    }
 }
 
 /// The factories the service manager may use, by backend kind. `kms-core` cannot depend on
-/// the backend crates, so the facade (or an embedding application) registers them.
+/// the backend crates, so the facade (or an embedding application) registers them; a crate
+/// outside this workspace registers its own kinds the same way.
 #[derive(Clone, Default)]
 pub struct BackendRegistry {
-    factories: HashMap<BackendKind, Arc<dyn BackendFactory>>,
+    factories: HashMap<config::KmsBackend, Arc<dyn BackendFactory>>,
 }
 
 impl std::fmt::Debug for BackendRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut kinds: Vec<_> = self.factories.keys().map(|k| k.as_str()).collect();
-        kinds.sort_unstable();
-        f.debug_struct("BackendRegistry").field("kinds", &kinds).finish()
+        f.debug_struct("BackendRegistry").field("kinds", &self.kinds()).finish()
     }
 }
 
@@ -262,20 +328,48 @@ impl BackendRegistry {
         self
     }
 
+    /// Registers (or replaces) a factory of a kind with typed settings of its own.
+    pub fn register_typed<F: TypedBackendFactory>(&mut self, factory: F) -> &mut Self {
+        self.register(Arc::new(Typed(factory)))
+    }
+
     /// Whether a factory for `kind` is registered.
-    pub fn supports(&self, kind: BackendKind) -> bool {
-        self.factories.contains_key(&kind)
+    pub fn supports(&self, kind: &config::KmsBackend) -> bool {
+        self.factories.contains_key(kind)
+    }
+
+    /// The kinds registered, in name order.
+    pub fn kinds(&self) -> Vec<config::KmsBackend> {
+        let mut kinds: Vec<_> = self.factories.keys().cloned().collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    fn factory(&self, config: &KmsConfig) -> Result<&Arc<dyn BackendFactory>> {
+        self.factories.get(&config.backend).ok_or_else(|| {
+            KmsError::configuration("backend", format!("the {} backend is not available in this build", config.backend))
+        })
+    }
+
+    /// Validates `config` completely: [`KmsConfig::validate`], a factory for its kind, and
+    /// that factory's own checks (the settings of a custom backend).
+    pub fn check(&self, config: &KmsConfig) -> Result<()> {
+        config.validate()?;
+        self.factory(config)?.check(config)
+    }
+
+    /// `config` with every secret hidden, by the factory of its kind when registered (which
+    /// knows which settings of a custom backend are secret).
+    pub fn redacted(&self, config: &KmsConfig) -> KmsConfig {
+        match self.factory(config) {
+            Ok(factory) => factory.redact(config),
+            Err(_) => config.redacted(),
+        }
     }
 
     /// Validates `config` and builds its backend.
     pub async fn build(&self, config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {
-        config.validate()?;
-        let factory = self.factories.get(&config.backend).ok_or_else(|| {
-            KmsError::configuration(
-                "backend",
-                format!("the {} backend is not available in this build", config.backend.as_str()),
-            )
-        })?;
-        factory.build(config).await
+        self.check(config)?;
+        self.factory(config)?.build(config).await
     }
 }

@@ -57,6 +57,7 @@ pub mod fs_trust;
 pub mod manager;
 pub mod mock;
 pub mod service_manager;
+mod slot;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod validate;

@@ -47,7 +47,7 @@ use async_trait::async_trait;
 use kms_crypto::envelope::{self, Binding};
 use kms_crypto::keys::KeyEncryptionKey;
 use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
-use kms_types::config::{KmsBackend as BackendKind, KmsConfig};
+use kms_types::config::{self, KmsConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::operation::Operation;
 use kms_types::secret::SecretBytes;
@@ -527,27 +527,27 @@ impl KmsBackend for MemoryBackend {
 /// manager and of applications embedding it; never register it in production.
 #[derive(Debug, Clone)]
 pub struct MemoryBackendFactory {
-    kind: BackendKind,
+    kind: config::KmsBackend,
     shared: Option<Arc<MemoryBackend>>,
 }
 
 impl MemoryBackendFactory {
     /// Builds a fresh, empty [`MemoryBackend`] for every configuration of `kind`.
-    pub fn new(kind: BackendKind) -> Self {
+    pub fn new(kind: config::KmsBackend) -> Self {
         Self { kind, shared: None }
     }
 
     /// Hands out `backend` itself for every configuration of `kind`, so keys survive a
     /// reconfigure and the test can reach the backend (to make it unhealthy, say).
-    pub fn sharing(kind: BackendKind, backend: Arc<MemoryBackend>) -> Self {
+    pub fn sharing(kind: config::KmsBackend, backend: Arc<MemoryBackend>) -> Self {
         Self { kind, shared: Some(backend) }
     }
 }
 
 #[async_trait]
 impl BackendFactory for MemoryBackendFactory {
-    fn kind(&self) -> BackendKind {
-        self.kind
+    fn kind(&self) -> config::KmsBackend {
+        self.kind.clone()
     }
 
     async fn build(&self, _config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {

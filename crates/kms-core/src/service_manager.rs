@@ -37,52 +37,24 @@
 use std::sync::{Arc, OnceLock};
 
 use kms_types::api_types::{KmsServiceStatus, KmsStatusResponse};
-use kms_types::config::KmsConfig;
+use kms_types::config::{KmsBackend, KmsConfig};
 use kms_types::error::{KmsError, Result};
-use tokio::sync::{Mutex, OwnedRwLockReadGuard, RwLock};
+use tokio::sync::{Mutex, RwLock};
 
 use crate::backends::BackendRegistry;
 use crate::encryption::service::EncryptionService;
 use crate::manager::KmsManager;
+use crate::slot::{Active, ServiceSlot, retire};
 
-/// The backend in force: its manager, the default key, and the lock in-flight calls hold
-/// (read) and retirement takes (write) so the backend is closed only after they finish.
-#[derive(Debug)]
-struct Active {
-    manager: Arc<KmsManager>,
-    default_key_id: Option<String>,
-    in_flight: Arc<RwLock<()>>,
-}
-
-/// Where managed [`EncryptionService`]s find the backend in force.
-#[derive(Debug, Default)]
-pub(crate) struct ServiceSlot {
-    active: RwLock<Option<Arc<Active>>>,
-}
-
-impl ServiceSlot {
-    /// The manager in force and a guard that keeps it open. The slot's read lock is held
-    /// while taking the guard, so a swap cannot retire this backend in between.
-    pub(crate) async fn lease(&self) -> Result<(Arc<KmsManager>, Option<String>, OwnedRwLockReadGuard<()>)> {
-        let slot = self.active.read().await;
-        let active = slot
-            .as_ref()
-            .ok_or_else(|| KmsError::ServiceUnavailable { message: "the kms service is not running".into() })?;
-        let guard = Arc::clone(&active.in_flight).read_owned().await;
-        Ok((Arc::clone(&active.manager), active.default_key_id.clone(), guard))
-    }
-
-    async fn replace(&self, next: Option<Arc<Active>>) -> Option<Arc<Active>> {
-        std::mem::replace(&mut *self.active.write().await, next)
-    }
-}
-
-/// Waits for the calls running on `active` to finish, then closes its backend.
-async fn retire(active: Arc<Active>) {
-    let _no_more_calls = active.in_flight.write().await;
-    if let Err(e) = active.manager.close().await {
-        tracing::warn!(backend = active.manager.backend().backend_name(), error = %e, "closing a retired kms backend failed");
-    }
+/// Saves the service's configuration for the next start (an embedding server's data folder).
+/// Set with [`KmsServiceManager::set_save_hook`].
+pub trait SaveHook: Send + Sync + std::fmt::Debug {
+    /// Saves `config`, and whether the service is running, so that the next start restores
+    /// them. Called under the lifecycle lock after every configure, start, stop and reconfigure
+    /// that changed something, so what is saved is always what is in force. An error is
+    /// returned to the caller of that call as it is: the change has taken effect, only its
+    /// saving failed.
+    fn save(&self, config: &KmsConfig, running: bool) -> Result<()>;
 }
 
 #[derive(Debug)]
@@ -98,8 +70,9 @@ pub struct KmsServiceManager {
     slot: Arc<ServiceSlot>,
     service: Arc<EncryptionService>,
     state: std::sync::RwLock<State>,
-    /// Serializes configure/start/stop/reconfigure.
+    /// Serializes configure/start/stop/reconfigure and their saving.
     lifecycle: Mutex<()>,
+    save_hook: std::sync::RwLock<Option<Arc<dyn SaveHook>>>,
 }
 
 impl KmsServiceManager {
@@ -112,6 +85,26 @@ impl KmsServiceManager {
             slot,
             state: std::sync::RwLock::new(State { config: None, status: KmsServiceStatus::NotConfigured }),
             lifecycle: Mutex::new(()),
+            save_hook: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// Installs (or replaces) the hook that saves every lifecycle change (see [`SaveHook`]).
+    pub fn set_save_hook(&self, hook: Arc<dyn SaveHook>) {
+        *self.save_hook.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(hook);
+    }
+
+    /// Runs the save hook, if any, on the state now in force (under the lifecycle lock).
+    fn save(&self) -> Result<()> {
+        let hook = self.save_hook.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let Some(hook) = hook else { return Ok(()) };
+        let (config, running) = {
+            let state = self.read_state();
+            (state.config.clone(), state.status == KmsServiceStatus::Running)
+        };
+        match config {
+            Some(config) => hook.save(&config, running),
+            None => Ok(()),
         }
     }
 
@@ -124,14 +117,18 @@ impl KmsServiceManager {
     }
 
     fn check(&self, config: &KmsConfig) -> Result<()> {
-        config.validate()?;
-        if !self.registry.supports(config.backend) {
-            return Err(KmsError::configuration(
-                "backend",
-                format!("the {} backend is not available in this build", config.backend.as_str()),
-            ));
-        }
-        Ok(())
+        self.registry.check(config)
+    }
+
+    /// Whether a factory for `kind` is registered (`local`, `vault`, or a kind registered by
+    /// another crate).
+    pub fn supports(&self, kind: &KmsBackend) -> bool {
+        self.registry.supports(kind)
+    }
+
+    /// The backend kinds this manager can build, in name order.
+    pub fn backend_kinds(&self) -> Vec<KmsBackend> {
+        self.registry.kinds()
     }
 
     /// Stores a validated configuration for the next `start`. Refused while running (use
@@ -145,7 +142,8 @@ impl KmsServiceManager {
         }
         state.config = Some(config);
         state.status = KmsServiceStatus::Configured;
-        Ok(())
+        drop(state);
+        self.save()
     }
 
     /// Builds the configured backend, health-checks it and starts serving. Starting a running
@@ -166,7 +164,7 @@ impl KmsServiceManager {
                 self.slot.replace(Some(active)).await;
                 self.write_state().status = KmsServiceStatus::Running;
                 tracing::info!(backend = config.backend.as_str(), "kms service started");
-                Ok(())
+                self.save()
             }
             Err(e) => {
                 self.write_state().status = KmsServiceStatus::Error { message: e.to_string() };
@@ -185,7 +183,7 @@ impl KmsServiceManager {
         self.write_state().status = KmsServiceStatus::Stopped;
         retire(old).await;
         tracing::info!("kms service stopped");
-        Ok(())
+        self.save()
     }
 
     /// Builds and health-checks a backend for `config`, then swaps it in atomically and
@@ -216,7 +214,7 @@ impl KmsServiceManager {
             retire(old).await;
         }
         tracing::info!("kms service reconfigured");
-        Ok(())
+        self.save()
     }
 
     async fn build(&self, config: &KmsConfig) -> Result<Arc<Active>> {
@@ -251,7 +249,7 @@ impl KmsServiceManager {
     pub async fn status_response(&self) -> KmsStatusResponse {
         let (status, backend) = {
             let state = self.read_state();
-            (state.status.clone(), state.config.as_ref().map(|c| c.backend))
+            (state.status.clone(), state.config.as_ref().map(|c| c.backend.clone()))
         };
         let healthy = match self.slot.lease().await {
             Ok((manager, _, _guard)) => Some(manager.health_check().await.unwrap_or(false)),
@@ -266,15 +264,16 @@ impl KmsServiceManager {
         self.read_state().config.clone()
     }
 
+    /// The configuration in force (or stored for the next start) with every secret hidden, by
+    /// the factory of its backend (which knows which settings of a custom backend are secret).
+    pub async fn redacted_config(&self) -> Option<KmsConfig> {
+        self.read_state().config.as_ref().map(|config| self.registry.redacted(config))
+    }
+
     /// The [`EncryptionService`], if running. It follows later reconfigures; after a stop its
     /// calls fail with [`KmsError::ServiceUnavailable`].
     pub async fn encryption_service(&self) -> Option<Arc<EncryptionService>> {
         self.slot.active.read().await.as_ref().map(|_| Arc::clone(&self.service))
-    }
-
-    /// The manager of the backend in force, if running (for cache statistics and the like).
-    pub async fn manager(&self) -> Option<Arc<KmsManager>> {
-        self.slot.active.read().await.as_ref().map(|active| Arc::clone(&active.manager))
     }
 }
 

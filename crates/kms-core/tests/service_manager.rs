@@ -11,7 +11,7 @@ use kms_core::backends::{BackendFactory, BackendRegistry, KmsBackend};
 use kms_core::mock::{MemoryBackend, MemoryBackendFactory};
 use kms_core::service_manager::KmsServiceManager;
 use kms_types::api_types::KmsServiceStatus;
-use kms_types::config::{KmsBackend as Kind, KmsConfig, LocalConfig, MasterKeySource, VaultAuthMethod, VaultConfig};
+use kms_types::config::{self, KmsConfig, LocalConfig, MasterKeySource, VaultAuthMethod, VaultConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::types::*;
 
@@ -118,7 +118,7 @@ impl KmsBackend for Connection {
 }
 
 struct ConnectionFactory {
-    kind: Kind,
+    kind: config::KmsBackend,
     inner: Arc<MemoryBackend>,
     closed_while_busy: Arc<AtomicBool>,
     closes: Arc<AtomicU32>,
@@ -126,8 +126,8 @@ struct ConnectionFactory {
 
 #[async_trait]
 impl BackendFactory for ConnectionFactory {
-    fn kind(&self) -> Kind {
-        self.kind
+    fn kind(&self) -> config::KmsBackend {
+        self.kind.clone()
     }
     async fn build(&self, _config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {
         Ok(Arc::new(Connection {
@@ -145,8 +145,8 @@ struct Unreachable;
 
 #[async_trait]
 impl BackendFactory for Unreachable {
-    fn kind(&self) -> Kind {
-        Kind::Vault
+    fn kind(&self) -> config::KmsBackend {
+        config::KmsBackend::Vault
     }
     async fn build(&self, _config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {
         Err(KmsError::backend_with_source("cannot reach vault", true, std::io::Error::other("connection refused")))
@@ -155,7 +155,8 @@ impl BackendFactory for Unreachable {
 
 #[tokio::test]
 async fn the_lifecycle_runs_configure_start_stop_start() {
-    let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(Kind::Local))]));
+    let manager =
+        KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local))]));
     assert_eq!(manager.get_status().await, KmsServiceStatus::NotConfigured);
     assert!(manager.encryption_service().await.is_none());
     let err = manager.start().await.unwrap_err();
@@ -169,7 +170,7 @@ async fn the_lifecycle_runs_configure_start_stop_start() {
     manager.start().await.unwrap(); // idempotent
     assert_eq!(manager.get_status().await, KmsServiceStatus::Running);
     let status = manager.status_response().await;
-    assert_eq!((status.backend, status.healthy), (Some(Kind::Local), Some(true)));
+    assert_eq!((status.backend, status.healthy), (Some(config::KmsBackend::Local), Some(true)));
 
     let service = manager.encryption_service().await.unwrap();
     let key = service.create_key(CreateKeyRequest::default()).await.unwrap();
@@ -191,7 +192,8 @@ async fn the_lifecycle_runs_configure_start_stop_start() {
 
 #[tokio::test]
 async fn configure_rejects_invalid_and_unavailable_backends() {
-    let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(Kind::Local))]));
+    let manager =
+        KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local))]));
     let mut bad = local_config();
     bad.retry_attempts = 99;
     let err = manager.configure(bad).await.unwrap_err();
@@ -206,7 +208,7 @@ async fn start_requires_a_passing_health_check() {
     let backend = Arc::new(MemoryBackend::new());
     backend.set_healthy(false);
     let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::sharing(
-        Kind::Local,
+        config::KmsBackend::Local,
         Arc::clone(&backend),
     ))]));
     manager.configure(local_config()).await.unwrap();
@@ -223,7 +225,7 @@ async fn start_requires_a_passing_health_check() {
 async fn a_failing_candidate_keeps_the_running_backend() {
     let backend = Arc::new(MemoryBackend::new());
     let registry = registry_with(vec![
-        Arc::new(MemoryBackendFactory::sharing(Kind::Local, Arc::clone(&backend))),
+        Arc::new(MemoryBackendFactory::sharing(config::KmsBackend::Local, Arc::clone(&backend))),
         Arc::new(Unreachable),
     ]);
     let manager = KmsServiceManager::new(registry);
@@ -249,7 +251,8 @@ async fn a_failing_candidate_keeps_the_running_backend() {
 
 #[tokio::test]
 async fn reconfigure_of_a_stopped_service_starts_it() {
-    let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(Kind::Local))]));
+    let manager =
+        KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local))]));
     manager.reconfigure(local_config()).await.unwrap();
     assert_eq!(manager.get_status().await, KmsServiceStatus::Running);
 }
@@ -267,7 +270,10 @@ async fn reconfigure_under_concurrent_load_fails_no_request() {
             closes: Arc::clone(&closes),
         }) as Arc<dyn BackendFactory>
     };
-    let manager = Arc::new(KmsServiceManager::new(registry_with(vec![factory(Kind::Local), factory(Kind::Vault)])));
+    let manager = Arc::new(KmsServiceManager::new(registry_with(vec![
+        factory(config::KmsBackend::Local),
+        factory(config::KmsBackend::Vault),
+    ])));
     let mut config = local_config();
     config.default_key_id = Some("load".into());
     manager.configure(config.clone()).await.unwrap();
@@ -339,7 +345,9 @@ async fn the_global_manager_is_created_once() {
         get_global_encryption_service, get_global_kms_service_manager, init_global_kms_service_manager,
     };
     assert!(get_global_kms_service_manager().is_none());
-    let first = init_global_kms_service_manager(registry_with(vec![Arc::new(MemoryBackendFactory::new(Kind::Local))]));
+    let first = init_global_kms_service_manager(registry_with(vec![Arc::new(MemoryBackendFactory::new(
+        config::KmsBackend::Local,
+    ))]));
     let second = init_global_kms_service_manager(BackendRegistry::new());
     assert!(Arc::ptr_eq(&first, &second));
     assert!(Arc::ptr_eq(&first, &get_global_kms_service_manager().unwrap()));
@@ -348,4 +356,82 @@ async fn the_global_manager_is_created_once() {
     first.start().await.unwrap();
     let service = get_global_encryption_service().await.expect("running");
     assert!(service.health_check().await.unwrap());
+}
+
+/// Records what the manager asks it to save; fails when told to.
+#[derive(Debug, Default)]
+struct Recorder {
+    saves: std::sync::Mutex<Vec<(config::KmsBackend, bool)>>,
+    fail: AtomicBool,
+}
+
+impl kms_core::service_manager::SaveHook for Recorder {
+    fn save(&self, config: &KmsConfig, running: bool) -> Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(KmsError::Internal { message: "the disk is full".into(), source: None });
+        }
+        self.saves.lock().unwrap().push((config.backend.clone(), running));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_lifecycle_change_is_saved_and_a_failed_save_is_reported_after_the_change() {
+    let manager = KmsServiceManager::new(registry_with(vec![
+        Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local)),
+        Arc::new(MemoryBackendFactory::new(config::KmsBackend::Vault)),
+    ]));
+    let hook = Arc::new(Recorder::default());
+    manager.set_save_hook(hook.clone());
+    let local = config::KmsBackend::Local;
+
+    manager.configure(local_config()).await.unwrap();
+    manager.start().await.unwrap();
+    manager.start().await.unwrap(); // already running: nothing changed, nothing saved
+    manager.stop().await.unwrap();
+    manager.reconfigure(vault_config()).await.unwrap();
+    let saved = hook.saves.lock().unwrap().clone();
+    assert_eq!(
+        saved,
+        [(local.clone(), false), (local.clone(), true), (local, false), (config::KmsBackend::Vault, true)]
+    );
+
+    // A refused configuration is not saved.
+    let mut bad = local_config();
+    bad.timeout = Duration::ZERO;
+    assert!(matches!(manager.reconfigure(bad).await, Err(KmsError::Configuration { .. })));
+    assert_eq!(hook.saves.lock().unwrap().len(), 4);
+
+    // The hook's error reaches the caller, after the change took effect.
+    hook.fail.store(true, Ordering::SeqCst);
+    let err = manager.stop().await.unwrap_err();
+    assert!(matches!(err, KmsError::Internal { ref message, .. } if message == "the disk is full"), "{err:?}");
+    assert_eq!(manager.get_status().await, KmsServiceStatus::Stopped);
+}
+
+#[tokio::test]
+async fn a_backend_kind_nobody_registered_is_refused_naming_the_backend() {
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Elsewhere {
+        endpoint: String,
+    }
+    impl config::BackendSettings for Elsewhere {
+        fn redacted(&self) -> Self {
+            Self { endpoint: self.endpoint.clone() }
+        }
+    }
+    let kind = config::KmsBackend::new("elsewhere").unwrap();
+    let custom = config::CustomBackendConfig::new(kind.clone(), &Elsewhere { endpoint: "e".into() }).unwrap();
+    let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(kind.clone()))]));
+    assert!(manager.supports(&kind) && !manager.supports(&config::KmsBackend::Local));
+    manager.configure(KmsConfig::custom(custom.clone())).await.unwrap();
+    // Without a typed factory, a custom backend's settings are shown as names only.
+    let shown = serde_json::to_string(&manager.redacted_config().await.unwrap()).unwrap();
+    assert!(shown.contains("endpoint") && !shown.contains("\"e\""), "{shown}");
+
+    let elsewhere =
+        KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local))]));
+    let err = elsewhere.configure(KmsConfig::custom(custom)).await.unwrap_err();
+    assert!(matches!(err, KmsError::Configuration { ref field, .. } if field == "backend"), "{err:?}");
+    assert_eq!(elsewhere.backend_kinds(), [config::KmsBackend::Local]);
 }

@@ -1,4 +1,6 @@
-//! Payloads of the admin REST API (`/kms/v1/configure`, `/kms/v1/status`, ...).
+//! Payloads of the admin REST API (`/kms/v1/configure`, `/kms/v1/status`, the bodies of the
+//! key routes, ...): the one home of its wire types, for the server (`kms-admin`) and its
+//! clients (the `kms` CLI) alike.
 //!
 //! [`ConfigureKmsRequest`] is what an operator sends; `KmsConfig::from(&request)` turns it into
 //! a [`KmsConfig`] with defaults filled in, which is then validated before use.
@@ -8,10 +10,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{
-    BackendConfig, CacheConfig, DEFAULT_RETRY_ATTEMPTS, DEFAULT_TIMEOUT, KmsBackend, KmsConfig, LocalConfig,
-    MasterKeySource, TlsConfig, VaultAddresses, VaultAuthMethod, VaultConfig,
+    BackendConfig, CacheConfig, CustomBackendConfig, DEFAULT_RETRY_ATTEMPTS, DEFAULT_TIMEOUT, KmsBackend, KmsConfig,
+    LocalConfig, MasterKeySource, TlsConfig, VaultAddresses, VaultAuthMethod, VaultConfig,
 };
 use crate::error::{KmsError, Result};
+use crate::secret::SecretBytes;
+use crate::types::{BackendCapabilities, EncryptionContext, KeySpec, Tags};
 
 /// Default Transit mount.
 pub const DEFAULT_TRANSIT_MOUNT: &str = "transit";
@@ -20,16 +24,58 @@ pub const DEFAULT_KV_MOUNT: &str = "secret";
 /// Default metadata path prefix in KV.
 pub const DEFAULT_KEY_PATH_PREFIX: &str = "kms/keys";
 
-/// Configure (or reconfigure) the KMS; `backend_type` selects the variant in JSON.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "backend_type", rename_all = "snake_case")]
+/// Configure (or reconfigure) the KMS; `backend_type` selects the variant in JSON (serde in
+/// `backend_kind`): `local`, `vault`, or the name of a backend registered by another crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigureKmsRequest {
     /// The local file backend.
     Local(ConfigureLocalKmsRequest),
     /// The Vault / OpenBao backend.
     Vault(ConfigureVaultKmsRequest),
+    /// A backend registered by another crate.
+    Custom(ConfigureCustomKmsRequest),
 }
+
+/// A backend registered by another crate, from the admin API: `backend_type` names it, the
+/// manager options are read as for the built-in backends, and every other field of the body
+/// is one of the backend's own settings (checked by its factory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigureCustomKmsRequest {
+    /// The backend kind and its own settings.
+    pub backend: CustomBackendConfig,
+    /// Timeouts, retries, cache and default key.
+    pub options: ManagerOptions,
+}
+
+/// The options of a configure request that set up the manager rather than the backend; each
+/// omitted one takes its default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerOptions {
+    /// Key used when a caller names none.
+    #[serde(default)]
+    pub default_key_id: Option<String>,
+    /// Per-call timeout in seconds (default 30).
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    /// Retries of idempotent calls (default 3).
+    #[serde(default)]
+    pub retry_attempts: Option<u32>,
+    /// Cache key metadata (default true).
+    #[serde(default)]
+    pub enable_cache: Option<bool>,
+    /// Cache size (default 1024).
+    #[serde(default)]
+    pub max_cached_keys: Option<usize>,
+    /// Cache TTL in seconds (default 300).
+    #[serde(default)]
+    pub cache_ttl_seconds: Option<u64>,
+}
+
+/// The names of [`ManagerOptions`]' fields, which a custom backend's settings cannot use.
+pub const MANAGER_OPTIONS: [&str; 6] =
+    ["default_key_id", "timeout_seconds", "retry_attempts", "enable_cache", "max_cached_keys", "cache_ttl_seconds"];
 
 /// Local backend settings from the admin API; omitted options take their defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,17 +148,9 @@ pub struct ConfigureVaultKmsRequest {
     pub cache_ttl_seconds: Option<u64>,
 }
 
-struct CommonOptions {
-    default_key_id: Option<String>,
-    timeout_seconds: Option<u64>,
-    retry_attempts: Option<u32>,
-    enable_cache: Option<bool>,
-    max_cached_keys: Option<usize>,
-    cache_ttl_seconds: Option<u64>,
-}
-
-impl CommonOptions {
-    fn into_config(self, backend: KmsBackend, backend_config: BackendConfig) -> KmsConfig {
+impl ManagerOptions {
+    /// A configuration of `backend` with these options (defaults filled in).
+    pub fn into_config(self, backend: KmsBackend, backend_config: BackendConfig) -> KmsConfig {
         let defaults = CacheConfig::default();
         KmsConfig {
             backend,
@@ -132,7 +170,7 @@ impl CommonOptions {
 impl From<&ConfigureKmsRequest> for KmsConfig {
     fn from(request: &ConfigureKmsRequest) -> Self {
         match request {
-            ConfigureKmsRequest::Local(r) => CommonOptions {
+            ConfigureKmsRequest::Local(r) => ManagerOptions {
                 default_key_id: r.default_key_id.clone(),
                 timeout_seconds: r.timeout_seconds,
                 retry_attempts: r.retry_attempts,
@@ -155,7 +193,7 @@ impl From<&ConfigureKmsRequest> for KmsConfig {
                     key_path_prefix: r.key_path_prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PATH_PREFIX.into()),
                     tls,
                 };
-                CommonOptions {
+                ManagerOptions {
                     default_key_id: r.default_key_id.clone(),
                     timeout_seconds: r.timeout_seconds,
                     retry_attempts: r.retry_attempts,
@@ -165,6 +203,10 @@ impl From<&ConfigureKmsRequest> for KmsConfig {
                 }
                 .into_config(KmsBackend::Vault, BackendConfig::Vault(vault))
             }
+            ConfigureKmsRequest::Custom(r) => r
+                .options
+                .clone()
+                .into_config(r.backend.backend_type().clone(), BackendConfig::Custom(r.backend.clone())),
         }
     }
 }
@@ -298,6 +340,95 @@ pub struct CacheStats {
     pub capacity: usize,
 }
 
+// The bodies of the routes whose key id sits in the path (the body then carries the rest),
+// and the answers of the admin server that have no type of their own above. Every request
+// body rejects unknown fields.
+
+/// A body that must be empty or `{}` (enable, disable, rotate, start, stop, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBody {}
+
+/// `PUT /kms/v1/keys/{key_id}/description`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescriptionBody {
+    /// The new description.
+    pub description: String,
+}
+
+/// `POST /kms/v1/keys/{key_id}/tags`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagBody {
+    /// Tags to add or overwrite.
+    pub tags: Tags,
+}
+
+/// `POST /kms/v1/keys/{key_id}/untag`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UntagBody {
+    /// Tag names to remove.
+    pub tag_keys: Vec<String>,
+}
+
+/// `POST /kms/v1/keys/{key_id}/generate-data-key` and `.../generate-data-key-without-plaintext`;
+/// the body may be omitted (AES-256, empty context).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataKeyBody {
+    /// The data key's size (default `aes256`).
+    #[serde(default)]
+    pub key_spec: KeySpec,
+    /// Context bound to the wrapped key.
+    #[serde(default)]
+    pub encryption_context: EncryptionContext,
+}
+
+/// `POST /kms/v1/keys/{key_id}/encrypt`.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptBody {
+    /// At most 4096 bytes, standard base64.
+    pub plaintext: SecretBytes,
+    /// Context bound to the ciphertext.
+    #[serde(default)]
+    pub encryption_context: EncryptionContext,
+}
+
+/// `GET /kms/v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusBody {
+    /// Service state, backend and health.
+    #[serde(flatten)]
+    pub status: KmsStatusResponse,
+    /// Cache statistics while running.
+    #[serde(default)]
+    pub cache: Option<CacheStats>,
+    /// What the running backend supports.
+    #[serde(default)]
+    pub capabilities: Option<BackendCapabilities>,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthBody {
+    /// Always true: the process answers.
+    pub live: bool,
+    /// Whether the service runs and its backend is healthy.
+    pub ready: bool,
+}
+
+/// Result of the lifecycle routes (configure, reconfigure, start, stop, cache/clear).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleBody {
+    /// The service state afterwards.
+    pub status: KmsServiceStatus,
+    /// Whether the configuration was saved for the next start (false when no store is set).
+    pub persisted: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,8 +460,11 @@ mod tests {
     }
 
     #[test]
-    fn unknown_backend_and_fields_are_rejected() {
-        assert!(serde_json::from_str::<ConfigureKmsRequest>(r#"{"backend_type":"s3"}"#).is_err());
+    fn bad_backend_names_and_unknown_fields_are_rejected() {
+        for bad in [r#"{}"#, r#"{"backend_type":"S 3"}"#, r#"{"backend_type":7}"#] {
+            let err = serde_json::from_str::<ConfigureKmsRequest>(bad).unwrap_err().to_string();
+            assert!(err.contains("`backend_type`"), "{bad}: {err}");
+        }
         let extra = r#"{"backend_type":"local","key_dir":"/k","master_key":{"type":"env","var":"X"},"bogus":1}"#;
         assert!(serde_json::from_str::<ConfigureKmsRequest>(extra).is_err());
     }

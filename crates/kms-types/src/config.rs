@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::backend_kind::{BackendSettings, CustomBackendConfig, KmsBackend};
 use crate::error::{KmsError, Result};
 use crate::secret::{REDACTED, SecretString};
 use crate::serde_helpers::duration_secs;
@@ -24,30 +25,9 @@ pub const MAX_RETRY_ATTEMPTS: u32 = 10;
 /// Largest accepted timeout.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Which backend holds the keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum KmsBackend {
-    /// Key files on local disk.
-    Local,
-    /// HashiCorp Vault / OpenBao (Transit + KV v2).
-    Vault,
-}
-
-impl KmsBackend {
-    /// The backend's name as used in configuration and the admin API (`local`, `vault`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Vault => "vault",
-        }
-    }
-}
-
-/// Backend-specific settings; the variant must match [`KmsConfig::backend`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// Backend-specific settings; the variant must match [`KmsConfig::backend`]. Serialized as
+/// an object whose `type` names the backend (serde in `backend_kind`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 // Built once per (re)configuration; boxing the larger variant would only cost ergonomics.
 #[allow(clippy::large_enum_variant)]
@@ -56,6 +36,8 @@ pub enum BackendConfig {
     Local(LocalConfig),
     /// Settings of the Vault backend.
     Vault(VaultConfig),
+    /// Settings of a backend registered by another crate, read by its factory as its own type.
+    Custom(CustomBackendConfig),
 }
 
 impl BackendConfig {
@@ -64,6 +46,7 @@ impl BackendConfig {
         match self {
             Self::Local(_) => KmsBackend::Local,
             Self::Vault(_) => KmsBackend::Vault,
+            Self::Custom(custom) => custom.backend_type().clone(),
         }
     }
 }
@@ -117,6 +100,12 @@ impl KmsConfig {
         Self::with_backend(BackendConfig::Vault(vault))
     }
 
+    /// A configuration for a backend registered by another crate, with default manager
+    /// settings.
+    pub fn custom(custom: CustomBackendConfig) -> Self {
+        Self::with_backend(BackendConfig::Custom(custom))
+    }
+
     fn with_backend(backend_config: BackendConfig) -> Self {
         Self {
             backend: backend_config.backend(),
@@ -129,7 +118,8 @@ impl KmsConfig {
         }
     }
 
-    /// Checks every field; the error names the first bad one.
+    /// Checks every field; the error names the first bad one. The settings of a custom
+    /// backend are checked by its factory (`kms_core::backends::BackendRegistry::check`).
     pub fn validate(&self) -> Result<()> {
         if self.backend != self.backend_config.backend() {
             return Err(KmsError::configuration(
@@ -155,15 +145,19 @@ impl KmsConfig {
         match &self.backend_config {
             BackendConfig::Local(local) => local.validate(),
             BackendConfig::Vault(vault) => vault.validate(),
+            BackendConfig::Custom(_) => Ok(()),
         }
     }
 
-    /// A copy with every secret replaced by `[REDACTED]`, for status output and logs.
+    /// A copy with every secret replaced by `[REDACTED]`, for status output and logs. A custom
+    /// backend's settings are all hidden (only its factory knows which are secret:
+    /// `kms_core::backends::BackendRegistry::redacted` shows the others).
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
         match &mut copy.backend_config {
             BackendConfig::Local(local) => local.master_key = local.master_key.redacted(),
             BackendConfig::Vault(vault) => vault.auth_method = vault.auth_method.redacted(),
+            BackendConfig::Custom(custom) => *custom = custom.fully_redacted(),
         }
         copy
     }

@@ -37,6 +37,7 @@
 
 pub mod alias;
 pub mod api_types;
+mod backend_kind;
 pub mod config;
 pub mod error;
 pub mod limits;

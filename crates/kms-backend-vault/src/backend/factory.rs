@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kms_core::backends::{BackendFactory, KmsBackend};
-use kms_types::config::{KmsBackend as BackendKind, KmsConfig};
+use kms_types::config::{self, KmsConfig};
 use kms_types::error::Result;
 
 use super::VaultBackend;
 
-/// Builds [`VaultBackend`]s for [`BackendKind::Vault`] configurations (each one connects,
+/// Builds [`VaultBackend`]s for [`config::KmsBackend::Vault`] configurations (each one connects,
 /// and logs in, as [`VaultBackend::connect`] does).
 ///
 /// ```
@@ -20,12 +20,12 @@ use super::VaultBackend;
 ///
 /// let mut registry = BackendRegistry::new();
 /// registry.register(Arc::new(VaultBackendFactory::new()));
-/// assert!(registry.supports(kms_types::config::KmsBackend::Vault));
+/// assert!(registry.supports(&kms_types::config::KmsBackend::Vault));
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct VaultBackendFactory {
-    /// Keeps the shape of `LocalBackendFactory` (built with `new()`, options to come as
-    /// `with_*` methods) rather than a unit struct callers would name bare.
+    /// Keeps the shape of `LocalBackendFactory` (built with `new()`) rather than a unit
+    /// struct callers would name bare, so options can be added without breaking them.
     _private: (),
 }
 
@@ -38,8 +38,8 @@ impl VaultBackendFactory {
 
 #[async_trait]
 impl BackendFactory for VaultBackendFactory {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Vault
+    fn kind(&self) -> config::KmsBackend {
+        config::KmsBackend::Vault
     }
 
     async fn build(&self, config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {

@@ -46,18 +46,18 @@ use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListA
 use kms_types::api_types::CacheStats;
 use kms_types::error::{KmsError, Result};
 use kms_types::types::{
-    CancelKeyDeletionRequest, CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse, DecryptRequest,
-    DecryptResponse, DeleteKeyRequest, DeleteKeyResponse, DescribeKeyRequest, DescribeKeyResponse, DisableKeyRequest,
-    EnableKeyRequest, EncryptRequest, EncryptResponse, GenerateDataKeyRequest, GenerateDataKeyResponse,
-    GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse, KeyMetadata, KeyMetadataResponse,
-    ListKeysRequest, ListKeysResponse, ReEncryptRequest, ReEncryptResponse, RotateKeyRequest, TagKeyRequest,
-    UntagKeyRequest, UpdateKeyDescriptionRequest,
+    BackendCapabilities, CancelKeyDeletionRequest, CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse,
+    DecryptRequest, DecryptResponse, DeleteKeyRequest, DeleteKeyResponse, DescribeKeyRequest, DescribeKeyResponse,
+    DisableKeyRequest, EnableKeyRequest, EncryptRequest, EncryptResponse, GenerateDataKeyRequest,
+    GenerateDataKeyResponse, GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse,
+    KeyMetadata, KeyMetadataResponse, ListKeysRequest, ListKeysResponse, ReEncryptRequest, ReEncryptResponse,
+    RotateKeyRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest,
 };
 use tokio::sync::OwnedRwLockReadGuard;
 
 use super::key_cache::DataKeyCache;
 use crate::manager::KmsManager;
-use crate::service_manager::ServiceSlot;
+use crate::slot::ServiceSlot;
 
 /// The façade over a [`KmsManager`]. See the [module docs](self).
 #[derive(Debug)]
@@ -215,6 +215,28 @@ impl EncryptionService {
     /// The metadata cache's statistics.
     pub async fn cache_stats(&self) -> Result<CacheStats> {
         Ok(self.lease().await?.manager.cache_stats())
+    }
+
+    /// The statistics of the backend's own cache of opened keys, if it has one.
+    pub async fn backend_key_cache_stats(&self) -> Result<Option<CacheStats>> {
+        Ok(self.lease().await?.manager.backend_key_cache_stats())
+    }
+
+    /// The optional operations the backend in force implements.
+    pub async fn capabilities(&self) -> Result<BackendCapabilities> {
+        Ok(self.lease().await?.manager.backend().capabilities())
+    }
+
+    /// Drops every cache: the manager's metadata cache and the backend's own.
+    pub async fn clear_caches(&self) -> Result<()> {
+        self.lease().await?.manager.clear_all_caches().await;
+        Ok(())
+    }
+
+    /// A sealed backup bundle of every key, if the backend makes them
+    /// ([`KmsBackend::backup`](crate::backends::KmsBackend::backup)).
+    pub async fn backup(&self) -> Result<Vec<u8>> {
+        self.lease().await?.manager.backend().backup().await
     }
 
     /// The configured default key id, if any.
