@@ -16,6 +16,7 @@
 //! | [`envelope`] | seal/open ≤ 4096 bytes, wrap/unwrap data keys, bound to key id, version and context |
 //! | [`cipher`] | [`cipher::ObjectCipher`]: AES-256-GCM and ChaCha20-Poly1305, caller-chosen nonces, in place |
 //! | [`stream`] | segments under a per-object key: `Write`/`Read` adapters, ranges, multipart, parallel |
+//! | [`rustfs`] | read-only readers of RustFS's key records, data-key envelopes and objects (migration) |
 //!
 //! Every failure is a [`CryptoError`], deliberately without detail; it converts into
 //! `kms_types::error::KmsError` (`Crypto`, or `InvalidRequest` for caller mistakes).
@@ -55,6 +56,7 @@ pub mod context;
 pub mod envelope;
 mod error;
 pub mod keys;
+pub mod rustfs;
 pub mod stream;
 #[cfg(test)]
 mod vectors;
