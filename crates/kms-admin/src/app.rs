@@ -318,6 +318,15 @@ impl App {
                 info.key_id = Some(created.key_id.clone());
                 Ok(json(StatusCode::CREATED, &created))
             }
+            Op::ImportKey => {
+                let request: kms_types::import::ImportKeyRequest = self.body(req, true).await?;
+                validate_key_id("key_id", &request.key_id)?;
+                info.key_id = Some(request.key_id.clone());
+                check(identity, operation, Some(&request.key_id))?;
+                let manager = self.manager.manager().await.ok_or_else(not_running)?;
+                let imported = self.call(operation, manager.backend().import_key(request)).await?;
+                Ok(json(StatusCode::CREATED, &imported))
+            }
             Op::ListKeys => {
                 let request = list_query(req.uri().query())?;
                 let svc = self.service().await?;

@@ -93,6 +93,7 @@ mod ciphertext;
 mod clock;
 mod dir;
 mod factory;
+mod import;
 mod legacy;
 mod master_key;
 mod record;

@@ -357,6 +357,10 @@ impl KmsBackend for LocalBackend {
         self.snapshot().await
     }
 
+    async fn import_key(&self, request: kms_types::import::ImportKeyRequest) -> Result<KeyMetadataResponse> {
+        Ok(KeyMetadataResponse { key_metadata: self.import(request).await?.metadata() })
+    }
+
     fn key_cache_stats(&self) -> Option<kms_types::api_types::CacheStats> {
         let stats = self.cache_stats();
         Some(kms_types::api_types::CacheStats {

@@ -13,6 +13,7 @@
 //! | [`types`] | key metadata and the request/response pair of every KMS operation |
 //! | [`api_types`] | the admin REST payloads (`ConfigureKmsRequest`, status) |
 //! | [`error`] | [`error::KmsError`], one enum for the whole library |
+//! | [`import`] | [`import::ImportKeyRequest`]: a key migrated from another KMS, with its material |
 //! | [`limits`] | the size limits on key metadata (tags, description, policy), for every backend |
 //! | [`secret`] | [`secret::SecretString`] and [`secret::SecretBytes`]: zeroized, redacted |
 //!
@@ -38,6 +39,7 @@ pub mod alias;
 pub mod api_types;
 pub mod config;
 pub mod error;
+pub mod import;
 pub mod limits;
 pub mod secret;
 pub mod serde_helpers;
