@@ -97,6 +97,7 @@ mod import;
 mod legacy;
 mod master_key;
 mod record;
+mod rustfs;
 mod service;
 mod store;
 mod writer;

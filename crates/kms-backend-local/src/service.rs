@@ -44,7 +44,7 @@ fn response(record: &KeyRecord) -> KeyMetadataResponse {
 
 impl LocalBackend {
     /// The `Enabled` key `key_id` for a cryptographic operation (memory only, once opened).
-    async fn enabled(&self, key_id: &str, operation: &'static str) -> Result<Arc<KeyRecord>> {
+    pub(crate) async fn enabled(&self, key_id: &str, operation: &'static str) -> Result<Arc<KeyRecord>> {
         validate_key_id("key_id", key_id)?;
         self.check_open()?;
         let record = self.inner.loaded(key_id, operation).await?;
@@ -87,6 +87,9 @@ impl LocalBackend {
     ) -> Result<(String, u32, Zeroizing<Vec<u8>>)> {
         if let Some(expected) = expected_key {
             validate_key_id("key_id", expected)?;
+        }
+        if crate::rustfs::is_envelope(blob) {
+            return self.open_rustfs(blob, context, expected_key, operation).await;
         }
         let (key_id, version, sealed) = ciphertext::decode(blob)?;
         if expected_key.is_some_and(|expected| expected != key_id) {
@@ -211,7 +214,9 @@ impl KmsBackend for LocalBackend {
     }
 
     fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
-        let (key_id, _, _) = ciphertext::decode(ciphertext_blob).ok()?;
+        let Ok((key_id, _, _)) = ciphertext::decode(ciphertext_blob) else {
+            return crate::rustfs::envelope_key_id(ciphertext_blob);
+        };
         validate_key_id("key_id", key_id).is_ok().then(|| key_id.to_owned())
     }
 

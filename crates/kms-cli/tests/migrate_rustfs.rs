@@ -181,3 +181,91 @@ fn an_interrupted_rustfs_restore_or_a_broken_record_is_reported() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("restore was interrupted"));
 }
+
+/// One JSON request to the admin API over a plain TCP connection: (status, body).
+fn post(dir: &Path, url: &str, path: &str, body: &Value) -> (u16, Value) {
+    use std::io::{Read as _, Write as _};
+    let token = std::fs::read_to_string(dir.join("kms-data/admin.token")).unwrap();
+    let address = url.strip_prefix("http://").unwrap();
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        token.trim(),
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn rustfs_envelopes_decrypt_after_migration_with_their_exact_context_and_re_encrypt_to_kms_blobs() {
+    let dir = temp_dir("migrate-rustfs-envelopes");
+    let (server, _) = serve(&dir, free_port(), &[]);
+    let url = server.url.clone();
+    let from = copy_dir("keydir", &dir);
+    std::fs::write(dir.join("rustfs.master"), manifest()["master_key"].as_str().unwrap()).unwrap();
+    // `default` is a kms-made key: RustFS envelopes naming it are refused below.
+    ok_json(&dir, &url, &["key", "create", "--name", "default"]);
+    migrate(&dir, &url, &["--from", from.to_str().unwrap(), "--master-key-file", "rustfs.master", "--commit"]);
+    ok_json(&dir, &url, &["key", "enable", "retired"]);
+
+    let cases: Vec<Value> = serde_json::from_slice(&std::fs::read(fixtures().join("envelopes.json")).unwrap()).unwrap();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let blob = STANDARD.encode(case["envelope"].as_str().unwrap());
+        let context = &case["context"];
+        let (status, answer) = post(
+            &dir,
+            &url,
+            "/kms/v1/decrypt",
+            &serde_json::json!({"ciphertext_blob": blob, "encryption_context": context}),
+        );
+        if case["master_key_id"] == "default" {
+            assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("crypto_error")), "{name}: {answer}");
+            continue;
+        }
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert_eq!(answer["key_id"], case["master_key_id"]);
+        assert_eq!(answer["key_version"], 1);
+        let plaintext = STANDARD.decode(answer["plaintext"].as_str().unwrap()).unwrap();
+        assert_eq!(plaintext, unhex(case["plaintext_hex"].as_str().unwrap()), "{name}");
+
+        // The context must be the envelope's, in full: no skip for an empty request.
+        let mut wrong = context.clone();
+        wrong["extra"] = "pair".into();
+        for context in [wrong, serde_json::json!({})].iter().filter(|c| *c != context) {
+            let request = serde_json::json!({"ciphertext_blob": blob, "encryption_context": context});
+            let (status, answer) = post(&dir, &url, "/kms/v1/decrypt", &request);
+            assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("crypto_error")), "{name}: {answer}");
+        }
+
+        // re-encrypt moves it to a kms blob under the same key, which decrypts to the same bytes.
+        let request = serde_json::json!({"ciphertext_blob": blob, "source_encryption_context": context});
+        let (status, moved) = post(&dir, &url, "/kms/v1/re-encrypt", &request);
+        assert_eq!(status, 200, "{name}: {moved}");
+        let kms_blob = STANDARD.decode(moved["ciphertext_blob"].as_str().unwrap()).unwrap();
+        assert_eq!(&kms_blob[..3], b"KLC");
+        let request = serde_json::json!({"ciphertext_blob": moved["ciphertext_blob"], "encryption_context": context});
+        let (status, answer) = post(&dir, &url, "/kms/v1/decrypt", &request);
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert_eq!(STANDARD.decode(answer["plaintext"].as_str().unwrap()).unwrap(), plaintext);
+    }
+
+    // A disabled migrated key refuses like any key; a tampered envelope is an opaque crypto error.
+    ok_json(&dir, &url, &["key", "disable", "app-data"]);
+    let blob = STANDARD.encode(cases[0]["envelope"].as_str().unwrap());
+    let (status, answer) = post(&dir, &url, "/kms/v1/decrypt", &serde_json::json!({"ciphertext_blob": blob}));
+    assert_eq!((status, answer["error"]["code"].as_str()), (409, Some("invalid_key_state")), "{answer}");
+    ok_json(&dir, &url, &["key", "enable", "app-data"]);
+    let tampered = cases[0]["envelope"].as_str().unwrap().replacen("\"encrypted_key\":[", "\"encrypted_key\":[1,", 1);
+    let request = serde_json::json!({"ciphertext_blob": STANDARD.encode(tampered)});
+    let (status, answer) = post(&dir, &url, "/kms/v1/decrypt", &request);
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("crypto_error")), "{answer}");
+}
