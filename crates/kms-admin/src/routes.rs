@@ -44,6 +44,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
             ["config"] => expect(&Method::GET, Op::GetConfig),
             ["cache", "clear"] => expect(&Method::POST, Op::ClearCache),
             ["backup"] => expect(&Method::POST, Op::Backup),
+            ["import"] => expect(&Method::POST, Op::ImportKey),
             ["decrypt"] => expect(&Method::POST, Op::Decrypt),
             ["re-encrypt"] => expect(&Method::POST, Op::ReEncrypt),
             ["keys"] => match *method {
@@ -109,6 +110,7 @@ mod tests {
             (Method::GET, "/kms/v1/config", Operation::GetConfig, None),
             (Method::POST, "/kms/v1/cache/clear", Operation::ClearCache, None),
             (Method::POST, "/kms/v1/backup", Operation::Backup, None),
+            (Method::POST, "/kms/v1/import", Operation::ImportKey, None),
             (Method::POST, "/kms/v1/keys", Operation::CreateKey, None),
             (Method::GET, "/kms/v1/keys", Operation::ListKeys, None),
             (Method::GET, "/kms/v1/keys/k1", Operation::DescribeKey, Some("k1")),

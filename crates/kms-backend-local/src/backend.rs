@@ -429,7 +429,11 @@ impl LocalBackend {
         };
         let material = random_material()?;
         let version = KeyVersion::new(1, meta.creation_date, material.as_ref())?;
-        let record = KeyRecord { key_id, meta, versions: vec![Arc::new(version)] };
+        self.insert(KeyRecord { key_id, meta, versions: vec![Arc::new(version)] }).await
+    }
+
+    /// Stores a new key; [`KmsError::KeyAlreadyExists`] if its id is taken.
+    pub(crate) async fn insert(&self, record: KeyRecord) -> Result<Arc<KeyRecord>> {
         // Sealed here, on the caller's thread: the writer only stores it.
         let bytes = record.encode(&self.inner.protection)?;
         let (reply, answer) = oneshot::channel();

@@ -51,7 +51,7 @@ fn response(record: &KeyRecord) -> KeyMetadataResponse {
 
 impl LocalBackend {
     /// The `Enabled` key `key_id` for a cryptographic operation (memory only, once opened).
-    async fn enabled(&self, key_id: &str, operation: Operation) -> Result<Arc<KeyRecord>> {
+    pub(crate) async fn enabled(&self, key_id: &str, operation: Operation) -> Result<Arc<KeyRecord>> {
         validate_key_id("key_id", key_id)?;
         self.check_open()?;
         let record = self.inner.loaded(key_id, operation.as_str()).await?;
@@ -94,6 +94,9 @@ impl LocalBackend {
     ) -> Result<(String, u32, Zeroizing<Vec<u8>>)> {
         if let Some(expected) = expected_key {
             validate_key_id("key_id", expected)?;
+        }
+        if crate::rustfs::is_envelope(blob) {
+            return self.open_rustfs(blob, context, expected_key, operation).await;
         }
         let (key_id, version, sealed) = ciphertext::decode(blob)?;
         if expected_key.is_some_and(|expected| expected != key_id) {
@@ -228,7 +231,9 @@ impl KmsBackend for LocalBackend {
     }
 
     fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
-        let (key_id, _, _) = ciphertext::decode(ciphertext_blob).ok()?;
+        let Ok((key_id, _, _)) = ciphertext::decode(ciphertext_blob) else {
+            return crate::rustfs::envelope_key_id(ciphertext_blob);
+        };
         validate_key_id("key_id", key_id).is_ok().then(|| key_id.to_owned())
     }
 
@@ -354,6 +359,10 @@ impl KmsBackend for LocalBackend {
 
     async fn backup(&self) -> Result<Vec<u8>> {
         self.snapshot().await
+    }
+
+    async fn import_key(&self, request: kms_types::import::ImportKeyRequest) -> Result<KeyMetadataResponse> {
+        Ok(KeyMetadataResponse { key_metadata: self.import(request).await?.metadata() })
     }
 
     fn key_cache_stats(&self) -> Option<kms_types::api_types::CacheStats> {

@@ -114,6 +114,8 @@ pub(crate) enum Command {
     Rewrap(RewrapArgs),
     Backup(BackupArgs),
     Restore(RestoreArgs),
+    #[command(subcommand)]
+    Migrate(crate::migrate::MigrateCommand),
     /// Bearer tokens for the server configuration.
     #[command(subcommand)]
     Token(TokenCommand),

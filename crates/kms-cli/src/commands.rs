@@ -49,6 +49,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rewrap(args) => crate::rewrap::run(&client(&global)?, &global, args).await,
         Command::Backup(args) => crate::backup::backup(&client(&global)?, &global, args).await,
         Command::Restore(args) => crate::backup::restore(&global, args),
+        Command::Migrate(cmd) => crate::migrate::run(&client(&global)?, &global, cmd).await,
     }
 }
 

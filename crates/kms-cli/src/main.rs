@@ -31,6 +31,7 @@ mod files;
 mod format_vectors;
 mod hardening;
 mod manual;
+mod migrate;
 mod output;
 mod rewrap;
 mod serve;

@@ -207,6 +207,13 @@ pub trait KmsBackend: Send + Sync {
         Err(self.unsupported("backup"))
     }
 
+    /// Creates a key with material brought from another KMS (`kms migrate`); never overwrites
+    /// an existing key ([`KmsError::KeyAlreadyExists`]). Optional: default `Unsupported`.
+    async fn import_key(&self, request: kms_types::import::ImportKeyRequest) -> Result<KeyMetadataResponse> {
+        let _ = request;
+        Err(self.unsupported("import_key"))
+    }
+
     /// The error an unimplemented optional operation returns.
     fn unsupported(&self, operation: &'static str) -> KmsError {
         KmsError::Unsupported { operation, backend: self.backend_name() }

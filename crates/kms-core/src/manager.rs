@@ -280,6 +280,27 @@ impl KmsManager {
         result
     }
 
+    /// Creates a key with material brought from another KMS (`kms migrate`); never overwrites
+    /// (a retried import whose first attempt landed answers `KeyAlreadyExists`).
+    pub async fn import_key(&self, request: kms_types::import::ImportKeyRequest) -> Result<KeyMetadataResponse> {
+        request.validate()?;
+        let key_id = request.key_id.clone();
+        // A copy per attempt (zeroized on drop): the material is not `Clone`.
+        let attempt = || kms_types::import::ImportKeyRequest {
+            key_id: request.key_id.clone(),
+            material: kms_types::secret::SecretBytes::from(request.material.expose_secret()),
+            key_state: request.key_state,
+            key_usage: request.key_usage,
+            description: request.description.clone(),
+            tags: request.tags.clone(),
+            creation_date: request.creation_date,
+            deletion_date: request.deletion_date,
+        };
+        let result = self.run_write("import_key", || self.backend.import_key(attempt())).await;
+        self.invalidate(&key_id);
+        result
+    }
+
     /// Encrypts (a retry makes a new ciphertext; a lost one is never seen by anyone).
     pub async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
         validate::encrypt(&request)?;

@@ -22,6 +22,7 @@
 //! | [`stream`] | segments under a per-object key: `Write`/`Read` adapters, ranges, multipart, parallel |
 //! | [`rand`] | random bytes, new key ids (UUID v7) and retry jitter for every crate above |
 //! | [`kdf`], [`mac`] | HKDF-SHA256 and HMAC-SHA256 for the crates above (key derivation, SigV4, verifiers) |
+//! | [`rustfs`] | read-only readers of RustFS's key records, data-key envelopes and objects (migration) |
 //!
 //! Every failure is a [`CryptoError`], deliberately without detail; it converts into
 //! `kms_types::error::KmsError` (`Crypto`, or `InvalidRequest` for caller mistakes).
@@ -64,6 +65,7 @@ pub mod kdf;
 pub mod keys;
 pub mod mac;
 pub mod rand;
+pub mod rustfs;
 pub mod stream;
 #[cfg(test)]
 mod vectors;

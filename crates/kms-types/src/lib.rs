@@ -13,6 +13,7 @@
 //! | [`types`] | key metadata and the request/response pair of every KMS operation |
 //! | [`api_types`] | the admin REST payloads (`ConfigureKmsRequest`, status) |
 //! | [`error`] | [`error::KmsError`], one enum for the whole library |
+//! | [`import`] | [`import::ImportKeyRequest`]: a key migrated from another KMS, with its material |
 //! | [`limits`] | the size limits on key metadata (tags, description, policy), for every backend |
 //! | [`operation`] | [`operation::Operation`] and the key-state table every backend follows |
 //! | [`secret`] | [`secret::SecretString`] and [`secret::SecretBytes`]: zeroized, redacted |
@@ -40,6 +41,7 @@ pub mod api_types;
 mod backend_kind;
 pub mod config;
 pub mod error;
+pub mod import;
 pub mod limits;
 pub mod operation;
 pub mod secret;

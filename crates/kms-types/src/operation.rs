@@ -68,6 +68,8 @@ pub enum Operation {
     Backup,
     /// `POST /kms/v1/keys`.
     CreateKey,
+    /// `POST /kms/v1/import`: a key with its material, from another KMS (`kms migrate`).
+    ImportKey,
     /// `GET /kms/v1/keys`.
     ListKeys,
     /// `GET /kms/v1/keys/{key_id}`.
@@ -121,7 +123,7 @@ const PENDING_DELETION: &[KeyState] = &[KeyState::PendingDeletion];
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 27] = [
+    pub const ALL: [Operation; 28] = [
         Self::Configure,
         Self::Reconfigure,
         Self::Start,
@@ -131,6 +133,7 @@ impl Operation {
         Self::ClearCache,
         Self::Backup,
         Self::CreateKey,
+        Self::ImportKey,
         Self::ListKeys,
         Self::DescribeKey,
         Self::EnableKey,
@@ -167,6 +170,7 @@ impl Operation {
             Self::ClearCache => "clear_cache",
             Self::Backup => "backup",
             Self::CreateKey => "create_key",
+            Self::ImportKey => "import_key",
             Self::ListKeys => "list_keys",
             Self::DescribeKey => "describe_key",
             Self::EnableKey => "enable_key",
@@ -193,6 +197,7 @@ impl Operation {
         matches!(
             self,
             Self::CreateKey
+                | Self::ImportKey
                 | Self::ListKeys
                 | Self::DescribeKey
                 | Self::EnableKey
@@ -235,6 +240,7 @@ impl Operation {
             | Self::ClearCache
             | Self::Backup
             | Self::CreateKey
+            | Self::ImportKey
             | Self::ListKeys
             | Self::Metrics
             | Self::Health

@@ -35,6 +35,16 @@ impl App {
         Ok(json(StatusCode::CREATED, &created))
     }
 
+    pub(crate) async fn import_key(&self, call: Call<'_>) -> Result<Resp, ApiError> {
+        let request: kms_types::import::ImportKeyRequest = self.body(call.req, true).await?;
+        validate_key_id("key_id", &request.key_id)?;
+        call.info.key_id = Some(request.key_id.clone());
+        check(call.identity, call.operation, Some(&request.key_id))?;
+        let svc = self.service().await?;
+        let imported = self.call(call.operation, svc.import_key(request)).await?;
+        Ok(json(StatusCode::CREATED, &imported))
+    }
+
     pub(crate) async fn list_keys(&self, call: Call<'_>) -> Result<Resp, ApiError> {
         let request = list_query(call.req.uri().query())?;
         let svc = self.service().await?;

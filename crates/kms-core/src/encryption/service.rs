@@ -239,6 +239,15 @@ impl EncryptionService {
         self.lease().await?.manager.backend().backup().await
     }
 
+    /// Creates a key with material brought from another KMS
+    /// ([`KmsManager::import_key`](crate::manager::KmsManager::import_key)).
+    pub async fn import_key(
+        &self,
+        request: kms_types::import::ImportKeyRequest,
+    ) -> Result<kms_types::types::KeyMetadataResponse> {
+        self.lease().await?.manager.import_key(request).await
+    }
+
     /// The configured default key id, if any.
     pub async fn default_key_id(&self) -> Result<Option<String>> {
         Ok(self.lease().await?.default_key_id)
