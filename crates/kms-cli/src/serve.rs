@@ -276,9 +276,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     server.run_until(kms_admin::server::shutdown_signal()).await;
     // Release the backend (the local key store's lock) before exiting; the saved state keeps
     // saying "running", so the next start resumes.
-    if let Err(err) = manager.stop().await {
-        tracing::debug!(error = %err, "stopping the service at shutdown");
-    }
+    manager.shutdown().await;
     eprintln!("kms: stopped");
     Ok(())
 }

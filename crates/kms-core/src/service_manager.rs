@@ -177,13 +177,27 @@ impl KmsServiceManager {
     /// configuration is kept. Stopping a service that is not running does nothing.
     pub async fn stop(&self) -> Result<()> {
         let _lifecycle = self.lifecycle.lock().await;
+        if self.release().await { self.save() } else { Ok(()) }
+    }
+
+    /// Stops serving at process exit, like [`Self::stop`] (in-flight calls finish, the backend
+    /// is closed and its locks released) but without running the save hook: the saved state
+    /// keeps saying "running", so the next start of the process resumes the service.
+    pub async fn shutdown(&self) {
+        let _lifecycle = self.lifecycle.lock().await;
+        self.release().await;
+    }
+
+    /// Takes the backend out of service (the caller holds the lifecycle lock); whether there
+    /// was one.
+    async fn release(&self) -> bool {
         let Some(old) = self.slot.replace(None).await else {
-            return Ok(());
+            return false;
         };
         self.write_state().status = KmsServiceStatus::Stopped;
         retire(old).await;
         tracing::info!("kms service stopped");
-        self.save()
+        true
     }
 
     /// Builds and health-checks a backend for `config`, then swaps it in atomically and

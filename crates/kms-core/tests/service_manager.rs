@@ -410,6 +410,25 @@ async fn every_lifecycle_change_is_saved_and_a_failed_save_is_reported_after_the
 }
 
 #[tokio::test]
+async fn shutdown_releases_the_backend_but_saves_nothing_so_the_next_process_resumes() {
+    let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(
+        config::KmsBackend::Local,
+    ))]));
+    let hook = Arc::new(Recorder::default());
+    manager.set_save_hook(hook.clone());
+    manager.configure(local_config()).await.unwrap();
+    manager.start().await.unwrap();
+    let saves_while_running = hook.saves.lock().unwrap().len();
+
+    manager.shutdown().await;
+    assert_eq!(manager.get_status().await, KmsServiceStatus::Stopped);
+    assert!(manager.encryption_service().await.is_none(), "no backend after shutdown");
+    let saved = hook.saves.lock().unwrap().clone();
+    assert_eq!(saved.len(), saves_while_running, "shutdown saved {saved:?}");
+    assert_eq!(saved.last(), Some(&(config::KmsBackend::Local, true)), "the last save says running");
+}
+
+#[tokio::test]
 async fn a_backend_kind_nobody_registered_is_refused_naming_the_backend() {
     #[derive(Debug, serde::Serialize, serde::Deserialize)]
     struct Elsewhere {
