@@ -411,9 +411,8 @@ async fn every_lifecycle_change_is_saved_and_a_failed_save_is_reported_after_the
 
 #[tokio::test]
 async fn shutdown_releases_the_backend_but_saves_nothing_so_the_next_process_resumes() {
-    let manager = KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(
-        config::KmsBackend::Local,
-    ))]));
+    let manager =
+        KmsServiceManager::new(registry_with(vec![Arc::new(MemoryBackendFactory::new(config::KmsBackend::Local))]));
     let hook = Arc::new(Recorder::default());
     manager.set_save_hook(hook.clone());
     manager.configure(local_config()).await.unwrap();
