@@ -479,6 +479,26 @@ def check_local_alias_record_v1(case):
     same(parsed[17:].decode("ascii"), target, "target")
 
 
+VAULT_ALIAS_MEMBERS = ["format", "alias_name", "target_key_id", "creation_date", "last_updated_date"]
+
+
+def check_vault_alias_record_v1(case):
+    """docs/formats.md, "Vault alias record (format 1)": the KV entry name is the alias name
+    with '/' as '.', and the record's members in order."""
+    name, record = case["alias_name"], case["record"]
+    expect(re.fullmatch(r"alias/[A-Za-z0-9/_-]{1,250}", name) is not None and not name.startswith("alias/aws/"),
+           "alias name rules")
+    same(case["entry"], name.replace("/", "."), "KV entry name")
+    same(case["entry"].replace(".", "/"), name, "the entry name maps back")
+    same(list(record), VAULT_ALIAS_MEMBERS, "members, in order")
+    same((record["format"], record["alias_name"]), (1, name), "format and alias name")
+    target = record["target_key_id"]
+    expect(re.fullmatch(r"[A-Za-z0-9._-]{1,256}", target) is not None and not target.startswith("."),
+           "target is a key id")
+    for member in ("creation_date", "last_updated_date"):
+        expect(re.fullmatch(RFC3339_UTC, record[member]) is not None, member)
+
+
 def check_backup_bundle_v1(case):
     """docs/formats.md, "Backup bundle": the layout, and the seal over the whole bundle."""
     bundle = hx(case["bundle_hex"])
@@ -543,6 +563,7 @@ CHECKS = {
     ("serve-data-dir", 1): check_serve_data_dir_v1,
     ("kms-backup-bundle", 1): check_backup_bundle_v1,
     ("local-alias-record", 1): check_local_alias_record_v1,
+    ("vault-alias-record", 1): check_vault_alias_record_v1,
 }
 
 

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use kms_core::backends::{BackendFactory, KmsBackend, RetryClass};
+use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
 use kms_types::config::{BackendConfig, KmsBackend as BackendKind, KmsConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::secret::{SecretBytes, SecretString};
@@ -34,6 +35,7 @@ use crate::classify::{CallError, class_of};
 use crate::record::{KeyRecord, RECORD_FORMAT, parse_record};
 use crate::transport::{Method, Route, Transport, TransportStats, backoff};
 
+mod aliases;
 mod create;
 mod transit;
 mod writes;
@@ -706,6 +708,30 @@ impl KmsBackend for VaultBackend {
             Ok(KeyMetadataResponse { key_metadata: record.metadata() })
         })
         .await
+    }
+
+    fn supports_aliases(&self) -> bool {
+        true
+    }
+
+    async fn create_alias(&self, request: CreateAliasRequest) -> Result<AliasEntry> {
+        self.inner.create_alias(request).await
+    }
+
+    async fn update_alias(&self, request: UpdateAliasRequest) -> Result<AliasEntry> {
+        self.inner.update_alias(request).await
+    }
+
+    async fn delete_alias(&self, alias_name: &str) -> Result<()> {
+        self.inner.delete_alias(alias_name).await
+    }
+
+    async fn list_aliases(&self, request: ListAliasesRequest) -> Result<ListAliasesResponse> {
+        self.inner.list_aliases(request).await
+    }
+
+    async fn resolve_alias(&self, alias_name: &str) -> Result<String> {
+        self.inner.resolve_alias(alias_name).await
     }
 
     async fn close(&self) -> Result<()> {

@@ -70,6 +70,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alias_record;
 mod auth;
 mod backend;
 pub mod blob;
