@@ -2,7 +2,9 @@
 
 The environment names the server and the credentials as a user would: AWS_ENDPOINT_URL_KMS,
 AWS_SHARED_CREDENTIALS_FILE (the bootstrap admin's <data_dir>/aws-credentials) and
-AWS_DEFAULT_REGION. Every check raises on failure; the script exits non-zero then.
+AWS_DEFAULT_REGION. KMS_BACKEND names the backend the server runs on (`local` or `openbao`),
+for the messages only: the same checks run on both. Every check raises on failure; the script
+exits non-zero then.
 """
 
 import base64
@@ -249,4 +251,4 @@ if __name__ == "__main__":
     test_boto3_aliases()
     test_aws_cli()
     test_encryption_sdk()
-    print("all AWS client tests passed")
+    print(f"all AWS client tests passed on the {os.environ.get('KMS_BACKEND', 'local')} backend")
