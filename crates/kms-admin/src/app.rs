@@ -38,6 +38,9 @@ use crate::metrics::Metrics;
 use crate::routes::{Route, route};
 use crate::store::{ConfigStore, PersistedState};
 
+#[path = "app_aliases.rs"]
+mod aliases;
+
 type Resp = Response<Full<Bytes>>;
 
 /// Backend pages read at most for one `list_keys` request of an identity limited to some key
@@ -248,8 +251,12 @@ impl App {
             .and_then(|h| self.auth.authenticate_header(h.as_bytes()))
             .ok_or_else(ApiError::unauthenticated)?;
         info.identity = Some(identity.name().to_owned());
+        if let Some(alias_route) = crate::aliases::alias_route(req.method(), req.uri().path())? {
+            return self.alias_request(alias_route, req, identity, info).await;
+        }
         let Route { operation, key_id } = route(req.method(), req.uri().path())?;
         info.operation = Some(operation);
+        let key_id = self.path_key(identity, operation, key_id).await?;
         info.key_id = key_id.clone();
         if !identity.may(operation) || (key_id.is_some() && !identity.may_on(operation, key_id.as_deref())) {
             return Err(ApiError::forbidden(identity.name(), operation.as_str(), key_id.as_deref()));
@@ -258,7 +265,7 @@ impl App {
         use Operation as Op;
         match operation {
             Op::Health => self.health(&req).await,
-            // No native route manages aliases (the AWS protocol does).
+            // Aliases are managed under /kms/v1/aliases (`alias_request`), not a key route.
             Op::ManageAliases => Err(ApiError::no_route()),
             Op::Metrics => {
                 let manager = self.manager.manager().await;
@@ -418,10 +425,11 @@ impl App {
             Op::Decrypt => {
                 let mut request: DecryptRequest = self.body(req, true).await?;
                 if let Some(k) = &request.key_id {
-                    validate_key_id("key_id", k)?;
+                    crate::aliases::check_key_ref("key_id", k)?;
                 }
                 info.context_sha256 = self.context_digest(&request.encryption_context);
                 let svc = self.service().await?;
+                request.key_id = self.body_key(&svc, operation, "key_id", request.key_id.take()).await?;
                 // Authorize on the key the ciphertext names BEFORE anything opens it: a caller
                 // who may not use that key must not learn whether the ciphertext authenticates
                 // (an oracle on the encryption context) nor what state the key is in.
@@ -444,12 +452,14 @@ impl App {
                 Ok(json(StatusCode::OK, &r))
             }
             Op::ReEncrypt => {
-                let request: ReEncryptRequest = self.body(req, true).await?;
+                let mut request: ReEncryptRequest = self.body(req, true).await?;
                 if let Some(dest) = &request.destination_key_id {
-                    validate_key_id("destination_key_id", dest)?;
+                    crate::aliases::check_key_ref("destination_key_id", dest)?;
                 }
                 info.context_sha256 = self.context_digest(&request.source_encryption_context);
                 let svc = self.service().await?;
+                let destination = request.destination_key_id.take();
+                request.destination_key_id = self.body_key(&svc, operation, "destination_key_id", destination).await?;
                 // As for decrypt: the source key is authorized before the backend opens it.
                 let source = self.named_key(&svc, &request.ciphertext_blob).await?;
                 info.key_id = Some(source.clone());

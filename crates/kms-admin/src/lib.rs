@@ -59,6 +59,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aliases;
 pub mod api;
 mod app;
 pub mod audit;
