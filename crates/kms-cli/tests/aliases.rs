@@ -58,3 +58,30 @@ fn aliases_from_the_command_line() {
     }
     drop(server);
 }
+
+/// `kms backup` carries the aliases and `kms restore` brings them back.
+#[test]
+fn aliases_survive_backup_and_restore() {
+    use std::os::unix::fs::PermissionsExt;
+    let old = temp_dir("aliases-backup-old");
+    let (server, _) = serve(&old, free_port(), &["--data-dir", old.join("kms-data").to_str().unwrap()]);
+    let url = server.url.clone();
+    ok_json(&old, &url, &["key", "create", "--name", "app-1"]);
+    ok_json(&old, &url, &["alias", "create", "alias/app", "app-1"]);
+    ok(&old, &url, &["backup", "--out", "keys.bundle"]);
+    drop(server);
+
+    let new = temp_dir("aliases-backup-new");
+    let data = new.join("kms-data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::copy(old.join("kms-data/master.key"), data.join("master.key")).unwrap();
+    std::fs::set_permissions(data.join("master.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let bundle = old.join("keys.bundle");
+    let restored = ok_json(&new, &url, &["restore", bundle.to_str().unwrap()]);
+    assert_eq!((restored["keys"].as_u64(), restored["aliases"].as_u64()), (Some(1), Some(1)), "{restored}");
+    let (server, _) = serve(&new, free_port(), &[]);
+    let described = ok_json(&new, &server.url, &["key", "describe", "alias/app"]);
+    assert_eq!(described["key_metadata"]["key_id"], "app-1");
+    drop(server);
+}
