@@ -10,8 +10,10 @@ use kms_types::alias::{CreateAliasRequest, ListAliasesRequest};
 use kms_types::error::KmsError;
 use kms_types::types::{CreateKeyRequest, ListKeysRequest};
 
+/// A new key; its name is made unique, since Transit keys are shared by every test run on the
+/// server (only the KV prefix is per run).
 async fn key(backend: &VaultBackend, name: &str) -> String {
-    let request = CreateKeyRequest { key_name: Some(name.into()), ..Default::default() };
+    let request = CreateKeyRequest { key_name: Some(common::unique(name)), ..Default::default() };
     backend.create_key(request).await.expect("create key").key_id
 }
 
