@@ -498,13 +498,43 @@ def check_local_alias_record_v1(case):
     same(parsed[17:].decode("ascii"), target, "target")
 
 
+VAULT_ALIAS_MEMBERS = ["format", "alias_name", "target_key_id", "creation_date", "last_updated_date"]
+
+
+def check_vault_alias_record_v1(case):
+    """docs/formats.md, "Vault alias record (format 1)": the KV entry name is the alias name
+    with '/' as '.', and the record's members in order."""
+    name, record = case["alias_name"], case["record"]
+    expect(re.fullmatch(r"alias/[A-Za-z0-9/_-]{1,250}", name) is not None and not name.startswith("alias/aws/"),
+           "alias name rules")
+    same(case["entry"], name.replace("/", "."), "KV entry name")
+    same(case["entry"].replace(".", "/"), name, "the entry name maps back")
+    same(list(record), VAULT_ALIAS_MEMBERS, "members, in order")
+    same((record["format"], record["alias_name"]), (1, name), "format and alias name")
+    target = record["target_key_id"]
+    expect(re.fullmatch(r"[A-Za-z0-9._-]{1,256}", target) is not None and not target.startswith("."),
+           "target is a key id")
+    for member in ("creation_date", "last_updated_date"):
+        expect(re.fullmatch(RFC3339_UTC, record[member]) is not None, member)
+
+
 def check_backup_bundle_v1(case):
-    """docs/formats.md, "Backup bundle": the layout, and the seal over the whole bundle."""
+    """docs/formats.md, "Backup bundle" (version 1): the layout, and the seal over the whole bundle."""
+    check_backup_bundle(case, 1)
+
+
+def check_backup_bundle_v2(case):
+    """docs/formats.md, "Backup bundle" (version 2): version 1 plus the alias section, each
+    alias an alias record (version 1) of the local store."""
+    check_backup_bundle(case, 2)
+
+
+def check_backup_bundle(case, version):
     bundle = hx(case["bundle_hex"])
 
     def parse(data):
         expect(data[:8] == b"KMSBKUP\0", "magic")
-        same(struct.unpack(">H", data[8:10])[0], 1, "version")
+        same(struct.unpack(">H", data[8:10])[0], version, "version")
         (verifier_len,) = struct.unpack(">I", data[10:14])
         verifier = data[14:14 + verifier_len]
         at = 14 + verifier_len
@@ -520,27 +550,56 @@ def check_backup_bundle_v1(case):
             expect(len(data) >= at + 4 + record_len, "record within the bundle")
             keys.append({"key_id": key_id, "flags": flags, "record_len": record_len})
             at += 4 + record_len
+        aliases, alias_offset = [], at
+        if version >= 2:
+            (alias_count,) = struct.unpack(">Q", data[at:at + 8])
+            at += 8
+            for _ in range(alias_count):
+                (name_len,) = struct.unpack(">H", data[at:at + 2])
+                name = data[at + 2:at + 2 + name_len].decode("utf-8")
+                at += 2 + name_len
+                (record_len,) = struct.unpack(">I", data[at:at + 4])
+                record = data[at + 4:at + 4 + record_len]
+                expect(len(record) == record_len, "alias record within the bundle")
+                aliases.append((name, record))
+                at += 4 + record_len
         (seal_len,) = struct.unpack(">I", data[at:at + 4])
         same(at + 4 + seal_len, len(data), "the seal ends the bundle")
-        return verifier, keys, at, data[at + 4:]
+        return verifier, keys, aliases, alias_offset, at, data[at + 4:]
 
     def open_seal(data):
-        verifier, _, body_len, seal = parse(data)
+        verifier, _, _, _, body_len, seal = parse(data)
         salt = unb64(json.loads(verifier)["salt"])
         kek = record_kek(unb64(case["master_key_base64"]), salt)
         digest = AESGCM(kek).decrypt(seal[:12], seal[12:], b"kms-local/v1/backup")
         same(digest, hashlib.sha256(data[:body_len]).digest(), "sealed digest of everything before the seal")
         return digest
 
-    verifier, keys, body_len, seal = parse(bundle)
+    verifier, keys, aliases, alias_offset, body_len, seal = parse(bundle)
     same(len(verifier), case["verifier_len"], "verifier length")
     same(json.loads(verifier)["format"], "kms-local-verifier", "the verifier record")
     same(len(keys), case["key_count"], "key count")
     same(keys, case["keys"], "keys")
     same(sorted(k["key_id"] for k in keys), [k["key_id"] for k in keys], "keys in id order")
+    if version >= 2:
+        same(alias_offset, case["alias_offset"], "alias section offset")
+        same(len(aliases), case["alias_count"], "alias count")
+        same([name for name, _ in aliases], sorted(name for name, _ in aliases), "aliases in name order")
+        for (name, record), expected in zip(aliases, case["aliases"]):
+            same(name, expected["alias_name"], "alias name")
+            same(record.hex(), expected["record_hex"], "alias record")
+            # An alias record, version 1 (docs/formats.md, "Alias record").
+            check_local_alias_record_v1({
+                "alias_name": name, "target_key_id": expected["target_key_id"],
+                "creation_date": expected["creation_date"], "last_updated_date": expected["last_updated_date"],
+                "value": record.hex(),
+            })
     same((body_len, len(seal)), (case["seal_offset"], case["seal_len"]), "seal offset and length")
     open_seal(bundle)
-    refused(open_seal, bundle, positions=[14 + len(verifier) + 20, body_len - 1, body_len + 10, len(bundle) - 1])
+    positions = [14 + len(verifier) + 20, body_len - 1, body_len + 10, len(bundle) - 1]
+    if version >= 2:
+        positions.append(alias_offset + 12)
+    refused(open_seal, bundle, positions=positions)
 
 
 CHECKS = {
@@ -562,7 +621,9 @@ CHECKS = {
     ("kms-file", 1): check_kms_file_v1,
     ("serve-data-dir", 1): check_serve_data_dir_v1,
     ("kms-backup-bundle", 1): check_backup_bundle_v1,
+    ("kms-backup-bundle", 2): check_backup_bundle_v2,
     ("local-alias-record", 1): check_local_alias_record_v1,
+    ("vault-alias-record", 1): check_vault_alias_record_v1,
 }
 
 

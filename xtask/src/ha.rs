@@ -227,7 +227,8 @@ disable_mlock = true
     )
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+/// Writes `bytes` to a new file readable by its owner only.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -6,8 +6,8 @@
 //! - `vectors`: only the format-vector check: `docs/vectors/check.py`, with `cryptography` and
 //!   `argon2-cffi` installed into `.tools/python` on first use (see [`pytools`]).
 //! - `aws-clients`: boto3, the AWS CLI and the AWS Encryption SDK (installed into
-//!   `.tools/python`) against a `kms serve` it starts and always stops (see [`aws_clients`]);
-//!   `test` runs it too.
+//!   `.tools/python`) against a `kms serve` it starts and always stops, on the local backend
+//!   and then on an OpenBao dev server of its own (see [`aws_clients`]); `test` runs it too.
 //! - `ci`: everything CI checks, in order: formatting, clippy with warnings denied, docs, the
 //!   facade's feature matrix, the layering rules, `cargo deny` (when installed), then `test`.
 //! - `bench [NAME...]`: the benchmarks, each a `harness = false` bench target of the crate that

@@ -6,7 +6,10 @@
 //! fresh `X-Amz-Date` each time) as a real client would; the server verifies each signature.
 //! Both APIs are driven the same way: N keep-alive HTTP/1.1 connections, each sending its next
 //! request as soon as the previous answer is read. The server and the load generator share
-//! this machine's cores. Environment: `KMS_BENCH_SECONDS` (default 5) per measurement.
+//! this machine's cores. Each figure is measured in rounds, native and AWS alternating (one
+//! second each), and the median of the rounds' ratios is reported: on a machine shared with
+//! other work, a load change then hits both sides of a round instead of one whole side.
+//! Environment: `KMS_BENCH_SECONDS` (default 5) rounds per figure.
 #![allow(clippy::print_stdout, missing_docs)]
 
 use std::net::SocketAddr;
@@ -72,8 +75,28 @@ impl Target {
     }
 }
 
-/// Requests per second over `duration` (after a short warm-up); panics on any failed request.
-async fn measure(target: &Target, concurrency: usize, duration: Duration) -> f64 {
+/// What one side of a round measured.
+struct Measured {
+    /// Requests per second after the warm-up.
+    rps: f64,
+    /// CPU seconds of the whole process (server and load generator) per request, warm-up
+    /// included: what the request costs this machine, whatever else runs on it.
+    cpu_per_request: f64,
+}
+
+/// User + system CPU seconds of this process so far (`/proc/self/stat`, clock ticks of 1/100 s).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat format").1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / 100.0
+}
+
+/// Requests per second over `duration` (after a short warm-up) and CPU per request; panics on
+/// any failed request.
+async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Measured {
+    let cpu_before = process_cpu_seconds();
     let start = Instant::now() + Duration::from_millis(500);
     let end = start + duration;
     let mut tasks = Vec::new();
@@ -85,7 +108,7 @@ async fn measure(target: &Target, concurrency: usize, duration: Duration) -> f64
             let (mut sender, conn) =
                 hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await.expect("handshake");
             tokio::spawn(conn);
-            let mut requests = 0u64;
+            let (mut requests, mut all) = (0u64, 0u64);
             while Instant::now() < end {
                 let now = Instant::now();
                 sender.ready().await.expect("connection");
@@ -93,18 +116,22 @@ async fn measure(target: &Target, concurrency: usize, duration: Duration) -> f64
                 let status = resp.status();
                 let body = resp.into_body().collect().await.expect("body").to_bytes();
                 assert!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body));
+                all += 1;
                 if now >= start {
                     requests += 1;
                 }
             }
-            requests
+            (requests, all)
         }));
     }
-    let mut total = 0;
+    let (mut total, mut all) = (0, 0);
     for task in tasks {
-        total += task.await.expect("load task");
+        let (requests, every) = task.await.expect("load task");
+        total += requests;
+        all += every;
     }
-    total as f64 / duration.as_secs_f64()
+    let cpu = process_cpu_seconds() - cpu_before;
+    Measured { rps: total as f64 / duration.as_secs_f64(), cpu_per_request: cpu / all.max(1) as f64 }
 }
 
 async fn one(target: &Target) -> serde_json::Value {
@@ -154,9 +181,16 @@ fn kms_server(rt: &tokio::runtime::Runtime, data: &Path) -> (SocketAddr, String,
     })
 }
 
+/// One round of one side.
+const ROUND: Duration = Duration::from_secs(1);
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 fn main() {
     let seconds: u64 = std::env::var("KMS_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let duration = Duration::from_secs(seconds);
     // Server and load generator each get a runtime of two workers.
     let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let client_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -189,13 +223,36 @@ fn main() {
             aws("Decrypt", format!(r#"{{"CiphertextBlob":"{blob}"}}"#)),
         ),
     ];
-    println!("AWS KMS protocol vs native /kms/v1, same server, same run ({seconds} s each, 2-core machine shared)");
-    println!("{:<18} {:>5} {:>14} {:>14} {:>8}", "operation", "conc", "native req/s", "aws req/s", "ratio");
+    println!(
+        "AWS KMS protocol vs native /kms/v1, same server, same run ({seconds} alternating 1 s rounds each, \
+         2-core machine shared; medians)"
+    );
+    println!(
+        "ratio: AWS req/s over native req/s; cpu ratio: native CPU per request over AWS CPU per request \
+         (server and load generator together), the steadier figure when other work shares the cores"
+    );
+    println!(
+        "{:<18} {:>5} {:>14} {:>14} {:>8} {:>10} {:>10} {:>10}",
+        "operation", "conc", "native req/s", "aws req/s", "ratio", "native µs", "aws µs", "cpu ratio"
+    );
     for concurrency in [1, 8] {
         for (name, native_target, aws_target) in &pairs {
-            let native_rps = client_rt.block_on(measure(native_target, concurrency, duration));
-            let aws_rps = client_rt.block_on(measure(aws_target, concurrency, duration));
-            println!("{name:<18} {concurrency:>5} {native_rps:>14.0} {aws_rps:>14.0} {:>8.2}", aws_rps / native_rps);
+            let mut rounds = Vec::new();
+            for _ in 0..seconds.max(1) {
+                let native = client_rt.block_on(measure(native_target, concurrency, ROUND));
+                let aws = client_rt.block_on(measure(aws_target, concurrency, ROUND));
+                rounds.push((native, aws));
+            }
+            let of = |f: &dyn Fn(&(Measured, Measured)) -> f64| median(rounds.iter().map(f).collect());
+            let (native_rps, aws_rps) = (of(&|r| r.0.rps), of(&|r| r.1.rps));
+            let ratio = of(&|r| r.1.rps / r.0.rps);
+            let (native_cpu, aws_cpu) = (of(&|r| r.0.cpu_per_request), of(&|r| r.1.cpu_per_request));
+            let cpu_ratio = of(&|r| r.0.cpu_per_request / r.1.cpu_per_request);
+            println!(
+                "{name:<18} {concurrency:>5} {native_rps:>14.0} {aws_rps:>14.0} {ratio:>8.2} {:>10.1} {:>10.1} {cpu_ratio:>10.2}",
+                native_cpu * 1e6,
+                aws_cpu * 1e6
+            );
         }
     }
     drop(server_rt);

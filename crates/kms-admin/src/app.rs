@@ -234,8 +234,12 @@ impl App {
             .and_then(|h| self.auth.authenticate_header(h.as_bytes()))
             .ok_or_else(ApiError::unauthenticated)?;
         info.identity = Some(identity.name().to_owned());
+        if let Some(alias_route) = crate::aliases::alias_route(req.method(), req.uri().path())? {
+            return self.alias_request(alias_route, req, identity, info).await;
+        }
         let Route { operation, key_id } = route(req.method(), req.uri().path())?;
         info.operation = Some(operation);
+        let key_id = self.path_key(identity, operation, key_id).await?;
         info.key_id = key_id.clone();
         if !identity.may(operation) || (key_id.is_some() && !identity.may_on(operation, key_id.as_deref())) {
             return Err(ApiError::forbidden(identity.name(), operation.as_str(), key_id.as_deref()));
@@ -244,7 +248,7 @@ impl App {
         use Operation as Op;
         match operation {
             Op::Health => self.health(&call.req).await,
-            // No native route manages aliases (the AWS protocol does).
+            // Aliases are managed under /kms/v1/aliases (`alias_request`), not a key route.
             Op::ManageAliases => Err(ApiError::no_route()),
             Op::Metrics => self.metrics_page().await,
             Op::Status => self.status().await,

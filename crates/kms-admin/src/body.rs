@@ -102,7 +102,7 @@ pub(crate) fn configure_body(mut body: serde_json::Map<String, serde_json::Value
     Ok(parsed)
 }
 
-fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect()
 }
 

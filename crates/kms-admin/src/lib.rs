@@ -10,8 +10,10 @@
 //!    without a valid token gets 401 whatever its path ([`auth`]; tokens are kept only as
 //!    SHA-256 hashes and compared in constant time);
 //! 2. **routing** ([`routes`]): 404 for unknown paths, 405 for wrong methods, 400 for a
-//!    malformed key id;
-//! 3. **authorization**: the identity's grants (operations × key-id globs), 403 otherwise;
+//!    malformed key id; an alias in place of a key id (`alias%2Fname`) is resolved to its key
+//!    here, and `/kms/v1/aliases` manages aliases ([`aliases`]);
+//! 3. **authorization**: the identity's grants (operations × key-id globs) on the key, 403
+//!    otherwise;
 //! 4. **the body**: at most `max_body_bytes` (413), `application/json` (415), parsed strictly
 //!    (`json_body`: a JSON object, never fields by position; unknown fields refused; a 400
 //!    names the field);
@@ -59,6 +61,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aliases;
 pub mod api;
 mod app;
 pub mod audit;

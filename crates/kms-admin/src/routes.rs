@@ -1,10 +1,10 @@
 //! The route table: `(method, path)` → [`Route`].
 //!
-//! Paths are matched segment by segment; the key id sits in the path and is validated here
-//! (`kms_types::types::validate_key_id`), so handlers only ever see well-formed ids.
+//! Paths are matched segment by segment; the key id (or an alias, `alias%2Fname`: see
+//! [`crate::aliases`]) sits in the path and is validated here, so handlers only ever see
+//! well-formed references.
 
 use http::Method;
-use kms_types::types::validate_key_id;
 
 use crate::auth::Operation;
 use crate::error::ApiError;
@@ -84,8 +84,8 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
                     ) => return Err(ApiError::method_not_allowed()),
                     _ => return Err(ApiError::no_route()),
                 };
-                validate_key_id("key_id", key_id)?;
-                Ok(Route { operation: op, key_id: Some((*key_id).to_owned()) })
+                // A key id, or an alias as one segment (`alias%2Fname`, see `crate::aliases`).
+                Ok(Route { operation: op, key_id: Some(crate::aliases::key_ref_from_segment(key_id)?) })
             }
             _ => Err(ApiError::no_route()),
         },

@@ -25,7 +25,7 @@ use kms_types::alias::{
 };
 use kms_types::error::{KmsError, Result};
 use kms_types::types::validate_key_id;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 use time::OffsetDateTime;
 
 use crate::backend::{LocalBackend, blocking};
@@ -75,6 +75,22 @@ fn now_seconds() -> Result<OffsetDateTime> {
 /// Whether a read-only open found no `aliases` table (no alias was ever written).
 fn missing(e: &TableError) -> bool {
     matches!(e, TableError::TableDoesNotExist(_))
+}
+
+/// Every alias row (name, record as stored) in name order, in `txn` (a backup's snapshot);
+/// none when no alias was ever written.
+pub(crate) fn rows(txn: &ReadTransaction) -> Result<Vec<(String, Vec<u8>)>> {
+    let table = match txn.open_table(ALIASES) {
+        Ok(table) => table,
+        Err(e) if missing(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(storage(e)),
+    };
+    let mut rows = Vec::new();
+    for item in table.iter().map_err(storage)? {
+        let (name, value) = item.map_err(storage)?;
+        rows.push((name.value().to_owned(), value.value().to_vec()));
+    }
+    Ok(rows)
 }
 
 impl LocalBackend {

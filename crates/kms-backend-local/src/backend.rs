@@ -129,11 +129,13 @@ impl Inner {
                 .dir
                 .read(crate::dir::VERIFIER_FILE)
                 .map_err(|e| io_error("cannot read the verifier record".to_owned(), e))?;
-            let entries = store::snapshot(&*inner.db()?)?
+            let snapshot = store::snapshot(&*inner.db()?)?;
+            let entries = snapshot
+                .keys
                 .into_iter()
                 .map(|(id, record, pending)| crate::bundle::Entry { id, record, pending })
                 .collect::<Vec<_>>();
-            crate::bundle::encode(&verifier, &entries, &inner.protection)
+            crate::bundle::encode(&verifier, &entries, &snapshot.aliases, &inner.protection)
         })
         .await
     }

@@ -23,11 +23,13 @@ use crate::store;
 pub struct RestoreSummary {
     /// Keys restored.
     pub keys: usize,
+    /// Aliases restored.
+    pub aliases: usize,
 }
 
 impl LocalBackend {
-    /// A backup bundle of every key (every version, state, description and tag) as the store
-    /// holds it now: sealed records and the verifier, authenticated as a whole under the
+    /// A backup bundle of every key (every version, state, description and tag) and every
+    /// alias as the store holds it now: sealed records and the verifier, authenticated as a whole under the
     /// master-key-derived KEK (`docs/formats.md`, "Backup bundle"). Changes committed while
     /// it is read are not in it; the bundle is built in memory.
     ///
@@ -41,7 +43,7 @@ impl LocalBackend {
     /// must be empty, with `master_key` (the key the bundle was made under).
     ///
     /// Nothing is written unless the bundle is whole and authentic and the master key opens
-    /// it. The records and the pending-deletion index go into a new store built aside and
+    /// it. The records, the pending-deletion index and the aliases go into a new store built aside and
     /// moved into place; the verifier record is written first, so an interrupted restore
     /// leaves an empty store to restore into again.
     ///
@@ -64,17 +66,21 @@ impl LocalBackend {
         }
         dir.write_atomic(VERIFIER_FILE, &bundle.verifier, false)
             .map_err(|e| io_error(format!("cannot write the verifier record into {shown}"), e))?;
-        let keys = store::build_and_install(&dir, |keys, pending| {
+        store::build_and_install(&dir, |keys, pending, aliases| {
             for entry in &bundle.entries {
                 keys.insert(entry.id.as_str(), entry.record.as_slice()).map_err(store::storage)?;
                 if entry.pending {
                     pending.insert(entry.id.as_str(), ()).map_err(store::storage)?;
                 }
             }
-            Ok(bundle.entries.len())
+            for (name, record) in &bundle.aliases {
+                aliases.insert(name.as_str(), record.as_slice()).map_err(store::storage)?;
+            }
+            Ok(())
         })?;
         dir.release();
-        tracing::info!(key_dir = %shown, keys, "restored a backup bundle");
-        Ok(RestoreSummary { keys })
+        let summary = RestoreSummary { keys: bundle.entries.len(), aliases: bundle.aliases.len() };
+        tracing::info!(key_dir = %shown, keys = summary.keys, aliases = summary.aliases, "restored a backup bundle");
+        Ok(summary)
     }
 }

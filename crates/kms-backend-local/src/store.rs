@@ -148,7 +148,7 @@ pub(crate) fn page(
 /// A record the migration reader cannot open is kept as it was, so its key stays listed as
 /// `Unavailable` with the same reason, as before.
 pub(crate) fn migrate(dir: &KeyDir, protection: &RecordProtection, legacy_ids: &[String]) -> Result<usize, KmsError> {
-    let migrated = build_and_install(dir, |keys, pending| {
+    let migrated = build_and_install(dir, |keys, pending, _aliases| {
         let mut migrated = 0;
         for id in legacy_ids {
             let bytes = dir.read(&format!("{id}{LEGACY_SUFFIX}")).unwrap_or_default();
@@ -178,13 +178,15 @@ pub(crate) fn migrate(dir: &KeyDir, protection: &RecordProtection, legacy_ids: &
 pub(crate) type KeysTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
 /// The `pending_deletion` table of a store being built.
 pub(crate) type PendingTable<'t> = redb::Table<'t, &'static str, ()>;
+/// The `aliases` table of a store being built.
+pub(crate) type AliasesTable<'t> = redb::Table<'t, &'static str, &'static [u8]>;
 
 /// Builds a new store with `fill` in one transaction under a temporary name, then moves it
 /// into place as the directory's store (replacing any): a crash leaves the old state or the
 /// whole new store, never a part (the temporary file is removed at the next start).
 pub(crate) fn build_and_install<T>(
     dir: &KeyDir,
-    fill: impl FnOnce(&mut KeysTable<'_>, &mut PendingTable<'_>) -> Result<T, KmsError>,
+    fill: impl FnOnce(&mut KeysTable<'_>, &mut PendingTable<'_>, &mut AliasesTable<'_>) -> Result<T, KmsError>,
 ) -> Result<T, KmsError> {
     let shown = dir.path().display().to_string();
     let temp = dir.temp_name().map_err(|e| io_error(format!("cannot build a key store in {shown}"), e))?;
@@ -200,7 +202,8 @@ pub(crate) fn build_and_install<T>(
         let filled = {
             let mut keys = txn.open_table(KEYS).map_err(storage)?;
             let mut pending = txn.open_table(PENDING).map_err(storage)?;
-            fill(&mut keys, &mut pending)?
+            let mut aliases = txn.open_table(crate::aliases::ALIASES).map_err(storage)?;
+            fill(&mut keys, &mut pending, &mut aliases)?
         };
         txn.commit().map_err(storage)?;
         Ok::<_, KmsError>(filled)
@@ -228,10 +231,11 @@ pub(crate) fn key_count(dir: &KeyDir) -> Result<u64, KmsError> {
     Ok(count)
 }
 
-/// Every (id, record, pending deletion) of the store, read in one read transaction: a
-/// consistent snapshot whatever the writer commits meanwhile.
-pub(crate) fn snapshot(db: &Database) -> Result<Vec<(String, Vec<u8>, bool)>, KmsError> {
+/// Every (id, record, pending deletion) and every alias of the store, read in one read
+/// transaction: a consistent snapshot whatever the writer commits meanwhile.
+pub(crate) fn snapshot(db: &Database) -> Result<Snapshot, KmsError> {
     let txn = db.begin_read().map_err(storage)?;
+    let aliases = crate::aliases::rows(&txn)?;
     let keys = txn.open_table(KEYS).map_err(storage)?;
     let pending = txn.open_table(PENDING).map_err(storage)?;
     let mut out = Vec::new();
@@ -241,7 +245,15 @@ pub(crate) fn snapshot(db: &Database) -> Result<Vec<(String, Vec<u8>, bool)>, Km
         let is_pending = pending.get(id.as_str()).map_err(storage)?.is_some();
         out.push((id, value.value().to_vec(), is_pending));
     }
-    Ok(out)
+    Ok(Snapshot { keys: out, aliases })
+}
+
+/// Every row of the store, read in one transaction.
+pub(crate) struct Snapshot {
+    /// Key id, record as stored, whether pending deletion; in id order.
+    pub(crate) keys: Vec<(String, Vec<u8>, bool)>,
+    /// Alias name and record as stored, in name order.
+    pub(crate) aliases: Vec<(String, Vec<u8>)>,
 }
 
 /// Removes the format 1 files a finished migration left behind: only those whose key the

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use kms_core::backends::{KmsBackend, RetryClass};
+use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
 use kms_types::config::{BackendConfig, KmsConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::operation::Operation;
@@ -35,6 +36,7 @@ use crate::classify::{CallError, class_of};
 use crate::record::{KeyRecord, RECORD_FORMAT, parse_record};
 use crate::transport::{Method, Route, Transport, TransportStats, backoff};
 
+mod aliases;
 mod create;
 mod factory;
 mod records;

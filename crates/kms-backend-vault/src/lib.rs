@@ -8,6 +8,9 @@
 //! other's update. Only keys with such a record are listed or used: a Transit key someone else
 //! made in the same mount is never adopted, and Transit is never called for a key we did not
 //! create, so `encrypt` cannot upsert-create a key by a typo.
+//! Aliases (`alias/...`) are KV records of their own next to the key records, under
+//! `<key_path_prefix>/.aliases/` (`docs/formats.md`, "Vault alias record"): created with a
+//! create-only write, moved with check-and-set, read at the active node and never cached.
 //!
 //! The encryption context is bound to every ciphertext as Transit `associated_data`, in the
 //! canonical encoding of [`kms_crypto::context::canonical_context`]. Ciphertext blobs use the
@@ -70,6 +73,7 @@
 
 #![forbid(unsafe_code)]
 
+mod alias_record;
 mod auth;
 mod backend;
 pub mod blob;

@@ -72,10 +72,11 @@ pub(crate) fn restore(global: &GlobalArgs, args: RestoreArgs) -> Result<(), CliE
         .create(&data_dir)
         .map_err(|e| CliError::local(format!("cannot create {}: {e}", data_dir.display())))?;
     let summary = LocalBackend::restore_into(&key_dir, &master_key, &bundle).map_err(restore_error)?;
-    report(global, &serde_json::json!({"key_dir": key_dir, "keys": summary.keys}), || {
+    report(global, &serde_json::json!({"key_dir": key_dir, "keys": summary.keys, "aliases": summary.aliases}), || {
         format!(
-            "restored {} key(s) into {}; start the server with `kms serve --data-dir {}`",
+            "restored {} key(s) and {} alias(es) into {}; start the server with `kms serve --data-dir {}`",
             summary.keys,
+            summary.aliases,
             key_dir.display(),
             data_dir.display()
         )

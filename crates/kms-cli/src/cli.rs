@@ -101,6 +101,9 @@ pub(crate) enum Command {
     /// Manage master keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage aliases (names that point at a key).
+    #[command(subcommand)]
+    Alias(crate::alias::AliasCommand),
     /// Generate a data key under a master key.
     Datakey(DatakeyArgs),
     /// Show the service status.
@@ -180,7 +183,8 @@ pub(crate) struct ServeArgs {
 }
 
 /// The help of every `<KEY_ID>` argument.
-const KEY_ID_HELP: &str = "The key's id (1-256 letters, digits, `-`, `_`, `.`; as printed by `kms key create`)";
+const KEY_ID_HELP: &str =
+    "The key's id (1-256 letters, digits, `-`, `_`, `.`; as printed by `kms key create`), or an alias (`alias/...`)";
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeyCommand {
@@ -313,7 +317,7 @@ pub(crate) enum ServiceCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct EncryptArgs {
-    /// The master key that wraps the data key.
+    /// The master key that wraps the data key: its id, or an alias (`alias/...`).
     #[arg(long)]
     pub(crate) key: String,
     /// Input file [default: stdin].

@@ -24,6 +24,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Completions { shell } => crate::manual::completions(shell),
         Command::Man => crate::manual::man_page(),
         Command::Key(cmd) => key(&client(&global)?, &global, cmd).await,
+        Command::Alias(cmd) => crate::alias::run(&client(&global)?, &global, cmd).await,
         Command::Datakey(args) => {
             let client = client(&global)?;
             let body = DataKeyBody {
@@ -79,10 +80,35 @@ fn show(global: &GlobalArgs, v: &Value, human: impl FnOnce(&Value)) {
     if global.json { output::json(v) } else { human(v) }
 }
 
-/// Checks a key id before it goes into a URL path.
-fn segment(key_id: &str) -> Result<&str, CliError> {
-    kms_types::types::validate_key_id("key_id", key_id).map_err(|e| CliError::usage(e.to_string()))?;
-    Ok(key_id)
+/// Reads a list route (`path`, with `query`) from `marker` on: one page, or with `all` every
+/// page. Returns the items of `field` of every page read, and the last page.
+pub(crate) async fn pages(
+    client: &Client,
+    path: &str,
+    query: Vec<String>,
+    mut marker: Option<String>,
+    all: bool,
+    field: &str,
+) -> Result<(Vec<Value>, Value), CliError> {
+    let mut items = Vec::new();
+    loop {
+        let mut query = query.clone();
+        query.extend(marker.as_ref().map(|m| format!("marker={m}")));
+        let path = if query.is_empty() { path.to_owned() } else { format!("{path}?{}", query.join("&")) };
+        let v: Value = client.call(Method::GET, &path, None::<&()>).await?;
+        items.extend(v[field].as_array().cloned().unwrap_or_default());
+        marker = v["next_marker"].as_str().map(kms_admin::aliases::key_segment);
+        if !all || !v["truncated"].as_bool().unwrap_or(false) || marker.is_none() {
+            return Ok((items, v));
+        }
+    }
+}
+
+/// Checks a key id or alias before it goes into a URL path, as one segment (an alias's `/`
+/// as `%2F`).
+pub(crate) fn segment(key_ref: &str) -> Result<String, CliError> {
+    kms_admin::aliases::check_key_ref("key_id", key_ref).map_err(|e| CliError::usage(e.message))?;
+    Ok(kms_admin::aliases::key_segment(key_ref))
 }
 
 /// Parses `NAME=VALUE` arguments.
@@ -115,26 +141,9 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
             show(global, &v, show_metadata);
         }
         KeyCommand::List { limit, marker, all } => {
-            let mut marker = marker;
-            let mut keys = Vec::new();
-            let last = loop {
-                let mut query = Vec::new();
-                if let Some(l) = limit {
-                    query.push(format!("limit={l}"));
-                }
-                if let Some(m) = &marker {
-                    query.push(format!("marker={}", segment(m)?));
-                }
-                let path =
-                    if query.is_empty() { "/kms/v1/keys".into() } else { format!("/kms/v1/keys?{}", query.join("&")) };
-                let v: Value = client.call(Method::GET, &path, None::<&()>).await?;
-                keys.extend(v["keys"].as_array().cloned().unwrap_or_default());
-                marker = v["next_marker"].as_str().map(str::to_owned);
-                let more = v["truncated"].as_bool().unwrap_or(false);
-                if !all || !more || marker.is_none() {
-                    break v;
-                }
-            };
+            let query = limit.map(|l| format!("limit={l}")).into_iter().collect();
+            let marker = marker.as_deref().map(segment).transpose()?;
+            let (keys, last) = pages(client, "/kms/v1/keys", query, marker, all, "keys").await?;
             if global.json {
                 let mut v = last;
                 v["keys"] = Value::Array(keys);

@@ -141,11 +141,16 @@ fn data_key_from(encoded: &SecretString) -> Result<PlaintextDataKey, CliError> {
 
 /// `kms encrypt`.
 pub(crate) async fn encrypt(client: &Client, args: EncryptArgs) -> Result<(), CliError> {
-    kms_types::types::validate_key_id("--key", &args.key).map_err(|e| CliError::usage(e.to_string()))?;
+    kms_admin::aliases::check_key_ref("--key", &args.key).map_err(|e| CliError::usage(e.message))?;
     let context: EncryptionContext = pairs("--context", &args.context)?;
     let body = DataKeyBody { key_spec: KeySpec::Aes256, encryption_context: context.clone() };
-    let answer: DataKeyAnswer =
-        client.call_secret(Method::POST, &format!("/kms/v1/keys/{}/generate-data-key", args.key), Some(&body)).await?;
+    let answer: DataKeyAnswer = client
+        .call_secret(
+            Method::POST,
+            &format!("/kms/v1/keys/{}/generate-data-key", crate::commands::segment(&args.key)?),
+            Some(&body),
+        )
+        .await?;
     let data_key = data_key_from(&answer.plaintext_key)?;
     let wrapped = answer.ciphertext_blob;
     if wrapped.is_empty() || wrapped.len() > MAX_WRAPPED_LEN as usize {

@@ -19,6 +19,7 @@
 
 use std::process::ExitCode;
 
+mod alias;
 mod aws_keys;
 mod backup;
 mod cli;

@@ -24,6 +24,7 @@ mod ops;
 pub mod rotation;
 pub mod settings;
 mod shapes;
+mod signing_keys;
 pub mod sigv4;
 
 use std::net::SocketAddr;
@@ -55,6 +56,7 @@ pub const CONTENT_TYPE_JSON: &str = "application/x-amz-json-1.1";
 pub struct AwsApi {
     settings: AwsSettings,
     credentials: Credentials,
+    signing_keys: signing_keys::SigningKeys,
 }
 
 impl AwsApi {
@@ -67,7 +69,7 @@ impl AwsApi {
     ) -> Result<Self, String> {
         settings.validate()?;
         let credentials = Credentials::open(settings, store, known)?;
-        Ok(Self { settings: settings.clone(), credentials })
+        Ok(Self { settings: settings.clone(), credentials, signing_keys: Default::default() })
     }
 
     /// Whether a request is for this protocol: `POST /` with a `TrentService.*` target.
@@ -152,7 +154,7 @@ impl AwsApi {
             .credentials
             .lookup(&auth.access_key_id)
             .ok_or_else(|| AwsError::from(sigv4::SigV4Error::UnknownAccessKey))?;
-        sigv4::verify(&signed, &auth, secret)?;
+        sigv4::verify_with_key(&signed, &auth, &self.signing_keys.get(&auth, secret))?;
         let identity = app
             .auth
             .identity_named(name)
@@ -171,12 +173,35 @@ impl AwsApi {
     }
 }
 
-/// A fresh request id in the UUID form AWS uses.
+/// A fresh request id in the UUID form AWS uses: a random prefix drawn once per process and a
+/// counter, so ids are unique without a system call per request (they only name a request in
+/// the log; nothing relies on them being unpredictable).
 fn request_id() -> String {
+    static PREFIX: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut prefix = [0u8; 8];
+        // A failed draw leaves zeros: the counter still keeps ids distinct within the process.
+        let _ = kms_crypto::rand::fill(&mut prefix);
+        prefix
+    });
     let mut b = [0u8; 16];
-    if kms_crypto::rand::fill(&mut b).is_err() {
-        b = [0; 16];
-    }
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    b[..8].copy_from_slice(prefix);
+    b[8..].copy_from_slice(&COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_be_bytes());
+    let hex = sigv4::hex(&b);
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_distinct_uuid_shaped() {
+        let (a, b) = (super::request_id(), super::request_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let groups: Vec<usize> = id.split('-').map(str::len).collect();
+            assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+            assert!(id.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{id}");
+        }
+    }
 }

@@ -208,25 +208,45 @@ pub fn precheck(request: &SignedRequest<'_>, expect: &Expectation<'_>) -> Result
 
 /// Recomputes the signature with `secret` and compares it in constant time.
 pub fn verify(request: &SignedRequest<'_>, auth: &Authorization, secret: &[u8]) -> Result<(), SigV4Error> {
+    verify_with_key(request, auth, &signing_key(secret, auth))
+}
+
+/// As [`verify`], with the scope's signing key already derived ([`signing_key`]; the server
+/// keeps it for the day, see `signing_keys.rs`).
+pub fn verify_with_key(request: &SignedRequest<'_>, auth: &Authorization, key: &SigningKey) -> Result<(), SigV4Error> {
     let amz_date = header_str(request.headers, "x-amz-date").unwrap_or_default();
-    let expected = signature(request, auth, amz_date, secret);
+    let expected = signature_with_key(request, auth, amz_date, key);
     if bool::from(expected.as_bytes().ct_eq(auth.signature.as_bytes())) { Ok(()) } else { Err(SigV4Error::Mismatch) }
+}
+
+/// The signing key of a scope: HMAC-SHA-256 of the secret over date, region, service and
+/// `aws4_request`. Zeroized on drop.
+pub type SigningKey = zeroize::Zeroizing<[u8; 32]>;
+
+/// Derives the signing key of `auth`'s scope (date, region, service) from `secret`.
+pub fn signing_key(secret: &[u8], auth: &Authorization) -> SigningKey {
+    let mut key = zeroize::Zeroizing::new(b"AWS4".to_vec());
+    key.extend_from_slice(secret);
+    let mut k = hmac_sha256(&key, auth.date.as_bytes());
+    for part in [auth.region.as_str(), auth.service.as_str(), "aws4_request"] {
+        k = hmac_sha256(k.as_ref(), part.as_bytes());
+    }
+    let mut out = zeroize::Zeroizing::new([0u8; 32]);
+    out.copy_from_slice(k.as_ref());
+    out
 }
 
 /// The hex signature of `request` under `secret` for the scope in `auth` (also what a client
 /// computes: the bench and the tests sign with it).
 pub fn signature(request: &SignedRequest<'_>, auth: &Authorization, amz_date: &str, secret: &[u8]) -> String {
+    signature_with_key(request, auth, amz_date, &signing_key(secret, auth))
+}
+
+fn signature_with_key(request: &SignedRequest<'_>, auth: &Authorization, amz_date: &str, key: &SigningKey) -> String {
     let canonical = canonical_request(request, &auth.signed_headers);
     let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
     let string_to_sign = format!("{ALGORITHM}\n{amz_date}\n{scope}\n{}", hex(sha256(canonical.as_bytes()).as_ref()));
-    let mut key = b"AWS4".to_vec();
-    key.extend_from_slice(secret);
-    let mut k = hmac_sha256(&key, auth.date.as_bytes());
-    zeroize::Zeroize::zeroize(&mut key);
-    for part in [auth.region.as_str(), auth.service.as_str(), "aws4_request"] {
-        k = hmac_sha256(k.as_ref(), part.as_bytes());
-    }
-    hex(hmac_sha256(k.as_ref(), string_to_sign.as_bytes()).as_ref())
+    hex(hmac_sha256(key.as_ref(), string_to_sign.as_bytes()).as_ref())
 }
 
 /// A client-side signer (used by the bench and the tests; a real client has its own).
@@ -352,8 +372,14 @@ fn uri_encode(bytes: &[u8], encode_slash: bool) -> String {
     out
 }
 
+/// A header value as SigV4 signs it: trimmed, runs of spaces collapsed to one. Values that
+/// are already so (nearly all) are taken as they are.
 fn collapse_spaces(value: &str) -> String {
-    value.split_whitespace().collect::<Vec<_>>().join(" ")
+    let canonical = !value.starts_with(char::is_whitespace)
+        && !value.ends_with(char::is_whitespace)
+        && !value.contains("  ")
+        && !value.contains(|c: char| c.is_whitespace() && c != ' ');
+    if canonical { value.to_owned() } else { value.split_whitespace().collect::<Vec<_>>().join(" ") }
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -378,10 +404,15 @@ fn sha256(bytes: &[u8]) -> digest::Digest {
     digest::digest(&digest::SHA256, bytes)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex. A table, not `format!` per byte: three digests of every request (the body,
+/// the canonical request, the signature) go through it on each side, and `fmt` made it one of
+/// the hot frames of the AWS path (`cargo xtask bench aws`).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
     out
 }

@@ -201,3 +201,25 @@ fn the_client_signer_makes_what_the_verifier_accepts() {
     assert_eq!(map, botocore_kms_request());
     assert!(!format!("{signer:?}").contains("kmsTestSecret"));
 }
+
+#[test]
+fn hex_is_lowercase_two_digits_a_byte() {
+    let all: Vec<u8> = (0..=255).collect();
+    let expected: String = all.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex(&all), expected);
+    assert_eq!(hex(&[]), "");
+}
+
+#[test]
+fn header_values_are_trimmed_and_their_spaces_collapsed() {
+    for (value, canonical) in [
+        ("application/x-amz-json-1.1", "application/x-amz-json-1.1"),
+        ("a b", "a b"),
+        ("  a   b  ", "a b"),
+        ("a\tb", "a b"),
+        ("a \t b", "a b"),
+        ("", ""),
+    ] {
+        assert_eq!(collapse_spaces(value), canonical, "{value:?}");
+    }
+}

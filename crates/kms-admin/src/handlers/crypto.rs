@@ -6,7 +6,7 @@ use kms_core::encryption::service::EncryptionService;
 use kms_types::error::KmsError;
 use kms_types::types::{
     DecryptRequest, EncryptRequest, GenerateDataKeyRequest, GenerateDataKeyWithoutPlaintextRequest,
-    MAX_ENCRYPT_PLAINTEXT_BYTES, ReEncryptRequest, validate_key_id,
+    MAX_ENCRYPT_PLAINTEXT_BYTES, ReEncryptRequest,
 };
 
 use super::Call;
@@ -57,10 +57,11 @@ impl App {
         let Call { req, identity, operation, info, .. } = call;
         let mut request: DecryptRequest = self.body(req, true).await?;
         if let Some(k) = &request.key_id {
-            validate_key_id("key_id", k)?;
+            crate::aliases::check_key_ref("key_id", k)?;
         }
         info.context_sha256 = self.context_digest(&request.encryption_context);
         let svc = self.service().await?;
+        request.key_id = self.body_key(&svc, operation, "key_id", request.key_id.take()).await?;
         // Authorize on the key the ciphertext names BEFORE anything opens it: a caller
         // who may not use that key must not learn whether the ciphertext authenticates
         // (an oracle on the encryption context) nor what state the key is in.
@@ -85,12 +86,14 @@ impl App {
 
     pub(crate) async fn re_encrypt(&self, call: Call<'_>) -> Result<Resp, ApiError> {
         let Call { req, identity, operation, info, .. } = call;
-        let request: ReEncryptRequest = self.body(req, true).await?;
+        let mut request: ReEncryptRequest = self.body(req, true).await?;
         if let Some(dest) = &request.destination_key_id {
-            validate_key_id("destination_key_id", dest)?;
+            crate::aliases::check_key_ref("destination_key_id", dest)?;
         }
         info.context_sha256 = self.context_digest(&request.source_encryption_context);
         let svc = self.service().await?;
+        let destination = request.destination_key_id.take();
+        request.destination_key_id = self.body_key(&svc, operation, "destination_key_id", destination).await?;
         // As for decrypt: the source key is authorized before the backend opens it.
         let source = self.named_key(&svc, &request.ciphertext_blob).await?;
         info.key_id = Some(source.clone());

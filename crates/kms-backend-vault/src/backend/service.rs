@@ -244,6 +244,30 @@ impl KmsBackend for VaultBackend {
         .await
     }
 
+    fn supports_aliases(&self) -> bool {
+        true
+    }
+
+    async fn create_alias(&self, request: CreateAliasRequest) -> Result<AliasEntry> {
+        self.inner.create_alias(request).await
+    }
+
+    async fn update_alias(&self, request: UpdateAliasRequest) -> Result<AliasEntry> {
+        self.inner.update_alias(request).await
+    }
+
+    async fn delete_alias(&self, alias_name: &str) -> Result<()> {
+        self.inner.delete_alias(alias_name).await
+    }
+
+    async fn list_aliases(&self, request: ListAliasesRequest) -> Result<ListAliasesResponse> {
+        self.inner.list_aliases(request).await
+    }
+
+    async fn resolve_alias(&self, alias_name: &str) -> Result<String> {
+        self.inner.resolve_alias(alias_name).await
+    }
+
     async fn close(&self) -> Result<()> {
         self.inner.auth.close();
         Ok(())
