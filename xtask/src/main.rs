@@ -1,8 +1,10 @@
 //! Project automation (matklad's xtask pattern): `cargo xtask <task>`.
 //!
 //! - `test`: the independent Python check of the published format vectors (`vectors`), then
-//!   every test of the workspace, against a real OpenBao dev server it starts and always stops
-//!   (see [`openbao`]; the Vault tests fail without one, they are never skipped).
+//!   every test of the workspace with `--all-features` (so the live test targets of features
+//!   `live-vault` and `aws-cli` are built), against a real OpenBao dev server it starts and
+//!   always stops (see [`openbao`]; a plain `cargo test` leaves those targets out and prints
+//!   which).
 //! - `vectors`: only the format-vector check: `docs/vectors/check.py`, with `cryptography` and
 //!   `argon2-cffi` installed into `.tools/python` on first use (see [`pytools`]).
 //! - `aws-clients`: boto3, the AWS CLI and the AWS Encryption SDK (installed into
@@ -18,7 +20,9 @@
 //! - `ha [SECONDS]`: a 3-node OpenBao Raft cluster and two `kms serve` processes; mixed load
 //!   for SECONDS (default 40) with the OpenBao leader SIGKILLed mid-run (see [`ha`]).
 //!
-//! This crate is built before every task, so it keeps no dependencies: it only runs commands.
+//! This crate is built before every task, so it keeps dependencies out: it runs commands, and
+//! its one dependency, `kms-testkit` without features, is the std-only OpenBao launcher the
+//! tests and benches share.
 
 mod aws_clients;
 mod ha;
@@ -106,8 +110,11 @@ fn workspace_root() -> std::path::PathBuf {
 fn test() -> Result<(), String> {
     check_format_vectors()?;
     let aws_cli_dir = aws_clients::run(&workspace_root())?;
-    let server = openbao::OpenBao::start(&workspace_root())?;
-    eprintln!("xtask: OpenBao dev server up (log: {})", server.log().display());
+    let server = openbao::start(&workspace_root())?;
+    eprintln!(
+        "xtask: OpenBao dev server up (log: {})",
+        server.log().map(|l| l.display().to_string()).unwrap_or_default()
+    );
     // The README's walk-through (kms-cli tests/readme.rs) runs `aws kms ...`: the AWS CLI
     // installed above, whether or not the machine has one of its own.
     let mut path = std::ffi::OsString::from(aws_cli_dir.as_os_str());
@@ -139,7 +146,7 @@ const CI_HA_SECONDS: u64 = 24;
 /// `cargo xtask openbao`: one dev server for a development loop; prints the environment to
 /// export and runs until interrupted (Ctrl-C stops the server with it).
 fn openbao_dev() -> Result<(), String> {
-    let server = openbao::OpenBao::start(&workspace_root())?;
+    let server = openbao::start(&workspace_root())?;
     let mut out = String::new();
     for (name, value) in server.env() {
         out.push_str(&format!("export {name}={value}\n"));
@@ -149,9 +156,10 @@ fn openbao_dev() -> Result<(), String> {
     #[allow(clippy::print_stdout)] // printing the environment is this task's job
     {
         print!("{out}");
-        println!("# also written to {}; log: {}; Ctrl-C stops the server", env_file.display(), server.log().display());
+        let log = server.log().map(|l| l.display().to_string()).unwrap_or_default();
+        println!("# also written to {}; log: {log}; Ctrl-C stops the server", env_file.display());
     }
-    server.wait()
+    Ok(server.wait()?)
 }
 
 fn ci() -> Result<(), String> {

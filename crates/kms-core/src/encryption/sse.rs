@@ -569,7 +569,6 @@ mod tests {
         assert_eq!(CustomerKey::md5_of(&key), md5);
         let k = CustomerKey::new(&key, md5).unwrap();
         assert_eq!(k.key_md5(), md5);
-        assert!(!format!("{k:?}").contains("AAAA"));
         let err = CustomerKey::new(&key, "AAAAAAAAAAAAAAAAAAAAAA==").unwrap_err();
         assert!(matches!(err, KmsError::InvalidRequest { ref field, .. } if field == headers::SSE_C_KEY_MD5));
         let err = CustomerKey::new(&[0u8; 16], md5).unwrap_err();
@@ -577,6 +576,20 @@ mod tests {
         let k = CustomerKey::from_base64(&B64.encode(key), md5).unwrap();
         assert_eq!(k.expose_secret(), &key);
         assert!(CustomerKey::from_base64("%%%", md5).is_err());
+    }
+
+    #[test]
+    fn customer_key_debug_shows_no_key_material() {
+        // Distinct bytes, so every encoding of the key is recognisable in the output.
+        let key: [u8; 32] = std::array::from_fn(|i| 0xA0 + i as u8);
+        let k = CustomerKey::new(&key, &CustomerKey::md5_of(&key)).unwrap();
+        let shown = format!("{k:?} {k:#?}");
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        for encoding in [B64.encode(key), hex, format!("{key:?}"), format!("{:?}", &key[..4])] {
+            assert!(!shown.contains(&encoding[..12]), "{encoding} in {shown}");
+        }
+        assert!(shown.contains("[REDACTED]"), "{shown}");
+        assert!(shown.contains(&CustomerKey::md5_of(&key)), "the MD5 is not secret and helps debugging: {shown}");
     }
 
     #[test]
