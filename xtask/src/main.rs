@@ -190,6 +190,7 @@ const FACADE_FEATURE_SETS: &[&[&str]] = &[
     &["--no-default-features", "--features", "local"],
     &["--no-default-features", "--features", "vault"],
     &["--no-default-features", "--features", "admin"],
+    &["--no-default-features", "--features", "sse"],
     &["--all-features"],
 ];
 

@@ -62,7 +62,12 @@
 //! - `vault`: HashiCorp Vault / OpenBao over Transit and KV v2, `kms::vault` (crate
 //!   `kms-backend-vault`).
 //! - `admin`: the admin HTTP API, `kms::admin` (crate `kms-admin`).
+//! - `sse` (default): the S3 server-side encryption pipeline, `kms::encryption::{sse,
+//!   pipeline, stream, rewrap, key_cache}` (kms-core's `sse` feature, which alone pulls
+//!   `md-5`, `base64` and `serde_json`).
 //! - `full`: all of the above.
+//!
+//! On docs.rs every feature is on and each gated item says which feature it needs.
 //!
 //! With `default-features = false` the facade has no backend: the service manager then
 //! accepts no configuration until you register a [`backends::BackendFactory`] of your own in
@@ -75,6 +80,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::sync::Arc;
 
@@ -83,10 +89,13 @@ pub use kms_crypto as crypto;
 pub use kms_types::{api_types, config, error, types};
 
 #[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub use kms_admin as admin;
 #[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub use kms_backend_local as local;
 #[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use kms_backend_vault as vault;
 
 pub use kms_core::service_manager::{get_global_encryption_service, get_global_kms_service_manager};
