@@ -168,6 +168,7 @@ fn ci() -> Result<(), String> {
     docs()?;
     feature_matrix()?;
     layering::check()?;
+    layering::check_cli_uses_the_facade_only()?;
     deny()?;
     test()
 }

@@ -1,18 +1,18 @@
 //! The client commands: each one request (or a few) to the server, printed as a table or JSON.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
 use http::Method;
-use kms_admin::api::{DataKeyBody, DescriptionBody, TagBody, UntagBody};
-use kms_types::types::{CreateKeyRequest, KeySpec};
+use kms::admin::api::{DataKeyBody, DescriptionBody, TagBody, UntagBody};
+use kms::types::{CreateKeyRequest, KeySpec};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::cli::{Cli, Command, GlobalArgs, KeyCommand, ServiceCommand, Spec, TokenCommand};
 use crate::client::{CliError, Client};
 use crate::output;
+use crate::pairs::pairs;
 
 /// Runs a parsed command line.
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
@@ -80,21 +80,8 @@ fn show(global: &GlobalArgs, v: &Value, human: impl FnOnce(&Value)) {
 
 /// Checks a key id before it goes into a URL path.
 fn segment(key_id: &str) -> Result<&str, CliError> {
-    kms_types::types::validate_key_id("key_id", key_id).map_err(|e| CliError::usage(e.to_string()))?;
+    kms::types::validate_key_id("key_id", key_id).map_err(|e| CliError::usage(e.to_string()))?;
     Ok(key_id)
-}
-
-/// Parses `NAME=VALUE` arguments.
-pub(crate) fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
-    items
-        .iter()
-        .map(|item| {
-            item.split_once('=')
-                .filter(|(k, _)| !k.is_empty())
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| CliError::usage(format!("{flag} {item}: expected NAME=VALUE")))
-        })
-        .collect()
 }
 
 async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<(), CliError> {
@@ -226,17 +213,17 @@ fn request_file(path: &PathBuf) -> Result<Value, CliError> {
 fn token(cmd: TokenCommand) -> Result<(), CliError> {
     match cmd {
         TokenCommand::Generate => {
-            let token = kms_admin::auth::generate_token();
+            let token = kms::admin::auth::generate_token();
             println!("token:        {}", token.as_str());
-            println!("token_sha256: {}", kms_admin::auth::hash_token(&token));
+            println!("token_sha256: {}", kms::admin::auth::hash_token(&token));
         }
         TokenCommand::Hash => {
             let mut s = Zeroizing::new(String::new());
             std::io::stdin().read_to_string(&mut s).map_err(|e| CliError::local(format!("stdin: {e}")))?;
-            println!("{}", kms_admin::auth::hash_token(s.trim()));
+            println!("{}", kms::admin::auth::hash_token(s.trim()));
         }
         TokenCommand::Aws { identity, data_dir, seal_key_file } => {
-            let store = kms_admin::store::ConfigStore::open(&data_dir, seal_key_file.as_deref())
+            let store = kms::admin::store::ConfigStore::open(&data_dir, seal_key_file.as_deref())
                 .map_err(|e| CliError::local(format!("seal key: {e}")))?;
             let (key, secret) = crate::aws_keys::new_access_key(&store, &identity)?;
             println!("# Add to kms.toml, then restart kms serve:");
@@ -263,15 +250,6 @@ mod tests {
         wipe_strings(&mut v);
         // `String::zeroize` overwrites the bytes, then empties the string.
         assert_eq!(v, serde_json::json!({"key_id": "", "plaintext_key": "", "nested": {"a": [""]}}));
-    }
-
-    #[test]
-    fn pairs_parse_and_reject_garbage() {
-        let p = pairs("--tag", &["a=1".into(), "b=x=y".into(), "c=".into()]).unwrap();
-        assert_eq!(p["b"], "x=y");
-        assert_eq!(p["c"], "");
-        assert_eq!(pairs("--tag", &["novalue".into()]).unwrap_err().code, crate::client::exit::USAGE);
-        assert!(pairs("--tag", &["=v".into()]).is_err());
     }
 
     #[test]

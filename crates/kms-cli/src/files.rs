@@ -24,16 +24,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use indicatif::{ProgressBar, ProgressStyle};
-use kms_admin::api::DataKeyBody;
-use kms_crypto::keys::PlaintextDataKey;
-use kms_crypto::stream::{DecryptingReader, EncryptingWriter, HEADER_LEN, ObjectLayout, Part, StreamParams};
-use kms_types::secret::SecretString;
-use kms_types::types::{DecryptRequest, EncryptionContext, KeySpec};
+use kms::admin::api::DataKeyBody;
+use kms::crypto::keys::PlaintextDataKey;
+use kms::crypto::stream::{DecryptingReader, EncryptingWriter, HEADER_LEN, ObjectLayout, Part, StreamParams};
+use kms::secret::SecretString;
+use kms::types::{DecryptRequest, EncryptionContext, KeySpec};
 use zeroize::Zeroizing;
 
 use crate::cli::{DecryptArgs, EncryptArgs};
 use crate::client::{CliError, Client};
-use crate::commands::pairs;
+use crate::pairs::pairs;
 
 /// The file magic.
 pub(crate) const MAGIC: [u8; 4] = *b"KMSF";
@@ -119,7 +119,7 @@ fn progress(len: Option<u64>, quiet: bool) -> ProgressBar {
 #[derive(Debug, serde::Deserialize)]
 struct DataKeyAnswer {
     plaintext_key: SecretString,
-    #[serde(with = "kms_types::serde_helpers::base64_bytes")]
+    #[serde(with = "kms::serde_helpers::base64_bytes")]
     ciphertext_blob: Vec<u8>,
 }
 
@@ -141,7 +141,7 @@ fn data_key_from(encoded: &SecretString) -> Result<PlaintextDataKey, CliError> {
 
 /// `kms encrypt`.
 pub(crate) async fn encrypt(client: &Client, args: EncryptArgs) -> Result<(), CliError> {
-    kms_types::types::validate_key_id("--key", &args.key).map_err(|e| CliError::usage(e.to_string()))?;
+    kms::types::validate_key_id("--key", &args.key).map_err(|e| CliError::usage(e.to_string()))?;
     let context: EncryptionContext = pairs("--context", &args.context)?;
     let body = DataKeyBody { key_spec: KeySpec::Aes256, encryption_context: context.clone() };
     let answer: DataKeyAnswer =
@@ -316,7 +316,7 @@ fn decrypt_range(
         .and_then(|_| file.read_exact(&mut header))
         .map_err(|e| io_error("cannot read", Some(path), e))?;
     let segment_size = u32::from_be_bytes([header[6], header[7], header[8], header[9]]);
-    let plaintext_len = kms_crypto::stream::plaintext_len(stream_len, segment_size)
+    let plaintext_len = kms::crypto::stream::plaintext_len(stream_len, segment_size)
         .map_err(|_| CliError::local("the file is truncated or not a kms stream"))?;
     let end = end.unwrap_or(plaintext_len).min(plaintext_len);
     if start > end {

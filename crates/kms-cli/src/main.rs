@@ -32,6 +32,7 @@ mod format_vectors;
 mod hardening;
 mod manual;
 mod output;
+mod pairs;
 mod rewrap;
 mod serve;
 mod token;

@@ -7,12 +7,13 @@
 //!
 //! | path | from | holds |
 //! |---|---|---|
-//! | [`config`], [`types`], [`api_types`], [`error`] | `kms-types` | configuration, DTOs, admin payloads, [`error::KmsError`] |
+//! | [`config`], [`types`], [`api_types`], [`error`], [`secret`], [`alias`], [`limits`], [`serde_helpers`] | `kms-types` | configuration, DTOs, admin payloads, [`error::KmsError`], redacted secrets, alias rules, metadata limits |
 //! | [`backends`] | `kms-core` | the [`backends::KmsBackend`] trait, [`backends::BackendFactory`], [`backends::BackendRegistry`] |
 //! | [`manager`] | `kms-core` | [`manager::KmsManager`]: timeouts, retries, metadata cache |
 //! | [`service_manager`] | `kms-core` | [`service_manager::KmsServiceManager`]: configure/start/stop/reconfigure |
 //! | [`encryption`] | `kms-core` | [`encryption::service::EncryptionService`], what S3 handlers call |
 //! | [`mock`] | `kms-core` | [`mock::MemoryBackend`], an in-memory backend for tests |
+//! | [`aliases`], `fs_trust` (unix) | `kms-core` | the alias table; the file trust checks of key and data directories |
 //! | [`crypto`] | `kms-crypto` | ciphers, data keys, envelopes |
 //! | `local`, `vault`, `admin` | backend and admin crates | behind their features |
 //!
@@ -84,9 +85,11 @@
 
 use std::sync::Arc;
 
-pub use kms_core::{backends, encryption, manager, mock, service_manager};
+#[cfg(unix)]
+pub use kms_core::fs_trust;
+pub use kms_core::{aliases, backends, encryption, manager, mock, service_manager};
 pub use kms_crypto as crypto;
-pub use kms_types::{api_types, config, error, types};
+pub use kms_types::{alias, api_types, config, error, limits, secret, serde_helpers, types};
 
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
