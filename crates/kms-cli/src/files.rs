@@ -362,9 +362,11 @@ mod tests {
     fn ranges_parse() {
         assert_eq!(parse_range("0-10").unwrap(), (0, Some(10)));
         assert_eq!(parse_range("5-").unwrap(), (5, None));
-        assert!(parse_range("10-5").is_err());
-        assert!(parse_range("x-5").is_err());
-        assert!(parse_range("5").is_err());
+        for bad in ["10-5", "x-5", "5"] {
+            let err = parse_range(bad).unwrap_err();
+            assert_eq!(err.code, crate::client::exit::USAGE, "{bad}");
+            assert!(err.message.contains(&format!("--range {bad}")), "{}", err.message);
+        }
     }
 
     #[test]
@@ -375,14 +377,17 @@ mod tests {
         file.extend_from_slice(&3u32.to_be_bytes());
         file.extend_from_slice(b"abc");
         assert_eq!(read_header(&mut &file[..]).unwrap(), b"abc");
-        for bad in [
-            &b"KMSX\x01\0\0\0\x01a"[..],
-            b"KMSF\x02\0\0\0\x01a",
-            b"KMSF\x01\0\0\0\0",
-            b"KMSF\x01\xff\xff\xff\xffa",
-            b"KM",
+        let not_ours = "not a kms-encrypted file";
+        for (bad, why) in [
+            (&b"KMSX\x01\0\0\0\x01a"[..], not_ours),
+            (b"KMSF\x02\0\0\0\x01a", "unsupported kms file version 2"),
+            (b"KMSF\x01\0\0\0\0", not_ours),
+            (b"KMSF\x01\xff\xff\xff\xffa", not_ours),
+            (b"KM", not_ours),
         ] {
-            assert!(read_header(&mut &bad[..]).is_err(), "{bad:?}");
+            let err = read_header(&mut &bad[..]).unwrap_err();
+            assert_eq!(err.code, crate::client::exit::FAILED, "{bad:?}");
+            assert!(err.message.contains(why), "{bad:?}: {}", err.message);
         }
     }
 }

@@ -7,6 +7,14 @@ use kms_types::types::EncryptionContext;
 
 use super::*;
 
+/// The field an `InvalidRequest` names; panics on success or on any other error kind.
+fn invalid_field<T: std::fmt::Debug>(result: Result<T>) -> String {
+    match result {
+        Err(KmsError::InvalidRequest { field, .. }) => field,
+        other => panic!("expected InvalidRequest, got {other:?}"),
+    }
+}
+
 /// MD5 of 32 zero bytes, computed independently
 /// (Python: `base64.b64encode(hashlib.md5(bytes(32)).digest())`).
 #[test]
@@ -22,7 +30,7 @@ fn customer_key_md5_is_checked() {
     assert!(matches!(err, KmsError::InvalidRequest { ref field, .. } if field == headers::SSE_C_KEY));
     let k = CustomerKey::from_base64(&B64.encode(key), md5).unwrap();
     assert_eq!(k.expose_secret(), &key);
-    assert!(CustomerKey::from_base64("%%%", md5).is_err());
+    assert_eq!(invalid_field(CustomerKey::from_base64("%%%", md5)), headers::SSE_C_KEY);
 }
 
 #[test]
@@ -90,9 +98,9 @@ fn context_always_names_the_object_and_refuses_reserved_keys() {
     assert_eq!(ctx[CONTEXT_MODE], "SSE-KMS");
     assert_eq!(ctx["tenant"], "a");
     let reserved: EncryptionContext = [(CONTEXT_BUCKET.to_owned(), "x".to_owned())].into();
-    assert!(object_encryption_context("b", "k", SseKind::Kms, &reserved).is_err());
-    assert!(object_encryption_context("", "k", SseKind::S3, &EncryptionContext::new()).is_err());
-    assert!(object_encryption_context("b", "", SseKind::S3, &EncryptionContext::new()).is_err());
+    assert_eq!(invalid_field(object_encryption_context("b", "k", SseKind::Kms, &reserved)), "encryption_context");
+    assert_eq!(invalid_field(object_encryption_context("", "k", SseKind::S3, &EncryptionContext::new())), "bucket");
+    assert_eq!(invalid_field(object_encryption_context("b", "", SseKind::S3, &EncryptionContext::new())), "object_key");
 }
 
 fn kms_metadata() -> ObjectMetadata {
@@ -146,11 +154,11 @@ fn malformed_metadata_is_refused_naming_the_field() {
         assert!(matches!(err, KmsError::InvalidRequest { field: ref f, .. } if f == field), "{from}: {err:?}");
     }
     for broken in [r#"{"v":1}"#, "", "[]", &json.replace(r#""v":1"#, r#""v":1,"extra":0"#)] {
-        assert!(ObjectMetadata::from_json(broken).is_err());
+        assert!(invalid_field(ObjectMetadata::from_json(broken)).starts_with("metadata"), "{broken}");
     }
     let mut sizes = kms_metadata();
     sizes.ciphertext_size += 1;
-    assert!(sizes.layout().is_err());
+    assert_eq!(invalid_field(sizes.layout()), "metadata");
 }
 
 #[test]
@@ -184,14 +192,14 @@ fn completing_a_multipart_upload_checks_the_parts() {
     let done = upload.complete_multipart(vec![part(1, 100), part(3, 7)]).unwrap();
     assert_eq!(done.plaintext_size, 107);
     assert_eq!(done.layout().unwrap().parts().len(), 2);
-    assert!(done.complete_multipart(vec![part(4, 1)]).is_err(), "already completed");
-    assert!(upload.complete_multipart(vec![]).is_err());
-    assert!(upload.complete_multipart(vec![part(2, 1), part(1, 1)]).is_err());
-    assert!(upload.complete_multipart(vec![part(1, 1), part(1, 1)]).is_err());
-    assert!(upload.complete_multipart(vec![part(0, 1)]).is_err());
-    assert!(upload.complete_multipart(vec![part(10_001, 1)]).is_err());
+    assert_eq!(invalid_field(done.complete_multipart(vec![part(4, 1)])), "upload", "already completed");
+    invalid_field(upload.complete_multipart(vec![]));
+    invalid_field(upload.complete_multipart(vec![part(2, 1), part(1, 1)]));
+    invalid_field(upload.complete_multipart(vec![part(1, 1), part(1, 1)]));
+    invalid_field(upload.complete_multipart(vec![part(0, 1)]));
+    invalid_field(upload.complete_multipart(vec![part(10_001, 1)]));
     let mut lying = part(1, 10);
     lying.ciphertext_size += 1;
-    assert!(upload.complete_multipart(vec![lying]).is_err());
-    assert!(kms_metadata().complete_multipart(vec![part(1, 1)]).is_err(), "not a multipart upload");
+    invalid_field(upload.complete_multipart(vec![lying]));
+    assert_eq!(invalid_field(kms_metadata().complete_multipart(vec![part(1, 1)])), "upload", "not a multipart upload");
 }
