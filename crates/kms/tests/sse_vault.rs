@@ -77,5 +77,6 @@ async fn openbao_killed_mid_way() {
     let err = env.service.encrypt_stream(&b"x"[..], object("new")).await.unwrap_err();
     assert!(matches!(err, KmsError::Backend { .. } | KmsError::Timeout { .. }), "{err:?}");
     env.service.set_kms_unavailable_policy(KmsUnavailablePolicy::FailClosed).unwrap();
-    assert!(sse_suite::get(&env.service, &warm, "b", "warm", &warm_meta, None, None).await.is_err());
+    let err = sse_suite::get(&env.service, &warm, "b", "warm", &warm_meta, None, None).await.unwrap_err();
+    assert!(err.is_retryable(), "fail-closed: the outage itself, not a cached answer: {err:?}");
 }
