@@ -199,6 +199,7 @@ const FACADE_FEATURE_SETS: &[&[&str]] = &[
     &["--no-default-features", "--features", "vault"],
     &["--no-default-features", "--features", "admin"],
     &["--no-default-features", "--features", "sse"],
+    &["--no-default-features", "--features", "testing"],
     &["--all-features"],
 ];
 

@@ -15,7 +15,7 @@
 //! | [`mock`] | `kms-core` | [`mock::MemoryBackend`], an in-memory backend for tests |
 //! | [`aliases`], `fs_trust` (unix) | `kms-core` | the alias table; the file trust checks of key and data directories |
 //! | [`crypto`] | `kms-crypto` | ciphers, data keys, envelopes |
-//! | `local`, `vault`, `admin` | backend and admin crates | behind their features |
+//! | `local`, `vault`, `admin`, `testing` | backend, admin and test-kit crates | behind their features |
 //!
 //! The process-wide service: [`init_global_kms_service_manager`] (builds it once, with the
 //! backends this build enables), [`get_global_kms_service_manager`] and
@@ -67,6 +67,9 @@
 //!   pipeline, stream, rewrap, key_cache}` (kms-core's `sse` feature, which alone pulls
 //!   `md-5`, `base64` and `serde_json`).
 //! - `full`: all of the above.
+//! - `testing`: test support for applications, `kms::testing` (crate `kms-testkit`): a local
+//!   test environment (temporary key store, running service, ready `EncryptionService`), with
+//!   `vault` also an OpenBao one, the forwarding backend and the backend contract suite.
 //!
 //! On docs.rs every feature is on and each gated item says which feature it needs.
 //!
@@ -100,6 +103,9 @@ pub use kms_backend_local as local;
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use kms_backend_vault as vault;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use kms_testkit as testing;
 
 pub use kms_core::service_manager::{get_global_encryption_service, get_global_kms_service_manager};
 

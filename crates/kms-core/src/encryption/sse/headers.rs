@@ -21,9 +21,9 @@ pub const SSE_C_KEY: &str = "x-amz-server-side-encryption-customer-key";
 /// Base64 of the MD5 of the SSE-C customer key.
 pub const SSE_C_KEY_MD5: &str = "x-amz-server-side-encryption-customer-key-md5";
 
-/// The value of [`headers::SSE`] for SSE-S3 and of [`headers::SSE_C_ALGORITHM`].
+/// The value of [`SSE`] for SSE-S3 and of [`SSE_C_ALGORITHM`].
 pub const AES256: &str = "AES256";
-/// The value of [`headers::SSE`] for SSE-KMS.
+/// The value of [`SSE`] for SSE-KMS.
 pub const AWS_KMS: &str = "aws:kms";
 
 /// S3 response headers, in a fixed order, names in lower case.
