@@ -18,6 +18,7 @@
 //! - `fuzz [--ci] [SECONDS]`: every `cargo fuzz` target in `fuzz/` for SECONDS each (default
 //!   60) from the seed corpus in `fuzz/corpus/<target>`; needs cargo-fuzz and a nightly
 //!   toolchain. `ci` runs it with `--ci`: a machine without them skips it with one line.
+//! - `layering`: only the layering rules of [`layering`] (`ci` runs them too).
 //! - `openbao`: one OpenBao dev server for a development loop; prints the environment to export.
 //! - `ha [SECONDS]`: a 3-node OpenBao Raft cluster and two `kms serve` processes; mixed load
 //!   for SECONDS (default 40) with the OpenBao leader SIGKILLed mid-run (see [`ha`]).
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
         Some("openbao") => openbao_dev(),
+        Some("layering") => layering::check().and_then(|()| layering::check_cli_uses_the_facade_only()),
         Some("ha") => match args.get(1).map(|s| s.parse::<u64>()) {
             None => ha::run(&workspace_root(), 40),
             Some(Ok(seconds)) if seconds >= 6 => ha::run(&workspace_root(), seconds),
@@ -51,7 +53,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | vectors | aws-clients | ci | bench [{}] | fuzz [--ci] [SECONDS] | openbao | ha [SECONDS]>",
+                "usage: cargo xtask <test | vectors | aws-clients | ci | bench [{}] | fuzz [--ci] [SECONDS] | layering | openbao | ha [SECONDS]>",
                 bench_names().join("|")
             );
             return ExitCode::from(2);
