@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 use http::Method;
 use kms::admin::api::{DataKeyBody, DescriptionBody, TagBody, UntagBody};
-use kms::types::{CreateKeyRequest, KeySpec};
+use kms::types::{
+    CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse, DeleteKeyResponse, DescribeKeyResponse,
+    KeyMetadataResponse, KeySpec, ListKeysResponse,
+};
+use serde::Serialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -78,6 +82,12 @@ fn show(global: &GlobalArgs, v: &Value, human: impl FnOnce(&Value)) {
     if global.json { output::json(v) } else { human(v) }
 }
 
+/// A typed answer (a `kms::types` wire type, read and checked by `Client::call`) as the JSON
+/// the output functions print.
+fn as_value(answer: &impl Serialize) -> Result<Value, CliError> {
+    serde_json::to_value(answer).map_err(|e| CliError::local(format!("cannot show the answer: {e}")))
+}
+
 /// Checks a key id before it goes into a URL path.
 fn segment(key_id: &str) -> Result<&str, CliError> {
     kms::types::validate_key_id("key_id", key_id).map_err(|e| CliError::usage(e.to_string()))?;
@@ -97,8 +107,8 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
                 tags: pairs("--tag", &tags)?,
                 ..CreateKeyRequest::default()
             };
-            let v: Value = client.call(Method::POST, "/kms/v1/keys", Some(&request)).await?;
-            show(global, &v, show_metadata);
+            let created: CreateKeyResponse = client.call(Method::POST, "/kms/v1/keys", Some(&request)).await?;
+            show(global, &as_value(&created)?, show_metadata);
         }
         KeyCommand::List { limit, marker, all } => {
             let mut marker = marker;
@@ -113,33 +123,31 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
                 }
                 let path =
                     if query.is_empty() { "/kms/v1/keys".into() } else { format!("/kms/v1/keys?{}", query.join("&")) };
-                let v: Value = client.call(Method::GET, &path, None::<&()>).await?;
-                keys.extend(v["keys"].as_array().cloned().unwrap_or_default());
-                marker = v["next_marker"].as_str().map(str::to_owned);
-                let more = v["truncated"].as_bool().unwrap_or(false);
-                if !all || !more || marker.is_none() {
-                    break v;
+                let mut page: ListKeysResponse = client.call(Method::GET, &path, None::<&()>).await?;
+                keys.append(&mut page.keys);
+                marker.clone_from(&page.next_marker);
+                if !all || !page.truncated || marker.is_none() {
+                    break page;
                 }
             };
             if global.json {
-                let mut v = last;
-                v["keys"] = Value::Array(keys);
-                output::json(&v);
+                output::json(&as_value(&ListKeysResponse { keys, ..last })?);
             } else {
-                let rows: Vec<Vec<String>> =
-                    keys.iter().map(|k| vec![output::cell(&k["key_id"]), output::cell(&k["key_state"])]).collect();
+                // The state as the server's JSON names it (`enabled`, `pending_deletion`, ...).
+                let rows = keys
+                    .iter()
+                    .map(|k| Ok(vec![k.key_id.clone(), output::cell(&as_value(&k.key_state)?)]))
+                    .collect::<Result<Vec<_>, CliError>>()?;
                 output::table(&["KEY ID", "STATE"], &rows);
-                if let (false, true, Some(m)) =
-                    (all, last["truncated"].as_bool().unwrap_or(false), last["next_marker"].as_str())
-                {
+                if let (false, true, Some(m)) = (all, last.truncated, &last.next_marker) {
                     eprintln!("(more keys: --marker {m}, or --all)");
                 }
             }
         }
         KeyCommand::Describe { key_id } => {
-            let v: Value =
-                client.call(Method::GET, &format!("/kms/v1/keys/{}", segment(&key_id)?), None::<&()>).await?;
-            show(global, &v, show_metadata);
+            let path = format!("/kms/v1/keys/{}", segment(&key_id)?);
+            let described: DescribeKeyResponse = client.call(Method::GET, &path, None::<&()>).await?;
+            show(global, &as_value(&described)?, show_metadata);
         }
         KeyCommand::Enable { key_id } => simple(client, global, &key_id, "enable").await?,
         KeyCommand::Disable { key_id } => simple(client, global, &key_id, "disable").await?,
@@ -147,24 +155,26 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
         KeyCommand::CancelDeletion { key_id } => simple(client, global, &key_id, "cancel-deletion").await?,
         KeyCommand::Delete { key_id, pending_days } => {
             let path = format!("/kms/v1/keys/{}?pending_window_in_days={pending_days}", segment(&key_id)?);
-            let v: Value = client.call(Method::DELETE, &path, None::<&()>).await?;
-            show(global, &v, output::fields);
+            let scheduled: DeleteKeyResponse = client.call(Method::DELETE, &path, None::<&()>).await?;
+            show(global, &as_value(&scheduled)?, output::fields);
         }
         KeyCommand::Tag { key_id, tags } => {
             let body = TagBody { tags: pairs("tag", &tags)? };
             let path = format!("/kms/v1/keys/{}/tags", segment(&key_id)?);
-            let v: Value = client.call(Method::POST, &path, Some(&body)).await?;
-            show(global, &v, show_metadata);
+            let tagged: KeyMetadataResponse = client.call(Method::POST, &path, Some(&body)).await?;
+            show(global, &as_value(&tagged)?, show_metadata);
         }
         KeyCommand::Untag { key_id, names } => {
             let path = format!("/kms/v1/keys/{}/untag", segment(&key_id)?);
-            let v: Value = client.call(Method::POST, &path, Some(&UntagBody { tag_keys: names })).await?;
-            show(global, &v, show_metadata);
+            let body = UntagBody { tag_keys: names };
+            let untagged: KeyMetadataResponse = client.call(Method::POST, &path, Some(&body)).await?;
+            show(global, &as_value(&untagged)?, show_metadata);
         }
         KeyCommand::SetDescription { key_id, description } => {
             let path = format!("/kms/v1/keys/{}/description", segment(&key_id)?);
-            let v: Value = client.call(Method::PUT, &path, Some(&DescriptionBody { description })).await?;
-            show(global, &v, show_metadata);
+            let body = DescriptionBody { description };
+            let described: KeyMetadataResponse = client.call(Method::PUT, &path, Some(&body)).await?;
+            show(global, &as_value(&described)?, show_metadata);
         }
     }
     Ok(())
@@ -172,7 +182,12 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
 
 async fn simple(client: &Client, global: &GlobalArgs, key_id: &str, action: &str) -> Result<(), CliError> {
     let path = format!("/kms/v1/keys/{}/{action}", segment(key_id)?);
-    let v: Value = client.call(Method::POST, &path, None::<&()>).await?;
+    // Cancelling a deletion answers with its own shape; the other actions with the metadata.
+    let v = if action == "cancel-deletion" {
+        as_value(&client.call::<CancelKeyDeletionResponse>(Method::POST, &path, None::<&()>).await?)?
+    } else {
+        as_value(&client.call::<KeyMetadataResponse>(Method::POST, &path, None::<&()>).await?)?
+    };
     show(global, &v, |v| output::fields(v.get("key_metadata").unwrap_or(v)));
     Ok(())
 }
