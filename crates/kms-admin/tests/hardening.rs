@@ -7,51 +7,28 @@ use std::sync::Arc;
 
 use common::{ADMIN, Http, Options, TestServer};
 use http::{Method, StatusCode};
-use kms_core::backends::KmsBackend;
 use kms_core::mock::MemoryBackend;
+use kms_testkit::forwarding::{Forwarding, Hooks};
 use kms_types::error::{KmsError, Result};
-use kms_types::types::*;
+use kms_types::types::EncryptionContext;
 use serde_json::json;
 
-/// The memory backend, except that `generate_data_key` fails with `fault` (made fresh per call).
+/// The memory backend (forwarded, every operation), except that `generate_data_key` fails
+/// with `fault` (made fresh per call).
 struct Faulty {
-    inner: MemoryBackend,
     fault: fn() -> KmsError,
 }
 
 #[async_trait::async_trait]
-impl KmsBackend for Faulty {
-    async fn create_key(&self, r: CreateKeyRequest) -> Result<CreateKeyResponse> {
-        self.inner.create_key(r).await
-    }
-    async fn encrypt(&self, r: EncryptRequest) -> Result<EncryptResponse> {
-        self.inner.encrypt(r).await
-    }
-    async fn decrypt(&self, r: DecryptRequest) -> Result<DecryptResponse> {
-        self.inner.decrypt(r).await
-    }
-    async fn generate_data_key(&self, _: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
-        Err((self.fault)())
-    }
-    async fn describe_key(&self, r: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
-        self.inner.describe_key(r).await
-    }
-    async fn list_keys(&self, r: ListKeysRequest) -> Result<ListKeysResponse> {
-        self.inner.list_keys(r).await
-    }
-    async fn delete_key(&self, r: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
-        self.inner.delete_key(r).await
-    }
-    async fn cancel_key_deletion(&self, r: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
-        self.inner.cancel_key_deletion(r).await
-    }
-    async fn health_check(&self) -> Result<bool> {
-        self.inner.health_check().await
+impl Hooks for Faulty {
+    type Guard = ();
+    async fn before(&self, operation: &'static str) -> Result<()> {
+        if operation == "generate_data_key" { Err((self.fault)()) } else { Ok(()) }
     }
 }
 
 async fn faulty_server(fault: fn() -> KmsError) -> TestServer {
-    let backend = Arc::new(Faulty { inner: MemoryBackend::new(), fault });
+    let backend = Arc::new(Forwarding::new(Arc::new(MemoryBackend::new()), Faulty { fault }));
     TestServer::with(Options { custom_backend: Some(backend), ..Default::default() }).await
 }
 

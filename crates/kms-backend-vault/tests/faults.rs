@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{BaoServer, config, minimal_policy, prefix};
+use common::{bao_server, config, minimal_policy, prefix};
 use kms_backend_vault::VaultBackend;
 use kms_core::backends::KmsBackend;
 use kms_types::config::{KmsConfig, VaultAuthMethod};
@@ -49,10 +49,10 @@ async fn new_key(backend: &VaultBackend) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_server_fails_within_the_timeout_and_recovery_needs_no_rebuild() {
-    let mut server = BaoServer::start();
+    let mut server = bao_server();
     let backend = VaultBackend::connect(&short_timeout(config(
-        &server.addr,
-        VaultAuthMethod::Token { token: server.token.clone().into() },
+        server.addr(),
+        VaultAuthMethod::Token { token: server.token().to_owned().into() },
     )))
     .await
     .unwrap();
@@ -71,7 +71,7 @@ async fn stopped_server_fails_within_the_timeout_and_recovery_needs_no_rebuild()
 
     // Back on the same address (a dev server restarts empty: mounts again, keys gone).
     // Health answers are cached for a second, so a probe storm never reaches Vault.
-    server.restart();
+    server.restart().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while !backend.health_check().await.unwrap() {
         assert!(Instant::now() < deadline, "healthy again after the restart");
@@ -83,20 +83,20 @@ async fn stopped_server_fails_within_the_timeout_and_recovery_needs_no_rebuild()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_server_gives_a_timeout_not_a_hang() {
-    let server = BaoServer::start();
+    let server = bao_server();
     let backend = VaultBackend::connect(&short_timeout(config(
-        &server.addr,
-        VaultAuthMethod::Token { token: server.token.clone().into() },
+        server.addr(),
+        VaultAuthMethod::Token { token: server.token().to_owned().into() },
     )))
     .await
     .unwrap();
     let key = new_key(&backend).await;
     round_trip(&backend, &key).await.unwrap();
-    server.pause();
+    server.pause().unwrap();
     let started = Instant::now();
     let e = round_trip(&backend, &key).await.unwrap_err();
     let took = started.elapsed();
-    server.resume();
+    server.resume().unwrap();
     assert!(matches!(e, KmsError::Timeout { .. } | KmsError::Backend { retryable: true, .. }), "{e:?}");
     assert!(took < TIMEOUT + Duration::from_secs(1), "took {took:?}");
     round_trip(&backend, &key).await.unwrap();
@@ -104,12 +104,12 @@ async fn frozen_server_gives_a_timeout_not_a_hang() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approle_tokens_with_a_few_seconds_ttl_never_fail_an_operation() {
-    let server = BaoServer::start();
-    let mut cfg = config(&server.addr, VaultAuthMethod::Token { token: "unused".into() });
+    let server = bao_server();
+    let mut cfg = config(server.addr(), VaultAuthMethod::Token { token: "unused".into() });
     let policy = minimal_policy(&prefix(&cfg));
-    common::bao_stdin(&server.addr, &server.token, &["policy", "write", "kms", "-"], &policy);
+    server.bao_stdin(&["policy", "write", "kms", "-"], &policy).unwrap();
     // Tokens live 2 s, renewable up to 5 s: renewals, then re-logins, many times over.
-    let (role_id, secret_id) = server.approle("kms", "2s", "5s", "kms");
+    let (role_id, secret_id) = server.approle("kms", "2s", "5s", "kms").unwrap();
     if let kms_types::config::BackendConfig::Vault(v) = &mut cfg.backend_config {
         v.auth_method = VaultAuthMethod::app_role(role_id, secret_id);
     }
@@ -133,17 +133,17 @@ async fn approle_tokens_with_a_few_seconds_ttl_never_fail_an_operation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_token_is_a_clear_auth_error_without_retries() {
-    let server = BaoServer::start();
-    let token = server.bao(&["token", "create", "-policy=root", "-field=token"]).trim().to_owned();
+    let server = bao_server();
+    let token = server.bao(&["token", "create", "-policy=root", "-field=token"]).unwrap().trim().to_owned();
     let backend = VaultBackend::connect(&short_timeout(config(
-        &server.addr,
+        server.addr(),
         VaultAuthMethod::Token { token: token.clone().into() },
     )))
     .await
     .unwrap();
     let key = new_key(&backend).await;
     round_trip(&backend, &key).await.unwrap();
-    server.bao(&["token", "revoke", &token]);
+    server.bao(&["token", "revoke", &token]).unwrap();
     let before = backend.transport_stats();
     for _ in 0..5 {
         let e = round_trip(&backend, &key).await.unwrap_err();
@@ -157,8 +157,8 @@ async fn revoked_token_is_a_clear_auth_error_without_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_approle_login_backs_off() {
-    let server = BaoServer::start();
-    let mut cfg = short_timeout(config(&server.addr, VaultAuthMethod::Token { token: "unused".into() }));
+    let server = bao_server();
+    let mut cfg = short_timeout(config(server.addr(), VaultAuthMethod::Token { token: "unused".into() }));
     if let kms_types::config::BackendConfig::Vault(v) = &mut cfg.backend_config {
         v.auth_method = VaultAuthMethod::app_role("no-such-role", "no-such-secret");
     }

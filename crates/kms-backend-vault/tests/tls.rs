@@ -6,7 +6,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::pki::{Pki, tls_listeners};
-use common::{BaoServer, config};
+use common::{bao_server_with_config, config};
 use kms_backend_vault::VaultBackend;
 use kms_core::backends::KmsBackend;
 use kms_types::config::{KmsConfig, TlsConfig, VaultAuthMethod};
@@ -47,10 +47,10 @@ fn tls(ca: Option<PathBuf>, client: Option<(PathBuf, PathBuf)>, skip_verify: boo
 async fn every_tls_option_is_applied() {
     let pki = Pki::new();
     let (hcl, tls_port, mtls_port) = tls_listeners(&pki);
-    let server = BaoServer::start_with_config(&hcl, &pki.dir);
+    let server = bao_server_with_config(&hcl, &pki.dir);
     let https = format!("https://127.0.0.1:{tls_port}");
     let mtls = format!("https://127.0.0.1:{mtls_port}");
-    let token = server.token.clone();
+    let token = server.token().to_owned();
 
     // The CA bundle option makes the self-signed chain trusted.
     works(&tls_config(&https, &token, tls(Some(pki.path("ca.pem")), None, false))).await.unwrap();

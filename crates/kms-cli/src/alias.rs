@@ -3,8 +3,8 @@
 
 use clap::Subcommand;
 use http::Method;
-use kms_admin::aliases::{AliasTargetBody, key_segment};
-use kms_types::alias::{CreateAliasRequest, validate_alias_name};
+use kms::admin::aliases::{AliasTargetBody, key_segment};
+use kms::alias::{CreateAliasRequest, validate_alias_name};
 use serde_json::Value;
 
 use crate::cli::GlobalArgs;

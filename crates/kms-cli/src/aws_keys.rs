@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::Path;
 
-use kms_admin::aws::settings::{AccessKeyConfig, generate_access_key};
-use kms_admin::store::{ConfigStore, write_private_file};
+use kms::admin::aws::settings::{AccessKeyConfig, generate_access_key};
+use kms::admin::store::{ConfigStore, write_private_file};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -76,7 +76,7 @@ pub(crate) fn bootstrap_access_key(
 
 #[cfg(test)]
 mod tests {
-    use kms_admin::aws::settings::{AwsSettings, Credentials};
+    use kms::admin::aws::settings::{AwsSettings, Credentials};
 
     use super::*;
 

@@ -6,10 +6,10 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use http::Method;
+use kms::admin::store::{ConfigStore, STATE_FILE};
 use kms::config::{BackendConfig, LocalConfig, MasterKeySource};
 use kms::error::KmsError;
 use kms::local::LocalBackend;
-use kms_admin::store::{ConfigStore, STATE_FILE};
 
 use crate::cli::{BackupArgs, GlobalArgs, RestoreArgs};
 use crate::client::{CliError, Client, exit};
@@ -24,7 +24,7 @@ pub(crate) async fn backup(client: &Client, global: &GlobalArgs, args: BackupArg
     if !status.is_success() {
         return Err(client.refusal(status, &bytes));
     }
-    kms_core::fs_trust::write_private_file(&args.out, &bytes)
+    kms::fs_trust::write_private_file(&args.out, &bytes)
         .map_err(|e| CliError::local(format!("cannot write {}: {e}", args.out.display())))?;
     report(global, &serde_json::json!({"out": args.out, "bytes": bytes.len()}), || {
         format!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use kms_types::secret::SecretString;
+use kms::secret::SecretString;
 
 /// A key-management server and its client.
 ///

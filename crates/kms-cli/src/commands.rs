@@ -1,18 +1,22 @@
 //! The client commands: each one request (or a few) to the server, printed as a table or JSON.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
 use http::Method;
-use kms_admin::api::{DataKeyBody, DescriptionBody, TagBody, UntagBody};
-use kms_types::types::{CreateKeyRequest, KeySpec};
+use kms::admin::api::{DataKeyBody, DescriptionBody, TagBody, UntagBody};
+use kms::types::{
+    CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse, DeleteKeyResponse, DescribeKeyResponse,
+    KeyMetadataResponse, KeySpec, ListKeysResponse,
+};
+use serde::Serialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::cli::{Cli, Command, GlobalArgs, KeyCommand, ServiceCommand, Spec, TokenCommand};
 use crate::client::{CliError, Client};
 use crate::output;
+use crate::pairs::pairs;
 
 /// Runs a parsed command line.
 pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
@@ -97,7 +101,7 @@ pub(crate) async fn pages(
         let path = if query.is_empty() { path.to_owned() } else { format!("{path}?{}", query.join("&")) };
         let v: Value = client.call(Method::GET, &path, None::<&()>).await?;
         items.extend(v[field].as_array().cloned().unwrap_or_default());
-        marker = v["next_marker"].as_str().map(kms_admin::aliases::key_segment);
+        marker = v["next_marker"].as_str().map(kms::admin::aliases::key_segment);
         if !all || !v["truncated"].as_bool().unwrap_or(false) || marker.is_none() {
             return Ok((items, v));
         }
@@ -107,21 +111,14 @@ pub(crate) async fn pages(
 /// Checks a key id or alias before it goes into a URL path, as one segment (an alias's `/`
 /// as `%2F`).
 pub(crate) fn segment(key_ref: &str) -> Result<String, CliError> {
-    kms_admin::aliases::check_key_ref("key_id", key_ref).map_err(|e| CliError::usage(e.message))?;
-    Ok(kms_admin::aliases::key_segment(key_ref))
+    kms::admin::aliases::check_key_ref("key_id", key_ref).map_err(|e| CliError::usage(e.message))?;
+    Ok(kms::admin::aliases::key_segment(key_ref))
 }
 
-/// Parses `NAME=VALUE` arguments.
-pub(crate) fn pairs(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>, CliError> {
-    items
-        .iter()
-        .map(|item| {
-            item.split_once('=')
-                .filter(|(k, _)| !k.is_empty())
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| CliError::usage(format!("{flag} {item}: expected NAME=VALUE")))
-        })
-        .collect()
+/// A typed answer (a `kms::types` wire type, read and checked by `Client::call`) as the JSON
+/// the output functions print.
+fn as_value(answer: &impl Serialize) -> Result<Value, CliError> {
+    serde_json::to_value(answer).map_err(|e| CliError::local(format!("cannot show the answer: {e}")))
 }
 
 async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<(), CliError> {
@@ -137,32 +134,47 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
                 tags: pairs("--tag", &tags)?,
                 ..CreateKeyRequest::default()
             };
-            let v: Value = client.call(Method::POST, "/kms/v1/keys", Some(&request)).await?;
-            show(global, &v, show_metadata);
+            let created: CreateKeyResponse = client.call(Method::POST, "/kms/v1/keys", Some(&request)).await?;
+            show(global, &as_value(&created)?, show_metadata);
         }
         KeyCommand::List { limit, marker, all } => {
-            let query = limit.map(|l| format!("limit={l}")).into_iter().collect();
-            let marker = marker.as_deref().map(segment).transpose()?;
-            let (keys, last) = pages(client, "/kms/v1/keys", query, marker, all, "keys").await?;
+            let mut marker = marker;
+            let mut keys = Vec::new();
+            let last = loop {
+                let mut query = Vec::new();
+                if let Some(l) = limit {
+                    query.push(format!("limit={l}"));
+                }
+                if let Some(m) = &marker {
+                    query.push(format!("marker={}", segment(m)?));
+                }
+                let path =
+                    if query.is_empty() { "/kms/v1/keys".into() } else { format!("/kms/v1/keys?{}", query.join("&")) };
+                let mut page: ListKeysResponse = client.call(Method::GET, &path, None::<&()>).await?;
+                keys.append(&mut page.keys);
+                marker.clone_from(&page.next_marker);
+                if !all || !page.truncated || marker.is_none() {
+                    break page;
+                }
+            };
             if global.json {
-                let mut v = last;
-                v["keys"] = Value::Array(keys);
-                output::json(&v);
+                output::json(&as_value(&ListKeysResponse { keys, ..last })?);
             } else {
-                let rows: Vec<Vec<String>> =
-                    keys.iter().map(|k| vec![output::cell(&k["key_id"]), output::cell(&k["key_state"])]).collect();
+                // The state as the server's JSON names it (`enabled`, `pending_deletion`, ...).
+                let rows = keys
+                    .iter()
+                    .map(|k| Ok(vec![k.key_id.clone(), output::cell(&as_value(&k.key_state)?)]))
+                    .collect::<Result<Vec<_>, CliError>>()?;
                 output::table(&["KEY ID", "STATE"], &rows);
-                if let (false, true, Some(m)) =
-                    (all, last["truncated"].as_bool().unwrap_or(false), last["next_marker"].as_str())
-                {
+                if let (false, true, Some(m)) = (all, last.truncated, &last.next_marker) {
                     eprintln!("(more keys: --marker {m}, or --all)");
                 }
             }
         }
         KeyCommand::Describe { key_id } => {
-            let v: Value =
-                client.call(Method::GET, &format!("/kms/v1/keys/{}", segment(&key_id)?), None::<&()>).await?;
-            show(global, &v, show_metadata);
+            let path = format!("/kms/v1/keys/{}", segment(&key_id)?);
+            let described: DescribeKeyResponse = client.call(Method::GET, &path, None::<&()>).await?;
+            show(global, &as_value(&described)?, show_metadata);
         }
         KeyCommand::Enable { key_id } => simple(client, global, &key_id, "enable").await?,
         KeyCommand::Disable { key_id } => simple(client, global, &key_id, "disable").await?,
@@ -170,24 +182,26 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
         KeyCommand::CancelDeletion { key_id } => simple(client, global, &key_id, "cancel-deletion").await?,
         KeyCommand::Delete { key_id, pending_days } => {
             let path = format!("/kms/v1/keys/{}?pending_window_in_days={pending_days}", segment(&key_id)?);
-            let v: Value = client.call(Method::DELETE, &path, None::<&()>).await?;
-            show(global, &v, output::fields);
+            let scheduled: DeleteKeyResponse = client.call(Method::DELETE, &path, None::<&()>).await?;
+            show(global, &as_value(&scheduled)?, output::fields);
         }
         KeyCommand::Tag { key_id, tags } => {
             let body = TagBody { tags: pairs("tag", &tags)? };
             let path = format!("/kms/v1/keys/{}/tags", segment(&key_id)?);
-            let v: Value = client.call(Method::POST, &path, Some(&body)).await?;
-            show(global, &v, show_metadata);
+            let tagged: KeyMetadataResponse = client.call(Method::POST, &path, Some(&body)).await?;
+            show(global, &as_value(&tagged)?, show_metadata);
         }
         KeyCommand::Untag { key_id, names } => {
             let path = format!("/kms/v1/keys/{}/untag", segment(&key_id)?);
-            let v: Value = client.call(Method::POST, &path, Some(&UntagBody { tag_keys: names })).await?;
-            show(global, &v, show_metadata);
+            let body = UntagBody { tag_keys: names };
+            let untagged: KeyMetadataResponse = client.call(Method::POST, &path, Some(&body)).await?;
+            show(global, &as_value(&untagged)?, show_metadata);
         }
         KeyCommand::SetDescription { key_id, description } => {
             let path = format!("/kms/v1/keys/{}/description", segment(&key_id)?);
-            let v: Value = client.call(Method::PUT, &path, Some(&DescriptionBody { description })).await?;
-            show(global, &v, show_metadata);
+            let body = DescriptionBody { description };
+            let described: KeyMetadataResponse = client.call(Method::PUT, &path, Some(&body)).await?;
+            show(global, &as_value(&described)?, show_metadata);
         }
     }
     Ok(())
@@ -195,7 +209,12 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
 
 async fn simple(client: &Client, global: &GlobalArgs, key_id: &str, action: &str) -> Result<(), CliError> {
     let path = format!("/kms/v1/keys/{}/{action}", segment(key_id)?);
-    let v: Value = client.call(Method::POST, &path, None::<&()>).await?;
+    // Cancelling a deletion answers with its own shape; the other actions with the metadata.
+    let v = if action == "cancel-deletion" {
+        as_value(&client.call::<CancelKeyDeletionResponse>(Method::POST, &path, None::<&()>).await?)?
+    } else {
+        as_value(&client.call::<KeyMetadataResponse>(Method::POST, &path, None::<&()>).await?)?
+    };
     show(global, &v, |v| output::fields(v.get("key_metadata").unwrap_or(v)));
     Ok(())
 }
@@ -236,17 +255,17 @@ fn request_file(path: &PathBuf) -> Result<Value, CliError> {
 fn token(cmd: TokenCommand) -> Result<(), CliError> {
     match cmd {
         TokenCommand::Generate => {
-            let token = kms_admin::auth::generate_token();
+            let token = kms::admin::auth::generate_token();
             println!("token:        {}", token.as_str());
-            println!("token_sha256: {}", kms_admin::auth::hash_token(&token));
+            println!("token_sha256: {}", kms::admin::auth::hash_token(&token));
         }
         TokenCommand::Hash => {
             let mut s = Zeroizing::new(String::new());
             std::io::stdin().read_to_string(&mut s).map_err(|e| CliError::local(format!("stdin: {e}")))?;
-            println!("{}", kms_admin::auth::hash_token(s.trim()));
+            println!("{}", kms::admin::auth::hash_token(s.trim()));
         }
         TokenCommand::Aws { identity, data_dir, seal_key_file } => {
-            let store = kms_admin::store::ConfigStore::open(&data_dir, seal_key_file.as_deref())
+            let store = kms::admin::store::ConfigStore::open(&data_dir, seal_key_file.as_deref())
                 .map_err(|e| CliError::local(format!("seal key: {e}")))?;
             let (key, secret) = crate::aws_keys::new_access_key(&store, &identity)?;
             println!("# Add to kms.toml, then restart kms serve:");
@@ -273,15 +292,6 @@ mod tests {
         wipe_strings(&mut v);
         // `String::zeroize` overwrites the bytes, then empties the string.
         assert_eq!(v, serde_json::json!({"key_id": "", "plaintext_key": "", "nested": {"a": [""]}}));
-    }
-
-    #[test]
-    fn pairs_parse_and_reject_garbage() {
-        let p = pairs("--tag", &["a=1".into(), "b=x=y".into(), "c=".into()]).unwrap();
-        assert_eq!(p["b"], "x=y");
-        assert_eq!(p["c"], "");
-        assert_eq!(pairs("--tag", &["novalue".into()]).unwrap_err().code, crate::client::exit::USAGE);
-        assert!(pairs("--tag", &["=v".into()]).is_err());
     }
 
     #[test]

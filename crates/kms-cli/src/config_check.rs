@@ -53,7 +53,7 @@ pub(crate) fn check(config: &FileConfig) -> Result<(), String> {
     if let Some(log) = &config.log {
         tracing_subscriber::EnvFilter::try_new(log).map_err(|e| format!("option `log`: {e}"))?;
     }
-    kms_admin::auth::Authenticator::new(&config.server.identities)
+    kms::admin::auth::Authenticator::new(&config.server.identities)
         .map_err(|e| format!("option `server.identities`: {e}"))?;
     if let Some(request) = &config.kms {
         request.to_config().and_then(|config| config.validate()).map_err(|e| format!("option `kms`: {e}"))?;

@@ -332,8 +332,8 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 mod tests {
     use std::collections::BTreeSet;
 
-    use kms_admin::config::{ServerConfig, ServerTlsConfig};
-    use kms_types::api_types::ConfigureKmsRequest;
+    use kms::admin::config::{ServerConfig, ServerTlsConfig};
+    use kms::api_types::ConfigureKmsRequest;
     use serde_json::Value;
 
     use super::*;
@@ -383,13 +383,13 @@ mod tests {
         assert_eq!(server, tables, "[server]");
         let tls = ServerTlsConfig { cert_path: "c".into(), key_path: "k".into(), client_ca_path: None };
         assert_eq!(fields(serde_json::to_value(tls).unwrap()), owned(documented("server.tls", "")));
-        let identity: kms_admin::auth::IdentityConfig =
+        let identity: kms::admin::auth::IdentityConfig =
             serde_json::from_str(r#"{"name":"a","token_sha256":"00","allow":[]}"#).unwrap();
         assert_eq!(fields(serde_json::to_value(identity).unwrap()), owned(documented("[server.identities]", "")));
         let mut aws = owned(documented("server.aws", ""));
         aws.insert("access_keys".to_owned());
-        assert_eq!(fields(serde_json::to_value(kms_admin::aws::settings::AwsSettings::default()).unwrap()), aws);
-        let key = kms_admin::aws::settings::AccessKeyConfig {
+        assert_eq!(fields(serde_json::to_value(kms::admin::aws::settings::AwsSettings::default()).unwrap()), aws);
+        let key = kms::admin::aws::settings::AccessKeyConfig {
             identity: "a".into(),
             access_key_id: "A".into(),
             secret_access_key: "sealed:v1:".into(),

@@ -24,16 +24,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use indicatif::{ProgressBar, ProgressStyle};
-use kms_admin::api::DataKeyBody;
-use kms_crypto::keys::PlaintextDataKey;
-use kms_crypto::stream::{DecryptingReader, EncryptingWriter, HEADER_LEN, ObjectLayout, Part, StreamParams};
-use kms_types::secret::SecretString;
-use kms_types::types::{DecryptRequest, EncryptionContext, KeySpec};
+use kms::admin::api::DataKeyBody;
+use kms::crypto::keys::PlaintextDataKey;
+use kms::crypto::stream::{DecryptingReader, EncryptingWriter, HEADER_LEN, ObjectLayout, Part, StreamParams};
+use kms::secret::SecretString;
+use kms::types::{DecryptRequest, EncryptionContext, KeySpec};
 use zeroize::Zeroizing;
 
 use crate::cli::{DecryptArgs, EncryptArgs};
 use crate::client::{CliError, Client};
-use crate::commands::pairs;
+use crate::pairs::pairs;
 
 /// The file magic.
 pub(crate) const MAGIC: [u8; 4] = *b"KMSF";
@@ -119,7 +119,7 @@ fn progress(len: Option<u64>, quiet: bool) -> ProgressBar {
 #[derive(Debug, serde::Deserialize)]
 struct DataKeyAnswer {
     plaintext_key: SecretString,
-    #[serde(with = "kms_types::serde_helpers::base64_bytes")]
+    #[serde(with = "kms::serde_helpers::base64_bytes")]
     ciphertext_blob: Vec<u8>,
 }
 
@@ -141,7 +141,7 @@ fn data_key_from(encoded: &SecretString) -> Result<PlaintextDataKey, CliError> {
 
 /// `kms encrypt`.
 pub(crate) async fn encrypt(client: &Client, args: EncryptArgs) -> Result<(), CliError> {
-    kms_admin::aliases::check_key_ref("--key", &args.key).map_err(|e| CliError::usage(e.message))?;
+    kms::admin::aliases::check_key_ref("--key", &args.key).map_err(|e| CliError::usage(e.message))?;
     let context: EncryptionContext = pairs("--context", &args.context)?;
     let body = DataKeyBody { key_spec: KeySpec::Aes256, encryption_context: context.clone() };
     let answer: DataKeyAnswer = client
@@ -321,7 +321,7 @@ fn decrypt_range(
         .and_then(|_| file.read_exact(&mut header))
         .map_err(|e| io_error("cannot read", Some(path), e))?;
     let segment_size = u32::from_be_bytes([header[6], header[7], header[8], header[9]]);
-    let plaintext_len = kms_crypto::stream::plaintext_len(stream_len, segment_size)
+    let plaintext_len = kms::crypto::stream::plaintext_len(stream_len, segment_size)
         .map_err(|_| CliError::local("the file is truncated or not a kms stream"))?;
     let end = end.unwrap_or(plaintext_len).min(plaintext_len);
     if start > end {
@@ -367,9 +367,11 @@ mod tests {
     fn ranges_parse() {
         assert_eq!(parse_range("0-10").unwrap(), (0, Some(10)));
         assert_eq!(parse_range("5-").unwrap(), (5, None));
-        assert!(parse_range("10-5").is_err());
-        assert!(parse_range("x-5").is_err());
-        assert!(parse_range("5").is_err());
+        for bad in ["10-5", "x-5", "5"] {
+            let err = parse_range(bad).unwrap_err();
+            assert_eq!(err.code, crate::client::exit::USAGE, "{bad}");
+            assert!(err.message.contains(&format!("--range {bad}")), "{}", err.message);
+        }
     }
 
     #[test]
@@ -380,14 +382,17 @@ mod tests {
         file.extend_from_slice(&3u32.to_be_bytes());
         file.extend_from_slice(b"abc");
         assert_eq!(read_header(&mut &file[..]).unwrap(), b"abc");
-        for bad in [
-            &b"KMSX\x01\0\0\0\x01a"[..],
-            b"KMSF\x02\0\0\0\x01a",
-            b"KMSF\x01\0\0\0\0",
-            b"KMSF\x01\xff\xff\xff\xffa",
-            b"KM",
+        let not_ours = "not a kms-encrypted file";
+        for (bad, why) in [
+            (&b"KMSX\x01\0\0\0\x01a"[..], not_ours),
+            (b"KMSF\x02\0\0\0\x01a", "unsupported kms file version 2"),
+            (b"KMSF\x01\0\0\0\0", not_ours),
+            (b"KMSF\x01\xff\xff\xff\xffa", not_ours),
+            (b"KM", not_ours),
         ] {
-            assert!(read_header(&mut &bad[..]).is_err(), "{bad:?}");
+            let err = read_header(&mut &bad[..]).unwrap_err();
+            assert_eq!(err.code, crate::client::exit::FAILED, "{bad:?}");
+            assert!(err.message.contains(why), "{bad:?}: {}", err.message);
         }
     }
 }

@@ -7,9 +7,9 @@
 
 use std::io::Read;
 
-use kms_crypto::keys::PlaintextDataKey;
-use kms_crypto::stream::{DecryptingReader, Part};
-use kms_types::types::EncryptionContext;
+use kms::crypto::keys::PlaintextDataKey;
+use kms::crypto::stream::{DecryptingReader, Part};
+use kms::types::EncryptionContext;
 use serde_json::Value;
 
 fn cases(text: &str, format: &str) -> Vec<Value> {
@@ -51,7 +51,7 @@ fn admin_token_files_v1() {
     assert_eq!(token_file.len(), 4 + 43 + 1);
     assert_eq!(
         case["sha256_file"].as_str().unwrap(),
-        format!("{}\n", kms_admin::auth::hash_token(token_file.trim_end_matches('\n')))
+        format!("{}\n", kms::admin::auth::hash_token(token_file.trim_end_matches('\n')))
     );
 
     let dir = std::env::temp_dir().join(format!("kms-cli-vectors-{}", std::process::id()));
@@ -64,7 +64,7 @@ fn admin_token_files_v1() {
     assert_eq!(token.len(), token_file.len());
     assert!(body.starts_with("kms_"));
     assert!(body[4..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-    assert_eq!(hash, format!("{}\n", kms_admin::auth::hash_token(body)));
+    assert_eq!(hash, format!("{}\n", kms::admin::auth::hash_token(body)));
     assert_eq!(hash.len(), 64 + 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -93,10 +93,10 @@ async fn serve_data_dir_v1() {
     // admin.token.sha256 is what bootstrap reads back as the identity's hash.
     let (identity, created) = crate::serve::bootstrap_admin(&dir, &[]).unwrap();
     assert!(!created);
-    assert_eq!(identity.token_sha256, kms_admin::auth::hash_token(file("admin.token").trim_end()));
+    assert_eq!(identity.token_sha256, kms::admin::auth::hash_token(file("admin.token").trim_end()));
 
     // service-state.json opens with config-seal.key and names the default local backend.
-    let store = kms_admin::store::ConfigStore::open(&dir, None).unwrap();
+    let store = kms::admin::store::ConfigStore::open(&dir, None).unwrap();
     let state = store.load().unwrap().unwrap();
     assert!(state.running);
     let data_dir = case["data_dir"].as_str().unwrap();
@@ -133,8 +133,8 @@ async fn serve_data_dir_v1() {
 /// `aws-credentials` file holds; a secret moved to another access key id does not open.
 #[test]
 fn aws_credentials_v1() {
-    use kms_admin::aws::settings::{AwsSettings, Credentials};
-    use kms_admin::store::{ConfigStore, SEAL_KEY_FILE, write_private_file};
+    use kms::admin::aws::settings::{AwsSettings, Credentials};
+    use kms::admin::store::{ConfigStore, SEAL_KEY_FILE, write_private_file};
     use std::os::unix::fs::DirBuilderExt;
 
     use crate::aws_keys::{ADMIN_AWS_KEY_FILE, bootstrap_access_key};
@@ -163,7 +163,7 @@ fn aws_credentials_v1() {
         let opened = Credentials::open(&settings, Some(&store), |n| n == "admin").unwrap();
         assert_eq!(opened.lookup(&key.access_key_id), Some(("admin", text("secret_access_key").as_bytes())), "{name}");
         let moved =
-            kms_admin::aws::settings::AccessKeyConfig { access_key_id: "AKIAOTHERKEY2345678A".into(), ..key.clone() };
+            kms::admin::aws::settings::AccessKeyConfig { access_key_id: "AKIAOTHERKEY2345678A".into(), ..key.clone() };
         let settings = AwsSettings { access_keys: vec![moved], ..AwsSettings::default() };
         assert!(Credentials::open(&settings, Some(&store), |n| n == "admin").is_err(), "{name}");
         std::fs::remove_dir_all(&dir).unwrap();

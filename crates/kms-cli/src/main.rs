@@ -34,6 +34,7 @@ mod hardening;
 mod manual;
 mod migrate;
 mod output;
+mod pairs;
 mod rewrap;
 mod serve;
 mod token;

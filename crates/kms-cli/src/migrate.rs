@@ -2,7 +2,7 @@
 //! running server, keeping key ids, states, descriptions, tags and creation dates
 //! (docs/migration.md).
 //!
-//! The directory is read here (records parsed and opened by `kms_crypto::rustfs`); each key
+//! The directory is read here (records parsed and opened by `kms::crypto::rustfs`); each key
 //! travels to the server only as a `POST /kms/v1/import` body over the admin API (refused over
 //! plain http to another host), never to disk. A dry run unless `--commit`: both print one line
 //! per key saying what happens to it. Never overwrites: a key id the server already holds is
@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use http::{Method, StatusCode};
-use kms_crypto::rustfs::record::{KeyRecord, KeyStatus, KeyUsage as RustfsUsage, OpenedWith, RecordKeks, SALT_LEN};
-use kms_crypto::rustfs::{MasterKeyString, RustfsError};
-use kms_types::import::ImportKeyRequest;
-use kms_types::secret::{SecretBytes, SecretString};
-use kms_types::types::{KeyMetadata, KeyOrigin, KeyState, KeyUsage};
+use kms::crypto::rustfs::record::{KeyRecord, KeyStatus, KeyUsage as RustfsUsage, OpenedWith, RecordKeks, SALT_LEN};
+use kms::crypto::rustfs::{MasterKeyString, RustfsError};
+use kms::import::ImportKeyRequest;
+use kms::secret::{SecretBytes, SecretString};
+use kms::types::{KeyMetadata, KeyOrigin, KeyState, KeyUsage};
 use serde_json::json;
 use zeroize::Zeroizing;
 

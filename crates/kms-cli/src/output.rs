@@ -1,4 +1,5 @@
-//! Human output: aligned tables and key/value blocks; `--json` prints the server's JSON as is.
+//! Human output: aligned tables and key/value blocks; `--json` prints the answer as JSON (the
+//! server's wire type, re-serialized: the same fields, checked on the way in).
 
 use serde_json::Value;
 

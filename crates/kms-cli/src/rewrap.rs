@@ -19,13 +19,13 @@ use std::path::{Path, PathBuf};
 
 use http::Method;
 use indicatif::{ProgressBar, ProgressStyle};
-use kms_types::types::{EncryptionContext, ReEncryptRequest, ReEncryptResponse};
+use kms::types::{EncryptionContext, ReEncryptRequest, ReEncryptResponse};
 use serde::Serialize;
 
 use crate::cli::{GlobalArgs, RewrapArgs};
 use crate::client::{CliError, Client};
-use crate::commands::pairs;
 use crate::files::{MAGIC, VERSION, read_header};
+use crate::pairs::pairs;
 
 /// The journal's default name, in the current folder.
 pub(crate) const DEFAULT_JOURNAL: &str = ".kms-rewrap.journal";
@@ -63,7 +63,7 @@ struct Summary {
 /// Runs `kms rewrap`.
 pub(crate) async fn run(client: &Client, global: &GlobalArgs, args: RewrapArgs) -> Result<(), CliError> {
     if let Some(key) = &args.to_key {
-        kms_types::types::validate_key_id("--to-key", key).map_err(|e| CliError::usage(e.to_string()))?;
+        kms::types::validate_key_id("--to-key", key).map_err(|e| CliError::usage(e.to_string()))?;
     }
     let context: EncryptionContext = pairs("--context", &args.context)?;
     let journal_path = args.journal.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_JOURNAL));

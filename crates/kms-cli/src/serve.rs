@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
-use kms_admin::auth::{Grant, IdentityConfig, generate_token, hash_token};
-use kms_admin::config::ServerConfig;
-use kms_admin::store::{ConfigStore, PersistedState, write_private_file};
-use kms_admin::{App, Server};
-use kms_core::service_manager::KmsServiceManager;
-use kms_types::api_types::ConfigureBody;
-use kms_types::config::{KmsConfig, LocalConfig, MasterKeySource};
+use kms::admin::auth::{Grant, IdentityConfig, generate_token, hash_token};
+use kms::admin::config::ServerConfig;
+use kms::admin::store::{ConfigStore, PersistedState, write_private_file};
+use kms::admin::{App, Server};
+use kms::api_types::ConfigureBody;
+use kms::config::{KmsConfig, LocalConfig, MasterKeySource};
+use kms::service_manager::KmsServiceManager;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -162,9 +162,9 @@ fn option_at(text: &str, before: &str) -> Option<String> {
 }
 
 /// Creates the data folder (0700) or checks that it and every file in it can be trusted
-/// (not a symlink, owned by this user, writable by nobody else): `kms_admin::store::prepare_data_dir`.
+/// (not a symlink, owned by this user, writable by nobody else): `kms::admin::store::prepare_data_dir`.
 fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    kms_admin::store::prepare_data_dir(path).map_err(std::io::Error::other)
+    kms::admin::store::prepare_data_dir(path).map_err(std::io::Error::other)
 }
 
 /// Creates the admin token on first start; returns the identity (from the saved hash) and
@@ -205,7 +205,7 @@ fn default_local_config(data_dir: &Path) -> Result<KmsConfig, CliError> {
             key_path.display()
         );
         let mut key = Zeroizing::new([0u8; 32]);
-        kms_crypto::rand::fill(key.as_mut()).map_err(|_| CliError::local("the system random generator failed"))?;
+        kms::crypto::rand::fill(key.as_mut()).map_err(|_| CliError::local("the system random generator failed"))?;
         let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(key.as_ref()));
         write_private_file(&key_path, encoded.as_bytes())
             .map_err(|e| CliError::local(format!("{}: {e}", key_path.display())))?;
@@ -267,13 +267,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let app = Arc::new(App::new(manager.clone(), &settings.server, Some(store)).map_err(CliError::usage)?);
     if settings.server.aws.enabled {
         // EnableKeyRotation's periods are carried out here (the keys hold them as tags).
-        tokio::spawn(kms_admin::aws::rotation::run(manager.clone(), kms_admin::aws::rotation::SWEEP_INTERVAL));
+        tokio::spawn(kms::admin::aws::rotation::run(manager.clone(), kms::admin::aws::rotation::SWEEP_INTERVAL));
     }
     let server = Server::on_listener(listener, &settings.server, app).map_err(CliError::local)?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     eprintln!("kms: listening on {scheme}://{}", server.local_addr());
     tracing::info!(addr = %server.local_addr(), data_dir = %data_dir.display(), "kms server started");
-    server.run_until(kms_admin::server::shutdown_signal()).await;
+    server.run_until(kms::admin::server::shutdown_signal()).await;
     // Release the backend (the local key store's lock) before exiting; the saved state keeps
     // saying "running", so the next start resumes.
     manager.shutdown().await;
@@ -294,7 +294,7 @@ fn listen_error(server: &ServerConfig, err: &std::io::Error) -> CliError {
 
 /// The warning for a master key file kept inside the data folder, if it is.
 pub(crate) fn master_key_placement_warning(config: &KmsConfig, data_dir: &Path) -> Option<String> {
-    let kms_types::config::BackendConfig::Local(local) = &config.backend_config else { return None };
+    let kms::config::BackendConfig::Local(local) = &config.backend_config else { return None };
     let MasterKeySource::File { path } = &local.master_key else { return None };
     let path = fs::canonicalize(path).unwrap_or_else(|_| path.clone());
     path.starts_with(data_dir).then(|| {
@@ -384,8 +384,9 @@ mod tests {
         assert_eq!(file.server.max_connections, 64);
         assert_eq!(file.server.identities[0].allow[0].keys, vec!["app-*".to_owned()]);
         assert!(file.server.tls.unwrap().client_ca_path.is_some());
-        assert!(matches!(file.kms.map(|b| b.request), Some(kms_types::api_types::ConfigureKmsRequest::Vault(_))));
-        assert!(toml::from_str::<FileConfig>("datadir = 'x'").is_err());
+        assert!(matches!(file.kms.map(|b| b.request), Some(kms::api_types::ConfigureKmsRequest::Vault(_))));
+        let err = toml::from_str::<FileConfig>("datadir = 'x'").unwrap_err();
+        assert!(err.message().contains("unknown field `datadir`"), "{err}");
     }
 
     #[test]

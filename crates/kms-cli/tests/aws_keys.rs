@@ -6,8 +6,8 @@ mod common;
 use std::process::Command;
 
 use common::{KMS, temp_dir};
-use kms_admin::aws::settings::{AccessKeyConfig, AwsSettings, Credentials};
-use kms_admin::store::ConfigStore;
+use kms::admin::aws::settings::{AccessKeyConfig, AwsSettings, Credentials};
+use kms::admin::store::ConfigStore;
 
 fn value<'a>(out: &'a str, key: &str) -> &'a str {
     let line = out.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or_else(|| panic!("{key}: {out}"));

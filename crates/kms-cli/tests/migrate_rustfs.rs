@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::{free_port, kms, ok_json, serve, temp_dir};
-use kms_crypto::envelope::{self, Binding};
-use kms_crypto::keys::KeyEncryptionKey;
-use kms_types::types::EncryptionContext;
+use kms::crypto::envelope::{self, Binding};
+use kms::crypto::keys::KeyEncryptionKey;
+use kms::types::EncryptionContext;
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {

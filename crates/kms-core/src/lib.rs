@@ -46,8 +46,12 @@
 //! - `testkit` (off by default): the backend contract suite, [`testkit`] (when enabled) and
 //!   the `backend_contract_tests!` macro. Backend crates enable it in their
 //!   `[dev-dependencies]`: `kms-core = { workspace = true, features = ["testkit"] }`.
+//! - `sse` (off by default; the facade `kms` turns it on by default): the S3 server-side
+//!   encryption pipeline, `encryption::{sse, pipeline, stream, rewrap, key_cache}`. Without it
+//!   the crate does not depend on `md-5`, `base64`, `serde` or `serde_json`.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aliases;
 pub mod backends;
@@ -59,5 +63,6 @@ pub mod mock;
 pub mod service_manager;
 mod slot;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 pub mod validate;

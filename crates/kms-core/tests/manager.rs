@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use kms_core::backends::{KmsBackend, RetryClass};
 use kms_core::manager::{KmsManager, ManagerOptions, RetryPolicy};
 use kms_core::mock::MemoryBackend;
+use kms_testkit::forwarding::{Forwarding, Hooks};
 use kms_types::config::CacheConfig;
 use kms_types::error::{KmsError, Result};
 use kms_types::types::*;
@@ -22,9 +23,12 @@ fn transient() -> KmsError {
 }
 
 /// A MemoryBackend that can be told to fail the next N calls, to hang, or to answer
-/// `describe_key` slowly (after reading the state); counts calls per operation.
-struct Scripted {
-    inner: MemoryBackend,
+/// `describe_key` slowly (after reading the state); counts calls per operation. Every
+/// operation is forwarded (`kms_testkit::forwarding`), so it claims only what it does.
+type Scripted = Forwarding<Script>;
+
+/// The script: what the next calls do.
+struct Script {
     fail_next: AtomicU32,
     failure: Mutex<MakeError>,
     /// Whether this backend declares its writes safe to repeat.
@@ -34,19 +38,19 @@ struct Scripted {
     calls: Mutex<HashMap<&'static str, u32>>,
 }
 
-impl Scripted {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            inner: MemoryBackend::new(),
-            fail_next: AtomicU32::new(0),
-            failure: Mutex::new(transient),
-            retry_safe: AtomicBool::new(false),
-            hang: AtomicBool::new(false),
-            slow_describe: AtomicBool::new(false),
-            calls: Mutex::default(),
-        })
-    }
+fn scripted() -> Arc<Scripted> {
+    let script = Script {
+        fail_next: AtomicU32::new(0),
+        failure: Mutex::new(transient),
+        retry_safe: AtomicBool::new(false),
+        hang: AtomicBool::new(false),
+        slow_describe: AtomicBool::new(false),
+        calls: Mutex::default(),
+    };
+    Arc::new(Forwarding::new(Arc::new(MemoryBackend::new()), script))
+}
 
+impl Script {
     fn fail(&self, times: u32, failure: MakeError) {
         *self.failure.lock().unwrap() = failure;
         self.fail_next.store(times, Ordering::SeqCst);
@@ -55,8 +59,13 @@ impl Scripted {
     fn calls(&self, op: &str) -> u32 {
         self.calls.lock().unwrap().get(op).copied().unwrap_or(0)
     }
+}
 
-    async fn enter(&self, op: &'static str) -> Result<()> {
+#[async_trait]
+impl Hooks for Script {
+    type Guard = ();
+
+    async fn before(&self, op: &'static str) -> Result<()> {
         *self.calls.lock().unwrap().entry(op).or_default() += 1;
         if self.hang.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
@@ -66,78 +75,23 @@ impl Scripted {
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl KmsBackend for Scripted {
-    async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
-        self.enter("create_key").await?;
-        self.inner.create_key(request).await
-    }
-    async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
-        self.enter("encrypt").await?;
-        self.inner.encrypt(request).await
-    }
-    async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
-        self.enter("decrypt").await?;
-        self.inner.decrypt(request).await
-    }
-    async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
-        self.enter("generate_data_key").await?;
-        self.inner.generate_data_key(request).await
-    }
-    async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
-        self.enter("describe_key").await?;
-        let answer = self.inner.describe_key(request).await;
-        if self.slow_describe.load(Ordering::SeqCst) {
+    async fn after(&self, op: &'static str) {
+        if op == "describe_key" && self.slow_describe.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        answer
     }
-    async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse> {
-        self.enter("list_keys").await?;
-        self.inner.list_keys(request).await
-    }
-    async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
-        self.enter("delete_key").await?;
-        self.inner.delete_key(request).await
-    }
-    async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
-        self.enter("cancel_key_deletion").await?;
-        self.inner.cancel_key_deletion(request).await
-    }
-    async fn health_check(&self) -> Result<bool> {
-        self.enter("health_check").await?;
-        self.inner.health_check().await
-    }
-    fn capabilities(&self) -> BackendCapabilities {
-        self.inner.capabilities()
-    }
-    fn retry_class(&self, error: &KmsError) -> RetryClass {
+
+    fn retry_class(&self, error: &KmsError, _inner: RetryClass) -> RetryClass {
         match error {
             KmsError::Backend { message, .. } if message == "node down" => RetryClass::Move,
             e if e.is_retryable() => RetryClass::Retry,
             _ => RetryClass::Final,
         }
     }
-    fn writes_are_retry_safe(&self) -> bool {
+
+    fn writes_are_retry_safe(&self, _inner: bool) -> bool {
         self.retry_safe.load(Ordering::SeqCst)
-    }
-    async fn disable_key(&self, request: DisableKeyRequest) -> Result<KeyMetadataResponse> {
-        self.enter("disable_key").await?;
-        self.inner.disable_key(request).await
-    }
-    async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
-        self.enter("enable_key").await?;
-        self.inner.enable_key(request).await
-    }
-    async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
-        self.enter("tag_key").await?;
-        self.inner.tag_key(request).await
-    }
-    async fn rotate_key(&self, request: RotateKeyRequest) -> Result<KeyMetadataResponse> {
-        self.enter("rotate_key").await?;
-        self.inner.rotate_key(request).await
     }
 }
 
@@ -179,40 +133,40 @@ fn decrypt(blob: &[u8]) -> DecryptRequest {
 
 #[tokio::test(start_paused = true)]
 async fn transient_read_failures_are_retried_until_success() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 3, None);
     let (id, blob) = key(&m, "k").await;
 
-    backend.fail(2, transient);
+    backend.hooks().fail(2, transient);
     m.describe_key(describe(&id)).await.unwrap();
-    assert_eq!(backend.calls("describe_key"), 3);
+    assert_eq!(backend.hooks().calls("describe_key"), 3);
 
-    backend.fail(3, transient);
+    backend.hooks().fail(3, transient);
     assert_eq!(m.decrypt(decrypt(&blob)).await.unwrap().plaintext.expose_secret(), b"p");
-    assert_eq!(backend.calls("decrypt"), 4);
+    assert_eq!(backend.hooks().calls("decrypt"), 4);
 
-    backend.fail(1, transient);
+    backend.hooks().fail(1, transient);
     m.list_keys(ListKeysRequest::default()).await.unwrap();
-    assert_eq!(backend.calls("list_keys"), 2);
+    assert_eq!(backend.hooks().calls("list_keys"), 2);
 
-    backend.fail(1, transient);
+    backend.hooks().fail(1, transient);
     assert!(m.health_check().await.unwrap());
-    assert_eq!(backend.calls("health_check"), 2);
+    assert_eq!(backend.hooks().calls("health_check"), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn retries_stop_after_the_configured_attempts() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 3, None);
     let (id, _) = key(&m, "k").await;
-    backend.fail(100, transient);
+    backend.hooks().fail(100, transient);
     let err = m.describe_key(describe(&id)).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
-    assert_eq!(backend.calls("describe_key"), 4, "1 attempt + 3 retries");
+    assert_eq!(backend.hooks().calls("describe_key"), 4, "1 attempt + 3 retries");
 
     let no_retry = manager(&backend, 0, None);
     no_retry.describe_key(describe(&id)).await.unwrap_err();
-    assert_eq!(backend.calls("describe_key"), 5, "retry_attempts = 0 means one attempt");
+    assert_eq!(backend.hooks().calls("describe_key"), 5, "retry_attempts = 0 means one attempt");
 }
 
 #[tokio::test(start_paused = true)]
@@ -225,24 +179,24 @@ async fn permanent_errors_are_never_retried() {
         ("permanent backend error", || KmsError::backend("permission denied")),
     ];
     for (what, failure) in permanent {
-        let backend = Scripted::new();
+        let backend = scripted();
         let m = manager(&backend, 5, None);
         let (id, blob) = key(&m, "k").await;
-        backend.fail(1, failure);
+        backend.hooks().fail(1, failure);
         m.decrypt(decrypt(&blob)).await.unwrap_err();
-        assert_eq!(backend.calls("decrypt"), 1, "{what} was retried");
-        backend.fail(1, failure);
+        assert_eq!(backend.hooks().calls("decrypt"), 1, "{what} was retried");
+        backend.hooks().fail(1, failure);
         m.describe_key(describe(&id)).await.unwrap_err();
-        assert_eq!(backend.calls("describe_key"), 1, "{what} was retried");
+        assert_eq!(backend.hooks().calls("describe_key"), 1, "{what} was retried");
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn writes_run_exactly_once_even_on_transient_errors() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 5, None);
     let (id, _) = key(&m, "k").await;
-    backend.fail(1, transient);
+    backend.hooks().fail(1, transient);
     m.encrypt(EncryptRequest {
         key_id: id.clone(),
         plaintext: b"x".as_slice().into(),
@@ -250,8 +204,8 @@ async fn writes_run_exactly_once_even_on_transient_errors() {
     })
     .await
     .unwrap_err();
-    assert_eq!(backend.calls("encrypt"), 2, "one call for setup, one for the failing encrypt");
-    backend.fail(1, transient);
+    assert_eq!(backend.hooks().calls("encrypt"), 2, "one call for setup, one for the failing encrypt");
+    backend.hooks().fail(1, transient);
     m.generate_data_key(GenerateDataKeyRequest {
         key_id: id.clone(),
         key_spec: KeySpec::Aes256,
@@ -259,21 +213,21 @@ async fn writes_run_exactly_once_even_on_transient_errors() {
     })
     .await
     .unwrap_err();
-    assert_eq!(backend.calls("generate_data_key"), 1);
-    backend.fail(1, transient);
+    assert_eq!(backend.hooks().calls("generate_data_key"), 1);
+    backend.hooks().fail(1, transient);
     m.create_key(CreateKeyRequest::default()).await.unwrap_err();
-    assert_eq!(backend.calls("create_key"), 2);
-    backend.fail(1, transient);
+    assert_eq!(backend.hooks().calls("create_key"), 2);
+    backend.hooks().fail(1, transient);
     m.delete_key(DeleteKeyRequest { key_id: id, pending_window_in_days: None }).await.unwrap_err();
-    assert_eq!(backend.calls("delete_key"), 1);
+    assert_eq!(backend.hooks().calls("delete_key"), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn retries_back_off_exponentially() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 3, None);
     let (id, _) = key(&m, "k").await;
-    backend.fail(3, transient);
+    backend.hooks().fail(3, transient);
     let start = Instant::now();
     m.describe_key(describe(&id)).await.unwrap();
     let waited = start.elapsed();
@@ -283,10 +237,10 @@ async fn retries_back_off_exponentially() {
 
 #[tokio::test(start_paused = true)]
 async fn a_hanging_backend_times_out() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 2, None);
     let (id, blob) = key(&m, "k").await;
-    backend.hang.store(true, Ordering::SeqCst);
+    backend.hooks().hang.store(true, Ordering::SeqCst);
 
     let start = Instant::now();
     let err = m
@@ -306,21 +260,21 @@ async fn a_hanging_backend_times_out() {
     let err = m.decrypt(decrypt(&blob)).await.unwrap_err();
     let per_attempt = kms_core::manager::attempt_timeout(TIMEOUT);
     assert!(matches!(err, KmsError::Timeout { operation: "decrypt", after } if after == per_attempt), "{err:?}");
-    assert_eq!(backend.calls("decrypt"), 3);
+    assert_eq!(backend.hooks().calls("decrypt"), 3);
     assert!(start.elapsed() >= per_attempt * 3 && start.elapsed() <= TIMEOUT, "{:?}", start.elapsed());
     assert!(matches!(m.health_check().await, Err(KmsError::Timeout { operation: "health_check", .. })));
 }
 
 #[tokio::test(start_paused = true)]
 async fn describe_is_cached_and_every_mutation_invalidates() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 0, Some(CacheConfig::new(100, Duration::from_secs(60))));
     let (id, _) = key(&m, "k").await;
 
     for _ in 0..3 {
         assert_eq!(m.describe_key(describe(&id)).await.unwrap().key_metadata.key_state, KeyState::Enabled);
     }
-    assert_eq!(backend.calls("describe_key"), 1);
+    assert_eq!(backend.hooks().calls("describe_key"), 1);
     let stats = m.cache_stats();
     assert_eq!((stats.hits, stats.misses, stats.entries, stats.capacity), (2, 1, 1, 100));
 
@@ -346,9 +300,9 @@ async fn describe_is_cached_and_every_mutation_invalidates() {
             }
             _ => drop(m.cancel_key_deletion(CancelKeyDeletionRequest { key_id: id.clone() }).await.unwrap()),
         }
-        let before = backend.calls("describe_key");
+        let before = backend.hooks().calls("describe_key");
         let meta = m.describe_key(describe(&id)).await.unwrap().key_metadata;
-        assert_eq!(backend.calls("describe_key"), before + 1, "{op} did not invalidate the cache");
+        assert_eq!(backend.hooks().calls("describe_key"), before + 1, "{op} did not invalidate the cache");
         assert_eq!(meta.key_state, state, "after {op}");
         if op == "tag_key" {
             assert_eq!(meta.tags.get("t").map(String::as_str), Some("v"));
@@ -361,33 +315,33 @@ async fn describe_is_cached_and_every_mutation_invalidates() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_mutation_still_invalidates() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 0, Some(CacheConfig::default()));
     let (id, _) = key(&m, "k").await;
     m.describe_key(describe(&id)).await.unwrap();
-    backend.fail(1, transient);
+    backend.hooks().fail(1, transient);
     m.disable_key(KeyIdRequest { key_id: id.clone() }).await.unwrap_err();
     m.describe_key(describe(&id)).await.unwrap();
-    assert_eq!(backend.calls("describe_key"), 2);
+    assert_eq!(backend.hooks().calls("describe_key"), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn entries_expire_after_the_ttl() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 0, Some(CacheConfig::new(10, Duration::from_secs(30))));
     let (id, _) = key(&m, "k").await;
     m.describe_key(describe(&id)).await.unwrap();
     tokio::time::advance(Duration::from_secs(29)).await;
     m.describe_key(describe(&id)).await.unwrap();
-    assert_eq!(backend.calls("describe_key"), 1);
+    assert_eq!(backend.hooks().calls("describe_key"), 1);
     tokio::time::advance(Duration::from_secs(2)).await;
     m.describe_key(describe(&id)).await.unwrap();
-    assert_eq!(backend.calls("describe_key"), 2, "an expired entry was served");
+    assert_eq!(backend.hooks().calls("describe_key"), 2, "an expired entry was served");
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_cache_is_bounded_and_can_be_cleared() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 0, Some(CacheConfig::new(2, Duration::from_secs(60))));
     let mut ids = Vec::new();
     for n in 0..5 {
@@ -398,33 +352,33 @@ async fn the_cache_is_bounded_and_can_be_cleared() {
     assert_eq!(m.cache_stats().entries, 2);
     // The two most recent are cached, the oldest was evicted.
     m.describe_key(describe(&ids[4])).await.unwrap();
-    assert_eq!(backend.calls("describe_key"), 5);
+    assert_eq!(backend.hooks().calls("describe_key"), 5);
     m.describe_key(describe(&ids[0])).await.unwrap();
-    assert_eq!(backend.calls("describe_key"), 6);
+    assert_eq!(backend.hooks().calls("describe_key"), 6);
     m.clear_cache();
     assert_eq!(m.cache_stats().entries, 0);
     m.describe_key(describe(&ids[0])).await.unwrap();
-    assert_eq!(backend.calls("describe_key"), 7);
+    assert_eq!(backend.hooks().calls("describe_key"), 7);
 }
 
 #[tokio::test(start_paused = true)]
 async fn without_a_cache_every_describe_reaches_the_backend() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 0, None);
     let (id, _) = key(&m, "k").await;
     for _ in 0..3 {
         m.describe_key(describe(&id)).await.unwrap();
     }
-    assert_eq!(backend.calls("describe_key"), 3);
+    assert_eq!(backend.hooks().calls("describe_key"), 3);
     assert_eq!(m.cache_stats(), Default::default());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_describe_racing_a_mutation_does_not_cache_stale_metadata() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = Arc::new(manager(&backend, 0, Some(CacheConfig::default())));
     let (id, _) = key(&m, "k").await;
-    backend.slow_describe.store(true, Ordering::SeqCst);
+    backend.hooks().slow_describe.store(true, Ordering::SeqCst);
     let slow = {
         let (m, id) = (Arc::clone(&m), id.clone());
         tokio::spawn(async move { m.describe_key(describe(&id)).await })
@@ -433,19 +387,19 @@ async fn a_describe_racing_a_mutation_does_not_cache_stale_metadata() {
     m.disable_key(KeyIdRequest { key_id: id.clone() }).await.unwrap();
     let stale = slow.await.unwrap().unwrap().key_metadata;
     assert_eq!(stale.key_state, KeyState::Enabled);
-    backend.slow_describe.store(false, Ordering::SeqCst);
+    backend.hooks().slow_describe.store(false, Ordering::SeqCst);
     let fresh = m.describe_key(describe(&id)).await.unwrap().key_metadata;
     assert_eq!(fresh.key_state, KeyState::Disabled, "the racing describe cached stale metadata");
 }
 
 #[tokio::test(start_paused = true)]
 async fn key_errors_on_the_data_path_drop_the_cached_entry() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 0, Some(CacheConfig::default()));
     let (id, _) = key(&m, "k").await;
     m.describe_key(describe(&id)).await.unwrap();
     // Another node disabled the key behind this manager's back.
-    backend.inner.disable_key(KeyIdRequest { key_id: id.clone() }).await.unwrap();
+    backend.inner().disable_key(KeyIdRequest { key_id: id.clone() }).await.unwrap();
     let err = m
         .encrypt(EncryptRequest {
             key_id: id.clone(),
@@ -464,43 +418,43 @@ fn node_down() -> KmsError {
 
 #[tokio::test(start_paused = true)]
 async fn availability_failures_are_retried_for_the_whole_budget_and_no_longer() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 1, None);
     let (id, blob) = key(&m, "k").await;
     // A node down for a few seconds (an election): Move is retried past retry_attempts = 1.
-    backend.fail(6, node_down);
+    backend.hooks().fail(6, node_down);
     let start = Instant::now();
     assert_eq!(m.decrypt(decrypt(&blob)).await.unwrap().plaintext.expose_secret(), b"p");
-    assert_eq!(backend.calls("decrypt"), 7);
+    assert_eq!(backend.hooks().calls("decrypt"), 7);
     assert!(start.elapsed() < TIMEOUT, "{:?}", start.elapsed());
     // Down for good: the budget ends the call, and the attempts stay bounded.
-    backend.fail(u32::MAX, node_down);
+    backend.hooks().fail(u32::MAX, node_down);
     let start = Instant::now();
     let err = m.describe_key(describe(&id)).await.unwrap_err();
     assert!(matches!(err, KmsError::Backend { retryable: true, .. }), "{err:?}");
     assert!(start.elapsed() <= TIMEOUT, "{:?}", start.elapsed());
-    let attempts = backend.calls("describe_key");
+    let attempts = backend.hooks().calls("describe_key");
     assert!(attempts > 2 && attempts <= kms_core::manager::MAX_ATTEMPTS, "{attempts} attempts");
     // An ordinary transient failure is still limited by retry_attempts.
-    backend.fail(u32::MAX, transient);
+    backend.hooks().fail(u32::MAX, transient);
     m.list_keys(ListKeysRequest::default()).await.unwrap_err();
-    assert_eq!(backend.calls("list_keys"), 2, "1 attempt + 1 retry");
+    assert_eq!(backend.hooks().calls("list_keys"), 2, "1 attempt + 1 retry");
 }
 
 #[tokio::test(start_paused = true)]
 async fn writes_are_retried_only_when_the_backend_says_it_is_safe() {
-    let backend = Scripted::new();
+    let backend = scripted();
     let m = manager(&backend, 3, None);
     let (id, _) = key(&m, "k").await;
-    backend.retry_safe.store(true, Ordering::SeqCst);
-    backend.fail(2, node_down);
+    backend.hooks().retry_safe.store(true, Ordering::SeqCst);
+    backend.hooks().fail(2, node_down);
     m.rotate_key(RotateKeyRequest { key_id: id.clone() }).await.unwrap();
-    assert_eq!(backend.calls("rotate_key"), 3);
-    backend.fail(1, transient);
+    assert_eq!(backend.hooks().calls("rotate_key"), 3);
+    backend.hooks().fail(1, transient);
     m.create_key(CreateKeyRequest::default()).await.unwrap();
-    assert_eq!(backend.calls("create_key"), 3, "setup, a failed attempt, its retry");
-    backend.retry_safe.store(false, Ordering::SeqCst);
-    backend.fail(1, node_down);
+    assert_eq!(backend.hooks().calls("create_key"), 3, "setup, a failed attempt, its retry");
+    backend.hooks().retry_safe.store(false, Ordering::SeqCst);
+    backend.hooks().fail(1, node_down);
     m.rotate_key(RotateKeyRequest { key_id: id }).await.unwrap_err();
-    assert_eq!(backend.calls("rotate_key"), 4, "not safe: once");
+    assert_eq!(backend.hooks().calls("rotate_key"), 4, "not safe: once");
 }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use kms_core::backends::{BackendFactory, BackendRegistry, KmsBackend};
 use kms_core::mock::{MemoryBackend, MemoryBackendFactory};
 use kms_core::service_manager::KmsServiceManager;
+use kms_testkit::forwarding::{Forwarding, Hooks};
 use kms_types::api_types::KmsServiceStatus;
 use kms_types::config::{self, KmsConfig, LocalConfig, MasterKeySource, VaultAuthMethod, VaultConfig};
 use kms_types::error::{KmsError, Result};
@@ -39,74 +40,39 @@ fn registry_with(factories: Vec<Arc<dyn BackendFactory>>) -> BackendRegistry {
     registry
 }
 
-/// Shares one MemoryBackend; every build is a new "connection" that fails all calls once
-/// closed and records whether it was closed while a call was still running on it.
+/// Shares one MemoryBackend; every build is a new "connection" (the memory backend behind a
+/// forwarding backend) that fails all calls once closed and records whether it was closed
+/// while a call was still running on it.
 struct Connection {
-    inner: Arc<MemoryBackend>,
-    busy: AtomicUsize,
+    busy: Arc<AtomicUsize>,
     closed: AtomicBool,
     closed_while_busy: Arc<AtomicBool>,
     closes: Arc<AtomicU32>,
 }
 
-impl Connection {
-    async fn enter(&self) -> Result<BusyGuard<'_>> {
-        self.busy.fetch_add(1, Ordering::SeqCst);
-        let guard = BusyGuard(&self.busy);
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(KmsError::backend("used after close"));
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await; // widen the race windows
-        Ok(guard)
-    }
-}
+/// One call in flight on a connection, for as long as it lives.
+struct BusyGuard(Arc<AtomicUsize>);
 
-struct BusyGuard<'a>(&'a AtomicUsize);
-
-impl Drop for BusyGuard<'_> {
+impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 #[async_trait]
-impl KmsBackend for Connection {
-    async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
-        let _busy = self.enter().await?;
-        self.inner.create_key(request).await
+impl Hooks for Connection {
+    type Guard = BusyGuard;
+
+    async fn before(&self, _operation: &'static str) -> Result<BusyGuard> {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        let guard = BusyGuard(Arc::clone(&self.busy));
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(KmsError::backend("used after close"));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await; // widen the race windows
+        Ok(guard)
     }
-    async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
-        let _busy = self.enter().await?;
-        self.inner.encrypt(request).await
-    }
-    async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
-        let _busy = self.enter().await?;
-        self.inner.decrypt(request).await
-    }
-    async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
-        let _busy = self.enter().await?;
-        self.inner.generate_data_key(request).await
-    }
-    async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
-        let _busy = self.enter().await?;
-        self.inner.describe_key(request).await
-    }
-    async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse> {
-        let _busy = self.enter().await?;
-        self.inner.list_keys(request).await
-    }
-    async fn delete_key(&self, request: DeleteKeyRequest) -> Result<DeleteKeyResponse> {
-        let _busy = self.enter().await?;
-        self.inner.delete_key(request).await
-    }
-    async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
-        let _busy = self.enter().await?;
-        self.inner.cancel_key_deletion(request).await
-    }
-    async fn health_check(&self) -> Result<bool> {
-        let _busy = self.enter().await?;
-        self.inner.health_check().await
-    }
+
     async fn close(&self) -> Result<()> {
         if self.busy.load(Ordering::SeqCst) > 0 {
             self.closed_while_busy.store(true, Ordering::SeqCst);
@@ -130,13 +96,13 @@ impl BackendFactory for ConnectionFactory {
         self.kind.clone()
     }
     async fn build(&self, _config: &KmsConfig) -> Result<Arc<dyn KmsBackend>> {
-        Ok(Arc::new(Connection {
-            inner: Arc::clone(&self.inner),
-            busy: AtomicUsize::new(0),
+        let connection = Connection {
+            busy: Arc::default(),
             closed: AtomicBool::new(false),
             closed_while_busy: Arc::clone(&self.closed_while_busy),
             closes: Arc::clone(&self.closes),
-        }))
+        };
+        Ok(Arc::new(Forwarding::new(Arc::clone(&self.inner) as Arc<dyn KmsBackend>, connection)))
     }
 }
 

@@ -562,10 +562,11 @@ mod tests {
     #[test]
     fn redacted_config_hides_every_secret() {
         let mut v = vault();
-        v.auth_method = VaultAuthMethod::app_role("role", "secret-id-value");
+        v.auth_method = VaultAuthMethod::app_role("role-id-value", "secret-id-value");
         let shown = serde_json::to_string(&KmsConfig::vault(v).redacted()).unwrap();
         assert!(!shown.contains("secret-id-value"));
-        assert!(shown.contains("role"));
+        // The role id is not a secret: it stays, so an operator can tell which role is used.
+        assert!(shown.contains("\"role_id\":\"role-id-value\""), "{shown}");
         let local = KmsConfig::local(LocalConfig::new(
             "/k",
             MasterKeySource::Passphrase { passphrase: "correct horse battery".into() },

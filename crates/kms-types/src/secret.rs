@@ -152,6 +152,7 @@ mod tests {
         assert_eq!(json, "\"AQID+g==\"");
         let back: SecretBytes = serde_json::from_str(&json).unwrap();
         assert_eq!(back, key);
-        assert!(serde_json::from_str::<SecretBytes>("\"not base64!\"").is_err());
+        let err = serde_json::from_str::<SecretBytes>("\"not base64!\"").unwrap_err();
+        assert!(err.is_data(), "{err}");
     }
 }

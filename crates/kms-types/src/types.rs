@@ -608,8 +608,10 @@ mod tests {
 
     #[test]
     fn requests_reject_unknown_fields_and_bad_base64() {
-        assert!(serde_json::from_str::<DescribeKeyRequest>(r#"{"key_id":"a","extra":1}"#).is_err());
-        assert!(serde_json::from_str::<DecryptRequest>(r#"{"ciphertext_blob":"%%%"}"#).is_err());
+        let err = serde_json::from_str::<DescribeKeyRequest>(r#"{"key_id":"a","extra":1}"#).unwrap_err();
+        assert!(err.is_data() && err.to_string().contains("unknown field `extra`"), "{err}");
+        let err = serde_json::from_str::<DecryptRequest>(r#"{"ciphertext_blob":"%%%"}"#).unwrap_err();
+        assert!(err.is_data(), "{err}");
         let req: GenerateDataKeyRequest = serde_json::from_str(r#"{"key_id":"a"}"#).unwrap();
         assert_eq!(req.key_spec, KeySpec::Aes256);
     }
@@ -618,8 +620,13 @@ mod tests {
     fn pending_window_is_7_to_30_days() {
         assert_eq!(validate_pending_window(None).unwrap(), 30);
         assert_eq!(validate_pending_window(Some(7)).unwrap(), 7);
-        assert!(validate_pending_window(Some(6)).is_err());
-        assert!(validate_pending_window(Some(31)).is_err());
+        for days in [6, 31] {
+            let err = validate_pending_window(Some(days)).unwrap_err();
+            assert!(
+                matches!(err, crate::KmsError::InvalidRequest { ref field, .. } if field == "pending_window_in_days"),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]

@@ -196,7 +196,8 @@ mod tests {
         assert_eq!(serde_json::to_string(&arr).unwrap(), r#"["https://a:8200","https://b:8200"]"#);
         assert_eq!("https://a:8200,https://b:8200".parse::<VaultAddresses>().unwrap(), arr);
         assert!(matches!("".parse::<VaultAddresses>(), Err(KmsError::Configuration { .. })));
-        assert!(serde_json::from_str::<VaultAddresses>("42").is_err());
+        let err = serde_json::from_str::<VaultAddresses>("42").unwrap_err();
+        assert!(err.is_data(), "{err}");
     }
 
     #[test]

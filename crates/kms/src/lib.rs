@@ -7,14 +7,15 @@
 //!
 //! | path | from | holds |
 //! |---|---|---|
-//! | [`config`], [`types`], [`api_types`], [`error`] | `kms-types` | configuration, DTOs, admin payloads, [`error::KmsError`] |
+//! | [`config`], [`types`], [`api_types`], [`error`], [`secret`], [`alias`], [`limits`], [`serde_helpers`] | `kms-types` | configuration, DTOs, admin payloads, [`error::KmsError`], redacted secrets, alias rules, metadata limits |
 //! | [`backends`] | `kms-core` | the [`backends::KmsBackend`] trait, [`backends::BackendFactory`], [`backends::BackendRegistry`] |
 //! | [`manager`] | `kms-core` | [`manager::KmsManager`]: timeouts, retries, metadata cache |
 //! | [`service_manager`] | `kms-core` | [`service_manager::KmsServiceManager`]: configure/start/stop/reconfigure |
 //! | [`encryption`] | `kms-core` | [`encryption::service::EncryptionService`], what S3 handlers call |
 //! | [`mock`] | `kms-core` | [`mock::MemoryBackend`], an in-memory backend for tests |
+//! | [`aliases`], `fs_trust` (unix) | `kms-core` | the alias table; the file trust checks of key and data directories |
 //! | [`crypto`] | `kms-crypto` | ciphers, data keys, envelopes |
-//! | `local`, `vault`, `admin` | backend and admin crates | behind their features |
+//! | `local`, `vault`, `admin`, `testing` | backend, admin and test-kit crates | behind their features |
 //!
 //! The process-wide service: [`init_global_kms_service_manager`] (builds it once, with the
 //! backends this build enables), [`get_global_kms_service_manager`] and
@@ -62,7 +63,15 @@
 //! - `vault`: HashiCorp Vault / OpenBao over Transit and KV v2, `kms::vault` (crate
 //!   `kms-backend-vault`).
 //! - `admin`: the admin HTTP API, `kms::admin` (crate `kms-admin`).
+//! - `sse` (default): the S3 server-side encryption pipeline, `kms::encryption::{sse,
+//!   pipeline, stream, rewrap, key_cache}` (kms-core's `sse` feature, which alone pulls
+//!   `md-5`, `base64` and `serde_json`).
 //! - `full`: all of the above.
+//! - `testing`: test support for applications, `kms::testing` (crate `kms-testkit`): a local
+//!   test environment (temporary key store, running service, ready `EncryptionService`), with
+//!   `vault` also an OpenBao one, the forwarding backend and the backend contract suite.
+//!
+//! On docs.rs every feature is on and each gated item says which feature it needs.
 //!
 //! With `default-features = false` the facade has no backend: the service manager then
 //! accepts no configuration until you register a [`backends::BackendFactory`] of your own in
@@ -75,19 +84,28 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::sync::Arc;
 
-pub use kms_core::{backends, encryption, manager, mock, service_manager};
+#[cfg(unix)]
+pub use kms_core::fs_trust;
+pub use kms_core::{aliases, backends, encryption, manager, mock, service_manager};
 pub use kms_crypto as crypto;
-pub use kms_types::{api_types, config, error, types};
+pub use kms_types::{alias, api_types, config, error, import, limits, operation, secret, serde_helpers, types};
 
 #[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub use kms_admin as admin;
 #[cfg(feature = "local")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local")))]
 pub use kms_backend_local as local;
 #[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub use kms_backend_vault as vault;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub use kms_testkit as testing;
 
 pub use kms_core::service_manager::{get_global_encryption_service, get_global_kms_service_manager};
 

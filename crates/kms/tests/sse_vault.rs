@@ -1,13 +1,12 @@
 //! The SSE suite on OpenBao (Transit + KV v2), against the server `cargo xtask test` starts
-//! (`KMS_TEST_VAULT_ADDR`, `KMS_TEST_VAULT_TOKEN`); without it the tests fail, never skip.
+//! (`KMS_TEST_VAULT_ADDR`, `KMS_TEST_VAULT_TOKEN`); built only with feature `live-vault`,
+//! and then without a server the tests fail, never skip.
 //! Plus one case on a private server that is killed mid-way: the KMS really gone.
 
 mod sse_suite;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kms::backends::BackendRegistry;
 use kms::config::{KmsConfig, VaultAuthMethod, VaultConfig};
@@ -15,6 +14,7 @@ use kms::encryption::key_cache::{DataKeyCacheConfig, KmsUnavailablePolicy};
 use kms::encryption::sse::{ObjectContext, SseMode};
 use kms::error::KmsError;
 use kms::vault::VaultBackendFactory;
+use kms_testkit::openbao::{self, OpenBao};
 
 fn config(addr: &str, token: &str) -> KmsConfig {
     let mut config = KmsConfig::vault(VaultConfig {
@@ -48,65 +48,19 @@ async fn env() -> sse_suite::Env {
 
 sse_suite::sse_suite!(env);
 
-/// A private dev server, killed on drop.
-struct Bao {
-    child: Child,
-    addr: String,
-    token: String,
-}
-
-impl Drop for Bao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Bao {
-    fn start() -> Self {
-        let bin = std::env::var("KMS_TEST_BAO_BIN").expect("KMS_TEST_BAO_BIN is not set; run `cargo xtask test`");
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let token = sse_suite::unique("root");
-        let child = Command::new(&bin)
-            .args(["server", "-dev", "-dev-no-store-token"])
-            .arg(format!("-dev-root-token-id={token}"))
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start bao");
-        let addr = format!("http://127.0.0.1:{port}");
-        let bao = Self { child, addr, token };
-        let started = Instant::now();
-        while !bao.cli(&["status"]) {
-            assert!(started.elapsed() < Duration::from_secs(30), "private OpenBao did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert!(bao.cli(&["secrets", "enable", "transit"]), "mount transit");
-        bao
-    }
-
-    fn cli(&self, args: &[&str]) -> bool {
-        let bin = std::env::var("KMS_TEST_BAO_BIN").unwrap();
-        Command::new(bin)
-            .args(args)
-            .env("BAO_ADDR", &self.addr)
-            .env("BAO_TOKEN", &self.token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
+/// A private dev server (the workspace's one launcher), killed on drop or mid-test.
+fn private_bao() -> OpenBao {
+    let bin =
+        openbao::find_bao(&openbao::default_tools_dir()).expect("find bao").expect("no `bao`: run `cargo xtask test`");
+    OpenBao::builder(bin).start().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The OpenBao process killed: reads fail (a transient backend error) by default, and are
 /// served from the opt-in cache within its TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openbao_killed_mid_way() {
-    let mut bao = Bao::start();
-    let mut config = config(&bao.addr, &bao.token);
+    let mut bao = private_bao();
+    let mut config = config(bao.addr(), bao.token());
     config.timeout = Duration::from_secs(2);
     config.retry_attempts = 0;
     let env = sse_suite::Env::start(registry(), config, ()).await;
@@ -116,13 +70,13 @@ async fn openbao_killed_mid_way() {
     env.service.set_kms_unavailable_policy(KmsUnavailablePolicy::CacheDataKeys(config)).unwrap();
     let (warm, warm_meta) = sse_suite::put(&env.service, b"warm", object("warm")).await;
 
-    let _ = bao.child.kill();
-    let _ = bao.child.wait();
+    bao.stop();
     let err = sse_suite::get(&env.service, &cold, "b", "cold", &cold_meta, None, None).await.unwrap_err();
     assert!(err.is_retryable(), "an unreachable KMS is a transient failure: {err:?}");
     assert_eq!(sse_suite::get(&env.service, &warm, "b", "warm", &warm_meta, None, None).await.unwrap(), b"warm");
     let err = env.service.encrypt_stream(&b"x"[..], object("new")).await.unwrap_err();
     assert!(matches!(err, KmsError::Backend { .. } | KmsError::Timeout { .. }), "{err:?}");
     env.service.set_kms_unavailable_policy(KmsUnavailablePolicy::FailClosed).unwrap();
-    assert!(sse_suite::get(&env.service, &warm, "b", "warm", &warm_meta, None, None).await.is_err());
+    let err = sse_suite::get(&env.service, &warm, "b", "warm", &warm_meta, None, None).await.unwrap_err();
+    assert!(err.is_retryable(), "fail-closed: the outage itself, not a cached answer: {err:?}");
 }

@@ -1,20 +1,21 @@
 //! Shared helpers of the Vault backend's tests: the OpenBao server `cargo xtask test` started
 //! (`KMS_TEST_VAULT_ADDR`, `KMS_TEST_VAULT_TOKEN`, `KMS_TEST_BAO_BIN`), private servers for
-//! fault tests, and direct Transit/KV calls for interop checks.
+//! fault tests (the launcher of `kms_testkit::openbao`), and direct Transit/KV calls for
+//! interop checks.
 //!
-//! Without those variables the tests fail with instructions: the Vault suite is never skipped.
+//! These tests build only with feature `live-vault` (`cargo xtask test` turns it on); without
+//! the variables they then fail with instructions, they never skip.
 
 #![allow(dead_code, unreachable_pub)]
 
 pub mod pki;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use kms_testkit::openbao::{self, OpenBao};
 use kms_types::config::{KmsConfig, VaultAuthMethod, VaultConfig};
 
 /// The shared test server's address and root token.
@@ -28,43 +29,21 @@ pub fn shared() -> (String, String) {
     (addr, token)
 }
 
-/// The `bao` binary.
+/// The `bao` binary: `KMS_TEST_BAO_BIN`, `bao` on PATH, or the workspace's `.tools/openbao`.
 pub fn bao_bin() -> PathBuf {
-    std::env::var_os("KMS_TEST_BAO_BIN")
-        .map(PathBuf::from)
-        .expect("KMS_TEST_BAO_BIN is not set; run the tests through `cargo xtask test`")
+    openbao::find_bao(&openbao::default_tools_dir())
+        .expect("find bao")
+        .expect("no `bao`: run the tests through `cargo xtask test`, which installs OpenBao")
 }
 
 /// Runs the `bao` CLI against `addr` with `token`; panics on failure; returns stdout.
 pub fn bao(addr: &str, token: &str, args: &[&str]) -> String {
-    let out = Command::new(bao_bin())
-        .args(args)
-        .env("BAO_ADDR", addr)
-        .env("BAO_TOKEN", token)
-        .env_remove("BAO_NAMESPACE")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bao");
-    assert!(out.status.success(), "bao {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    openbao::run_bao(&bao_bin(), addr, token, args, None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs `bao` with stdin from `input`.
 pub fn bao_stdin(addr: &str, token: &str, args: &[&str], input: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(bao_bin())
-        .args(args)
-        .env("BAO_ADDR", addr)
-        .env("BAO_TOKEN", token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bao");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "bao {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    openbao::run_bao(&bao_bin(), addr, token, args, Some(input)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A random suffix so that tests sharing a server never see each other's keys.
@@ -159,145 +138,21 @@ pub fn token_with_policy(addr: &str, root: &str, policy_hcl: &str) -> String {
         .to_owned()
 }
 
-/// A private OpenBao dev server (for tests that stop, pause or restart it).
-pub struct BaoServer {
-    pub addr: String,
-    pub token: String,
-    pub port: u16,
-    extra_config: Option<PathBuf>,
-    child: Option<Child>,
+/// A private OpenBao dev server (for tests that stop, pause or restart it): Transit and AppRole
+/// mounted, stopped on drop.
+pub fn bao_server() -> OpenBao {
+    OpenBao::builder(bao_bin()).start().unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Drop for BaoServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A private server with an extra listener described by `config_hcl` (e.g. TLS); its
+/// `addr()` is the dev listener (plain HTTP).
+pub fn bao_server_with_config(config_hcl: &str, dir: &Path) -> OpenBao {
+    let path = dir.join("extra.hcl");
+    std::fs::write(&path, config_hcl).unwrap();
+    OpenBao::builder(bao_bin()).extra_config(path).start().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl BaoServer {
-    /// Starts a dev server with Transit and AppRole mounted.
-    pub fn start() -> Self {
-        let port = free_port();
-        let mut server = Self {
-            addr: format!("http://127.0.0.1:{port}"),
-            token: unique("root"),
-            port,
-            extra_config: None,
-            child: None,
-        };
-        server.spawn();
-        server.provision();
-        server
-    }
-
-    /// Starts a dev server with an extra listener described by `config_hcl` (e.g. TLS);
-    /// `addr` then points at the dev listener (plain HTTP).
-    pub fn start_with_config(config_hcl: &str, dir: &Path) -> Self {
-        let path = dir.join("extra.hcl");
-        std::fs::write(&path, config_hcl).unwrap();
-        let port = free_port();
-        let mut server = Self {
-            addr: format!("http://127.0.0.1:{port}"),
-            token: unique("root"),
-            port,
-            extra_config: Some(path),
-            child: None,
-        };
-        server.spawn();
-        server.provision();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new(bao_bin());
-        cmd.args(["server", "-dev", "-dev-no-store-token"])
-            .arg(format!("-dev-root-token-id={}", self.token))
-            .arg(format!("-dev-listen-address=127.0.0.1:{}", self.port))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(extra) = &self.extra_config {
-            cmd.arg(format!("-config={}", extra.display()));
-        }
-        self.child = Some(cmd.spawn().expect("start bao server"));
-        let started = Instant::now();
-        loop {
-            let ok = Command::new(bao_bin())
-                .args(["status"])
-                .env("BAO_ADDR", &self.addr)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "private bao server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Mounts Transit and AppRole (a dev server starts empty after every restart).
-    pub fn provision(&self) {
-        bao(&self.addr, &self.token, &["secrets", "enable", "transit"]);
-        bao(&self.addr, &self.token, &["auth", "enable", "approle"]);
-    }
-
-    /// Runs `bao` against this server with its root token.
-    pub fn bao(&self, args: &[&str]) -> String {
-        bao(&self.addr, &self.token, args)
-    }
-
-    /// Kills the server.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port with the same root token (a dev server keeps no
-    /// data across restarts: mounts are provisioned again, keys are gone).
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-        self.provision();
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let ok = Command::new("kill").args([sig, &pid]).status().unwrap().success();
-        assert!(ok, "kill {sig} {pid}");
-    }
-
-    /// Freezes the process (connections accepted by the kernel, never answered).
-    pub fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    /// Unfreezes it.
-    pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    /// An AppRole whose tokens live `ttl` (renewable up to `max_ttl`) with `policies`;
-    /// returns `(role_id, secret_id)`.
-    pub fn approle(&self, name: &str, ttl: &str, max_ttl: &str, policies: &str) -> (String, String) {
-        self.bao(&[
-            "write",
-            &format!("auth/approle/role/{name}"),
-            &format!("token_ttl={ttl}"),
-            &format!("token_max_ttl={max_ttl}"),
-            &format!("token_policies={policies}"),
-        ]);
-        let role_id = self.bao(&["read", "-field=role_id", &format!("auth/approle/role/{name}/role-id")]);
-        let secret_id = self.bao(&["write", "-f", "-field=secret_id", &format!("auth/approle/role/{name}/secret-id")]);
-        (role_id.trim().to_owned(), secret_id.trim().to_owned())
-    }
+    openbao::free_port().unwrap()
 }

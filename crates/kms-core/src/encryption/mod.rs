@@ -10,6 +10,8 @@
 //! | [`rewrap`] | `rewrap` and the resumable bulk `rewrap_all` |
 //! | [`key_cache`] | [`key_cache::KmsUnavailablePolicy`]: what reads do when the KMS is down |
 //!
+//! Every module but [`service`] is the S3 pipeline and needs feature `sse`.
+//!
 //! `docs/sse-integration.md` describes the modes, headers, metadata, context rules,
 //! multipart uploads, ranges, rotation and the KMS-unavailable policy, with a worked
 //! PutObject/GetObject example.
@@ -51,9 +53,19 @@
 //! ```
 
 pub mod aliases;
+#[cfg(feature = "sse")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod key_cache;
+#[cfg(feature = "sse")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod pipeline;
+#[cfg(feature = "sse")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod rewrap;
 pub mod service;
+#[cfg(feature = "sse")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod sse;
+#[cfg(feature = "sse")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod stream;

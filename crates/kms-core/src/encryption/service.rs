@@ -55,6 +55,7 @@ use kms_types::types::{
 };
 use tokio::sync::OwnedRwLockReadGuard;
 
+#[cfg(feature = "sse")]
 use super::key_cache::DataKeyCache;
 use crate::manager::KmsManager;
 use crate::slot::ServiceSlot;
@@ -65,6 +66,7 @@ pub struct EncryptionService {
     source: Source,
     /// The data-key cache of the KMS-unavailable policy (inert by default); see
     /// [`key_cache`](super::key_cache).
+    #[cfg(feature = "sse")]
     pub(super) data_keys: DataKeyCache,
 }
 
@@ -98,7 +100,11 @@ macro_rules! delegate {
 impl EncryptionService {
     /// A service over a fixed manager, with no default key.
     pub fn new(manager: Arc<KmsManager>) -> Self {
-        Self { source: Source::Fixed { manager, default_key_id: None }, data_keys: DataKeyCache::default() }
+        Self {
+            source: Source::Fixed { manager, default_key_id: None },
+            #[cfg(feature = "sse")]
+            data_keys: DataKeyCache::default(),
+        }
     }
 
     /// Sets the key used when a caller names none (only for a service built with [`Self::new`];
@@ -111,7 +117,11 @@ impl EncryptionService {
     }
 
     pub(crate) fn managed(slot: Arc<ServiceSlot>) -> Self {
-        Self { source: Source::Managed(slot), data_keys: DataKeyCache::default() }
+        Self {
+            source: Source::Managed(slot),
+            #[cfg(feature = "sse")]
+            data_keys: DataKeyCache::default(),
+        }
     }
 
     async fn lease(&self) -> Result<Lease> {

@@ -138,6 +138,19 @@ fn is_crypto(e: &KmsError) -> bool {
     matches!(e, KmsError::Crypto { .. })
 }
 
+/// Asserts that `result` failed with an error matching `kind` (a pattern), showing it if not.
+macro_rules! assert_refused {
+    ($result:expr, $kind:pat) => {
+        assert_refused!($result, $kind, "")
+    };
+    ($result:expr, $kind:pat, $($context:tt)+) => {{
+        match $result {
+            Err(err) => assert!(matches!(err, $kind), "{err:?} {}", format!($($context)+)),
+            Ok(_) => panic!("succeeded {}", format!($($context)+)),
+        }
+    }};
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Three modes × sizes 0 B .. 3 MiB × whole and random ranges.
@@ -300,12 +313,18 @@ pub async fn multipart_three_unequal_parts(env: Env) {
         parts[0].number = 1;
         parts[1].number = 2;
         let stored_swapped = [p2.clone(), p1.clone(), stored_parts[2].as_ref().unwrap().0.clone()].concat();
-        assert!(get(&env.service, &stored_swapped, "mp", "video.bin", &swapped, ck, None).await.is_err());
+        assert_refused!(
+            get(&env.service, &stored_swapped, "mp", "video.bin", &swapped, ck, None).await,
+            KmsError::Crypto { .. }
+        );
         // An open upload is not an object, and a completed object takes no more parts.
-        assert!(get(&env.service, &[], "mp", "video.bin", &upload_meta, ck, None).await.is_err());
+        assert_refused!(
+            get(&env.service, &[], "mp", "video.bin", &upload_meta, ck, None).await,
+            KmsError::InvalidRequest { .. }
+        );
         let request =
             PartRequest { bucket: "mp", object_key: "video.bin", upload: &metadata, part_number: 4, customer_key: ck };
-        assert!(env.service.encrypt_part(&b"x"[..], request).await.is_err());
+        assert_refused!(env.service.encrypt_part(&b"x"[..], request).await, KmsError::InvalidRequest { .. });
         let request = PartRequest {
             bucket: "mp",
             object_key: "video.bin",
@@ -313,7 +332,7 @@ pub async fn multipart_three_unequal_parts(env: Env) {
             part_number: 0,
             customer_key: ck,
         };
-        assert!(env.service.encrypt_part(&b"x"[..], request).await.is_err());
+        assert_refused!(env.service.encrypt_part(&b"x"[..], request).await, KmsError::InvalidRequest { .. });
     }
 }
 
@@ -410,7 +429,11 @@ pub async fn metadata_of_one_object_does_not_open_another(env: Env) {
         spliced.master_key_version = b_meta.master_key_version;
         spliced.customer_key_salt = b_meta.customer_key_salt.clone();
         spliced.customer_key_verifier = b_meta.customer_key_verifier.clone();
-        assert!(get(&env.service, &a_data, "bkt", "a", &spliced, ck, None).await.is_err(), "{kind}");
+        assert_refused!(
+            get(&env.service, &a_data, "bkt", "a", &spliced, ck, None).await,
+            KmsError::Crypto { .. },
+            "{kind}"
+        );
         // And the originals still read.
         assert_eq!(get(&env.service, &a_data, "bkt", "a", &a_meta, ck, None).await.unwrap(), b"object A");
         assert_eq!(get(&env.service, &b_data, "bkt", "b", &b_meta, ck, None).await.unwrap(), b"object B");
@@ -431,7 +454,11 @@ pub async fn sse_c_keys_are_checked(env: Env) {
     let (stored, metadata) = put(&env.service, b"kms", object("b", "k", SseMode::S3)).await;
     let err = get(&env.service, &stored, "b", "k", &metadata, Some(&wrong), None).await.unwrap_err();
     assert!(matches!(err, KmsError::InvalidRequest { .. }), "{err:?}");
-    assert!(CustomerKey::new(&[3; 32], &CustomerKey::md5_of(&[4; 32])).is_err(), "MD5 checked");
+    assert_refused!(
+        CustomerKey::new(&[3; 32], &CustomerKey::md5_of(&[4; 32])),
+        KmsError::InvalidRequest { .. },
+        "MD5 checked"
+    );
 }
 
 fn base64_of(bytes: &[u8]) -> String {
@@ -493,12 +520,16 @@ pub async fn tampered_metadata_fields_fail(env: Env) {
         let mut m = metadata.clone();
         tamper(&mut m, &other_key);
         let result = get(&env.service, &stored, "b", "t", &m, None, None).await;
-        assert!(result.is_err(), "tampered {name} still decrypts");
+        assert_refused!(
+            result,
+            KmsError::Crypto { .. } | KmsError::InvalidRequest { .. },
+            "tampered {name} still decrypts"
+        );
     }
     // A tampered stored object fails too (one bit in the middle).
     let mut flipped = stored.clone();
     flipped[150_000] ^= 1;
-    assert!(get(&env.service, &flipped, "b", "t", &metadata, None, None).await.is_err());
+    assert_refused!(get(&env.service, &flipped, "b", "t", &metadata, None, None).await, KmsError::Crypto { .. });
 
     let ck = customer_key(9);
     let (stored, metadata) = put(&env.service, &plaintext, object("b", "c", SseMode::Customer(customer_key(9)))).await;
@@ -517,7 +548,12 @@ pub async fn tampered_metadata_fields_fail(env: Env) {
     for (name, tamper) in tampers {
         let mut m = metadata.clone();
         tamper(&mut m);
-        assert!(get(&env.service, &stored, "b", "c", &m, Some(&ck), None).await.is_err(), "SSE-C tampered {name}");
+        assert_refused!(
+            get(&env.service, &stored, "b", "c", &m, Some(&ck), None).await,
+            // A tampered salt or verifier no longer matches the key: refused as the wrong key.
+            KmsError::Crypto { .. } | KmsError::InvalidRequest { .. } | KmsError::Unauthorized { .. },
+            "SSE-C tampered {name}"
+        );
     }
     assert_eq!(get(&env.service, &stored, "b", "c", &metadata, Some(&ck), None).await.unwrap(), plaintext);
 }
@@ -582,7 +618,7 @@ pub async fn rotate_then_rewrap(env: Env) {
     // New metadata with the old version number, and the rewrap of metadata for another object, fail.
     let mut lying = new.clone();
     lying.master_key_version = Some(1);
-    assert!(get(&env.service, &stored, "b", "r", &lying, None, None).await.is_err());
+    assert_refused!(get(&env.service, &stored, "b", "r", &lying, None, None).await, KmsError::Crypto { .. });
     let moved = RewrapRequest { bucket: "b", object_key: "other", metadata: &old, destination_key_id: None };
     assert!(is_crypto(&env.service.rewrap(moved).await.unwrap_err()));
 
@@ -722,7 +758,10 @@ pub async fn kms_stopped(env: Env) {
     let err = env.service.encrypt_stream(&b"x"[..], object("b", "n", SseMode::kms(key_id.clone()))).await.unwrap_err();
     assert!(matches!(err, KmsError::ServiceUnavailable { .. }), "no new data keys: {err:?}");
     // The cache serves only this exact object: another object name does not open.
-    assert!(get(&env.service, &stored, "b", "elsewhere", &metadata, None, None).await.is_err());
+    assert_refused!(
+        get(&env.service, &stored, "b", "elsewhere", &metadata, None, None).await,
+        KmsError::ServiceUnavailable { .. }
+    );
     // Bounded TTL.
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     assert!(matches!(read().await.unwrap_err(), KmsError::ServiceUnavailable { .. }), "expired");
@@ -731,7 +770,7 @@ pub async fn kms_stopped(env: Env) {
     assert_eq!(read().await.unwrap(), b"needs the kms");
     env.manager.stop().await.unwrap();
     env.service.flush_data_key_cache();
-    assert!(read().await.is_err());
+    assert_refused!(read().await, KmsError::ServiceUnavailable { .. });
     // While the KMS answers, it decides: a disabled key is refused even with a warm cache.
     env.manager.start().await.unwrap();
     assert_eq!(read().await.unwrap(), b"needs the kms");
@@ -758,7 +797,7 @@ pub async fn requests_are_validated(env: Env) {
     assert!(matches!(err, KmsError::KeyNotFound { .. }), "{err:?}");
     // A stream not read to its end has no metadata.
     let stream = env.service.encrypt_stream(&b"abc"[..], object("b", "k", SseMode::S3)).await.unwrap();
-    assert!(stream.finish().is_err());
+    assert_refused!(stream.finish(), KmsError::InvalidRequest { .. });
 }
 
 /// Expands to one `#[tokio::test]` per suite case, each with a fresh `$env().await`.
