@@ -325,6 +325,12 @@ fn fuzz(args: &[String]) -> Result<(), String> {
     let root = workspace_root();
     for target in FUZZ_TARGETS {
         let seeds = root.join("fuzz").join("corpus").join(target);
+        if !seeds.is_dir() {
+            return Err(format!(
+                "the seed corpus {} is missing: `python3 fuzz/make_seeds.py` writes it from docs/vectors",
+                seeds.display()
+            ));
+        }
         let scratch = root.join("target").join("fuzz-corpus").join(target);
         std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
         let max_time = format!("-max_total_time={seconds}");
