@@ -429,6 +429,13 @@ pub struct LifecycleBody {
     pub persisted: bool,
 }
 
+/// Result of `POST /kms/v1/cache/clear`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheClearedBody {
+    /// Always true: the caches were emptied.
+    pub cleared: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
