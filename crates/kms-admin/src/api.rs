@@ -2,7 +2,8 @@
 //! [`kms_types::api_types`], where the server and its clients (the `kms` CLI) share them.
 
 pub use kms_types::api_types::{
-    CacheStats, ConfigureBody, ConfigureCustomKmsRequest, ConfigureKmsRequest, ConfigureLocalKmsRequest,
-    ConfigureVaultKmsRequest, DataKeyBody, DescriptionBody, EmptyBody, EncryptBody, HealthBody, KmsConfigResponse,
-    KmsServiceStatus, KmsStatusResponse, LifecycleBody, ManagerOptions, StatusBody, TagBody, UntagBody,
+    CacheClearedBody, CacheStats, ConfigureBody, ConfigureCustomKmsRequest, ConfigureKmsRequest,
+    ConfigureLocalKmsRequest, ConfigureVaultKmsRequest, DataKeyBody, DescriptionBody, EmptyBody, EncryptBody,
+    HealthBody, KmsConfigResponse, KmsServiceStatus, KmsStatusResponse, LifecycleBody, ManagerOptions, StatusBody,
+    TagBody, UntagBody,
 };

@@ -336,14 +336,20 @@ mod tests {
 
     #[test]
     fn bad_identity_configs_are_refused() {
-        assert!(
-            Authenticator::new(&[IdentityConfig { name: "x".into(), token_sha256: "abc".into(), allow: vec![] }])
-                .is_err()
-        );
-        assert!(Authenticator::new(&[identity("x", "t", vec![grant(&["fly"], &["*"])])]).is_err());
-        assert!(Authenticator::new(&[identity("x", "t", vec![]), identity("x", "u", vec![])]).is_err());
-        assert!(Authenticator::new(&[identity("x", "t", vec![]), identity("y", "t", vec![])]).is_err());
-        assert!(Authenticator::new(&[identity("x", "t", vec![grant(&["*"], &[""])])]).is_err());
+        let refused = |identities: &[IdentityConfig]| {
+            let e = Authenticator::new(identities).unwrap_err();
+            (e.identity, e.message)
+        };
+        let bad_hash = IdentityConfig { name: "x".into(), token_sha256: "abc".into(), allow: vec![] };
+        assert_eq!(refused(&[bad_hash]), ("x".into(), "token_sha256 must be 64 hexadecimal characters".into()));
+        let (who, why) = refused(&[identity("x", "t", vec![grant(&["fly"], &["*"])])]);
+        assert!(who == "x" && why.contains("fly"), "{why}");
+        let twice = refused(&[identity("x", "t", vec![]), identity("x", "u", vec![])]);
+        assert_eq!(twice, ("x".into(), "is configured twice".into()));
+        let shared = refused(&[identity("x", "t", vec![]), identity("y", "t", vec![])]);
+        assert_eq!(shared, ("y".into(), "shares its token with another identity".into()));
+        let empty_pattern = refused(&[identity("x", "t", vec![grant(&["*"], &[""])])]);
+        assert_eq!(empty_pattern, ("x".into(), "key patterns must not be empty".into()));
     }
 
     #[test]

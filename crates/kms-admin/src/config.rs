@@ -196,7 +196,8 @@ mod tests {
         let c: ServerConfig = serde_json::from_str(r#"{"listen":"0.0.0.0:8443","request_timeout_seconds":5}"#).unwrap();
         assert_eq!(c.request_timeout, Duration::from_secs(5));
         assert_eq!(c.max_connections, 1024);
-        assert!(serde_json::from_str::<ServerConfig>(r#"{"listn":"0.0.0.0:1"}"#).is_err());
+        let err = serde_json::from_str::<ServerConfig>(r#"{"listn":"0.0.0.0:1"}"#).unwrap_err();
+        assert!(err.is_data() && err.to_string().contains("unknown field `listn`"), "{err}");
         let c = ServerConfig { max_connections: 0, ..ServerConfig::default() };
         let err = c.validate().unwrap_err();
         assert!(matches!(err, SetupError::Invalid { field: "server.max_connections", .. }), "{err}");

@@ -96,7 +96,8 @@ async fn shutdown_drains_in_flight_requests_and_refuses_new_ones() {
     let stopping = tokio::spawn(server.stop());
     tokio::time::sleep(Duration::from_millis(200)).await;
     // New connections are refused once the listener is gone.
-    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown began");
+    let refused = TcpStream::connect(addr).await.map_err(|e| e.kind());
+    assert_eq!(refused.err(), Some(std::io::ErrorKind::ConnectionRefused), "still accepting after shutdown began");
     // The in-flight request completes.
     stream.write_all(&body.as_bytes()[5..]).await.unwrap();
     let answer = read_all(&mut stream, Duration::from_secs(10)).await;

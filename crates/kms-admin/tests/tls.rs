@@ -63,12 +63,22 @@ async fn get_status(
     let tcp = TcpStream::connect(addr).await?;
     let tls = connector.connect(ServerName::try_from("localhost")?, tcp).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tls)).await?;
-    tokio::spawn(conn);
+    let conn = tokio::spawn(conn);
     let req = http::Request::get("/kms/v1/status")
         .header("host", "localhost")
         .header("authorization", format!("Bearer {ADMIN}"))
         .body(Full::new(Bytes::new()))?;
-    let resp = sender.send_request(req).await?;
+    let resp = match sender.send_request(req).await {
+        Ok(resp) => resp,
+        // The request only learns that the connection went away; why (a TLS alert, say) is
+        // the connection task's error.
+        Err(request_err) => {
+            return Err(match conn.await {
+                Ok(Err(conn_err)) => conn_err.into(),
+                _ => request_err.into(),
+            });
+        }
+    };
     let status = resp.status();
     resp.into_body().collect().await?;
     Ok(status)
@@ -112,7 +122,12 @@ async fn tls_and_mutual_tls() {
     });
     let server = TestServer::with(options).await;
     assert_eq!(get_status(server.addr, &pki, true).await.unwrap(), 200);
-    assert!(get_status(server.addr, &pki, false).await.is_err(), "served a client without a certificate");
+    let err = get_status(server.addr, &pki, false).await.expect_err("served a client without a certificate");
+    // The server's TLS alert, from the connection (the request itself is only cancelled).
+    let chain: Vec<String> = std::iter::successors(Some(&*err as &(dyn std::error::Error + 'static)), |e| e.source())
+        .map(|e| e.to_string())
+        .collect();
+    assert!(chain.iter().any(|m| m.contains("CertificateRequired")), "{chain:?}");
     server.stop().await;
 }
 

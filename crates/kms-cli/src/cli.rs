@@ -451,7 +451,9 @@ mod tests {
         assert!(!help.contains("KMS_LISTEN="), "unset variables show as empty values:\n{help}");
         let err = parse(["kms", "serve", "--json"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
-        assert!(parse(["kms", "serve", "--listen", "127.0.0.1:1"]).is_ok());
+        let cli = parse(["kms", "serve", "--listen", "127.0.0.1:1"]).unwrap();
+        let listen = "127.0.0.1:1".parse().ok();
+        assert!(matches!(&cli.command, Command::Serve(serve) if serve.listen == listen), "{cli:?}");
     }
 
     #[test]

@@ -3,11 +3,14 @@
 use std::io::Read;
 use std::path::PathBuf;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use kms::admin::api::{DataKeyBody, DescriptionBody, TagBody, UntagBody};
+use kms::api_types::{CacheClearedBody, KmsConfigResponse, LifecycleBody, StatusBody};
 use kms::types::{
     CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse, DeleteKeyResponse, DescribeKeyResponse,
-    KeyMetadataResponse, KeySpec, ListKeysResponse,
+    GenerateDataKeyResponse, GenerateDataKeyWithoutPlaintextResponse, KeyMetadataResponse, KeySpec, ListKeysResponse,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -38,13 +41,21 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
                 },
                 encryption_context: pairs("--context", &args.context)?,
             };
-            let route = if args.no_plaintext { "generate-data-key-without-plaintext" } else { "generate-data-key" };
-            let path = format!("/kms/v1/keys/{}/{route}", segment(&args.key_id)?);
-            // The answer holds the plaintext data key: parsed from a buffer that is then
-            // zeroized, printed (what this command is for), then wiped.
-            let mut v: Value = client.call_secret(Method::POST, &path, Some(&body)).await?;
-            show(&global, &v, output::fields);
-            wipe_strings(&mut v);
+            let key = segment(&args.key_id)?;
+            if args.no_plaintext {
+                let path = format!("/kms/v1/keys/{key}/generate-data-key-without-plaintext");
+                let wrapped: GenerateDataKeyWithoutPlaintextResponse =
+                    client.call(Method::POST, &path, Some(&body)).await?;
+                show(&global, &as_value(&wrapped)?, output::fields);
+            } else {
+                let path = format!("/kms/v1/keys/{key}/generate-data-key");
+                // The answer holds the plaintext data key: parsed from a buffer that is then
+                // zeroized into a `SecretBytes`, printed (what this command is for), then wiped.
+                let answer: GenerateDataKeyResponse = client.call_secret(Method::POST, &path, Some(&body)).await?;
+                let mut v = data_key_value(&answer)?;
+                show(&global, &v, output::fields);
+                wipe_strings(&mut v);
+            }
             Ok(())
         }
         Command::Status => service(&client(&global)?, &global, ServiceCommand::Status).await,
@@ -68,6 +79,22 @@ fn client(global: &GlobalArgs) -> Result<Client, CliError> {
         eprintln!("kms: {warning}");
     }
     Ok(Client::new(&global.url, resolved.token, global.ca_cert.as_deref())?.explain_refusal(resolved.on_refusal))
+}
+
+/// A data key answer as the JSON the server sent, to print. The plaintext key is encoded
+/// into a buffer of its final size that moves into the value (no serializer's temporary copy
+/// left unwiped); the caller wipes the value with [`wipe_strings`].
+fn data_key_value(answer: &GenerateDataKeyResponse) -> Result<Value, CliError> {
+    let mut v = as_value(&GenerateDataKeyWithoutPlaintextResponse {
+        key_id: answer.key_id.clone(),
+        key_version: answer.key_version,
+        ciphertext_blob: answer.ciphertext_blob.clone(),
+    })?;
+    let key = answer.plaintext_key.expose_secret();
+    let mut encoded = String::with_capacity(key.len().div_ceil(3) * 4);
+    STANDARD.encode_string(key, &mut encoded);
+    v["plaintext_key"] = Value::String(encoded);
+    Ok(v)
 }
 
 /// Overwrites every string of `v` (an answer that held key material) before it is dropped.
@@ -220,18 +247,31 @@ async fn simple(client: &Client, global: &GlobalArgs, key_id: &str, action: &str
 }
 
 async fn service(client: &Client, global: &GlobalArgs, cmd: ServiceCommand) -> Result<(), CliError> {
-    let (method, path, body) = match cmd {
-        ServiceCommand::Status => (Method::GET, "/kms/v1/status", None),
-        ServiceCommand::Config => (Method::GET, "/kms/v1/config", None),
-        ServiceCommand::Configure { file } => (Method::POST, "/kms/v1/configure", Some(request_file(&file)?)),
-        ServiceCommand::Reconfigure { file } => (Method::POST, "/kms/v1/reconfigure", Some(request_file(&file)?)),
-        ServiceCommand::Start => (Method::POST, "/kms/v1/start", None),
-        ServiceCommand::Stop => (Method::POST, "/kms/v1/stop", None),
-        ServiceCommand::ClearCache => (Method::POST, "/kms/v1/cache/clear", None),
+    let none = None::<&()>;
+    let v = match cmd {
+        ServiceCommand::Status => as_value(&client.call::<StatusBody>(Method::GET, "/kms/v1/status", none).await?)?,
+        ServiceCommand::Config => {
+            as_value(&client.call::<KmsConfigResponse>(Method::GET, "/kms/v1/config", none).await?)?
+        }
+        ServiceCommand::Configure { file } => {
+            lifecycle(client, "/kms/v1/configure", Some(&request_file(&file)?)).await?
+        }
+        ServiceCommand::Reconfigure { file } => {
+            lifecycle(client, "/kms/v1/reconfigure", Some(&request_file(&file)?)).await?
+        }
+        ServiceCommand::Start => lifecycle(client, "/kms/v1/start", None).await?,
+        ServiceCommand::Stop => lifecycle(client, "/kms/v1/stop", None).await?,
+        ServiceCommand::ClearCache => {
+            as_value(&client.call::<CacheClearedBody>(Method::POST, "/kms/v1/cache/clear", none).await?)?
+        }
     };
-    let v: Value = client.call(method, path, body.as_ref()).await?;
     show(global, &v, output::fields);
     Ok(())
+}
+
+/// configure, reconfigure, start, stop: the service's state afterwards.
+async fn lifecycle(client: &Client, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+    as_value(&client.call::<LifecycleBody>(Method::POST, path, body).await?)
 }
 
 /// Reads a configure request from a JSON or TOML file (`-` for stdin).
@@ -292,6 +332,24 @@ mod tests {
         wipe_strings(&mut v);
         // `String::zeroize` overwrites the bytes, then empties the string.
         assert_eq!(v, serde_json::json!({"key_id": "", "plaintext_key": "", "nested": {"a": [""]}}));
+    }
+
+    #[test]
+    fn a_data_key_answer_prints_as_the_server_sent_it() {
+        for len in [16, 32] {
+            let answer = GenerateDataKeyResponse {
+                key_id: "app".into(),
+                key_version: 3,
+                plaintext_key: kms::secret::SecretBytes::new(vec![0xA5; len]),
+                ciphertext_blob: vec![1, 2, 3, 4],
+            };
+            // What the server writes is `answer` serialized; the command prints exactly that.
+            let sent = serde_json::to_value(&answer).unwrap();
+            let mut shown = data_key_value(&answer).unwrap();
+            assert_eq!(shown, sent, "{len}");
+            wipe_strings(&mut shown);
+            assert_eq!(shown["plaintext_key"], "");
+        }
     }
 
     #[test]

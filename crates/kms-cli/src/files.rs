@@ -356,7 +356,7 @@ mod tests {
         let answer: DataKeyAnswer = serde_json::from_str(&json).unwrap();
         assert!(!format!("{answer:?}").contains(&key), "the key shows in Debug output");
         assert_eq!(answer.ciphertext_blob, [0, 1, 2]);
-        assert!(data_key_from(&answer.plaintext_key).is_ok());
+        assert_eq!(data_key_from(&answer.plaintext_key).unwrap().key_spec(), KeySpec::Aes256);
         let answer: DecryptAnswer = serde_json::from_str(&format!(r#"{{"plaintext":"{key}","key_id":"k"}}"#)).unwrap();
         assert!(!format!("{answer:?}").contains(&key));
         let short = SecretString::from(STANDARD.encode([1u8; 5]).as_str());

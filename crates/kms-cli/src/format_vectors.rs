@@ -39,7 +39,9 @@ fn kms_file_v1() {
 
         let mut other_version = file.clone();
         other_version[4] = 2;
-        assert!(crate::files::read_header(&mut &other_version[..]).is_err(), "{name}");
+        let err = crate::files::read_header(&mut &other_version[..]).unwrap_err();
+        assert_eq!(err.code, crate::client::exit::FAILED, "{name}");
+        assert!(err.message.starts_with("unsupported kms file version 2"), "{name}: {}", err.message);
     }
 }
 
@@ -165,7 +167,8 @@ fn aws_credentials_v1() {
         let moved =
             kms::admin::aws::settings::AccessKeyConfig { access_key_id: "AKIAOTHERKEY2345678A".into(), ..key.clone() };
         let settings = AwsSettings { access_keys: vec![moved], ..AwsSettings::default() };
-        assert!(Credentials::open(&settings, Some(&store), |n| n == "admin").is_err(), "{name}");
+        let err = Credentials::open(&settings, Some(&store), |n| n == "admin").unwrap_err();
+        assert!(err.contains("AKIAOTHERKEY2345678A") && err.contains("does not open"), "{name}: {err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

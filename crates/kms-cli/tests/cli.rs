@@ -210,3 +210,37 @@ fn an_output_file_is_only_replaced_by_a_complete_result() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The service commands and `datakey --no-plaintext` print the server's typed answers as the
+/// server wrote them, in JSON and as `name: value` lines.
+#[test]
+fn the_service_commands_and_a_wrapped_data_key_print_the_servers_answers() {
+    let dir = temp_dir("service");
+    let port = free_port();
+    let (server, _) = serve(&dir, port, &["--data-dir", dir.join("kms-data").to_str().unwrap()]);
+    let url = server.url.clone();
+
+    let config = ok_json(&dir, &url, &["service", "config"]);
+    assert_eq!(config["config"]["backend"], "local", "{config}");
+    assert_eq!(ok_json(&dir, &url, &["service", "clear-cache"]), serde_json::json!({"cleared": true}));
+    let cleared = kms(&dir, &url, &["service", "clear-cache"]);
+    assert_eq!(String::from_utf8_lossy(&cleared.stdout), "cleared  true\n");
+
+    let stopped = ok_json(&dir, &url, &["service", "stop"]);
+    assert_eq!(stopped, serde_json::json!({"status": {"state": "stopped"}, "persisted": true}));
+    let started = ok_json(&dir, &url, &["service", "start"]);
+    assert_eq!(started, serde_json::json!({"status": {"state": "running"}, "persisted": true}));
+    let status = ok_json(&dir, &url, &["status"]);
+    assert_eq!(status["status"]["state"], "running");
+    assert!(status["cache"].is_object() && status["capabilities"].is_object(), "{status}");
+
+    ok_json(&dir, &url, &["key", "create", "--name", "app"]);
+    let wrapped = ok_json(&dir, &url, &["datakey", "app", "--no-plaintext", "--spec", "aes128"]);
+    let fields: Vec<&str> = wrapped.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(fields, ["ciphertext_blob", "key_id", "key_version"], "{wrapped}");
+    assert_eq!((&wrapped["key_id"], &wrapped["key_version"]), (&serde_json::json!("app"), &serde_json::json!(1)));
+    let plain = ok_json(&dir, &url, &["datakey", "app"]);
+    let fields: Vec<&str> = plain.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(fields, ["ciphertext_blob", "key_id", "key_version", "plaintext_key"], "{plain}");
+    assert_eq!(plain["plaintext_key"].as_str().unwrap().len(), 44, "{plain}");
+}

@@ -49,7 +49,8 @@
 //! assert_eq!(unwrapped.expose_secret(), data_key.expose_secret());
 //!
 //! let other = Binding { master_key_version: 4, ..binding };
-//! assert!(envelope::unwrap_data_key(&kek, &wrapped, &other).is_err());
+//! let refused = envelope::unwrap_data_key(&kek, &wrapped, &other).err();
+//! assert_eq!(refused, Some(kms_crypto::CryptoError::Unauthenticated));
 //!
 //! // Prepared once, then one random draw and one seal per data key.
 //! let prepared = PreparedKek::new(kek);
@@ -519,14 +520,17 @@ mod tests {
         for i in 0..sealed.len() * 8 {
             let mut bad = sealed.clone();
             bad[i / 8] ^= 1 << (i % 8);
-            assert!(open(&kek, &bad, &binding).is_err(), "bit {i}");
+            let r = open(&kek, &bad, &binding);
+            assert!(matches!(r, Err(CryptoError::Malformed | CryptoError::Unauthenticated)), "bit {i}: {r:?}");
         }
         for len in 0..sealed.len() {
-            assert!(open(&kek, &sealed[..len], &binding).is_err(), "truncated to {len}");
+            // Shorter than header + tag is refused by the framing check; longer ones fail the tag.
+            let expected = if len < OVERHEAD { CryptoError::Malformed } else { CryptoError::Unauthenticated };
+            assert_eq!(open(&kek, &sealed[..len], &binding).unwrap_err(), expected, "truncated to {len}");
         }
         let mut longer = sealed.clone();
         longer.push(0);
-        assert!(open(&kek, &longer, &binding).is_err());
+        assert_eq!(open(&kek, &longer, &binding).unwrap_err(), CryptoError::Unauthenticated);
         // Rewriting the version byte to 1 (a downgrade attempt) is caught by the AAD.
         let mut v1 = sealed.clone();
         v1[0] = ENVELOPE_FORMAT_V1;

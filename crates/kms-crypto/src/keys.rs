@@ -160,9 +160,13 @@ mod tests {
                 Err(CryptoError::InvalidArgument { field: "data_key", .. })
             ));
         }
-        assert!(KeyEncryptionKey::from_bytes(&[1; 32]).is_ok());
-        assert!(KeyEncryptionKey::from_bytes(&[1; 31]).is_err());
-        assert!(KeyEncryptionKey::from_bytes(&[1; 33]).is_err());
+        KeyEncryptionKey::from_bytes(&[1; 32]).unwrap();
+        let wrong_length = CryptoError::InvalidArgument {
+            field: "key_encryption_key",
+            message: "a key-encryption key is 32 bytes long",
+        };
+        assert_eq!(KeyEncryptionKey::from_bytes(&[1; 31]).err(), Some(wrong_length));
+        assert_eq!(KeyEncryptionKey::from_bytes(&[1; 33]).err(), Some(wrong_length));
     }
 
     #[test]

@@ -51,7 +51,8 @@ fn assert_rejected(f: &Fixture, ct: &[u8], key: &PlaintextDataKey, ctx: &Encrypt
         }
     };
     if ct.len() as u64 == layout.ciphertext_len() {
-        assert!(stream::decrypt_object(key, ctx, &layout, ct).is_err(), "{what}: object");
+        let r = stream::decrypt_object(key, ctx, &layout, ct);
+        assert!(matches!(r, Err(CryptoError::Malformed | CryptoError::Unauthenticated)), "{what}: object: {r:?}");
     }
 
     for chunk in [1, 7, 64] {
@@ -64,7 +65,8 @@ fn assert_rejected(f: &Fixture, ct: &[u8], key: &PlaintextDataKey, ctx: &Encrypt
         // Whatever came out is a prefix of the real plaintext, in whole segments.
         assert!(out.len() % S == 0 && f.pt.starts_with(&out), "{what}: released {} bytes", out.len());
         // The error sticks.
-        assert!(reader.read(&mut [0; 8]).is_err(), "{what}: error did not stick");
+        let again = reader.read(&mut [0; 8]).map_err(|e| e.kind());
+        assert_eq!(again.err(), Some(ErrorKind::InvalidData), "{what}: error did not stick");
     }
 }
 
@@ -151,7 +153,7 @@ fn wrong_key_context_or_part_fails_at_the_header() {
         // The commitment catches these before any segment: the opener itself refuses.
         let opener = stream::StreamOpener::new(&key(10), &f.ctx, Part::Whole, &f.ct);
         assert_eq!(opener.unwrap_err(), CryptoError::Unauthenticated);
-        assert!(stream::StreamOpener::new(&f.key, &f.ctx, Part::Whole, &f.ct).is_ok());
+        stream::StreamOpener::new(&f.key, &f.ctx, Part::Whole, &f.ct).unwrap();
     });
 }
 
@@ -193,8 +195,8 @@ fn multipart_parts_are_bound_to_their_numbers_and_order() {
         assert_eq!(err.kind(), ErrorKind::InvalidData, "{what}");
     }
     // A part opened alone under the wrong number, or as a whole object.
-    assert!(stream::decrypt(&key, &ctx, p2, &c1).is_err());
-    assert!(stream::decrypt(&key, &ctx, Part::Whole, &c1).is_err());
+    assert_eq!(stream::decrypt(&key, &ctx, p2, &c1).err(), Some(CryptoError::Unauthenticated));
+    assert_eq!(stream::decrypt(&key, &ctx, Part::Whole, &c1).err(), Some(CryptoError::Unauthenticated));
     // A dropped part is caught when the layout (from the object's metadata) lists it.
     let mut out = Vec::new();
     let err = DecryptingReader::object(&c1[..], &key, &ctx, &layout(p1, p2)).unwrap().read_to_end(&mut out);
@@ -215,22 +217,30 @@ fn tampered_ranged_reads_fail() {
         for bit in 0..fetched.len() * 8 {
             let mut bad = fetched.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert!(stream::decrypt_range(&f.key, &f.ctx, &plan, &bad).is_err(), "{range:?} bit {bit}");
+            let r = stream::decrypt_range(&f.key, &f.ctx, &plan, &bad);
+            assert!(
+                matches!(r, Err(CryptoError::Malformed | CryptoError::Unauthenticated)),
+                "{range:?} bit {bit}: {r:?}"
+            );
             let mut out = Vec::new();
-            assert!(DecryptingReader::range(&bad[..], &f.key, &f.ctx, &plan).read_to_end(&mut out).is_err());
+            let r = DecryptingReader::range(&bad[..], &f.key, &f.ctx, &plan).read_to_end(&mut out);
+            assert_eq!(r.map_err(|e| e.kind()).err(), Some(ErrorKind::InvalidData), "{range:?} bit {bit}");
         }
         for len in 0..fetched.len() {
             let mut out = Vec::new();
             let r = DecryptingReader::range(&fetched[..len], &f.key, &f.ctx, &plan).read_to_end(&mut out);
             assert_eq!(r.unwrap_err().kind(), ErrorKind::InvalidData, "{range:?} truncated to {len}");
         }
-        assert!(stream::decrypt_range(&f.key, &f.ctx, &plan, &fetched[..fetched.len() - 1]).is_err());
-        assert!(stream::decrypt_range(&key(1), &f.ctx, &plan, &fetched).is_err());
+        let short = stream::decrypt_range(&f.key, &f.ctx, &plan, &fetched[..fetched.len() - 1]);
+        // A fetch one byte short is a truncated stream: it fails authentication.
+        assert_eq!(short.err(), Some(CryptoError::Unauthenticated), "{range:?}");
+        let wrong_key = stream::decrypt_range(&key(1), &f.ctx, &plan, &fetched);
+        assert_eq!(wrong_key.err(), Some(CryptoError::Unauthenticated), "{range:?}");
     }
     // Segments fetched from the wrong offset (a shifted plan) do not decrypt.
     let plan = layout.plan(16..32).unwrap();
     let shifted: Vec<u8> = [&f.ct[..HEADER_LEN], segment(&f.ct, 0)].concat();
-    assert!(stream::decrypt_range(&f.key, &f.ctx, &plan, &shifted).is_err());
+    assert_eq!(stream::decrypt_range(&f.key, &f.ctx, &plan, &shifted).err(), Some(CryptoError::Unauthenticated));
 }
 
 #[test]

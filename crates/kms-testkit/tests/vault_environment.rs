@@ -39,5 +39,6 @@ async fn the_vault_environment_serves_keys_and_stops_its_server() {
     let keys = env.server().bao(&["list", "-format=json", "transit/keys"]).expect("list transit keys");
     assert!(keys.trim_start().starts_with('[') && keys.contains('"'), "{keys}");
     drop(env);
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "the dev server outlived the environment");
+    let refused = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.kind());
+    assert_eq!(refused.err(), Some(std::io::ErrorKind::ConnectionRefused), "the dev server outlived the environment");
 }

@@ -429,6 +429,13 @@ pub struct LifecycleBody {
     pub persisted: bool,
 }
 
+/// Result of `POST /kms/v1/cache/clear`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheClearedBody {
+    /// Always true: the caches were emptied.
+    pub cleared: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,7 +473,8 @@ mod tests {
             assert!(err.contains("`backend_type`"), "{bad}: {err}");
         }
         let extra = r#"{"backend_type":"local","key_dir":"/k","master_key":{"type":"env","var":"X"},"bogus":1}"#;
-        assert!(serde_json::from_str::<ConfigureKmsRequest>(extra).is_err());
+        let err = serde_json::from_str::<ConfigureKmsRequest>(extra).unwrap_err();
+        assert!(err.is_data() && err.to_string().contains("unknown field `bogus`"), "{err}");
     }
 
     #[test]
@@ -485,7 +493,8 @@ mod tests {
         assert!(!tls.skip_verify);
 
         let unknown = r#"{"backend_type":"vault","address":"https://a:8200","auth_method":{"type":"token","token":"t"},"tlz":{}}"#;
-        assert!(serde_json::from_str::<ConfigureBody>(unknown).is_err(), "unknown fields stay refused");
+        let err = serde_json::from_str::<ConfigureBody>(unknown).unwrap_err();
+        assert!(err.is_data() && err.to_string().contains("unknown field `tlz`"), "unknown fields stay refused: {err}");
         let local = r#"{"backend_type":"local","key_dir":"/k","master_key":{"type":"env","var":"X"},"tls":{}}"#;
         let err = serde_json::from_str::<ConfigureBody>(local).unwrap().to_config().unwrap_err();
         assert!(matches!(err, KmsError::Configuration { ref field, .. } if field == "tls"));

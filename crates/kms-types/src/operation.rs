@@ -28,13 +28,14 @@
 //! use kms_types::types::KeyState;
 //! use kms_types::KmsError;
 //!
-//! assert!(Operation::Encrypt.check_key_state("app", KeyState::Enabled).is_ok());
+//! Operation::Encrypt.check_key_state("app", KeyState::Enabled)?;
 //! let refused = Operation::Encrypt.check_key_state("app", KeyState::Disabled).unwrap_err();
 //! assert!(matches!(
 //!     refused,
 //!     KmsError::InvalidKeyState { state: KeyState::Disabled, operation: "encrypt", .. }
 //! ));
 //! assert_eq!(Operation::CancelKeyDeletion.next_state(KeyState::PendingDeletion), KeyState::Disabled);
+//! # Ok::<(), KmsError>(())
 //! ```
 
 use std::fmt;

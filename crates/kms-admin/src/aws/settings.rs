@@ -188,10 +188,13 @@ mod tests {
         assert!(Credentials::open(&settings, None, |_| true).unwrap_err().contains("seal key"));
         // The same sealed secret moved to another key id does not open.
         settings.access_keys[0].access_key_id = "AKIAOTHER".into();
-        assert!(Credentials::open(&settings, Some(&store), |_| true).is_err());
+        let unseal = "the sealed secret at server.aws.access_keys.AKIAOTHER.secret_access_key does not open";
+        let err = Credentials::open(&settings, Some(&store), |_| true).unwrap_err();
+        assert!(err.starts_with("server.aws.access_keys AKIAOTHER: ") && err.contains(unseal), "{err}");
         // A secret in the clear is refused.
         settings.access_keys[0].secret_access_key = secret.to_string();
-        assert!(Credentials::open(&settings, Some(&store), |_| true).is_err());
+        let err = Credentials::open(&settings, Some(&store), |_| true).unwrap_err();
+        assert!(err.starts_with("server.aws.access_keys AKIAOTHER: ") && err.contains(unseal), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

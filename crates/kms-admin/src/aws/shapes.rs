@@ -330,11 +330,15 @@ mod tests {
         assert_eq!(&*blob("Plaintext", "aGk=", 4096).unwrap(), b"hi");
         assert_eq!(blob("Plaintext", "", 4096).unwrap_err().type_name, "ValidationException");
         assert_eq!(blob("Plaintext", "!!", 4096).unwrap_err().type_name, "ValidationException");
-        assert!(blob("Plaintext", &b64(&[0; 4097]), MAX_PLAINTEXT_BYTES).is_err());
-        assert!(blob("CiphertextBlob", &b64(&[0; 6144]), MAX_CIPHERTEXT_BYTES).is_ok());
-        assert!(blob("CiphertextBlob", &b64(&[0; 6145]), MAX_CIPHERTEXT_BYTES).is_err());
+        let too_long = blob("Plaintext", &b64(&[0; 4097]), MAX_PLAINTEXT_BYTES).unwrap_err();
+        assert_eq!(too_long.type_name, "ValidationException");
+        assert_eq!(blob("CiphertextBlob", &b64(&[0; 6144]), MAX_CIPHERTEXT_BYTES).unwrap().len(), 6144);
+        let too_long = blob("CiphertextBlob", &b64(&[0; 6145]), MAX_CIPHERTEXT_BYTES).unwrap_err();
+        assert_eq!(too_long.type_name, "ValidationException");
         assert_eq!(number_of_bytes(1024).unwrap(), 1024);
-        assert!(number_of_bytes(0).is_err() && number_of_bytes(1025).is_err());
+        for n in [0, 1025] {
+            assert_eq!(number_of_bytes(n).unwrap_err().type_name, "ValidationException", "{n}");
+        }
         assert_eq!(
             symmetric_only("EncryptionAlgorithm", Some("RSAES_OAEP_SHA_256")).unwrap_err().type_name,
             "InvalidKeyUsageException"

@@ -14,7 +14,7 @@ use kms_types::config::KmsConfig;
 use kms_types::error::KmsError;
 
 use super::Call;
-use crate::api::{EmptyBody, HealthBody, LifecycleBody, StatusBody};
+use crate::api::{CacheClearedBody, EmptyBody, HealthBody, LifecycleBody, StatusBody};
 use crate::app::App;
 use crate::auth::Operation;
 use crate::body::configure_body;
@@ -150,7 +150,7 @@ impl App {
     pub(crate) async fn clear_cache(&self, call: Call<'_>) -> Result<Resp, ApiError> {
         let _: EmptyBody = self.body(call.req, false).await?;
         self.service().await?.clear_caches().await?;
-        Ok(json(StatusCode::OK, &serde_json::json!({"cleared": true})))
+        Ok(json(StatusCode::OK, &CacheClearedBody { cleared: true }))
     }
 
     pub(crate) async fn backup(&self, call: Call<'_>) -> Result<Resp, ApiError> {

@@ -244,9 +244,10 @@ mod tests {
             assert_eq!(plaintext_len(bad, s), Err(CryptoError::Malformed), "{bad}");
         }
         assert_eq!(plaintext_len(1000, 1 << 30), Err(CryptoError::Malformed));
-        assert!(ciphertext_len(u64::MAX - 10, 1 << 22).is_err());
-        assert!(ciphertext_len((1u64 << 32) * 16 + 1, 16).is_err());
-        assert!(ciphertext_len((1u64 << 32) * 16, 16).is_ok());
+        let too_many = CryptoError::invalid("plaintext_len", "a stream holds at most 2^32 segments");
+        assert_eq!(ciphertext_len(u64::MAX - 10, 1 << 22), Err(too_many));
+        assert_eq!(ciphertext_len((1u64 << 32) * 16 + 1, 16), Err(too_many));
+        assert_eq!(ciphertext_len((1u64 << 32) * 16, 16), Ok(H + (1u64 << 32) * (16 + T)));
     }
 
     #[test]
@@ -265,7 +266,7 @@ mod tests {
         assert_eq!(tail.pieces()[0].segments, H + 3 * 80..layout.ciphertext_len());
         assert!(tail.pieces()[0].includes_final_segment);
         assert!(layout.plan(0..0).unwrap().pieces().is_empty());
-        assert!(layout.plan(0..201).is_err());
+        assert!(matches!(layout.plan(0..201), Err(CryptoError::InvalidArgument { field: "range", .. })));
     }
 
     #[test]
@@ -289,8 +290,11 @@ mod tests {
             PartLayout { part: Part::number(2).unwrap(), plaintext_len: 1 },
             PartLayout { part: Part::number(2).unwrap(), plaintext_len: 1 },
         ];
-        assert!(ObjectLayout::multipart(64, dup).is_err());
-        assert!(ObjectLayout::multipart(64, vec![PartLayout { part: Part::Whole, plaintext_len: 1 }]).is_err());
-        assert!(ObjectLayout::multipart(64, vec![]).is_err());
+        let not_increasing = CryptoError::invalid("parts", "part numbers must be positive and increasing");
+        assert_eq!(ObjectLayout::multipart(64, dup).err(), Some(not_increasing));
+        let whole = vec![PartLayout { part: Part::Whole, plaintext_len: 1 }];
+        assert_eq!(ObjectLayout::multipart(64, whole).err(), Some(not_increasing));
+        let none = CryptoError::invalid("parts", "a multipart object has at least one part");
+        assert_eq!(ObjectLayout::multipart(64, vec![]).err(), Some(none));
     }
 }
