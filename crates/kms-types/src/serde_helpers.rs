@@ -25,7 +25,11 @@ pub mod base64_bytes {
 
     /// Serializes bytes as standard base64.
     pub fn serialize<S: Serializer>(value: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&STANDARD.encode(value))
+        // The bytes may be a secret (`SecretBytes` serializes through here): the encoded copy
+        // is wiped when it is dropped, like the bytes themselves.
+        let mut encoded = zeroize::Zeroizing::new(String::with_capacity(value.len().div_ceil(3) * 4));
+        STANDARD.encode_string(value, &mut encoded);
+        serializer.serialize_str(&encoded)
     }
 
     /// Deserializes standard base64 into bytes; anything else is an error.
