@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::openbao::{find_or_install_bao, free_port};
+use crate::openbao::{find_or_install_bao, free_port, free_ports};
 
 /// The coherence bound the kms servers run with (the default).
 const COHERENCE_SECONDS: u64 = 2;
@@ -95,8 +95,10 @@ fn deploy(root: &Path) -> Result<Deployment, String> {
     File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key)).map_err(|e| format!("/dev/urandom: {e}"))?;
     write_private(&key_file, &key)?;
 
-    let api: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
-    let cluster: Vec<u16> = (0..3).map(|_| free_port()).collect::<Result<_, _>>()?;
+    // Six distinct ports, picked together: a node whose API and cluster ports coincide never
+    // joins the Raft cluster.
+    let ports = free_ports(6)?;
+    let (api, cluster) = ports.split_at(3);
     let addrs: Vec<String> = api.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
     for i in 0..3 {
         let node_dir = dir.join(format!("node{}", i + 1));

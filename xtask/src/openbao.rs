@@ -18,6 +18,11 @@ pub(crate) fn free_port() -> Result<u16, String> {
     Ok(kms_testkit::openbao::free_port()?)
 }
 
+/// `count` distinct loopback ports that were free a moment ago.
+pub(crate) fn free_ports(count: usize) -> Result<Vec<u16>, String> {
+    Ok(kms_testkit::openbao::free_ports(count)?)
+}
+
 /// Finds (or installs) `bao` and starts a dev server (Transit, AppRole, KV v2 at `secret/`),
 /// logging to `target/openbao/bao-<xtask pid>.log`.
 pub(crate) fn start(workspace_root: &Path) -> Result<OpenBao, String> {

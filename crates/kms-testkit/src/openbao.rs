@@ -409,6 +409,21 @@ pub fn free_port() -> Result<u16> {
     listener.local_addr().map(|a| a.port()).map_err(|e| OpenBaoError::new(format!("cannot read the bound port: {e}")))
 }
 
+/// `count` distinct loopback ports that were free a moment ago. All are bound at once before
+/// any is released: separate [`free_port`] calls may return the same port twice (a 3-node
+/// cluster once got one port for a node's API and its Raft traffic).
+pub fn free_ports(count: usize) -> Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| OpenBaoError::new(format!("cannot bind a loopback port: {e}")))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| OpenBaoError::new(format!("cannot read the bound port: {e}")))
+}
+
 /// `N` random bytes from the OS (std only: the launcher adds no RNG crate to xtask).
 pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut bytes = [0u8; N];
@@ -426,6 +441,17 @@ pub fn random_hex() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_picked_together_are_distinct() {
+        for _ in 0..20 {
+            let mut ports = free_ports(6).unwrap();
+            assert!(ports.iter().all(|&p| p != 0), "{ports:?}");
+            ports.sort_unstable();
+            ports.dedup();
+            assert_eq!(ports.len(), 6);
+        }
+    }
 
     #[test]
     fn tokens_are_random_hex() {
