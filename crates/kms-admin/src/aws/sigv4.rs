@@ -112,8 +112,10 @@ impl Authorization {
         let credential = credential.ok_or_else(|| incomplete("Credential is missing"))?;
         let signed = signed.ok_or_else(|| incomplete("SignedHeaders is missing"))?;
         let signature = signature.ok_or_else(|| incomplete("Signature is missing"))?;
-        let scope: Vec<&str> = credential.split('/').collect();
-        let [access_key_id, date, region, service, terminator] = scope[..] else {
+        let mut scope = credential.split('/');
+        let (Some(access_key_id), Some(date), Some(region), Some(service), Some(terminator), None) =
+            (scope.next(), scope.next(), scope.next(), scope.next(), scope.next(), scope.next())
+        else {
             return Err(incomplete("Credential must be <key>/<date>/<region>/<service>/aws4_request"));
         };
         if terminator != "aws4_request" || access_key_id.is_empty() || date.len() != 8 || region.is_empty() {
