@@ -14,7 +14,8 @@
 //!   facade's feature matrix, the layering rules, `cargo deny` (when installed), `test`, then
 //!   `fuzz --ci` (60 s per target).
 //! - `bench [NAME...]`: the benchmarks, each a `harness = false` bench target of the crate that
-//!   owns it, listed in [`BENCHES`].
+//!   owns it, listed in [`BENCHES`]; `bench aws` also starts a moto server (see [`moto`]) to
+//!   compare with.
 //! - `fuzz [--ci] [SECONDS]`: every `cargo fuzz` target in `fuzz/` for SECONDS each (default
 //!   60) from the seed corpus in `fuzz/corpus/<target>`; needs cargo-fuzz and a nightly
 //!   toolchain. `ci` runs it with `--ci`: a machine without them skips it with one line.
@@ -30,6 +31,7 @@
 mod aws_clients;
 mod ha;
 mod layering;
+mod moto;
 mod openbao;
 mod pytools;
 
@@ -283,13 +285,26 @@ fn bench(names: &[String]) -> Result<(), String> {
             continue;
         }
         // The Vault benchmark starts its own OpenBao server: hand it the `bao` binary.
-        let env = if *name == "vault" {
+        let mut env = Vec::new();
+        if *name == "vault" {
             let bin = openbao::find_or_install_bao(&workspace_root())?;
-            vec![("KMS_TEST_BAO_BIN", bin.display().to_string())]
+            env.push(("KMS_TEST_BAO_BIN", bin.display().to_string()));
+        }
+        // The AWS benchmark compares with moto on this machine: start it, stopped on drop.
+        // Without it (no Python, no network for pip, …) the bench still runs and says so.
+        let moto = if *name == "aws" {
+            moto::MotoServer::start(&workspace_root())
+                .inspect_err(|e| eprintln!("xtask: moto unavailable, the AWS bench runs without it: {e}"))
+                .ok()
         } else {
-            Vec::new()
+            None
         };
-        cargo_with_env(&["bench", "-p", package, "--all-features", "--bench", name], &env)?;
+        if let Some(moto) = &moto {
+            env.push((moto::URL_VAR, moto.url()));
+        }
+        let result = cargo_with_env(&["bench", "-p", package, "--all-features", "--bench", name], &env);
+        drop(moto);
+        result?;
     }
     Ok(())
 }

@@ -1,77 +1,160 @@
 //! `cargo xtask bench aws`: `GenerateDataKey` and `Decrypt` through the AWS KMS protocol
 //! against the same operations through the native `/kms/v1` API, in one run on one server
-//! (local backend, audit log on), as a ratio.
+//! (local backend, audit log on), as a ratio; and against a moto server (the Python AWS mock)
+//! on the same machine when `KMS_BENCH_MOTO_URL` names one (`cargo xtask bench aws` installs
+//! moto into `.tools/python`, starts it on a free loopback port and stops it after).
 //!
 //! Every AWS request is signed by the load generator (SigV4 with the crate's client signer, a
 //! fresh `X-Amz-Date` each time) as a real client would; the server verifies each signature.
-//! Both APIs are driven the same way: N keep-alive HTTP/1.1 connections, each sending its next
-//! request as soon as the previous answer is read. The server and the load generator share
-//! this machine's cores. Each figure is measured in rounds, native and AWS alternating (one
-//! second each), and the median of the rounds' ratios is reported: on a machine shared with
-//! other work, a load change then hits both sides of a round instead of one whole side.
-//! Environment: `KMS_BENCH_SECONDS` (default 5) rounds per figure.
+//! The signing key is derived once a day and kept, as the SDKs do: the load generator shares
+//! the process and the cores with the server, and four HMACs a request of its own would be
+//! counted against the server. Both APIs are driven the same way: N keep-alive HTTP/1.1
+//! connections, each sending its next request as soon as the previous answer is read. The
+//! server and the load generator share this machine's cores. Each figure is measured in rounds,
+//! native, AWS (and moto) alternating (one second each), and the median of the rounds' ratios
+//! is reported: on a machine shared with other work, a load change then hits every side of a
+//! round instead of one whole side.
+//! Environment: `KMS_BENCH_SECONDS` (default 5) rounds per figure; `KMS_BENCH_MOTO_URL`
+//! (`http://127.0.0.1:PORT`) the moto server.
 #![allow(clippy::print_stdout, missing_docs)]
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use kms_admin::auth::{Grant, IdentityConfig, hash_token};
 use kms_admin::aws::settings::{AccessKeyConfig, generate_access_key};
-use kms_admin::aws::sigv4::Signer;
+use kms_admin::aws::sigv4::{Signer, SigningKey};
 use kms_admin::config::ServerConfig;
 use kms_admin::store::ConfigStore;
 use kms_admin::{App, Server};
 use kms_core::backends::BackendRegistry;
 use kms_core::service_manager::KmsServiceManager;
 use kms_types::config::{KmsConfig, LocalConfig, MasterKeySource};
+use time::OffsetDateTime;
 use tokio::net::TcpStream;
 use zeroize::Zeroizing;
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
+/// The bench's AWS client: an access key and the signing key of the day, derived on the
+/// day's first request and kept.
+struct AwsClient {
+    access_key_id: String,
+    secret: Zeroizing<String>,
+    day_key: Mutex<Option<(String, SigningKey)>>,
+}
+
+impl AwsClient {
+    fn new(access_key_id: String, secret: Zeroizing<String>) -> Arc<Self> {
+        Arc::new(Self { access_key_id, secret, day_key: Mutex::new(None) })
+    }
+
+    /// Adds `x-amz-date` (now) and the `Authorization` header.
+    fn sign(&self, headers: &mut HeaderMap, body: &[u8]) {
+        let signer = Signer {
+            access_key_id: &self.access_key_id,
+            secret: self.secret.as_bytes(),
+            region: "us-east-1",
+            service: "kms",
+        };
+        let now = OffsetDateTime::now_utc();
+        let date = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
+        let key = {
+            let mut day_key = self.day_key.lock().unwrap();
+            match day_key.as_ref() {
+                Some((day, key)) if *day == date => key.clone(),
+                _ => day_key.insert((date.clone(), signer.signing_key(&date))).1.clone(),
+            }
+        };
+        signer.sign_with_key("POST", "/", headers, body, now, &key);
+    }
+}
+
 /// How one request is made.
 #[derive(Clone)]
 enum Api {
-    Native { path: &'static str },
-    Aws { target: &'static str, access_key_id: String, secret: Arc<Zeroizing<String>> },
+    Native { path: &'static str, authorization: HeaderValue },
+    Aws { target: HeaderValue, client: Arc<AwsClient> },
 }
 
 #[derive(Clone)]
 struct Target {
     api: Api,
     addr: SocketAddr,
+    host: HeaderValue,
     body: Bytes,
 }
 
 impl Target {
+    fn new(api: Api, addr: SocketAddr, body: impl Into<Bytes>) -> Self {
+        Self { api, addr, host: HeaderValue::from_str(&addr.to_string()).unwrap(), body: body.into() }
+    }
+
+    fn native(addr: SocketAddr, path: &'static str, body: impl Into<Bytes>) -> Self {
+        let authorization = HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap();
+        Self::new(Api::Native { path, authorization }, addr, body)
+    }
+
+    fn aws(client: &Arc<AwsClient>, addr: SocketAddr, target: &str, body: impl Into<Bytes>) -> Self {
+        let target = HeaderValue::from_str(&format!("TrentService.{target}")).unwrap();
+        Self::new(Api::Aws { target, client: client.clone() }, addr, body)
+    }
+
     fn request(&self) -> Request<Full<Bytes>> {
         let mut headers = HeaderMap::new();
-        headers.insert("host", HeaderValue::from_str(&self.addr.to_string()).unwrap());
+        headers.insert("host", self.host.clone());
         let path = match &self.api {
-            Api::Native { path } => {
-                headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap());
+            Api::Native { path, authorization } => {
+                headers.insert("authorization", authorization.clone());
                 headers.insert("content-type", HeaderValue::from_static("application/json"));
                 *path
             }
-            Api::Aws { target, access_key_id, secret } => {
-                headers.insert("x-amz-target", HeaderValue::from_str(&format!("TrentService.{target}")).unwrap());
+            Api::Aws { target, client } => {
+                headers.insert("x-amz-target", target.clone());
                 headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
-                let signer = Signer { access_key_id, secret: secret.as_bytes(), region: "us-east-1", service: "kms" };
-                signer.sign("POST", "/", &mut headers, &self.body, time::OffsetDateTime::now_utc());
+                client.sign(&mut headers, &self.body);
                 "/"
             }
         };
         let mut req = Request::builder().method("POST").uri(path);
-        for (name, value) in &headers {
-            req = req.header(name, value);
-        }
+        *req.headers_mut().unwrap() = headers;
         req.body(Full::new(self.body.clone())).unwrap()
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
+        let stream = TcpStream::connect(self.addr).await.map_err(|e| format!("connect to {}: {e}", self.addr))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// One request on `sender`; a connection the server closed (moto's server may) is opened
+    /// again once. Anything but a 2xx answer is an error.
+    async fn send(&self, sender: &mut SendRequest<Full<Bytes>>) -> Result<Bytes, String> {
+        let mut response = match sender.ready().await {
+            Ok(()) => sender.send_request(self.request()).await,
+            Err(e) => Err(e),
+        };
+        if response.is_err() {
+            *sender = self.connect().await?;
+            response = sender.send_request(self.request()).await;
+        }
+        let resp = response.map_err(|e| format!("request to {}: {e}", self.addr))?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
+        if !status.is_success() {
+            return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+        }
+        Ok(body)
     }
 }
 
@@ -93,9 +176,9 @@ fn process_cpu_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
-/// Requests per second over `duration` (after a short warm-up) and CPU per request; panics on
+/// Requests per second over `duration` (after a short warm-up) and CPU per request; fails on
 /// any failed request.
-async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Measured {
+async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Result<Measured, String> {
     let cpu_before = process_cpu_seconds();
     let start = Instant::now() + Duration::from_millis(500);
     let end = start + duration;
@@ -103,47 +186,51 @@ async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Mea
     for _ in 0..concurrency {
         let target = target.clone();
         tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(target.addr).await.expect("connect");
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await.expect("handshake");
-            tokio::spawn(conn);
+            let mut sender = target.connect().await?;
             let (mut requests, mut all) = (0u64, 0u64);
             while Instant::now() < end {
                 let now = Instant::now();
-                sender.ready().await.expect("connection");
-                let resp = sender.send_request(target.request()).await.expect("request");
-                let status = resp.status();
-                let body = resp.into_body().collect().await.expect("body").to_bytes();
-                assert!(status.is_success(), "{status}: {}", String::from_utf8_lossy(&body));
+                target.send(&mut sender).await?;
                 all += 1;
                 if now >= start {
                     requests += 1;
                 }
             }
-            (requests, all)
+            Ok::<_, String>((requests, all))
         }));
     }
     let (mut total, mut all) = (0, 0);
     for task in tasks {
-        let (requests, every) = task.await.expect("load task");
+        let (requests, every) = task.await.expect("load task")?;
         total += requests;
         all += every;
     }
     let cpu = process_cpu_seconds() - cpu_before;
-    Measured { rps: total as f64 / duration.as_secs_f64(), cpu_per_request: cpu / all.max(1) as f64 }
+    Ok(Measured { rps: total as f64 / duration.as_secs_f64(), cpu_per_request: cpu / all.max(1) as f64 })
 }
 
-async fn one(target: &Target) -> serde_json::Value {
-    let stream = TcpStream::connect(target.addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await.expect("handshake");
-    tokio::spawn(conn);
-    let resp = sender.send_request(target.request()).await.expect("request");
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    assert!(status.is_success(), "{status} {}", String::from_utf8_lossy(&bytes));
-    serde_json::from_slice(&bytes).expect("JSON")
+async fn one(target: &Target) -> Result<serde_json::Value, String> {
+    let body = target.send(&mut target.connect().await?).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// What the bench measures on the moto server `url` names: a key created there by the same
+/// signed client, and `GenerateDataKey` and `Decrypt` targets on it.
+async fn moto_targets(url: &str, client: &Arc<AwsClient>) -> Result<[Target; 2], String> {
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|_| format!("KMS_BENCH_MOTO_URL {url:?} is not http://HOST:PORT"))?;
+    let created = one(&Target::aws(client, addr, "CreateKey", "{}")).await?;
+    let key_id = created["KeyMetadata"]["KeyId"].as_str().ok_or("CreateKey answered no KeyMetadata.KeyId")?.to_owned();
+    let generate = serde_json::json!({"KeyId": key_id, "KeySpec": "AES_256"}).to_string();
+    let dk = one(&Target::aws(client, addr, "GenerateDataKey", generate.clone())).await?;
+    let blob = dk["CiphertextBlob"].as_str().ok_or("GenerateDataKey answered no CiphertextBlob")?.to_owned();
+    Ok([
+        Target::aws(client, addr, "GenerateDataKey", generate),
+        Target::aws(client, addr, "Decrypt", format!(r#"{{"CiphertextBlob":"{blob}"}}"#)),
+    ])
 }
 
 /// The server: local backend, one identity with a bearer token and an access key.
@@ -198,49 +285,76 @@ fn main() {
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
     let (addr, access_key_id, secret) = kms_server(&server_rt, &data);
-    let secret = Arc::new(secret);
-    let aws = |target: &'static str, body: String| Target {
-        api: Api::Aws { target, access_key_id: access_key_id.clone(), secret: secret.clone() },
-        addr,
-        body: Bytes::from(body),
-    };
-    let native = |path: &'static str, body: String| Target { api: Api::Native { path }, addr, body: Bytes::from(body) };
+    let client = AwsClient::new(access_key_id, secret);
 
     let blob = client_rt.block_on(async {
-        one(&native("/kms/v1/keys", r#"{"key_name":"bench"}"#.into())).await;
-        let dk = one(&aws("GenerateDataKey", r#"{"KeyId":"bench","KeySpec":"AES_256"}"#.into())).await;
+        one(&Target::native(addr, "/kms/v1/keys", r#"{"key_name":"bench"}"#)).await.expect("create the key");
+        let dk = one(&Target::aws(&client, addr, "GenerateDataKey", r#"{"KeyId":"bench","KeySpec":"AES_256"}"#))
+            .await
+            .expect("GenerateDataKey");
         dk["CiphertextBlob"].as_str().unwrap().to_owned()
+    });
+    // moto accepts any access key; it gets its own client (and so its own kept signing key).
+    let moto_client = AwsClient::new("AKIAMOTOBENCH0000000".into(), Zeroizing::new("moto-bench-secret".into()));
+    let mut moto = match std::env::var("KMS_BENCH_MOTO_URL") {
+        Ok(url) => client_rt.block_on(moto_targets(&url, &moto_client)).map(Some),
+        Err(_) => Err("KMS_BENCH_MOTO_URL is not set (`cargo xtask bench aws` starts moto)".into()),
+    }
+    .unwrap_or_else(|e| {
+        println!("moto: not measured: {e}");
+        None
     });
     let pairs = [
         (
             "GenerateDataKey",
-            native("/kms/v1/keys/bench/generate-data-key", "{}".into()),
-            aws("GenerateDataKey", r#"{"KeyId":"bench","KeySpec":"AES_256"}"#.into()),
+            Target::native(addr, "/kms/v1/keys/bench/generate-data-key", "{}"),
+            Target::aws(&client, addr, "GenerateDataKey", r#"{"KeyId":"bench","KeySpec":"AES_256"}"#),
         ),
         (
             "Decrypt",
-            native("/kms/v1/decrypt", format!(r#"{{"ciphertext_blob":"{blob}"}}"#)),
-            aws("Decrypt", format!(r#"{{"CiphertextBlob":"{blob}"}}"#)),
+            Target::native(addr, "/kms/v1/decrypt", format!(r#"{{"ciphertext_blob":"{blob}"}}"#)),
+            Target::aws(&client, addr, "Decrypt", format!(r#"{{"CiphertextBlob":"{blob}"}}"#)),
         ),
     ];
     println!(
-        "AWS KMS protocol vs native /kms/v1, same server, same run ({seconds} alternating 1 s rounds each, \
-         2-core machine shared; medians)"
+        "AWS KMS protocol vs native /kms/v1 on the same server, and vs moto on this machine, same run \
+         ({seconds} alternating 1 s rounds each, 2-core machine shared; medians)"
     );
     println!(
         "ratio: AWS req/s over native req/s; cpu ratio: native CPU per request over AWS CPU per request \
-         (server and load generator together), the steadier figure when other work shares the cores"
+         (server and load generator together), the steadier figure when other work shares the cores; \
+         aws/moto: AWS req/s of kms over moto's"
     );
     println!(
-        "{:<18} {:>5} {:>14} {:>14} {:>8} {:>10} {:>10} {:>10}",
-        "operation", "conc", "native req/s", "aws req/s", "ratio", "native µs", "aws µs", "cpu ratio"
+        "{:<18} {:>5} {:>14} {:>14} {:>8} {:>10} {:>10} {:>10} {:>11} {:>9}",
+        "operation",
+        "conc",
+        "native req/s",
+        "aws req/s",
+        "ratio",
+        "native µs",
+        "aws µs",
+        "cpu ratio",
+        "moto req/s",
+        "aws/moto"
     );
     for concurrency in [1, 8] {
-        for (name, native_target, aws_target) in &pairs {
+        for (index, (name, native_target, aws_target)) in pairs.iter().enumerate() {
             let mut rounds = Vec::new();
+            let mut moto_rps = Vec::new();
             for _ in 0..seconds.max(1) {
-                let native = client_rt.block_on(measure(native_target, concurrency, ROUND));
-                let aws = client_rt.block_on(measure(aws_target, concurrency, ROUND));
+                let native = client_rt.block_on(measure(native_target, concurrency, ROUND)).expect("native");
+                let aws = client_rt.block_on(measure(aws_target, concurrency, ROUND)).expect("AWS");
+                if let Some(targets) = &moto {
+                    match client_rt.block_on(measure(&targets[index], concurrency, ROUND)) {
+                        Ok(m) => moto_rps.push((m.rps, aws.rps / m.rps)),
+                        Err(e) => {
+                            println!("moto: no longer measured: {e}");
+                            moto = None;
+                            moto_rps.clear();
+                        }
+                    }
+                }
                 rounds.push((native, aws));
             }
             let of = |f: &dyn Fn(&(Measured, Measured)) -> f64| median(rounds.iter().map(f).collect());
@@ -248,8 +362,16 @@ fn main() {
             let ratio = of(&|r| r.1.rps / r.0.rps);
             let (native_cpu, aws_cpu) = (of(&|r| r.0.cpu_per_request), of(&|r| r.1.cpu_per_request));
             let cpu_ratio = of(&|r| r.0.cpu_per_request / r.1.cpu_per_request);
+            let (moto_shown, versus_moto) = if moto_rps.is_empty() {
+                ("-".to_owned(), "-".to_owned())
+            } else {
+                let rps = median(moto_rps.iter().map(|m| m.0).collect());
+                let ratio = median(moto_rps.iter().map(|m| m.1).collect());
+                (format!("{rps:.0}"), format!("{ratio:.1}"))
+            };
             println!(
-                "{name:<18} {concurrency:>5} {native_rps:>14.0} {aws_rps:>14.0} {ratio:>8.2} {:>10.1} {:>10.1} {cpu_ratio:>10.2}",
+                "{name:<18} {concurrency:>5} {native_rps:>14.0} {aws_rps:>14.0} {ratio:>8.2} {:>10.1} {:>10.1} \
+                 {cpu_ratio:>10.2} {moto_shown:>11} {versus_moto:>9}",
                 native_cpu * 1e6,
                 aws_cpu * 1e6
             );

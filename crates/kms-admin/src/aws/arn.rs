@@ -22,16 +22,23 @@ pub enum KeyRef {
 impl AwsSettings {
     /// `arn:<partition>:kms:<region>:<account>:key/<id>`.
     pub fn key_arn(&self, key_id: &str) -> String {
-        format!("{}:key/{key_id}", self.arn_prefix())
+        self.arn("key/", key_id)
     }
 
     /// `arn:<partition>:kms:<region>:<account>:alias/<name>`.
     pub fn alias_arn(&self, name: &str) -> String {
-        format!("{}:alias/{name}", self.arn_prefix())
+        self.arn("alias/", name)
     }
 
-    fn arn_prefix(&self) -> String {
-        format!("arn:{}:kms:{}:{}", self.partition, self.region, self.account_id)
+    /// `arn:<partition>:kms:<region>:<account>:<kind><name>`, pushed into one buffer (every
+    /// AWS answer names its key by ARN).
+    fn arn(&self, kind: &str, name: &str) -> String {
+        let parts = ["arn:", &self.partition, ":kms:", &self.region, ":", &self.account_id, ":", kind, name];
+        let mut arn = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
+            arn.push_str(part);
+        }
+        arn
     }
 
     /// Reads a `KeyId` input. An ARN of another partition, region or account names nothing

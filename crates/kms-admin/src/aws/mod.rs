@@ -188,8 +188,14 @@ fn request_id() -> String {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(prefix);
     b[8..].copy_from_slice(&COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_be_bytes());
-    let hex = sigv4::hex(&b);
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    let mut id = String::with_capacity(36);
+    for (i, group) in [&b[0..4], &b[4..6], &b[6..8], &b[8..10], &b[10..16]].into_iter().enumerate() {
+        if i > 0 {
+            id.push('-');
+        }
+        sigv4::push_hex(&mut id, group);
+    }
+    id
 }
 
 #[cfg(test)]

@@ -26,9 +26,13 @@ pub(crate) const MAX_NUMBER_OF_BYTES: u32 = 1024;
 /// The only encryption algorithm of symmetric keys.
 pub(crate) const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
 
-/// Parses a request body (empty means `{}`); a fault names the member.
+/// Parses a request body (empty means `{}`); a fault names the member. The member's path is
+/// tracked only to explain a fault: a body that parses is read once, without the tracking.
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, AwsError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) { b"{}".as_slice() } else { body };
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -323,6 +327,11 @@ mod tests {
         assert!(e.message.contains("Plaintext"), "{}", e.message);
         assert_eq!(parse::<Encrypt>(b"{not json").unwrap_err().type_name, "SerializationException");
         assert!(parse::<Paging>(b"").unwrap().limit.is_none());
+        assert_eq!(parse::<KeyOnly>(br#" {"KeyId": "alias/x"} "#).unwrap().key_id, "alias/x");
+        // A nested member is named by its path.
+        let e = parse::<TagResource>(br#"{"KeyId":"k","Tags":[{"TagKey":"a","TagValue":1}]}"#).unwrap_err();
+        assert_eq!(e.type_name, "ValidationException");
+        assert!(e.message.contains("Tags[0].TagValue"), "{}", e.message);
     }
 
     #[test]

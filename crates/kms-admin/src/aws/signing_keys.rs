@@ -4,9 +4,10 @@
 //! `cargo xtask bench aws` put SigV4 among the largest costs of the AWS path; with the key kept,
 //! a verification is the canonical request's hash and one HMAC.
 //!
-//! Keys are held zeroized-on-drop, by (access key id, scope date); region and service are the
-//! server's own (checked before the lookup). The table is bounded: past [`MAX_KEYS`] it is
-//! emptied, so old days never pile up.
+//! Keys are held zeroized-on-drop, by access key id and then scope date (so a lookup borrows
+//! the request's strings instead of building a key); region and service are the server's own
+//! (checked before the lookup). The table is bounded: past [`MAX_KEYS`] it is emptied, so old
+//! days never pile up.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,10 +17,16 @@ use super::sigv4::{Authorization, SigningKey, signing_key};
 /// Most keys kept (access keys × days in flight; a handful in practice).
 const MAX_KEYS: usize = 1024;
 
-/// Signing keys by (access key id, scope date).
+/// Signing keys by access key id, then scope date.
 #[derive(Default)]
 pub(crate) struct SigningKeys {
-    keys: Mutex<HashMap<(String, String), SigningKey>>,
+    keys: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_access_key: HashMap<String, HashMap<String, SigningKey>>,
+    len: usize,
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -31,16 +38,17 @@ impl std::fmt::Debug for SigningKeys {
 impl SigningKeys {
     /// The signing key of `auth`'s scope under `secret`, derived once per access key and day.
     pub(crate) fn get(&self, auth: &Authorization, secret: &[u8]) -> SigningKey {
-        let id = (auth.access_key_id.clone(), auth.date.clone());
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(key) = keys.get(&id) {
+        let mut table = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = table.by_access_key.get(&auth.access_key_id).and_then(|days| days.get(&auth.date)) {
             return key.clone();
         }
         let key = signing_key(secret, auth);
-        if keys.len() >= MAX_KEYS {
-            keys.clear();
+        if table.len >= MAX_KEYS {
+            *table = Table::default();
         }
-        keys.insert(id, key.clone());
+        let days = table.by_access_key.entry(auth.access_key_id.clone()).or_default();
+        days.insert(auth.date.clone(), key.clone());
+        table.len += 1;
         key
     }
 }
@@ -80,6 +88,8 @@ mod tests {
         for i in 0..(MAX_KEYS + 10) {
             keys.get(&auth(&format!("AKIA{i}"), "20261202"), b"s");
         }
-        assert!(keys.keys.lock().unwrap().len() <= MAX_KEYS);
+        let table = keys.keys.lock().unwrap();
+        assert!(table.len <= MAX_KEYS);
+        assert_eq!(table.len, table.by_access_key.values().map(HashMap::len).sum::<usize>());
     }
 }

@@ -16,6 +16,7 @@
 //! - the access key is known (`UnrecognizedClientException`);
 //! - the signature matches, compared in constant time (`InvalidSignatureException`).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use http::HeaderMap;
@@ -104,15 +105,17 @@ impl Authorization {
                 "Signature" => &mut signature,
                 _ => return Err(incomplete("unknown part")),
             };
-            if slot.replace(v.to_owned()).is_some() {
+            if slot.replace(v).is_some() {
                 return Err(incomplete("a part is repeated"));
             }
         }
         let credential = credential.ok_or_else(|| incomplete("Credential is missing"))?;
         let signed = signed.ok_or_else(|| incomplete("SignedHeaders is missing"))?;
         let signature = signature.ok_or_else(|| incomplete("Signature is missing"))?;
-        let scope: Vec<&str> = credential.split('/').collect();
-        let [access_key_id, date, region, service, terminator] = scope[..] else {
+        let mut scope = credential.split('/');
+        let (Some(access_key_id), Some(date), Some(region), Some(service), Some(terminator), None) =
+            (scope.next(), scope.next(), scope.next(), scope.next(), scope.next(), scope.next())
+        else {
             return Err(incomplete("Credential must be <key>/<date>/<region>/<service>/aws4_request"));
         };
         if terminator != "aws4_request" || access_key_id.is_empty() || date.len() != 8 || region.is_empty() {
@@ -225,10 +228,14 @@ pub type SigningKey = zeroize::Zeroizing<[u8; 32]>;
 
 /// Derives the signing key of `auth`'s scope (date, region, service) from `secret`.
 pub fn signing_key(secret: &[u8], auth: &Authorization) -> SigningKey {
+    derive_signing_key(secret, &auth.date, &auth.region, &auth.service)
+}
+
+fn derive_signing_key(secret: &[u8], date: &str, region: &str, service: &str) -> SigningKey {
     let mut key = zeroize::Zeroizing::new(b"AWS4".to_vec());
     key.extend_from_slice(secret);
-    let mut k = hmac_sha256(&key, auth.date.as_bytes());
-    for part in [auth.region.as_str(), auth.service.as_str(), "aws4_request"] {
+    let mut k = hmac_sha256(&key, date.as_bytes());
+    for part in [region, service, "aws4_request"] {
         k = hmac_sha256(k.as_ref(), part.as_bytes());
     }
     let mut out = zeroize::Zeroizing::new([0u8; 32]);
@@ -244,8 +251,14 @@ pub fn signature(request: &SignedRequest<'_>, auth: &Authorization, amz_date: &s
 
 fn signature_with_key(request: &SignedRequest<'_>, auth: &Authorization, amz_date: &str, key: &SigningKey) -> String {
     let canonical = canonical_request(request, &auth.signed_headers);
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
-    let string_to_sign = format!("{ALGORITHM}\n{amz_date}\n{scope}\n{}", hex(sha256(canonical.as_bytes()).as_ref()));
+    // `ALGORITHM \n date \n date/region/service/aws4_request \n hex(SHA-256(canonical))`,
+    // written into one buffer: every request is signed by the client and verified here.
+    let mut string_to_sign = String::with_capacity(ALGORITHM.len() + amz_date.len() + 64 + 96);
+    for part in [ALGORITHM, "\n", amz_date, "\n", &auth.date, "/", &auth.region, "/", &auth.service, "/aws4_request\n"]
+    {
+        string_to_sign.push_str(part);
+    }
+    push_hex(&mut string_to_sign, sha256(canonical.as_bytes()).as_ref());
     hex(hmac_sha256(key.as_ref(), string_to_sign.as_bytes()).as_ref())
 }
 
@@ -272,6 +285,28 @@ impl Signer<'_> {
     /// Adds `x-amz-date` for `at` and the `Authorization` header, signing every header present
     /// (`host` must be among them).
     pub fn sign(&self, method: &str, path: &str, headers: &mut HeaderMap, body: &[u8], at: OffsetDateTime) {
+        let key = self.signing_key(&format_amz_date(at)[..8]);
+        self.sign_with_key(method, path, headers, body, at, &key);
+    }
+
+    /// The signing key of day `date` (`YYYYMMDD`, UTC) for this signer's region and service.
+    /// The SDKs derive it once a day and keep it; so does the bench, whose own signing would
+    /// otherwise weigh on the server it measures.
+    pub fn signing_key(&self, date: &str) -> SigningKey {
+        derive_signing_key(self.secret, date, self.region, self.service)
+    }
+
+    /// As [`sign`](Self::sign), with `key` the [`signing_key`](Self::signing_key) of `at`'s
+    /// day (a key of another day makes a signature the server refuses).
+    pub fn sign_with_key(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &mut HeaderMap,
+        body: &[u8],
+        at: OffsetDateTime,
+        key: &SigningKey,
+    ) {
         let amz_date = format_amz_date(at);
         headers.insert("x-amz-date", http::HeaderValue::from_str(&amz_date).expect("a date is ASCII"));
         headers.remove(http::header::AUTHORIZATION);
@@ -287,7 +322,7 @@ impl Signer<'_> {
             signature: String::new(),
         };
         let request = SignedRequest { method, path, query: None, headers, body };
-        let signature = signature(&request, &auth, &amz_date, self.secret);
+        let signature = signature_with_key(&request, &auth, &amz_date, key);
         let value = format!(
             "{ALGORITHM} Credential={}/{}/{}/{}/aws4_request, SignedHeaders={}, Signature={signature}",
             self.access_key_id,
@@ -301,30 +336,42 @@ impl Signer<'_> {
 }
 
 /// The canonical request of SigV4 (non-S3 rules: the path is normalized and encoded once more).
+/// Written into one buffer, header values as they are when they are already canonical (nearly
+/// always): it is built for every request on both sides.
 pub fn canonical_request(request: &SignedRequest<'_>, signed_headers: &[String]) -> String {
-    let mut out = String::with_capacity(256);
+    let mut out = String::with_capacity(512);
     out.push_str(request.method);
     out.push('\n');
-    out.push_str(&canonical_uri(request.path));
+    if request.path == "/" {
+        out.push('/');
+    } else {
+        out.push_str(&canonical_uri(request.path));
+    }
     out.push('\n');
-    out.push_str(&canonical_query(request.query.unwrap_or("")));
+    if let Some(query) = request.query.filter(|q| !q.is_empty()) {
+        out.push_str(&canonical_query(query));
+    }
     out.push('\n');
     for name in signed_headers {
         out.push_str(name);
         out.push(':');
-        let values: Vec<String> = request
-            .headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| collapse_spaces(&String::from_utf8_lossy(v.as_bytes())))
-            .collect();
-        out.push_str(&values.join(","));
+        for (i, value) in request.headers.get_all(name.as_str()).iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&collapse_spaces(&String::from_utf8_lossy(value.as_bytes())));
+        }
         out.push('\n');
     }
     out.push('\n');
-    out.push_str(&signed_headers.join(";"));
+    for (i, name) in signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(';');
+        }
+        out.push_str(name);
+    }
     out.push('\n');
-    out.push_str(&hex(sha256(request.body).as_ref()));
+    push_hex(&mut out, sha256(request.body).as_ref());
     out
 }
 
@@ -373,25 +420,39 @@ fn uri_encode(bytes: &[u8], encode_slash: bool) -> String {
 }
 
 /// A header value as SigV4 signs it: trimmed, runs of spaces collapsed to one. Values that
-/// are already so (nearly all) are taken as they are.
-fn collapse_spaces(value: &str) -> String {
+/// are already so (nearly all) are borrowed as they are.
+fn collapse_spaces(value: &str) -> Cow<'_, str> {
     let canonical = !value.starts_with(char::is_whitespace)
         && !value.ends_with(char::is_whitespace)
         && !value.contains("  ")
         && !value.contains(|c: char| c.is_whitespace() && c != ' ');
-    if canonical { value.to_owned() } else { value.split_whitespace().collect::<Vec<_>>().join(" ") }
+    if canonical { Cow::Borrowed(value) } else { Cow::Owned(value.split_whitespace().collect::<Vec<_>>().join(" ")) }
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name)?.to_str().ok()
 }
 
-/// Parses `YYYYMMDDTHHMMSSZ`.
+/// Parses `YYYYMMDDTHHMMSSZ`: fixed-width digits read directly (every request carries one;
+/// `time`'s format-description parser was a visible frame of the AWS path), the calendar
+/// checked by `time`'s constructors.
 pub fn parse_amz_date(value: &str) -> Result<OffsetDateTime, SigV4Error> {
-    let format = format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::PrimitiveDateTime::parse(value, &format)
-        .map(|t| t.assume_utc())
-        .map_err(|_| SigV4Error::Incomplete(format!("X-Amz-Date {value:?} must be YYYYMMDDTHHMMSSZ")))
+    let malformed = || SigV4Error::Incomplete(format!("X-Amz-Date {value:?} must be YYYYMMDDTHHMMSSZ"));
+    let b = value.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return Err(malformed());
+    }
+    let number = |range: std::ops::Range<usize>| -> Result<u16, SigV4Error> {
+        b[range].iter().try_fold(0u16, |n, &d| {
+            if d.is_ascii_digit() { Ok(n * 10 + u16::from(d - b'0')) } else { Err(malformed()) }
+        })
+    };
+    let small = |range| number(range).and_then(|n| u8::try_from(n).map_err(|_| malformed()));
+    let month = time::Month::try_from(small(4..6)?).map_err(|_| malformed())?;
+    let date =
+        time::Date::from_calendar_date(i32::from(number(0..4)?), month, small(6..8)?).map_err(|_| malformed())?;
+    let at = time::Time::from_hms(small(9..11)?, small(11..13)?, small(13..15)?).map_err(|_| malformed())?;
+    Ok(time::PrimitiveDateTime::new(date, at).assume_utc())
 }
 
 /// Formats a time as `X-Amz-Date` wants it.
@@ -408,13 +469,19 @@ fn sha256(bytes: &[u8]) -> digest::Digest {
 /// the canonical request, the signature) go through it on each side, and `fmt` made it one of
 /// the hot frames of the AWS path (`cargo xtask bench aws`).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+/// Appends the lowercase hex of `bytes` to `out`.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
     for &b in bytes {
         out.push(char::from(DIGITS[usize::from(b >> 4)]));
         out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
-    out
 }
 
 #[cfg(test)]

@@ -203,6 +203,55 @@ fn the_client_signer_makes_what_the_verifier_accepts() {
 }
 
 #[test]
+fn a_kept_signing_key_signs_as_a_fresh_one_and_only_for_its_day() {
+    let signer = Signer { access_key_id: "AKIDTEST", secret: KMS_SECRET, region: "us-east-1", service: "kms" };
+    let fresh = || {
+        headers(&[
+            ("host", "127.0.0.1:7373"),
+            ("x-amz-target", "TrentService.ListKeys"),
+            ("content-type", "application/x-amz-json-1.1"),
+        ])
+    };
+    let at = parse_amz_date("20261202T124200Z").unwrap();
+    let mut kept = fresh();
+    signer.sign_with_key("POST", "/", &mut kept, BOTOCORE_BODY, at, &signer.signing_key("20261202"));
+    assert_eq!(kept, botocore_kms_request());
+    let request = SignedRequest { method: "POST", path: "/", query: None, headers: &kept, body: BOTOCORE_BODY };
+    let auth = precheck(&request, &kms_expect(0)).unwrap();
+    assert_eq!(*signer.signing_key("20261202"), *signing_key(KMS_SECRET, &auth));
+    // Yesterday's key signs a request the verifier refuses.
+    let mut stale = fresh();
+    signer.sign_with_key("POST", "/", &mut stale, BOTOCORE_BODY, at, &signer.signing_key("20261201"));
+    let request = SignedRequest { headers: &stale, ..request };
+    let auth = precheck(&request, &kms_expect(0)).unwrap();
+    assert_eq!(verify(&request, &auth, KMS_SECRET), Err(SigV4Error::Mismatch));
+}
+
+#[test]
+fn amz_dates_are_read_exactly_and_anything_else_is_incomplete() {
+    let at = parse_amz_date("20240229T235960Z");
+    assert!(matches!(at, Err(SigV4Error::Incomplete(_))), "second 60: {at:?}");
+    let at = parse_amz_date("20240229T235959Z").unwrap();
+    assert_eq!((at.year(), u8::from(at.month()), at.day()), (2024, 2, 29));
+    assert_eq!((at.hour(), at.minute(), at.second()), (23, 59, 59));
+    assert_eq!(format_amz_date(at), "20240229T235959Z");
+    for bad in [
+        "",
+        "20261202T124200",
+        "20261202T124200Z0",
+        "20261202 124200Z",
+        "2026120aT124200Z",
+        "20261302T124200Z",
+        "20230229T124200Z",
+        "20261202T244200Z",
+        "+2026120T124200Z",
+        "２0261202T12420Z",
+    ] {
+        assert!(matches!(parse_amz_date(bad), Err(SigV4Error::Incomplete(_))), "{bad:?} was accepted");
+    }
+}
+
+#[test]
 fn hex_is_lowercase_two_digits_a_byte() {
     let all: Vec<u8> = (0..=255).collect();
     let expected: String = all.iter().map(|b| format!("{b:02x}")).collect();
