@@ -295,7 +295,7 @@ impl App {
 /// SHA-256 (hex) of the canonical encoding of `context` (`docs/formats.md`).
 fn context_sha256(context: &kms_types::types::EncryptionContext) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, &kms_crypto::context::canonical_context(context));
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::hex(digest.as_ref())
 }
 
 pub(crate) fn not_running() -> ApiError {

@@ -235,7 +235,7 @@ fn parse_hash(hex: &str) -> Option<[u8; 32]> {
 
 /// Lower-case hex SHA-256 of a token: the value to put in `token_sha256`.
 pub fn hash_token(token: &str) -> String {
-    sha256(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::hex(&sha256(token.as_bytes()))
 }
 
 /// A fresh random bearer token (`kms_` + 43 characters of base64url: 256 bits).

@@ -72,6 +72,7 @@ pub mod config;
 mod conn_limits;
 pub mod error;
 mod handlers;
+mod hex;
 mod json_body;
 pub mod metrics;
 mod responses;

@@ -465,24 +465,7 @@ fn sha256(bytes: &[u8]) -> digest::Digest {
     digest::digest(&digest::SHA256, bytes)
 }
 
-/// Lowercase hex. A table, not `format!` per byte: three digests of every request (the body,
-/// the canonical request, the signature) go through it on each side, and `fmt` made it one of
-/// the hot frames of the AWS path (`cargo xtask bench aws`).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut out, bytes);
-    out
-}
-
-/// Appends the lowercase hex of `bytes` to `out`.
-pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-}
+pub(crate) use crate::hex::{hex, push_hex};
 
 #[cfg(test)]
 #[path = "sigv4_tests.rs"]

@@ -252,14 +252,6 @@ fn amz_dates_are_read_exactly_and_anything_else_is_incomplete() {
 }
 
 #[test]
-fn hex_is_lowercase_two_digits_a_byte() {
-    let all: Vec<u8> = (0..=255).collect();
-    let expected: String = all.iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(hex(&all), expected);
-    assert_eq!(hex(&[]), "");
-}
-
-#[test]
 fn header_values_are_trimmed_and_their_spaces_collapsed() {
     for (value, canonical) in [
         ("application/x-amz-json-1.1", "application/x-amz-json-1.1"),
