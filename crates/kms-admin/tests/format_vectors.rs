@@ -15,9 +15,7 @@ use kms_types::config::KmsConfig;
 use serde_json::Value;
 
 fn cases(text: &str, format: &str) -> Vec<Value> {
-    let doc: Value = serde_json::from_str(text).expect("a vector file is JSON");
-    assert_eq!((doc["format"].as_str(), doc["version"].as_u64()), (Some(format), Some(1)));
-    doc["cases"].as_array().expect("cases").clone()
+    kms_testkit::vectors::cases(text, format, 1)
 }
 
 fn text<'a>(case: &'a Value, field: &str) -> &'a str {

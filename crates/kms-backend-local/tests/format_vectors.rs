@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use kms_backend_local::{LocalBackend, LocalOptions, ManualClock};
 use kms_core::backends::KmsBackend;
+use kms_testkit::vectors::unhex as hex;
 use kms_types::config::{LocalConfig, MasterKeySource};
 use kms_types::error::KmsError;
 use kms_types::types::{DecryptRequest, DescribeKeyRequest, EncryptionContext, KeyMetadata, KeyState, ListKeysRequest};
@@ -20,23 +21,13 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 fn cases(text: &str, format: &str) -> Vec<Value> {
-    cases_of_version(text, format, 1)
-}
-
-fn cases_of_version(text: &str, format: &str, version: u64) -> Vec<Value> {
-    let doc: Value = serde_json::from_str(text).expect("a vector file is JSON");
-    assert_eq!((doc["format"].as_str(), doc["version"].as_u64()), (Some(format), Some(version)));
-    doc["cases"].as_array().expect("cases").clone()
+    kms_testkit::vectors::cases(text, format, 1)
 }
 
 const VERIFIERS: &str = include_str!("../../../docs/vectors/local-verifier-v1.json");
 const RECORDS: &str = include_str!("../../../docs/vectors/local-key-record-v1.json");
 const BLOBS: &str = include_str!("../../../docs/vectors/local-blob-v1.json");
 const RECORDS_V2: &str = include_str!("../../../docs/vectors/local-key-record-v2.json");
-
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
-}
 
 fn text<'a>(case: &'a Value, field: &str) -> &'a str {
     case[field].as_str().unwrap_or_else(|| panic!("{field} is a string"))
@@ -225,7 +216,7 @@ async fn local_key_record_v2_in_a_store() {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
     };
     let blobs = cases(BLOBS, "local-blob");
-    for case in cases_of_version(RECORDS_V2, "local-key-record", 2) {
+    for case in kms_testkit::vectors::cases(RECORDS_V2, "local-key-record", 2) {
         let name = &case["name"];
         let verifier =
             verifier(if case["protection"] == 1 { "master_key" } else { "insecure_plaintext_for_development" });

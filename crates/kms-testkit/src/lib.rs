@@ -35,6 +35,9 @@ mod environment;
 pub mod forwarding;
 pub mod openbao;
 pub mod skipped;
+#[cfg(feature = "vectors")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vectors")))]
+pub mod vectors;
 
 #[cfg(feature = "local")]
 #[cfg_attr(docsrs, doc(cfg(feature = "local")))]

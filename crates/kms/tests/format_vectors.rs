@@ -14,18 +14,12 @@ use kms::encryption::service::EncryptionService;
 use kms::encryption::sse::{ObjectMetadata, SseKind};
 use kms::local::LocalBackend;
 use kms::manager::{KmsManager, ManagerOptions};
+use kms_testkit::vectors::hex;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 fn cases(text: &str, format: &str) -> Vec<Value> {
-    let doc: Value = serde_json::from_str(text).expect("a vector file is JSON");
-    assert_eq!((doc["format"].as_str(), doc["version"].as_u64()), (Some(format), Some(1)));
-    doc["cases"].as_array().expect("cases").clone()
-}
-
-fn hex(value: &Value) -> Vec<u8> {
-    let text = value.as_str().expect("a hex string");
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex")).collect()
+    kms_testkit::vectors::cases(text, format, 1)
 }
 
 #[tokio::test]
