@@ -428,6 +428,43 @@ mod tests {
         }
     }
 
+    /// An external key (BYOK): no material before the import or after its deletion, the
+    /// current version taken from the fingerprints, the expiry read at `now`.
+    #[test]
+    fn external_records_without_material_round_trip_and_expire() {
+        let mut rec = sample("byok", 2);
+        rec.meta.origin = KeyOrigin::External;
+        rec.meta.imported = Some(ImportedMeta {
+            fingerprints: vec!["aa".repeat(32), "bb".repeat(32)],
+            valid_to: Some(time::macros::datetime!(2030-01-01 00:00 UTC)),
+        });
+        for p in [kek(1), RecordProtection::InsecurePlaintext] {
+            let back = KeyRecord::decode("byok", &rec.encode(&p).unwrap(), &p).unwrap();
+            assert_eq!((back.meta.clone(), back.current_version()), (rec.meta.clone(), 2));
+            let before = back.metadata(time::macros::datetime!(2029-12-31 00:00 UTC));
+            assert_eq!(
+                (before.key_state, before.valid_to),
+                (KeyState::Enabled, rec.meta.imported.as_ref().unwrap().valid_to)
+            );
+            let after = back.metadata(time::macros::datetime!(2030-01-01 00:00 UTC));
+            assert_eq!((after.key_state, after.valid_to), (KeyState::PendingImport, None));
+        }
+        let body = String::from_utf8_lossy(&rec.body().unwrap()).into_owned();
+        assert!(body.contains(r#""imported":{"fingerprints":["aaaa"#), "{body}");
+
+        let mut empty = rec.clone();
+        empty.versions.clear();
+        empty.meta.state = StoredState::PendingImport;
+        let p = RecordProtection::InsecurePlaintext;
+        let back = KeyRecord::decode("byok", &empty.encode(&p).unwrap(), &p).unwrap();
+        assert!(back.versions.is_empty() && back.current().is_none());
+        assert_eq!(back.state_at(OffsetDateTime::now_utc()), KeyState::PendingImport);
+        // Without `imported`, a record with no version is damaged, as before.
+        empty.meta.imported = None;
+        let bytes = empty.encode(&p).unwrap();
+        assert!(matches!(KeyRecord::decode("byok", &bytes, &p), Err(RecordError::Malformed(_))));
+    }
+
     #[test]
     fn sealed_records_hide_material_and_metadata() {
         let bytes = sample("app-1", 1).encode(&kek(1)).unwrap();

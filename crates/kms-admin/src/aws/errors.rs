@@ -127,6 +127,10 @@ mod tests {
             ),
             (KmsError::ServiceUnavailable { message: "stopped".into() }, 500, "KeyUnavailableException"),
             (KmsError::backend("denied"), 500, "KMSInternalException"),
+            (KmsError::import_refused("k", ImportRefusal::InvalidImportToken), 400, "InvalidImportTokenException"),
+            (KmsError::import_refused("k", ImportRefusal::ExpiredImportToken), 400, "ExpiredImportTokenException"),
+            (KmsError::import_refused("k", ImportRefusal::IncorrectKeyMaterial), 400, "IncorrectKeyMaterialException"),
+            (KmsError::import_refused("k", ImportRefusal::NotExternalKey), 400, "UnsupportedOperationException"),
         ];
         for (err, status, name) in cases {
             let aws = AwsError::from(err);
