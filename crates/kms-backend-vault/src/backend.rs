@@ -39,6 +39,7 @@ use crate::transport::{Method, Route, Transport, TransportStats, backoff};
 mod aliases;
 mod create;
 mod factory;
+mod import;
 mod records;
 mod service;
 mod transit;

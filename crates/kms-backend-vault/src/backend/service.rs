@@ -9,6 +9,10 @@ impl KmsBackend for VaultBackend {
         (self.inner.create(request)).await
     }
 
+    async fn import_key(&self, request: kms_types::import::ImportKeyRequest) -> Result<KeyMetadataResponse> {
+        self.inner.import(request).await
+    }
+
     async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
         let inner = &self.inner;
         (async {
