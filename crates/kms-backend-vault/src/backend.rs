@@ -36,6 +36,7 @@ use crate::classify::{CallError, class_of};
 use crate::record::{KeyRecord, RECORD_FORMAT, parse_record};
 use crate::transport::{Method, Route, Transport, TransportStats, backoff};
 
+mod adopt;
 mod aliases;
 mod create;
 mod factory;

@@ -38,6 +38,11 @@ pub(crate) struct KeyRecord {
     /// the Transit key (or after a crash in between): the key is then `Unavailable` and no
     /// Transit call is made for it, so an `encrypt` can never upsert-create a key.
     pub(crate) provisioned: bool,
+    /// Whether kms adopted the Transit key rather than making it (`kms migrate vault-transit`).
+    /// Absent (false) in every other record, so records written before it read unchanged; a
+    /// server that predates it sees an adopted key as `Unavailable` and leaves it alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) adopted: bool,
 }
 
 impl KeyRecord {

@@ -36,6 +36,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod adopt;
 pub mod alias;
 pub mod api_types;
 mod backend_kind;

@@ -71,6 +71,9 @@ pub enum Operation {
     CreateKey,
     /// `POST /kms/v1/import`: a key with its material, from another KMS (`kms migrate`).
     ImportKey,
+    /// `POST /kms/v1/adopt`: records kms metadata for a key the backend's store already holds
+    /// but kms did not make (`kms migrate vault-transit`; a Transit key of RustFS or any tool).
+    AdoptKey,
     /// `GET /kms/v1/keys`.
     ListKeys,
     /// `GET /kms/v1/keys/{key_id}`.
@@ -124,7 +127,7 @@ const PENDING_DELETION: &[KeyState] = &[KeyState::PendingDeletion];
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 28] = [
+    pub const ALL: [Operation; 29] = [
         Self::Configure,
         Self::Reconfigure,
         Self::Start,
@@ -135,6 +138,7 @@ impl Operation {
         Self::Backup,
         Self::CreateKey,
         Self::ImportKey,
+        Self::AdoptKey,
         Self::ListKeys,
         Self::DescribeKey,
         Self::EnableKey,
@@ -172,6 +176,7 @@ impl Operation {
             Self::Backup => "backup",
             Self::CreateKey => "create_key",
             Self::ImportKey => "import_key",
+            Self::AdoptKey => "adopt_key",
             Self::ListKeys => "list_keys",
             Self::DescribeKey => "describe_key",
             Self::EnableKey => "enable_key",
@@ -199,6 +204,7 @@ impl Operation {
             self,
             Self::CreateKey
                 | Self::ImportKey
+                | Self::AdoptKey
                 | Self::ListKeys
                 | Self::DescribeKey
                 | Self::EnableKey
@@ -242,6 +248,7 @@ impl Operation {
             | Self::Backup
             | Self::CreateKey
             | Self::ImportKey
+            | Self::AdoptKey
             | Self::ListKeys
             | Self::Metrics
             | Self::Health

@@ -62,6 +62,7 @@ impl Inner {
             rotation_date: None,
             current_version: 1,
             provisioned: false,
+            adopted: false,
         };
         // 1. Claim the id in KV (create-only): two servers cannot both create it. A claim of
         //    ours left by an attempt that failed retryably is recognised and carried on.

@@ -38,6 +38,7 @@ impl Inner {
             rotation_date: None,
             current_version: 1,
             provisioned: false,
+            adopted: false,
         };
         // 1. Claim the id (create-only). A claim of ours left by an attempt that failed
         //    retryably is carried on; anyone else's record is an existing key.

@@ -13,6 +13,13 @@ impl KmsBackend for VaultBackend {
         self.inner.import(request).await
     }
 
+    async fn adopt_key(
+        &self,
+        request: kms_types::adopt::AdoptKeyRequest,
+    ) -> Result<kms_types::adopt::AdoptKeyResponse> {
+        deadline("adopt_key", self.inner.timeout, self.inner.adopt(request)).await
+    }
+
     async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
         let inner = &self.inner;
         (async {

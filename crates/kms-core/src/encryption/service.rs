@@ -258,6 +258,16 @@ impl EncryptionService {
         self.lease().await?.manager.import_key(request).await
     }
 
+    /// Adopts a key the backend's store holds but kms did not make, or checks it without
+    /// `commit` ([`KmsBackend::adopt_key`](crate::backends::KmsBackend::adopt_key)).
+    pub async fn adopt_key(
+        &self,
+        request: kms_types::adopt::AdoptKeyRequest,
+    ) -> Result<kms_types::adopt::AdoptKeyResponse> {
+        request.validate()?;
+        self.lease().await?.manager.backend().adopt_key(request).await
+    }
+
     /// The configured default key id, if any.
     pub async fn default_key_id(&self) -> Result<Option<String>> {
         Ok(self.lease().await?.default_key_id)
