@@ -42,6 +42,7 @@ mod create;
 mod factory;
 mod import;
 mod records;
+mod rustfs;
 mod service;
 mod transit;
 mod writes;

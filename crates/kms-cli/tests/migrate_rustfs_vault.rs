@@ -15,7 +15,29 @@ use base64::engine::general_purpose::STANDARD;
 use common::{free_port, kms, ok, ok_json, serve, temp_dir};
 use kms::crypto::cipher::{Aes256GcmCipher, ObjectCipher as _};
 use kms::types::EncryptionContext;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+/// One JSON request to the admin API over a plain TCP connection: (status, body).
+fn post(dir: &Path, url: &str, path: &str, body: &Value) -> (u16, Value) {
+    use std::io::{Read as _, Write as _};
+    let token = std::fs::read_to_string(dir.join("kms-data/admin.token")).unwrap();
+    let address = url.strip_prefix("http://").unwrap();
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        token.trim(),
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../kms-crypto/tests/fixtures/rustfs")
@@ -133,6 +155,52 @@ fn a_rustfs_key_directory_migrates_into_a_vault_backed_kms_and_a_rerun_skips() {
         let material = expected[key_id]["material_hex"].as_str().unwrap();
         assert_transit_holds_material(&dir, &url, &format!("{key_id}{suffix}"), material);
     }
+
+    // RustFS data-key envelopes stay readable: Transit opens them under the imported material
+    // (no associated data), with kms's context rule; re-encrypt moves them to Vault blobs.
+    ok(&dir, &url, &["key", "enable", &format!("retired{suffix}")]);
+    let cases: Vec<Value> = serde_json::from_slice(&std::fs::read(fixtures().join("envelopes.json")).unwrap()).unwrap();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let key_id = format!("{}{suffix}", case["master_key_id"].as_str().unwrap());
+        let envelope = case["envelope"].as_str().unwrap().replacen(
+            &format!("\"master_key_id\":\"{}\"", case["master_key_id"].as_str().unwrap()),
+            &format!("\"master_key_id\":\"{key_id}\""),
+            1,
+        );
+        let blob = STANDARD.encode(&envelope);
+        let context = &case["context"];
+        let request = json!({"ciphertext_blob": blob, "encryption_context": context});
+        let (status, answer) = post(&dir, &url, "/kms/v1/decrypt", &request);
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert_eq!((answer["key_id"].as_str(), answer["key_version"].as_u64()), (Some(key_id.as_str()), Some(1)));
+        let plaintext = STANDARD.decode(answer["plaintext"].as_str().unwrap()).unwrap();
+        assert_eq!(plaintext, unhex(case["plaintext_hex"].as_str().unwrap()), "{name}");
+
+        let mut wrong = context.clone();
+        wrong["extra"] = "pair".into();
+        let (status, answer) =
+            post(&dir, &url, "/kms/v1/decrypt", &json!({"ciphertext_blob": blob, "encryption_context": wrong}));
+        assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("crypto_error")), "{name}: {answer}");
+
+        let request = json!({"ciphertext_blob": blob, "source_encryption_context": context});
+        let (status, moved) = post(&dir, &url, "/kms/v1/re-encrypt", &request);
+        assert_eq!(status, 200, "{name}: {moved}");
+        let vault_blob = STANDARD.decode(moved["ciphertext_blob"].as_str().unwrap()).unwrap();
+        assert!(vault_blob.starts_with(format!("vault-kms:1:{key_id}:").as_bytes()), "{name}");
+        let request = json!({"ciphertext_blob": moved["ciphertext_blob"], "encryption_context": context});
+        let (status, answer) = post(&dir, &url, "/kms/v1/decrypt", &request);
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert_eq!(STANDARD.decode(answer["plaintext"].as_str().unwrap()).unwrap(), plaintext);
+    }
+    // A tampered envelope is an opaque crypto error.
+    let tampered = cases[0]["envelope"]
+        .as_str()
+        .unwrap()
+        .replacen("\"master_key_id\":\"app-data\"", &format!("\"master_key_id\":\"app-data{suffix}\""), 1)
+        .replacen("\"encrypted_key\":[", "\"encrypted_key\":[1,", 1);
+    let (status, answer) = post(&dir, &url, "/kms/v1/decrypt", &json!({"ciphertext_blob": STANDARD.encode(tampered)}));
+    assert_eq!((status, answer["error"]["code"].as_str()), (400, Some("crypto_error")), "{answer}");
 
     // Resumable: everything imported is recognised and skipped.
     let (success, again, stderr) = migrate(&dir, &url, &[&common[..], &["--commit"]].concat());

@@ -192,7 +192,7 @@ mod tests {
             ("allow_plaintext_backup", json!(true), "allow_plaintext_backup"),
             ("derived", json!(true), "derived"),
             ("convergent_encryption", json!(true), "derived"),
-            ("latest_version", json!(0), "latest_version"),
+            ("latest_version", json!(0), "Transit reported no usable latest_version"),
         ];
         for (field, value, reason) in cases {
             let mut transit = kms_like();

@@ -38,15 +38,14 @@ impl KmsBackend for VaultBackend {
     async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
         let inner = &self.inner;
         (async {
-            let blob = VaultBlob::decode(&request.ciphertext_blob)?;
-            if let Some(expected) = &request.key_id
-                && expected != &blob.key_id
-            {
-                // As a wrong key: opaque, like any ciphertext that does not open under it.
-                return Err(KmsError::crypto());
-            }
-            let record = inner.usable(&blob.key_id, Operation::Decrypt).await?;
-            let plaintext = inner.transit_decrypt(&record, &blob, &request.encryption_context).await?;
+            let (blob, plaintext) = inner
+                .open_source(
+                    &request.ciphertext_blob,
+                    &request.encryption_context,
+                    request.key_id.as_deref(),
+                    Operation::Decrypt,
+                )
+                .await?;
             Ok(DecryptResponse { key_id: blob.key_id, key_version: blob.key_version, plaintext })
         })
         .await
@@ -161,7 +160,7 @@ impl KmsBackend for VaultBackend {
     }
 
     fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
-        VaultBlob::decode(ciphertext_blob).ok().map(|blob| blob.key_id)
+        self.inner.source_key_id(ciphertext_blob).ok()
     }
 
     fn capabilities(&self) -> BackendCapabilities {
@@ -186,11 +185,12 @@ impl KmsBackend for VaultBackend {
             // Transit's rewrap takes no associated data, so a context-bound ciphertext is moved
             // by decrypting and encrypting inside this process; the plaintext is zeroized and
             // never returned.
-            let source = VaultBlob::decode(&request.ciphertext_blob)?;
-            let source_record = inner.usable(&source.key_id, Operation::ReEncrypt).await?;
-            let destination = request.destination_key_id.clone().unwrap_or_else(|| source.key_id.clone());
+            let source_key = inner.source_key_id(&request.ciphertext_blob)?;
+            let destination = request.destination_key_id.clone().unwrap_or(source_key);
             let destination_record = inner.usable(&destination, Operation::ReEncrypt).await?;
-            let plaintext = inner.transit_decrypt(&source_record, &source, &request.source_encryption_context).await?;
+            let (source, plaintext) = inner
+                .open_source(&request.ciphertext_blob, &request.source_encryption_context, None, Operation::ReEncrypt)
+                .await?;
             let context = request.destination_encryption_context.as_ref().unwrap_or(&request.source_encryption_context);
             let blob = inner.transit_encrypt(&destination_record, plaintext.expose_secret(), context).await?;
             Ok(ReEncryptResponse {

@@ -43,13 +43,19 @@ impl Inner {
         &self,
         record: &KeyRecord,
         blob: &VaultBlob,
-        context: &EncryptionContext,
+        context: Option<&EncryptionContext>,
     ) -> Result<SecretBytes> {
         let path = format!("{}/decrypt/{}", self.transit, blob.key_id);
-        let body = serde_json::to_vec(
-            &json!({ "ciphertext": blob.transit_ciphertext, "associated_data": associated_data(context) }),
-        )
-        .map_err(|e| KmsError::backend(format!("cannot encode the request: {e}")))?;
+        // kms's ciphertexts always carry the canonical context (empty included); `None` only
+        // for a RustFS envelope, which RustFS sealed without associated data.
+        let body = match context {
+            Some(context) => {
+                json!({ "ciphertext": blob.transit_ciphertext, "associated_data": associated_data(context) })
+            }
+            None => json!({ "ciphertext": blob.transit_ciphertext }),
+        };
+        let body =
+            serde_json::to_vec(&body).map_err(|e| KmsError::backend(format!("cannot encode the request: {e}")))?;
         let route = Self::transit_route(record, Some(blob.key_version));
         match self.call(route, Method::Post, &path, Some(body)).await {
             Ok(mut reply) => {
