@@ -23,6 +23,7 @@
 //! | [`rand`] | random bytes, new key ids (UUID v7) and retry jitter for every crate above |
 //! | [`kdf`], [`mac`] | HKDF-SHA256 and HMAC-SHA256 for the crates above (key derivation, SigV4, verifiers) |
 //! | [`transit_wrap`] | RSA-OAEP + AES-KWP wrapping of AES-256 material toward OpenBao/Vault Transit's import |
+//! | [`wrapping`] | BYOK: one-time RSA-OAEP-SHA-256 wrapping keys, the client-side wrap, the material fingerprint |
 //! | [`rustfs`] | read-only readers of RustFS's key records, data-key envelopes and objects (migration) |
 //!
 //! Every failure is a [`CryptoError`], deliberately without detail; it converts into
@@ -71,5 +72,6 @@ pub mod stream;
 pub mod transit_wrap;
 #[cfg(test)]
 mod vectors;
+pub mod wrapping;
 
 pub use error::CryptoError;
