@@ -38,6 +38,7 @@ use crate::transport::{Method, Route, Transport, TransportStats, backoff};
 
 mod adopt;
 mod aliases;
+mod byok;
 mod create;
 mod factory;
 mod import;

@@ -159,6 +159,8 @@ fn adopted_record(request: &AdoptKeyRequest, transit: &Value) -> KeyRecord {
         current_version: latest,
         provisioned: true,
         adopted: true,
+        material_fingerprints: Vec::new(),
+        valid_to: None,
     }
 }
 

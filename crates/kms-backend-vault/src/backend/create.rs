@@ -41,11 +41,11 @@ impl Inner {
 
     pub(super) async fn create_as(&self, key_id: &str, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
         let key_id = key_id.to_owned();
-        if request.origin.unwrap_or_default() != KeyOrigin::Kms {
-            return Err(KmsError::Unsupported { operation: "create_key with external key material", backend: "vault" });
-        }
         if request.key_usage != KeyUsage::EncryptDecrypt {
             return Err(KmsError::invalid_request("key_usage", "only encrypt_decrypt keys are supported"));
+        }
+        if request.origin.unwrap_or_default() == KeyOrigin::External {
+            return self.create_external(key_id, request).await;
         }
         let mut record = KeyRecord {
             format: RECORD_FORMAT,
@@ -63,6 +63,8 @@ impl Inner {
             current_version: 1,
             provisioned: false,
             adopted: false,
+            material_fingerprints: Vec::new(),
+            valid_to: None,
         };
         // 1. Claim the id in KV (create-only): two servers cannot both create it. A claim of
         //    ours left by an attempt that failed retryably is recognised and carried on.

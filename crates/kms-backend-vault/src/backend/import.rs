@@ -39,6 +39,8 @@ impl Inner {
             current_version: 1,
             provisioned: false,
             adopted: false,
+            material_fingerprints: Vec::new(),
+            valid_to: None,
         };
         // 1. Claim the id (create-only). A claim of ours left by an attempt that failed
         //    retryably is carried on; anyone else's record is an existing key.
@@ -144,6 +146,18 @@ impl Inner {
             "derived": false,
             "allow_rotation": allow_rotation,
         });
+        self.call(Route::Active, Method::Post, &path, Some(body.to_string().into_bytes())).await.map(drop)
+    }
+
+    /// `POST transit/keys/<key_id>/import_version`: `material` as the imported key's next version.
+    pub(super) async fn transit_import_version(
+        &self,
+        key_id: &str,
+        material: &[u8],
+    ) -> std::result::Result<(), CallError> {
+        let ciphertext = self.wrap_for_transit(material).await?;
+        let path = format!("{}/keys/{key_id}/import_version", self.transit);
+        let body = json!({ "ciphertext": ciphertext, "hash_function": HASH_FUNCTION });
         self.call(Route::Active, Method::Post, &path, Some(body.to_string().into_bytes())).await.map(drop)
     }
 

@@ -3,6 +3,9 @@
 
 use super::*;
 
+const IMPORT_KEY_MATERIAL: &str = "import_key_material";
+const DELETE_IMPORTED_KEY_MATERIAL: &str = "delete_imported_key_material";
+
 #[async_trait]
 impl KmsBackend for VaultBackend {
     async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
@@ -11,6 +14,17 @@ impl KmsBackend for VaultBackend {
 
     async fn import_key(&self, request: kms_types::import::ImportKeyRequest) -> Result<KeyMetadataResponse> {
         self.inner.import(request).await
+    }
+
+    async fn import_key_material(&self, request: kms_types::byok::ImportMaterial) -> Result<KeyMetadataResponse> {
+        deadline(IMPORT_KEY_MATERIAL, self.inner.timeout, self.inner.import_material(request)).await
+    }
+
+    async fn delete_imported_key_material(
+        &self,
+        request: kms_types::byok::DeleteImportedKeyMaterialRequest,
+    ) -> Result<KeyMetadataResponse> {
+        deadline(DELETE_IMPORTED_KEY_MATERIAL, self.inner.timeout, self.inner.delete_material(request)).await
     }
 
     async fn adopt_key(
@@ -164,8 +178,8 @@ impl KmsBackend for VaultBackend {
     }
 
     fn capabilities(&self) -> BackendCapabilities {
-        // Import of key material goes through Transit's own import (not built here yet).
-        BackendCapabilities { import_key_material: false, ..BackendCapabilities::ALL }
+        // Import of key material goes through Transit's own import (`backend/byok.rs`).
+        BackendCapabilities::ALL
     }
 
     async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {

@@ -135,6 +135,14 @@ impl Inner {
     /// is recording right now), that version is recorded instead of rotating a second time.
     pub(super) async fn rotate(&self, key_id: &str) -> Result<KeyMetadataResponse> {
         let record = self.load_fresh(key_id).await?.allowing(key_id, Operation::RotateKey)?;
+        if !record.material_fingerprints.is_empty() {
+            // Transit refuses to rotate an imported key made without allow_rotation, and a
+            // key whose material comes from outside must not get material Transit generated.
+            return Err(KmsError::Unsupported {
+                operation: "rotate_key of a key with imported material (import a new version instead)",
+                backend: "vault",
+            });
+        }
         let mut latest = self.transit_latest_version(key_id).await?;
         if latest <= record.current_version {
             let path = format!("{}/keys/{key_id}/rotate", self.transit);
