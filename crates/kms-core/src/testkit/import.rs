@@ -265,7 +265,8 @@ pub(super) async fn imported_material_expires(ctx: Ctx) -> Outcome {
         return outcome;
     }
     let key_id = create_external(&ctx, "expiring").await?;
-    let valid_to = OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    // Wrapping keys take a while on a loaded machine: the expiry leaves room for them.
+    let valid_to = OffsetDateTime::now_utc() + time::Duration::seconds(8);
     let imported = ok("import with valid_to", import(&m, &key_id, &[3u8; 32], Some(valid_to), false).await)?;
     ensure!(
         imported.key_metadata.valid_to.map(OffsetDateTime::unix_timestamp) == Some(valid_to.unix_timestamp()),
@@ -273,7 +274,8 @@ pub(super) async fn imported_material_expires(ctx: Ctx) -> Outcome {
         imported.key_metadata
     );
     ok("encrypt before expiry", encrypt(&m, &key_id).await)?;
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let left = (valid_to - OffsetDateTime::now_utc()).whole_milliseconds().max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(left + 1100)).await;
     ctx.expect_state(&key_id, KeyState::PendingImport, "the material's valid_to").await?;
     let refused = encrypt(&m, &key_id).await;
     err(
