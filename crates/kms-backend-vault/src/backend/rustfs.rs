@@ -6,8 +6,9 @@
 //! A RustFS envelope's `encrypted_key` is AES-256-GCM under the key's material with no
 //! associated data, which is what Transit opens for an imported, non-derived key given
 //! `vault:v1:base64(nonce ‖ ciphertext ‖ tag)` without `associated_data`. Only a key with origin
-//! `external` (imported) opens one, with its version 1; the request context must equal the
-//! envelope's as a map, an empty one included. Every failure is the same opaque `Crypto` error.
+//! `external` that `kms migrate` imported (not a bring-your-own key) opens one, with its
+//! version 1; the request context must equal the envelope's as a map, an empty one included.
+//! Every failure is the same opaque `Crypto` error.
 
 use kms_crypto::rustfs::envelope::DataKeyEnvelope;
 
@@ -57,7 +58,8 @@ impl Inner {
             return Err(KmsError::crypto());
         }
         let record = self.usable(&blob.key_id, operation).await?;
-        if rustfs && record.origin != KeyOrigin::External {
+        // Only a key `kms migrate rustfs-local` imported (external, no BYOK fingerprints).
+        if rustfs && (record.origin != KeyOrigin::External || !record.material_fingerprints.is_empty()) {
             return Err(KmsError::crypto());
         }
         let plaintext = self.transit_decrypt(&record, &blob, (!rustfs).then_some(context)).await?;
