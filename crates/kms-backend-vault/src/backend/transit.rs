@@ -6,8 +6,13 @@ use super::*;
 impl Inner {
     /// Where Transit calls for `record`'s key go: spread over the nodes, except for a key
     /// created or rotated within [`FRESH_WINDOW`] or a ciphertext of a version newer than the
-    /// record (standbys may not have it yet), which go to the active node.
+    /// record (standbys may not have it yet), which go to the active node. Imported keys
+    /// (origin `external`) always go to the active node: their Transit key is made at import
+    /// time, which no record date tells.
     pub(super) fn transit_route(record: &KeyRecord, version: Option<u32>) -> Route {
+        if record.origin == KeyOrigin::External {
+            return Route::Active;
+        }
         let changed = record.rotation_date.unwrap_or(record.creation_date).max(record.creation_date);
         let recent = OffsetDateTime::now_utc() - changed < FRESH_WINDOW;
         if recent || version.is_some_and(|v| v > record.current_version) { Route::Active } else { Route::Spread }
