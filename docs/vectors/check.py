@@ -266,13 +266,20 @@ def check_memory_blob_v2(case):
 
 VAULT_RECORD_MEMBERS = ["format", "key_id", "key_state", "key_usage", "key_spec", "origin", "description", "tags", "policy",
                         "creation_date", "deletion_date", "rotation_date", "current_version", "provisioned"]
+# Written only when true, after the others (kms migrate vault-transit).
+VAULT_RECORD_OPTIONAL = ["adopted", "material_fingerprints", "valid_to"]
 
 
 def check_vault_key_record_v1(case):
     record = case["record"]
-    same(list(record), VAULT_RECORD_MEMBERS, "members, in order")
+    optional = [m for m in VAULT_RECORD_OPTIONAL if m in record]
+    same(list(record), VAULT_RECORD_MEMBERS + optional, "members, in order")
+    expect(record.get("adopted", True) is True, "adopted is written only when true")
+    fingerprints = record.get("material_fingerprints", ["0" * 64])
+    expect(len(fingerprints) >= 1 and all(re.fullmatch("[0-9a-f]{64}", f) for f in fingerprints), "material_fingerprints: hex, written only when not empty")
+    expect(re.fullmatch(RFC3339_UTC, record.get("valid_to", "2026-01-01T00:00:00Z")) is not None, "valid_to")
     same((record["format"], record["key_id"]), (1, case["key_id"]), "format and key id")
-    expect(record["key_state"] in ("enabled", "disabled", "pending_deletion"), "key_state")
+    expect(record["key_state"] in ("enabled", "disabled", "pending_deletion", "pending_import"), "key_state")
     same((record["key_usage"], record["key_spec"]), ("encrypt_decrypt", "aes256"), "usage and spec")
     expect(record["origin"] in ("kms", "external"), "origin")
     expect(record["description"] is None or isinstance(record["description"], str), "description")

@@ -3,8 +3,9 @@
 //! the native HTTP API; a data key kms then makes is opened with that material by
 //! `docs/vectors/kmsformats.py`, and the refusals are checked (docs/byok.md).
 //!
-//! Parameterized by backend: the local backend here; a Vault/OpenBao pass is added where the
-//! Vault backend imports material.
+//! Run on the local backend, then on the Vault backend over an OpenBao dev server, where the
+//! material reaches Transit through Transit's own import and the data key is opened from its
+//! Transit ciphertext (docs/byok.md, "Vault/OpenBao").
 
 use std::path::Path;
 
@@ -16,7 +17,14 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     let tools = PythonTools::ensure(root, VECTOR_CHECKER)?;
     crate::cargo(&["build", "-p", "kms-cli"])?;
     let kms = root.join("target").join("debug").join("kms");
-    run_check(&tools, &kms, root, &Backend::Local)
+    run_check(&tools, &kms, root, &Backend::Local)?;
+    let bao = crate::openbao::start(root)?;
+    if let Some(log) = bao.log() {
+        eprintln!("xtask: OpenBao dev server up for the BYOK check (log: {})", log.display());
+    }
+    let result = run_check(&tools, &kms, root, &Backend::Vault(&bao));
+    drop(bao);
+    result
 }
 
 /// One pass of `xtask/byok/byok.py` against a fresh `kms serve` on `backend`.

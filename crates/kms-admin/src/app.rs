@@ -259,6 +259,7 @@ impl App {
             Op::Backup => self.backup(call).await,
             Op::CreateKey => self.create_key(call).await,
             Op::ImportKey => self.import_key(call).await,
+            Op::AdoptKey => self.adopt_key(call).await,
             Op::ListKeys => self.list_keys(call).await,
             Op::DescribeKey => self.describe_key(call).await,
             Op::EnableKey | Op::DisableKey | Op::RotateKey => self.change_key_state(call).await,

@@ -45,6 +45,7 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
             ["cache", "clear"] => expect(&Method::POST, Op::ClearCache),
             ["backup"] => expect(&Method::POST, Op::Backup),
             ["import"] => expect(&Method::POST, Op::ImportKey),
+            ["adopt"] => expect(&Method::POST, Op::AdoptKey),
             ["decrypt"] => expect(&Method::POST, Op::Decrypt),
             ["re-encrypt"] => expect(&Method::POST, Op::ReEncrypt),
             ["keys"] => match *method {
@@ -116,6 +117,7 @@ mod tests {
             (Method::POST, "/kms/v1/cache/clear", Operation::ClearCache, None),
             (Method::POST, "/kms/v1/backup", Operation::Backup, None),
             (Method::POST, "/kms/v1/import", Operation::ImportKey, None),
+            (Method::POST, "/kms/v1/adopt", Operation::AdoptKey, None),
             (Method::POST, "/kms/v1/keys", Operation::CreateKey, None),
             (Method::GET, "/kms/v1/keys", Operation::ListKeys, None),
             (Method::GET, "/kms/v1/keys/k1", Operation::DescribeKey, Some("k1")),

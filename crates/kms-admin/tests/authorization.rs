@@ -97,6 +97,7 @@ async fn each_identity_gets_exactly_its_grants() {
         ("schedule_key_deletion", Method::DELETE, "/kms/v1/keys/{k}", None),
         ("cancel_key_deletion", Method::POST, "/kms/v1/keys/{k}/cancel-deletion", None),
         ("import_key", Method::POST, "/kms/v1/import", None),
+        ("adopt_key", Method::POST, "/kms/v1/adopt", None),
     ];
     // What each identity may do (operation, key): app may generate data keys and decrypt under
     // app-*; the auditor may read; the admin may do everything.
@@ -120,14 +121,15 @@ async fn each_identity_gets_exactly_its_grants() {
                         "key_id": format!("{key}-imported-{who}"), "material": STANDARD.encode([7u8; 32]),
                         "key_state": "enabled", "creation_date": "2026-10-01T10:00:00Z"
                     })),
+                    "adopt_key" => Some(json!({"key_id": format!("{key}-adopted-{who}")})),
                     _ => body.clone(),
                 };
                 let reply = http.call(method.clone(), &path, token, body).await;
                 let want = allowed(who, op, key);
                 let got = reply.status;
-                // The memory backend has no import: an authorized import reaches it and is 501.
+                // The memory backend has no import or adoption: an authorized call reaches it and is 501.
                 let ok = match (want, *op) {
-                    (true, "import_key") => got == StatusCode::NOT_IMPLEMENTED,
+                    (true, "import_key" | "adopt_key") => got == StatusCode::NOT_IMPLEMENTED,
                     (true, _) => got.is_success(),
                     (false, _) => got == StatusCode::FORBIDDEN && reply.code() == "forbidden",
                 };

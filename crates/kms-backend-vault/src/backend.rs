@@ -36,10 +36,14 @@ use crate::classify::{CallError, class_of};
 use crate::record::{KeyRecord, RECORD_FORMAT, parse_record};
 use crate::transport::{Method, Route, Transport, TransportStats, backoff};
 
+mod adopt;
 mod aliases;
+mod byok;
 mod create;
 mod factory;
+mod import;
 mod records;
+mod rustfs;
 mod service;
 mod transit;
 mod writes;

@@ -38,6 +38,21 @@ pub(crate) struct KeyRecord {
     /// the Transit key (or after a crash in between): the key is then `Unavailable` and no
     /// Transit call is made for it, so an `encrypt` can never upsert-create a key.
     pub(crate) provisioned: bool,
+    /// Whether kms adopted the Transit key rather than making it (`kms migrate vault-transit`).
+    /// Absent (false) in every other record, so records written before it read unchanged; a
+    /// server that predates it sees an adopted key as `Unavailable` and leaves it alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) adopted: bool,
+    /// Bring-your-own-key (origin `external`, made by `create_key`): the fingerprint (hex,
+    /// `kms_crypto::wrapping::material_fingerprint`) of the material of each Transit version
+    /// in order, kept when the material is deleted so that only the same material comes back.
+    /// Absent on every other key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) material_fingerprints: Vec<String>,
+    /// When the imported material expires (the key then reads `PendingImport` and the Transit
+    /// key is deleted when next touched). Absent: no expiry.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub(crate) valid_to: Option<OffsetDateTime>,
 }
 
 impl KeyRecord {
@@ -55,13 +70,31 @@ impl KeyRecord {
             deletion_date: self.deletion_date,
             current_version: self.current_version,
             rotation_date: self.rotation_date,
-            valid_to: None,
+            valid_to: self.valid_to.filter(|_| self.has_material()),
         }
     }
 
-    /// The state operations are checked against (`Unavailable` until provisioned).
+    /// The state operations are checked against (`Unavailable` until provisioned,
+    /// `PendingImport` once imported material expired).
     pub(crate) fn effective_state(&self) -> KeyState {
-        if self.provisioned { self.key_state } else { KeyState::Unavailable }
+        if !self.provisioned {
+            KeyState::Unavailable
+        } else if self.material_expired(OffsetDateTime::now_utc()) {
+            KeyState::PendingImport
+        } else {
+            self.key_state
+        }
+    }
+
+    /// Whether imported material is past its `valid_to` (and the key was not deleted).
+    pub(crate) fn material_expired(&self, now: OffsetDateTime) -> bool {
+        matches!(self.key_state, KeyState::Enabled | KeyState::Disabled) && self.valid_to.is_some_and(|t| t <= now)
+    }
+
+    /// Whether Transit holds material for this key (a bring-your-own-key without imported
+    /// material has no Transit key).
+    pub(crate) fn has_material(&self) -> bool {
+        self.key_state != KeyState::PendingImport
     }
 
     /// Whether the key is past its scheduled deletion date.

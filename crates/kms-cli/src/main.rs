@@ -33,6 +33,7 @@ mod format_vectors;
 mod hardening;
 mod manual;
 mod migrate;
+mod migrate_vault;
 mod output;
 mod pairs;
 mod rewrap;

@@ -35,6 +35,7 @@ const SALT_FILE: &str = ".master-key.salt";
 #[derive(Debug, Subcommand)]
 pub(crate) enum MigrateCommand {
     RustfsLocal(RustfsLocalArgs),
+    VaultTransit(crate::migrate_vault::VaultTransitArgs),
 }
 
 /// Import every key of a RustFS local key directory (RUSTFS_KMS_LOCAL_KEY_DIR).
@@ -79,7 +80,10 @@ enum Outcome {
 
 /// Runs `kms migrate ...`.
 pub(crate) async fn run(client: &Client, global: &GlobalArgs, command: MigrateCommand) -> Result<(), CliError> {
-    let MigrateCommand::RustfsLocal(args) = command;
+    let args = match command {
+        MigrateCommand::RustfsLocal(args) => args,
+        MigrateCommand::VaultTransit(args) => return crate::migrate_vault::run(client, global, args).await,
+    };
     if args.commit && !crate::token::is_loopback_url(&global.url) && !global.url.starts_with("https://") {
         return Err(CliError::usage(format!(
             "--commit sends key material: use an https:// URL (or run on the server's machine), not {}",

@@ -214,6 +214,20 @@ pub trait KmsBackend: Send + Sync {
         Err(self.unsupported("import_key"))
     }
 
+    /// Adopts a key its store already holds but kms did not make (`kms migrate vault-transit`),
+    /// after checking the key's parameters; without `request.commit` only checks. Never
+    /// implicit, never for a key kms already has. A refusal is an [`AdoptOutcome::Refused`]
+    /// answer with its reason. Optional: default `Unsupported`.
+    ///
+    /// [`AdoptOutcome::Refused`]: kms_types::adopt::AdoptOutcome::Refused
+    async fn adopt_key(
+        &self,
+        request: kms_types::adopt::AdoptKeyRequest,
+    ) -> Result<kms_types::adopt::AdoptKeyResponse> {
+        let _ = request;
+        Err(self.unsupported("adopt_key"))
+    }
+
     /// Imports key material (BYOK) into an external key, already unwrapped and checked by the
     /// manager (`kms_core::import_sessions`). Optional: a backend that implements it declares
     /// [`BackendCapabilities::import_key_material`] and then also creates keys of origin

@@ -22,6 +22,7 @@
 //! | [`stream`] | segments under a per-object key: `Write`/`Read` adapters, ranges, multipart, parallel |
 //! | [`rand`] | random bytes, new key ids (UUID v7) and retry jitter for every crate above |
 //! | [`kdf`], [`mac`] | HKDF-SHA256 and HMAC-SHA256 for the crates above (key derivation, SigV4, verifiers) |
+//! | [`transit_wrap`] | RSA-OAEP + AES-KWP wrapping of AES-256 material toward OpenBao/Vault Transit's import |
 //! | [`wrapping`] | BYOK: one-time RSA-OAEP-SHA-256 wrapping keys, the client-side wrap, the material fingerprint |
 //! | [`rustfs`] | read-only readers of RustFS's key records, data-key envelopes and objects (migration) |
 //!
@@ -68,6 +69,7 @@ pub mod mac;
 pub mod rand;
 pub mod rustfs;
 pub mod stream;
+pub mod transit_wrap;
 #[cfg(test)]
 mod vectors;
 pub mod wrapping;

@@ -37,6 +37,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod adopt;
 pub mod alias;
 pub mod api_types;
 mod backend_kind;

@@ -77,6 +77,9 @@ pub enum Operation {
     CreateKey,
     /// `POST /kms/v1/import`: a key with its material, from another KMS (`kms migrate`).
     ImportKey,
+    /// `POST /kms/v1/adopt`: records kms metadata for a key the backend's store already holds
+    /// but kms did not make (`kms migrate vault-transit`; a Transit key of RustFS or any tool).
+    AdoptKey,
     /// `GET /kms/v1/keys`.
     ListKeys,
     /// `GET /kms/v1/keys/{key_id}`.
@@ -138,7 +141,7 @@ const PENDING_DELETION: &[KeyState] = &[KeyState::PendingDeletion];
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 31] = [
+    pub const ALL: [Operation; 32] = [
         Self::Configure,
         Self::Reconfigure,
         Self::Start,
@@ -149,6 +152,7 @@ impl Operation {
         Self::Backup,
         Self::CreateKey,
         Self::ImportKey,
+        Self::AdoptKey,
         Self::ListKeys,
         Self::DescribeKey,
         Self::EnableKey,
@@ -189,6 +193,7 @@ impl Operation {
             Self::Backup => "backup",
             Self::CreateKey => "create_key",
             Self::ImportKey => "import_key",
+            Self::AdoptKey => "adopt_key",
             Self::ListKeys => "list_keys",
             Self::DescribeKey => "describe_key",
             Self::EnableKey => "enable_key",
@@ -219,6 +224,7 @@ impl Operation {
             self,
             Self::CreateKey
                 | Self::ImportKey
+                | Self::AdoptKey
                 | Self::ListKeys
                 | Self::DescribeKey
                 | Self::EnableKey
@@ -266,6 +272,7 @@ impl Operation {
             | Self::Backup
             | Self::CreateKey
             | Self::ImportKey
+            | Self::AdoptKey
             | Self::ListKeys
             | Self::Metrics
             | Self::Health

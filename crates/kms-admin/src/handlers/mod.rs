@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use crate::app::RequestInfo;
 use crate::auth::{Identity, Operation};
 
+pub(crate) mod adopt;
 pub(crate) mod aliases;
 pub(crate) mod crypto;
 pub(crate) mod import;

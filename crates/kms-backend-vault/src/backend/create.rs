@@ -41,11 +41,11 @@ impl Inner {
 
     pub(super) async fn create_as(&self, key_id: &str, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
         let key_id = key_id.to_owned();
-        if request.origin.unwrap_or_default() != KeyOrigin::Kms {
-            return Err(KmsError::Unsupported { operation: "create_key with external key material", backend: "vault" });
-        }
         if request.key_usage != KeyUsage::EncryptDecrypt {
             return Err(KmsError::invalid_request("key_usage", "only encrypt_decrypt keys are supported"));
+        }
+        if request.origin.unwrap_or_default() == KeyOrigin::External {
+            return self.create_external(key_id, request).await;
         }
         let mut record = KeyRecord {
             format: RECORD_FORMAT,
@@ -62,12 +62,15 @@ impl Inner {
             rotation_date: None,
             current_version: 1,
             provisioned: false,
+            adopted: false,
+            material_fingerprints: Vec::new(),
+            valid_to: None,
         };
         // 1. Claim the id in KV (create-only): two servers cannot both create it. A claim of
         //    ours left by an attempt that failed retryably is recognised and carried on.
         let (claimed, fresh) = match self.write(&record, 0, "create_key").await.map(|v| (v, true)) {
             Ok(v) => v,
-            Err(e) if e.says("check-and-set") => match self.resume_create(&key_id).await? {
+            Err(e) if e.says("check-and-set") => match self.resume_claim(&key_id, "create_key").await? {
                 Some((existing, _)) if existing.provisioned => {
                     return Ok(CreateKeyResponse { key_id, key_metadata: existing.metadata() });
                 }
@@ -149,10 +152,10 @@ impl Inner {
         Ok(CreateKeyResponse { key_id, key_metadata: record.metadata() })
     }
 
-    /// After a create-only write found a record: ours (a retry of a create whose reply was
-    /// lost) with its version, or `None` (someone else's key).
-    pub(super) async fn resume_create(&self, key_id: &str) -> Result<Option<(KeyRecord, u64)>> {
-        let pending = self.unconfirmed_lock().remove(&(key_id.to_owned(), "create_key"));
+    /// After a create-only write found a record: ours (a retry of a create or import, named by
+    /// `operation`, whose reply was lost) with its version, or `None` (someone else's key).
+    pub(super) async fn resume_claim(&self, key_id: &str, operation: &'static str) -> Result<Option<(KeyRecord, u64)>> {
+        let pending = self.unconfirmed_lock().remove(&(key_id.to_owned(), operation));
         let Some(pending) = pending else { return Ok(None) };
         match self.load_fresh(key_id).await? {
             Loaded::Record(now, version) => {

@@ -105,6 +105,12 @@ impl Inner {
             self.purge(record).await?;
             return Err(KmsError::key_not_found(key_id));
         }
+        if let Loaded::Record(record, version) = &loaded
+            && record.material_expired(OffsetDateTime::now_utc())
+        {
+            // Its state already reads PendingImport; now the material goes too.
+            self.expire_material(record, *version).await;
+        }
         Ok(loaded)
     }
 

@@ -3,10 +3,35 @@
 
 use super::*;
 
+const IMPORT_KEY_MATERIAL: &str = "import_key_material";
+const DELETE_IMPORTED_KEY_MATERIAL: &str = "delete_imported_key_material";
+
 #[async_trait]
 impl KmsBackend for VaultBackend {
     async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
         (self.inner.create(request)).await
+    }
+
+    async fn import_key(&self, request: kms_types::import::ImportKeyRequest) -> Result<KeyMetadataResponse> {
+        self.inner.import(request).await
+    }
+
+    async fn import_key_material(&self, request: kms_types::byok::ImportMaterial) -> Result<KeyMetadataResponse> {
+        deadline(IMPORT_KEY_MATERIAL, self.inner.timeout, self.inner.import_material(request)).await
+    }
+
+    async fn delete_imported_key_material(
+        &self,
+        request: kms_types::byok::DeleteImportedKeyMaterialRequest,
+    ) -> Result<KeyMetadataResponse> {
+        deadline(DELETE_IMPORTED_KEY_MATERIAL, self.inner.timeout, self.inner.delete_material(request)).await
+    }
+
+    async fn adopt_key(
+        &self,
+        request: kms_types::adopt::AdoptKeyRequest,
+    ) -> Result<kms_types::adopt::AdoptKeyResponse> {
+        deadline("adopt_key", self.inner.timeout, self.inner.adopt(request)).await
     }
 
     async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
@@ -27,15 +52,14 @@ impl KmsBackend for VaultBackend {
     async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
         let inner = &self.inner;
         (async {
-            let blob = VaultBlob::decode(&request.ciphertext_blob)?;
-            if let Some(expected) = &request.key_id
-                && expected != &blob.key_id
-            {
-                // As a wrong key: opaque, like any ciphertext that does not open under it.
-                return Err(KmsError::crypto());
-            }
-            let record = inner.usable(&blob.key_id, Operation::Decrypt).await?;
-            let plaintext = inner.transit_decrypt(&record, &blob, &request.encryption_context).await?;
+            let (blob, plaintext) = inner
+                .open_source(
+                    &request.ciphertext_blob,
+                    &request.encryption_context,
+                    request.key_id.as_deref(),
+                    Operation::Decrypt,
+                )
+                .await?;
             Ok(DecryptResponse { key_id: blob.key_id, key_version: blob.key_version, plaintext })
         })
         .await
@@ -150,12 +174,12 @@ impl KmsBackend for VaultBackend {
     }
 
     fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Option<String> {
-        VaultBlob::decode(ciphertext_blob).ok().map(|blob| blob.key_id)
+        self.inner.source_key_id(ciphertext_blob).ok()
     }
 
     fn capabilities(&self) -> BackendCapabilities {
-        // Import of key material goes through Transit's own import (not built here yet).
-        BackendCapabilities { import_key_material: false, ..BackendCapabilities::ALL }
+        // Import of key material goes through Transit's own import (`backend/byok.rs`).
+        BackendCapabilities::ALL
     }
 
     async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
@@ -176,11 +200,12 @@ impl KmsBackend for VaultBackend {
             // Transit's rewrap takes no associated data, so a context-bound ciphertext is moved
             // by decrypting and encrypting inside this process; the plaintext is zeroized and
             // never returned.
-            let source = VaultBlob::decode(&request.ciphertext_blob)?;
-            let source_record = inner.usable(&source.key_id, Operation::ReEncrypt).await?;
-            let destination = request.destination_key_id.clone().unwrap_or_else(|| source.key_id.clone());
+            let source_key = inner.source_key_id(&request.ciphertext_blob)?;
+            let destination = request.destination_key_id.clone().unwrap_or(source_key);
             let destination_record = inner.usable(&destination, Operation::ReEncrypt).await?;
-            let plaintext = inner.transit_decrypt(&source_record, &source, &request.source_encryption_context).await?;
+            let (source, plaintext) = inner
+                .open_source(&request.ciphertext_blob, &request.source_encryption_context, None, Operation::ReEncrypt)
+                .await?;
             let context = request.destination_encryption_context.as_ref().unwrap_or(&request.source_encryption_context);
             let blob = inner.transit_encrypt(&destination_record, plaintext.expose_secret(), context).await?;
             Ok(ReEncryptResponse {

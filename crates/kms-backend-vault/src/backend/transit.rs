@@ -6,8 +6,13 @@ use super::*;
 impl Inner {
     /// Where Transit calls for `record`'s key go: spread over the nodes, except for a key
     /// created or rotated within [`FRESH_WINDOW`] or a ciphertext of a version newer than the
-    /// record (standbys may not have it yet), which go to the active node.
+    /// record (standbys may not have it yet), which go to the active node. Imported keys
+    /// (origin `external`) always go to the active node: their Transit key is made at import
+    /// time, which no record date tells.
     pub(super) fn transit_route(record: &KeyRecord, version: Option<u32>) -> Route {
+        if record.origin == KeyOrigin::External {
+            return Route::Active;
+        }
         let changed = record.rotation_date.unwrap_or(record.creation_date).max(record.creation_date);
         let recent = OffsetDateTime::now_utc() - changed < FRESH_WINDOW;
         if recent || version.is_some_and(|v| v > record.current_version) { Route::Active } else { Route::Spread }
@@ -43,13 +48,19 @@ impl Inner {
         &self,
         record: &KeyRecord,
         blob: &VaultBlob,
-        context: &EncryptionContext,
+        context: Option<&EncryptionContext>,
     ) -> Result<SecretBytes> {
         let path = format!("{}/decrypt/{}", self.transit, blob.key_id);
-        let body = serde_json::to_vec(
-            &json!({ "ciphertext": blob.transit_ciphertext, "associated_data": associated_data(context) }),
-        )
-        .map_err(|e| KmsError::backend(format!("cannot encode the request: {e}")))?;
+        // kms's ciphertexts always carry the canonical context (empty included); `None` only
+        // for a RustFS envelope, which RustFS sealed without associated data.
+        let body = match context {
+            Some(context) => {
+                json!({ "ciphertext": blob.transit_ciphertext, "associated_data": associated_data(context) })
+            }
+            None => json!({ "ciphertext": blob.transit_ciphertext }),
+        };
+        let body =
+            serde_json::to_vec(&body).map_err(|e| KmsError::backend(format!("cannot encode the request: {e}")))?;
         let route = Self::transit_route(record, Some(blob.key_version));
         match self.call(route, Method::Post, &path, Some(body)).await {
             Ok(mut reply) => {
@@ -129,6 +140,14 @@ impl Inner {
     /// is recording right now), that version is recorded instead of rotating a second time.
     pub(super) async fn rotate(&self, key_id: &str) -> Result<KeyMetadataResponse> {
         let record = self.load_fresh(key_id).await?.allowing(key_id, Operation::RotateKey)?;
+        if !record.material_fingerprints.is_empty() {
+            // Transit refuses to rotate an imported key made without allow_rotation, and a
+            // key whose material comes from outside must not get material Transit generated.
+            return Err(KmsError::Unsupported {
+                operation: "rotate_key of a key with imported material (import a new version instead)",
+                backend: "vault",
+            });
+        }
         let mut latest = self.transit_latest_version(key_id).await?;
         if latest <= record.current_version {
             let path = format!("{}/keys/{key_id}/rotate", self.transit);

@@ -258,6 +258,16 @@ impl EncryptionService {
         self.lease().await?.manager.import_key(request).await
     }
 
+    /// Adopts a key the backend's store holds but kms did not make, or checks it without
+    /// `commit` ([`KmsBackend::adopt_key`](crate::backends::KmsBackend::adopt_key)).
+    pub async fn adopt_key(
+        &self,
+        request: kms_types::adopt::AdoptKeyRequest,
+    ) -> Result<kms_types::adopt::AdoptKeyResponse> {
+        request.validate()?;
+        self.lease().await?.manager.backend().adopt_key(request).await
+    }
+
     /// BYOK: a fresh wrapping key and import token for an external key (`docs/byok.md`).
     pub async fn get_parameters_for_import(
         &self,

@@ -132,6 +132,22 @@ impl DataKeyEnvelope {
     }
 }
 
+impl DataKeyEnvelope {
+    /// The AES-256-GCM nonce and `ciphertext ‖ tag` of the wrapped bytes (no AAD), for a key
+    /// store that keeps the material itself and opens them there: the Vault backend hands them
+    /// to Transit as `vault:v1:base64(nonce ‖ ciphertext ‖ tag)`. Check the context with
+    /// [`context_matches`](Self::context_matches) first, as [`unwrap`](Self::unwrap) does.
+    pub fn sealed(&self) -> (&[u8; NONCE_LEN], &[u8]) {
+        (&self.nonce, &self.encrypted_key)
+    }
+
+    /// Whether `request_context` equals the envelope's context as a map (kms's rule, an empty
+    /// request included; see [`unwrap`](Self::unwrap)).
+    pub fn context_matches(&self, request_context: &EncryptionContext) -> bool {
+        *request_context == self.context
+    }
+}
+
 impl fmt::Debug for DataKeyEnvelope {
     /// Everything but the wrapped bytes, which say nothing to a reader.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
