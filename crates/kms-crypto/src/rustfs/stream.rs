@@ -37,9 +37,16 @@
 //! Nothing is released before the whole body has been checked: both readers return the
 //! plaintext only after every block, every end header and every length matched.
 
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use kms_types::types::EncryptionContext;
 use zeroize::Zeroizing;
 
 use super::RustfsError;
+use super::envelope::DataKeyEnvelope;
+use super::object::HEADER_PREFIX;
 use crate::cipher::{Aes256GcmCipher, ObjectCipher};
 
 /// Largest plaintext of one block.
@@ -73,6 +80,123 @@ pub enum NonceLayout {
     LegacyPartCounter,
     /// Older multipart: base nonce plus the part number in bytes 8..12, for every block.
     LegacyPartSingleNonce,
+}
+
+/// The stored metadata of a streaming-format object that kms reads (lower-case names):
+///
+/// | header | value |
+/// |---|---|
+/// | `x-rustfs-encryption-key` | base64 of the data key's [`DataKeyEnvelope`] (required) |
+/// | `x-rustfs-encryption-iv` | base64 of the 12-byte base nonce (required) |
+/// | `x-rustfs-encryption-key-id` | the master key id; when present it must be the envelope's |
+/// | `x-rustfs-encryption-context` | the caller's SSE-KMS context as a JSON object, any order; absent = empty |
+/// | `x-rustfs-encryption-original-size` | the plaintext length, decimal; optional |
+/// | `x-rustfs-encryption-algorithm` | optional; `AES256` or `aws:kms` (the stream is AES-256-GCM either way) |
+///
+/// A `x-rustfs-encryption-tag` header means a whole-object-helper object, not a stream: refused.
+#[derive(Debug, Clone)]
+pub struct StreamHeaders {
+    /// The master key that wrapped the data key.
+    pub master_key_id: String,
+    /// The data key's envelope, parsed.
+    pub envelope: DataKeyEnvelope,
+    /// The base nonce.
+    pub base_nonce: [u8; NONCE_LEN],
+    /// The caller's context as stored (without the bucket pair RustFS adds).
+    pub stored_context: EncryptionContext,
+    /// The plaintext length, when stored.
+    pub original_size: Option<u64>,
+    envelope_bytes: Vec<u8>,
+}
+
+impl StreamHeaders {
+    /// Reads the headers above. Refused ([`RustfsError::Malformed`] naming the header): a
+    /// missing envelope or IV, bad base64, an IV other than 12 bytes, an envelope that does not
+    /// parse or names another key than the key-id header, a context that is not a JSON object
+    /// of strings, a size that is not a decimal u64, a tag header; an algorithm other than
+    /// AES-256-GCM's two names is [`RustfsError::Unsupported`].
+    pub fn from_headers(headers: &BTreeMap<String, String>) -> Result<Self, RustfsError> {
+        let get = |name: &str| headers.get(&format!("{HEADER_PREFIX}{name}")).map(String::as_str);
+        let required = |name: &'static str| get(name).ok_or(RustfsError::Malformed(name));
+        let base64 = |name: &'static str| STANDARD.decode(required(name)?).map_err(|_| RustfsError::Malformed(name));
+        if get("tag").is_some() {
+            return Err(RustfsError::Malformed("tag"));
+        }
+        if let Some(algorithm) = get("algorithm")
+            && !matches!(algorithm, "AES256" | "aws:kms")
+        {
+            return Err(RustfsError::Unsupported("x-rustfs-encryption-algorithm"));
+        }
+        let base_nonce = base64("iv")?.try_into().map_err(|_| RustfsError::Malformed("iv"))?;
+        let envelope_bytes = base64("key")?;
+        let envelope = DataKeyEnvelope::parse(&envelope_bytes)?;
+        if get("key-id").is_some_and(|id| id != envelope.master_key_id) {
+            return Err(RustfsError::Malformed("key-id"));
+        }
+        let stored_context = match get("context") {
+            Some(json) => serde_json::from_str(json).map_err(|_| RustfsError::Malformed("context"))?,
+            None => EncryptionContext::new(),
+        };
+        let original_size = get("original-size")
+            .map(|size| size.parse::<u64>().map_err(|_| RustfsError::Malformed("original-size")))
+            .transpose()?;
+        Ok(Self {
+            master_key_id: envelope.master_key_id.clone(),
+            envelope,
+            base_nonce,
+            stored_context,
+            original_size,
+            envelope_bytes,
+        })
+    }
+
+    /// The envelope's bytes as stored (decoded from base64).
+    pub fn envelope_bytes(&self) -> &[u8] {
+        &self.envelope_bytes
+    }
+
+    /// The context RustFS's S3 server unwraps the data key with, for the object `object_key`
+    /// of `bucket`: the stored context plus `{bucket: "bucket/object_key"}` (the path cleaned
+    /// as Go's `path.Clean` does). RustFS keeps a stored pair under the bucket's name as it is;
+    /// kms requires it to be that same path, so an object's metadata and envelope only open
+    /// for the object they were written for ([`RustfsError::Unauthenticated`] otherwise).
+    pub fn request_context(&self, bucket: &str, object_key: &str) -> Result<EncryptionContext, RustfsError> {
+        let path = bucket_path(bucket, object_key);
+        let mut context = self.stored_context.clone();
+        if context.entry(bucket.to_owned()).or_insert_with(|| path.clone()) != &path {
+            return Err(RustfsError::Unauthenticated);
+        }
+        Ok(context)
+    }
+}
+
+/// RustFS's `path_join_buf([bucket, key])`: the two joined with `/` and cleaned (`.` and empty
+/// elements dropped, `..` applied), a trailing slash of the key kept.
+fn bucket_path(bucket: &str, object_key: &str) -> String {
+    let joined = if bucket.is_empty() { object_key.to_owned() } else { format!("{bucket}/{object_key}") };
+    let rooted = joined.starts_with('/');
+    let mut elements: Vec<&str> = Vec::new();
+    for element in joined.split('/') {
+        match element {
+            "" | "." => {}
+            ".." if elements.last().is_some_and(|last| *last != "..") => {
+                elements.pop();
+            }
+            ".." if rooted => {}
+            other => elements.push(other),
+        }
+    }
+    let mut cleaned = elements.join("/");
+    if rooted {
+        cleaned.insert(0, '/');
+    }
+    if cleaned.is_empty() {
+        cleaned.push('.');
+    }
+    if object_key.ends_with('/') && !cleaned.ends_with('/') {
+        cleaned.push('/');
+    }
+    cleaned
 }
 
 /// The plaintext of a single-part RustFS streaming body. `data_key` is the object's 32-byte
@@ -300,6 +424,15 @@ mod tests {
         let base = [1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 9];
         assert_eq!(offset_nonce(&base, 4, 1)[..], [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 9]);
         assert_eq!(offset_nonce(&base, 8, 3)[..], [1, 2, 3, 4, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 12]);
+    }
+
+    #[test]
+    fn bucket_paths_join_and_clean_like_go_path_join() {
+        assert_eq!(bucket_path("photos", "dir/cat.jpg"), "photos/dir/cat.jpg");
+        assert_eq!(bucket_path("photos", "/dir//a/./b/../cat.jpg"), "photos/dir/a/cat.jpg");
+        assert_eq!(bucket_path("photos", "../../x"), "../x");
+        assert_eq!(bucket_path("photos", "dir/"), "photos/dir/");
+        assert_eq!(bucket_path("", ""), ".");
     }
 
     #[test]
