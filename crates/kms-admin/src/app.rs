@@ -271,6 +271,10 @@ impl App {
             Op::Encrypt => self.encrypt(call).await,
             Op::Decrypt => self.decrypt(call).await,
             Op::ReEncrypt => self.re_encrypt(call).await,
+            // `route` maps no path to the BYOK operations yet.
+            Op::GetParametersForImport | Op::ImportKeyMaterial | Op::DeleteImportedKeyMaterial => {
+                Err(ApiError::no_route())
+            }
         }
     }
 

@@ -107,6 +107,8 @@ impl From<KmsError> for ApiError {
             KmsError::KeyNotFound { .. } => (StatusCode::NOT_FOUND, None),
             KmsError::KeyAlreadyExists { .. } | KmsError::InvalidKeyState { .. } => (StatusCode::CONFLICT, None),
             KmsError::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, None),
+            // BYOK refusals the caller fixes (new parameters, the same material): `docs/byok.md`.
+            KmsError::ImportRefused { .. } => (StatusCode::BAD_REQUEST, None),
             KmsError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, None),
             KmsError::ServiceUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
             KmsError::Backend { retryable: true, .. } => (StatusCode::SERVICE_UNAVAILABLE, None),
@@ -140,6 +142,16 @@ mod tests {
             (KmsError::KeyAlreadyExists { key_id: "k".into() }, 409, "key_already_exists"),
             (KmsError::invalid_key_state("k", KeyState::Disabled, "encrypt"), 409, "invalid_key_state"),
             (KmsError::Unsupported { operation: "rotate_key", backend: "local" }, 501, "unsupported"),
+            (
+                KmsError::import_refused("k", kms_types::byok::ImportRefusal::ExpiredImportToken),
+                400,
+                "expired_import_token",
+            ),
+            (
+                KmsError::import_refused("k", kms_types::byok::ImportRefusal::IncorrectKeyMaterial),
+                400,
+                "incorrect_key_material",
+            ),
             (KmsError::Timeout { operation: "decrypt", after: Duration::from_secs(1) }, 504, "timeout"),
             (KmsError::ServiceUnavailable { message: "stopped".into() }, 503, "service_unavailable"),
             (KmsError::backend_with_source("down", true, std::io::Error::other("x")), 503, "backend_error"),

@@ -166,6 +166,7 @@ impl KeyRecord {
             deletion_date: m.deletion_date,
             current_version: self.current().version,
             rotation_date: m.rotation_date,
+            valid_to: None,
         }
     }
 

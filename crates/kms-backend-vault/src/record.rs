@@ -55,6 +55,7 @@ impl KeyRecord {
             deletion_date: self.deletion_date,
             current_version: self.current_version,
             rotation_date: self.rotation_date,
+            valid_to: None,
         }
     }
 

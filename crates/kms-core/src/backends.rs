@@ -214,6 +214,44 @@ pub trait KmsBackend: Send + Sync {
         Err(self.unsupported("import_key"))
     }
 
+    /// Imports key material (BYOK) into an external key, already unwrapped and checked by the
+    /// manager (`kms_core::import_sessions`). Optional: a backend that implements it declares
+    /// [`BackendCapabilities::import_key_material`] and then also creates keys of origin
+    /// `external` as `PendingImport`, without material. Default `Unsupported`.
+    ///
+    /// Contract (checked by the contract suite when declared; `docs/byok.md`):
+    /// - only a key of origin `external` ([`ImportRefusal::NotExternalKey`] otherwise), in
+    ///   `PendingImport`, `Enabled` or `Disabled` (the key-state table of
+    ///   [`kms_types::operation::Operation::ImportKeyMaterial`]);
+    /// - without `new_version`: the first material makes the key `Enabled`; later imports must
+    ///   carry the same material (same [`ImportMaterial::fingerprint`]), even after it was
+    ///   deleted, else [`ImportRefusal::IncorrectKeyMaterial`]; a re-import brings back every
+    ///   version's ciphertexts;
+    /// - with `new_version`: a key with material gains a new current version (older versions
+    ///   keep decrypting); a key without material is [`ImportRefusal::NoMaterialYet`];
+    /// - `valid_to`: after it, the key reads as `PendingImport` and its material is deleted.
+    ///
+    /// [`ImportRefusal::NotExternalKey`]: kms_types::byok::ImportRefusal::NotExternalKey
+    /// [`ImportRefusal::IncorrectKeyMaterial`]: kms_types::byok::ImportRefusal::IncorrectKeyMaterial
+    /// [`ImportRefusal::NoMaterialYet`]: kms_types::byok::ImportRefusal::NoMaterialYet
+    /// [`ImportMaterial::fingerprint`]: kms_types::byok::ImportMaterial::fingerprint
+    async fn import_key_material(&self, request: kms_types::byok::ImportMaterial) -> Result<KeyMetadataResponse> {
+        let _ = request;
+        Err(self.unsupported("import_key_material"))
+    }
+
+    /// Deletes the imported material of an external key (every version's); the key becomes
+    /// `PendingImport`, keeps its metadata and the material fingerprints, and accepts the same
+    /// material again. Optional (with [`BackendCapabilities::import_key_material`]); default
+    /// `Unsupported`.
+    async fn delete_imported_key_material(
+        &self,
+        request: kms_types::byok::DeleteImportedKeyMaterialRequest,
+    ) -> Result<KeyMetadataResponse> {
+        let _ = request;
+        Err(self.unsupported("delete_imported_key_material"))
+    }
+
     /// The error an unimplemented optional operation returns.
     fn unsupported(&self, operation: &'static str) -> KmsError {
         KmsError::Unsupported { operation, backend: self.backend_name() }

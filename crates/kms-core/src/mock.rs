@@ -289,6 +289,7 @@ impl KmsBackend for MemoryBackend {
             deletion_date: None,
             current_version: 1,
             rotation_date: None,
+            valid_to: None,
         };
         keys.insert(key_id.clone(), KeyRecord { metadata: metadata.clone(), versions });
         Ok(CreateKeyResponse { key_id, key_metadata: metadata })

@@ -22,6 +22,7 @@
 //! | [`stream`] | segments under a per-object key: `Write`/`Read` adapters, ranges, multipart, parallel |
 //! | [`rand`] | random bytes, new key ids (UUID v7) and retry jitter for every crate above |
 //! | [`kdf`], [`mac`] | HKDF-SHA256 and HMAC-SHA256 for the crates above (key derivation, SigV4, verifiers) |
+//! | [`wrapping`] | BYOK: one-time RSA-OAEP-SHA-256 wrapping keys, the client-side wrap, the material fingerprint |
 //! | [`rustfs`] | read-only readers of RustFS's key records, data-key envelopes and objects (migration) |
 //!
 //! Every failure is a [`CryptoError`], deliberately without detail; it converts into
@@ -69,5 +70,6 @@ pub mod rustfs;
 pub mod stream;
 #[cfg(test)]
 mod vectors;
+pub mod wrapping;
 
 pub use error::CryptoError;

@@ -173,6 +173,9 @@ forward! {
         resolve_alias(alias_name: &str) -> String;
         backup() -> Vec<u8>;
         import_key(request: kms_types::import::ImportKeyRequest) -> KeyMetadataResponse;
+        import_key_material(request: kms_types::byok::ImportMaterial) -> KeyMetadataResponse;
+        delete_imported_key_material(request: kms_types::byok::DeleteImportedKeyMaterialRequest)
+            -> KeyMetadataResponse;
     {
 
     fn backend_name(&self) -> &'static str {

@@ -93,6 +93,16 @@ pub enum KmsError {
         message: String,
     },
 
+    /// An import of key material (BYOK) was refused for a reason the caller acts on: get new
+    /// parameters, use the same material, or pick an external key (`docs/byok.md`).
+    #[error("import of key material into {key_id} refused: {reason}")]
+    ImportRefused {
+        /// The key.
+        key_id: String,
+        /// Why.
+        reason: crate::byok::ImportRefusal,
+    },
+
     /// The backend does not implement this operation.
     #[error("operation not supported by the {backend} backend: {operation}")]
     Unsupported {
@@ -176,6 +186,11 @@ impl KmsError {
         Self::Internal { message: message.into(), source: Some(source.into()) }
     }
 
+    /// `ImportRefused` for `key_id`.
+    pub fn import_refused(key_id: impl Into<String>, reason: crate::byok::ImportRefusal) -> Self {
+        Self::ImportRefused { key_id: key_id.into(), reason }
+    }
+
     /// `KeyNotFound` for `key_id`.
     pub fn key_not_found(key_id: impl Into<String>) -> Self {
         Self::KeyNotFound { key_id: key_id.into() }
@@ -203,6 +218,7 @@ impl KmsError {
             Self::KeyAlreadyExists { .. } => "key_already_exists",
             Self::InvalidKeyState { .. } => "invalid_key_state",
             Self::InvalidRequest { .. } => "invalid_request",
+            Self::ImportRefused { reason, .. } => reason.code(),
             Self::Unsupported { .. } => "unsupported",
             Self::Timeout { .. } => "timeout",
             Self::Unauthorized { .. } => "unauthorized",

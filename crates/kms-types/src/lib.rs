@@ -13,6 +13,7 @@
 //! | [`types`] | key metadata and the request/response pair of every KMS operation |
 //! | [`api_types`] | the admin REST payloads (`ConfigureKmsRequest`, status) |
 //! | [`error`] | [`error::KmsError`], one enum for the whole library |
+//! | [`byok`] | import of key material (BYOK): wrapping parameters, import token, [`byok::ImportMaterial`] |
 //! | [`import`] | [`import::ImportKeyRequest`]: a key migrated from another KMS, with its material |
 //! | [`limits`] | the size limits on key metadata (tags, description, policy), for every backend |
 //! | [`operation`] | [`operation::Operation`] and the key-state table every backend follows |
@@ -39,6 +40,7 @@
 pub mod alias;
 pub mod api_types;
 mod backend_kind;
+pub mod byok;
 pub mod config;
 pub mod error;
 pub mod import;

@@ -19,6 +19,12 @@
 //! | schedule deletion | ok → PendingDeletion | ok → PendingDeletion | refused | ok → PendingDeletion | refused |
 //! | cancel deletion | refused | refused | ok → **Disabled** | refused | refused |
 //! | update description, tag, untag | ok | ok | refused | ok | refused |
+//! | get parameters for import (external keys) | ok | ok | refused | ok | refused |
+//! | import key material (external keys) | ok (same material, or a new version) | ok (same material, or a new version; stays Disabled) | refused | ok → **Enabled** | refused |
+//! | delete imported key material (external keys) | ok → PendingImport | ok → PendingImport | refused | ok (no-op) | refused |
+//!
+//! The BYOK rows apply to keys of origin `external`; on any other key they are refused with
+//! [`KmsError::ImportRefused`] (`not_external_key`) whatever the state.
 //!
 //! Operations that act on no single key's state (service control, create, list, metrics,
 //! health, aliases) are allowed in every state: [`Operation::allowed_states`] is `None`.
@@ -107,6 +113,12 @@ pub enum Operation {
     Health,
     /// AWS `CreateAlias`, `UpdateAlias`, `DeleteAlias` (on the key the alias points at).
     ManageAliases,
+    /// `POST /kms/v1/keys/{key_id}/import-parameters`: a wrapping key and import token (BYOK).
+    GetParametersForImport,
+    /// `POST /kms/v1/keys/{key_id}/import-material`: wrapped material into an external key.
+    ImportKeyMaterial,
+    /// `DELETE /kms/v1/keys/{key_id}/import-material`: the key returns to `PendingImport`.
+    DeleteImportedKeyMaterial,
 }
 
 /// Every key state.
@@ -119,12 +131,14 @@ const ENABLED_OR_DISABLED: &[KeyState] = &[KeyState::Enabled, KeyState::Disabled
 /// Metadata edits and scheduling deletion (as AWS KMS): any key not already leaving and
 /// readable.
 const LIVE: &[KeyState] = &[KeyState::Enabled, KeyState::Disabled, KeyState::PendingImport];
+/// BYOK (parameters, import, delete material): an external key that is not leaving.
+const IMPORTABLE: &[KeyState] = &[KeyState::PendingImport, KeyState::Enabled, KeyState::Disabled];
 /// Cancel deletion: only a key waiting for it.
 const PENDING_DELETION: &[KeyState] = &[KeyState::PendingDeletion];
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 28] = [
+    pub const ALL: [Operation; 31] = [
         Self::Configure,
         Self::Reconfigure,
         Self::Start,
@@ -153,6 +167,9 @@ impl Operation {
         Self::Metrics,
         Self::Health,
         Self::ManageAliases,
+        Self::GetParametersForImport,
+        Self::ImportKeyMaterial,
+        Self::DeleteImportedKeyMaterial,
     ];
 
     /// The operations that only read: what the `read` group in a policy grants.
@@ -190,6 +207,9 @@ impl Operation {
             Self::Metrics => "metrics",
             Self::Health => "health",
             Self::ManageAliases => "manage_aliases",
+            Self::GetParametersForImport => "get_parameters_for_import",
+            Self::ImportKeyMaterial => "import_key_material",
+            Self::DeleteImportedKeyMaterial => "delete_imported_key_material",
         }
     }
 
@@ -215,6 +235,9 @@ impl Operation {
                 | Self::Decrypt
                 | Self::ReEncrypt
                 | Self::ManageAliases
+                | Self::GetParametersForImport
+                | Self::ImportKeyMaterial
+                | Self::DeleteImportedKeyMaterial
         )
     }
 
@@ -232,6 +255,7 @@ impl Operation {
             Self::EnableKey | Self::DisableKey => ENABLED_OR_DISABLED,
             Self::ScheduleKeyDeletion | Self::UpdateKeyDescription | Self::TagKey | Self::UntagKey => LIVE,
             Self::CancelKeyDeletion => PENDING_DELETION,
+            Self::GetParametersForImport | Self::ImportKeyMaterial | Self::DeleteImportedKeyMaterial => IMPORTABLE,
             Self::Configure
             | Self::Reconfigure
             | Self::Start
@@ -267,6 +291,8 @@ impl Operation {
             Self::EnableKey => KeyState::Enabled,
             Self::DisableKey | Self::CancelKeyDeletion => KeyState::Disabled,
             Self::ScheduleKeyDeletion => KeyState::PendingDeletion,
+            Self::DeleteImportedKeyMaterial => KeyState::PendingImport,
+            Self::ImportKeyMaterial if matches!(state, KeyState::PendingImport) => KeyState::Enabled,
             _ => state,
         }
     }
@@ -341,6 +367,10 @@ mod tests {
                     Operation::EnableKey => assert_eq!(after, KeyState::Enabled),
                     Operation::DisableKey | Operation::CancelKeyDeletion => assert_eq!(after, KeyState::Disabled),
                     Operation::ScheduleKeyDeletion => assert_eq!(after, KeyState::PendingDeletion),
+                    Operation::DeleteImportedKeyMaterial => assert_eq!(after, KeyState::PendingImport),
+                    Operation::ImportKeyMaterial if state == KeyState::PendingImport => {
+                        assert_eq!(after, KeyState::Enabled)
+                    }
                     _ => assert_eq!(after, state, "{op} changed {state}"),
                 }
             }

@@ -135,6 +135,10 @@ pub struct KeyMetadata {
     /// When the key was last rotated.
     #[serde(with = "time::serde::rfc3339::option")]
     pub rotation_date: Option<OffsetDateTime>,
+    /// For an external key with imported material: when that material expires (the key is
+    /// then `PendingImport` again). `None`: no expiry, or no imported material.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<OffsetDateTime>,
 }
 
 /// What a backend implements beyond the nine required operations.
@@ -152,6 +156,10 @@ pub struct BackendCapabilities {
     pub tags: bool,
     /// `generate_data_key_without_plaintext`.
     pub data_key_without_plaintext: bool,
+    /// Keys of origin `external` and the import of their material (BYOK):
+    /// `import_key_material`, `delete_imported_key_material` (`docs/byok.md`).
+    #[serde(default)]
+    pub import_key_material: bool,
 }
 
 impl BackendCapabilities {
@@ -163,6 +171,7 @@ impl BackendCapabilities {
         update_description: true,
         tags: true,
         data_key_without_plaintext: true,
+        import_key_material: true,
     };
 }
 
@@ -591,8 +600,10 @@ mod tests {
             deletion_date: Some(time::macros::datetime!(2026-02-01 00:00:00 UTC)),
             current_version: 2,
             rotation_date: None,
+            valid_to: None,
         };
         let json = serde_json::to_value(&meta).unwrap();
+        assert!(json.get("valid_to").is_none(), "no imported material, no valid_to: {json}");
         assert_eq!(json["key_state"], "pending_deletion");
         assert_eq!(json["key_usage"], "encrypt_decrypt");
         assert_eq!(json["key_spec"], "aes256");

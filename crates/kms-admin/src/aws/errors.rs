@@ -69,6 +69,8 @@ impl From<SigV4Error> for AwsError {
     }
 }
 
+use kms_types::byok::ImportRefusal;
+
 impl From<KmsError> for AwsError {
     fn from(err: KmsError) -> Self {
         let message = err.to_string();
@@ -81,6 +83,16 @@ impl From<KmsError> for AwsError {
             KmsError::InvalidKeyState { state: KeyState::Disabled, .. } => Self::client("DisabledException", message),
             KmsError::InvalidKeyState { .. } => Self::client("KMSInvalidStateException", message),
             KmsError::Unsupported { .. } => Self::client("UnsupportedOperationException", message),
+            KmsError::ImportRefused { reason, .. } => Self::client(
+                match reason {
+                    ImportRefusal::InvalidImportToken => "InvalidImportTokenException",
+                    ImportRefusal::ExpiredImportToken => "ExpiredImportTokenException",
+                    ImportRefusal::IncorrectKeyMaterial => "IncorrectKeyMaterialException",
+                    ImportRefusal::NotExternalKey | ImportRefusal::NoMaterialYet => "UnsupportedOperationException",
+                    _ => "ValidationException",
+                },
+                message,
+            ),
             KmsError::Timeout { .. } => {
                 Self { status: StatusCode::INTERNAL_SERVER_ERROR, type_name: "DependencyTimeoutException", message }
             }

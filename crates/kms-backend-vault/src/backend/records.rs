@@ -191,6 +191,7 @@ impl Inner {
                 deletion_date: None,
                 current_version: 1,
                 rotation_date: None,
+                valid_to: None,
             },
         };
         Ok(DescribeKeyResponse { key_metadata })

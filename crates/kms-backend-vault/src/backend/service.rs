@@ -154,7 +154,8 @@ impl KmsBackend for VaultBackend {
     }
 
     fn capabilities(&self) -> BackendCapabilities {
-        BackendCapabilities::ALL
+        // Import of key material goes through Transit's own import (not built here yet).
+        BackendCapabilities { import_key_material: false, ..BackendCapabilities::ALL }
     }
 
     async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
