@@ -58,6 +58,7 @@ pub mod backends;
 pub mod encryption;
 #[cfg(unix)]
 pub mod fs_trust;
+pub mod import_sessions;
 pub mod manager;
 pub mod mock;
 pub mod service_manager;

@@ -50,21 +50,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use kms_crypto::wrapping::ImportWrappingKey;
 use kms_types::api_types::CacheStats;
+use kms_types::byok::{
+    DeleteImportedKeyMaterialRequest, GetParametersForImportRequest, GetParametersForImportResponse,
+    IMPORT_MATERIAL_LEN, ImportKeyMaterialRequest, ImportMaterial, ImportRefusal,
+};
 use kms_types::config::{CacheConfig, KmsConfig};
 use kms_types::error::{KmsError, Result};
+use kms_types::operation::Operation;
 use kms_types::types::{
     CancelKeyDeletionRequest, CancelKeyDeletionResponse, CreateKeyRequest, CreateKeyResponse, DecryptRequest,
     DecryptResponse, DeleteKeyRequest, DeleteKeyResponse, DescribeKeyRequest, DescribeKeyResponse, DisableKeyRequest,
     EnableKeyRequest, EncryptRequest, EncryptResponse, GenerateDataKeyRequest, GenerateDataKeyResponse,
     GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse, KeyMetadata, KeyMetadataResponse,
-    ListKeysRequest, ListKeysResponse, ReEncryptRequest, ReEncryptResponse, RotateKeyRequest, TagKeyRequest,
+    KeyOrigin, ListKeysRequest, ListKeysResponse, ReEncryptRequest, ReEncryptResponse, RotateKeyRequest, TagKeyRequest,
     UntagKeyRequest, UpdateKeyDescriptionRequest,
 };
 use lru::LruCache;
 use tokio::time::Instant;
 
 use crate::backends::{KmsBackend, RetryClass};
+use crate::import_sessions::ImportSessions;
 use crate::validate;
 
 /// Most attempts one call makes, whatever its budget.
@@ -142,6 +149,7 @@ pub struct KmsManager {
     backend: Arc<dyn KmsBackend>,
     options: ManagerOptions,
     cache: Option<MetadataCache>,
+    import_sessions: ImportSessions,
 }
 
 impl std::fmt::Debug for KmsManager {
@@ -170,7 +178,18 @@ impl KmsManager {
             }
             MetadataCache::new(&config)
         });
-        Self { backend, options, cache }
+        Self { backend, options, cache, import_sessions: ImportSessions::default() }
+    }
+
+    /// Replaces the registry of BYOK import sessions (a test clock, a shorter lifetime).
+    pub fn with_import_sessions(mut self, sessions: ImportSessions) -> Self {
+        self.import_sessions = sessions;
+        self
+    }
+
+    /// The outstanding BYOK import sessions.
+    pub fn import_sessions(&self) -> &ImportSessions {
+        &self.import_sessions
     }
 
     /// The backend.
@@ -299,6 +318,76 @@ impl KmsManager {
         let result = self.run_write("import_key", || self.backend.import_key(attempt())).await;
         self.invalidate(&key_id);
         result
+    }
+
+    /// BYOK: a fresh RSA wrapping key and an import token for the external key `key_id`
+    /// (`docs/byok.md`). Refused for a key kms generated (`not_external_key`), outside
+    /// `PendingImport`/`Enabled`/`Disabled`, and on a backend that does not import material.
+    pub async fn get_parameters_for_import(
+        &self,
+        request: GetParametersForImportRequest,
+    ) -> Result<GetParametersForImportResponse> {
+        validate::key_id(&request.key_id)?;
+        let key_id = request.key_id.clone();
+        if !self.backend.capabilities().import_key_material {
+            return Err(self.backend.unsupported("get_parameters_for_import"));
+        }
+        let describe = DescribeKeyRequest { key_id: key_id.clone() };
+        let described = self.run("describe_key", || self.backend.describe_key(describe.clone())).await;
+        let metadata = self.note_error(&key_id, described)?.key_metadata;
+        if metadata.origin != KeyOrigin::External {
+            return Err(KmsError::import_refused(&key_id, ImportRefusal::NotExternalKey));
+        }
+        Operation::GetParametersForImport.check_key_state(&key_id, metadata.key_state)?;
+        let spec = request.wrapping_key_spec;
+        let wrapping_key = tokio::task::spawn_blocking(move || ImportWrappingKey::generate(spec))
+            .await
+            .map_err(|e| KmsError::internal_with_source("generating an import wrapping key failed", e))??;
+        let public_key = wrapping_key.public_key_der().to_vec();
+        let (token, parameters_valid_to) = self.import_sessions.issue(&key_id, wrapping_key)?;
+        Ok(GetParametersForImportResponse { key_id, public_key, import_token: token.to_vec(), parameters_valid_to })
+    }
+
+    /// BYOK: unwraps `encrypted_key_material` with the wrapping key of `import_token`, checks
+    /// it is a 32-byte AES-256 key and hands it to the backend, which makes the key `Enabled`
+    /// (`docs/byok.md`). The token is used up by a successful import. Wrapped bytes that do
+    /// not unwrap are an opaque `Crypto` error.
+    pub async fn import_key_material(&self, request: ImportKeyMaterialRequest) -> Result<KeyMetadataResponse> {
+        request.validate(self.import_sessions.now())?;
+        let key_id = request.key_id.clone();
+        let wrapping_key = self.import_sessions.wrapping_key(&key_id, &request.import_token)?;
+        let material = wrapping_key.unwrap_material(&request.encrypted_key_material)?;
+        if material.len() != IMPORT_MATERIAL_LEN {
+            return Err(KmsError::invalid_request(
+                "encrypted_key_material",
+                format!("the unwrapped material is {} bytes; key material is 32 bytes (AES-256)", material.len()),
+            ));
+        }
+        let fingerprint = kms_crypto::wrapping::material_fingerprint(&key_id, &material);
+        // A copy per attempt (zeroized on drop): the material is not `Clone`.
+        let attempt = || ImportMaterial {
+            key_id: key_id.clone(),
+            material: kms_types::secret::SecretBytes::from(material.as_slice()),
+            fingerprint,
+            valid_to: request.valid_to,
+            new_version: request.new_version,
+        };
+        let result = self.mutate("import_key_material", &key_id, || self.backend.import_key_material(attempt())).await;
+        if result.is_ok() {
+            self.import_sessions.consume(&request.import_token);
+        }
+        result
+    }
+
+    /// BYOK: deletes an external key's imported material; the key becomes `PendingImport`.
+    pub async fn delete_imported_key_material(
+        &self,
+        request: DeleteImportedKeyMaterialRequest,
+    ) -> Result<KeyMetadataResponse> {
+        validate::key_id(&request.key_id)?;
+        let key_id = request.key_id.clone();
+        let call = || self.backend.delete_imported_key_material(request.clone());
+        self.mutate("delete_imported_key_material", &key_id, call).await
     }
 
     /// Encrypts (a retry makes a new ciphertext; a lost one is never seen by anyone).

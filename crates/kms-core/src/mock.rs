@@ -40,13 +40,14 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use kms_crypto::envelope::{self, Binding};
 use kms_crypto::keys::KeyEncryptionKey;
 use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
+use kms_types::byok::{DeleteImportedKeyMaterialRequest, ImportMaterial, ImportRefusal};
 use kms_types::config::{self, KmsConfig};
 use kms_types::error::{KmsError, Result};
 use kms_types::operation::Operation;
@@ -72,8 +73,12 @@ type MasterKey = KeyEncryptionKey;
 
 struct KeyRecord {
     metadata: KeyMetadata,
-    /// Material of versions 1..=n (index = version - 1).
-    versions: Vec<MasterKey>,
+    /// Material of versions 1..=n (index = version - 1); `None` for a version of an external
+    /// key whose imported material was deleted (or expired).
+    versions: Vec<Option<MasterKey>>,
+    /// External keys: the fingerprint of each version's imported material (index = version
+    /// - 1), kept when the material is deleted so only the same material comes back.
+    fingerprints: Vec<[u8; kms_types::byok::MATERIAL_FINGERPRINT_LEN]>,
 }
 
 /// An in-memory key store with the full lifecycle. See the [module docs](self).
@@ -82,6 +87,8 @@ pub struct MemoryBackend {
     aliases: Mutex<AliasTable>,
     capabilities: BackendCapabilities,
     healthy: AtomicBool,
+    /// The earliest `valid_to` of imported material, in Unix seconds (`i64::MAX`: none).
+    earliest_expiry: AtomicI64,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -114,6 +121,7 @@ impl MemoryBackend {
             aliases: Mutex::new(AliasTable::default()),
             capabilities,
             healthy: AtomicBool::new(true),
+            earliest_expiry: AtomicI64::new(i64::MAX),
         }
     }
 
@@ -148,7 +156,22 @@ impl MemoryBackend {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, KeyRecord>> {
         // A panic while holding the lock cannot leave a record half-written (every mutation
         // is a single assignment), so a poisoned map is still consistent.
-        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        let mut keys = self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Imported material past its `valid_to` is deleted before anyone sees the key, so
+        // the key reads as `PendingImport` from that instant on.
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        if now >= self.earliest_expiry.load(Ordering::Relaxed) {
+            let mut next = i64::MAX;
+            for rec in keys.values_mut() {
+                match rec.metadata.valid_to.map(OffsetDateTime::unix_timestamp) {
+                    Some(at) if at <= now => delete_material(rec),
+                    Some(at) => next = next.min(at),
+                    None => {}
+                }
+            }
+            self.earliest_expiry.store(next, Ordering::Relaxed);
+        }
+        keys
     }
 
     fn aliases(&self) -> MutexGuard<'_, AliasTable> {
@@ -200,7 +223,11 @@ impl KeyRecord {
     }
 
     fn version(&self, version: u32) -> Result<&MasterKey> {
-        version.checked_sub(1).and_then(|i| self.versions.get(i as usize)).ok_or_else(KmsError::crypto)
+        version
+            .checked_sub(1)
+            .and_then(|i| self.versions.get(i as usize))
+            .and_then(Option::as_ref)
+            .ok_or_else(KmsError::crypto)
     }
 
     /// Seals `plaintext` under the current version into a `KMM2` blob.
@@ -209,6 +236,15 @@ impl KeyRecord {
         let binding = Binding { master_key_id: &self.metadata.key_id, master_key_version: version, context };
         let sealed = envelope::seal(key, plaintext, &binding)?;
         Ok((version, blob::encode(&self.metadata.key_id, version, &sealed)))
+    }
+}
+
+/// Forgets every version's imported material (keeping the fingerprints): `PendingImport`.
+fn delete_material(rec: &mut KeyRecord) {
+    rec.versions.iter_mut().for_each(|v| *v = None);
+    rec.metadata.valid_to = None;
+    if matches!(rec.metadata.key_state, KeyState::Enabled | KeyState::Disabled) {
+        rec.metadata.key_state = Operation::DeleteImportedKeyMaterial.next_state(rec.metadata.key_state);
     }
 }
 
@@ -260,12 +296,15 @@ impl KmsBackend for MemoryBackend {
             validate_key_id("key_name", name)?;
         }
         let origin = request.origin.unwrap_or_default();
-        if origin != KeyOrigin::Kms {
-            // No operation imports key material, so a key of external origin could never
-            // leave `PendingImport`: refused, as every backend does.
+        if origin != KeyOrigin::Kms && !self.capabilities.import_key_material {
+            // Without import, a key of external origin could never leave `PendingImport`.
             return Err(KmsError::Unsupported { operation: "create_key with an external origin", backend: "memory" });
         }
-        let versions = vec![random_key()?];
+        // An external key has no material until it is imported.
+        let (versions, key_state) = match origin {
+            KeyOrigin::Kms => (vec![Some(random_key()?)], KeyState::Enabled),
+            _ => (Vec::new(), KeyState::PendingImport),
+        };
         let mut keys = self.lock();
         let key_id = match request.key_name {
             Some(name) if keys.contains_key(&name) => return Err(KmsError::KeyAlreadyExists { key_id: name }),
@@ -279,7 +318,7 @@ impl KmsBackend for MemoryBackend {
         };
         let metadata = KeyMetadata {
             key_id: key_id.clone(),
-            key_state: KeyState::Enabled,
+            key_state,
             key_usage: request.key_usage,
             key_spec: KeySpec::Aes256,
             origin,
@@ -291,7 +330,7 @@ impl KmsBackend for MemoryBackend {
             rotation_date: None,
             valid_to: None,
         };
-        keys.insert(key_id.clone(), KeyRecord { metadata: metadata.clone(), versions });
+        keys.insert(key_id.clone(), KeyRecord { metadata: metadata.clone(), versions, fingerprints: Vec::new() });
         Ok(CreateKeyResponse { key_id, key_metadata: metadata })
     }
 
@@ -390,6 +429,77 @@ impl KmsBackend for MemoryBackend {
         self.capabilities
     }
 
+    async fn import_key_material(&self, request: ImportMaterial) -> Result<KeyMetadataResponse> {
+        self.require(self.capabilities.import_key_material, "import_key_material")?;
+        check_key_id(&request.key_id)?;
+        let material = KeyEncryptionKey::from_bytes(request.material.expose_secret())?;
+        let mut keys = self.lock();
+        let rec = get_mut(&mut keys, &request.key_id)?;
+        if rec.metadata.origin != KeyOrigin::External {
+            return Err(KmsError::import_refused(&request.key_id, ImportRefusal::NotExternalKey));
+        }
+        require_state(rec, Operation::ImportKeyMaterial)?;
+        let known = rec.fingerprints.iter().position(|f| *f == request.fingerprint);
+        let version = match (request.new_version, known) {
+            (true, _) if rec.fingerprints.is_empty() || rec.metadata.key_state == KeyState::PendingImport => {
+                return Err(KmsError::import_refused(&request.key_id, ImportRefusal::NoMaterialYet));
+            }
+            // A new version must be new material: the same bytes twice would be one key
+            // under two version numbers.
+            (true, Some(_)) => {
+                return Err(KmsError::import_refused(&request.key_id, ImportRefusal::IncorrectKeyMaterial));
+            }
+            (true, None) => {
+                rec.versions.push(None);
+                rec.fingerprints.push(request.fingerprint);
+                rec.metadata.rotation_date = Some(OffsetDateTime::now_utc());
+                rec.versions.len()
+            }
+            (false, Some(index)) => index + 1,
+            (false, None) if rec.fingerprints.is_empty() => {
+                rec.versions.push(None);
+                rec.fingerprints.push(request.fingerprint);
+                1
+            }
+            (false, None) => {
+                return Err(KmsError::import_refused(&request.key_id, ImportRefusal::IncorrectKeyMaterial));
+            }
+        };
+        rec.versions[version - 1] = Some(material);
+        if request.new_version {
+            rec.metadata.current_version =
+                u32::try_from(version).map_err(|_| KmsError::backend("key version counter overflow"))?;
+        }
+        rec.metadata.valid_to = request.valid_to;
+        if let Some(valid_to) = request.valid_to {
+            self.earliest_expiry.fetch_min(valid_to.unix_timestamp(), Ordering::Relaxed);
+        }
+        // Usable once the version new ciphertexts are made with has its material.
+        let current = rec.metadata.current_version as usize;
+        if rec.metadata.key_state == KeyState::PendingImport
+            && rec.versions.get(current - 1).is_some_and(Option::is_some)
+        {
+            advance(rec, Operation::ImportKeyMaterial);
+        }
+        Ok(metadata_response(rec))
+    }
+
+    async fn delete_imported_key_material(
+        &self,
+        request: DeleteImportedKeyMaterialRequest,
+    ) -> Result<KeyMetadataResponse> {
+        self.require(self.capabilities.import_key_material, "delete_imported_key_material")?;
+        check_key_id(&request.key_id)?;
+        let mut keys = self.lock();
+        let rec = get_mut(&mut keys, &request.key_id)?;
+        if rec.metadata.origin != KeyOrigin::External {
+            return Err(KmsError::import_refused(&request.key_id, ImportRefusal::NotExternalKey));
+        }
+        require_state(rec, Operation::DeleteImportedKeyMaterial)?;
+        delete_material(rec);
+        Ok(metadata_response(rec))
+    }
+
     fn supports_aliases(&self) -> bool {
         true
     }
@@ -461,7 +571,13 @@ impl KmsBackend for MemoryBackend {
         let mut keys = self.lock();
         let rec = get_mut(&mut keys, &request.key_id)?;
         require_state(rec, Operation::RotateKey)?;
-        rec.versions.push(material);
+        if rec.metadata.origin != KeyOrigin::Kms {
+            return Err(KmsError::invalid_request(
+                "key_id",
+                "an external key gains versions only by import (import_key_material with new_version)",
+            ));
+        }
+        rec.versions.push(Some(material));
         rec.metadata.current_version =
             u32::try_from(rec.versions.len()).map_err(|_| KmsError::backend("key version counter overflow"))?;
         rec.metadata.rotation_date = Some(OffsetDateTime::now_utc());

@@ -17,7 +17,9 @@
 //!
 //! What is checked: every operation in every key state a caller can reach (Enabled, Disabled,
 //! PendingDeletion), each refusal naming the key, its state and the operation; that a key of
-//! external origin is refused as `Unsupported` (no operation imports key material);
+//! external origin is refused as `Unsupported` unless the backend declares
+//! `import_key_material`, and then the import of key material (BYOK, `import.rs`: parameters,
+//! tokens, wrong length, tampering, re-import, deletion, expiry, new versions);
 //! encryption-context binding (wrong, missing, extra context); wrong-key, tampered, truncated
 //! and foreign ciphertexts; that [`KmsBackend::ciphertext_key_id`] names the key of every
 //! ciphertext the backend makes and nothing for garbage; unknown keys; invalid ids, limits and deletion windows;
@@ -212,6 +214,10 @@ macro_rules! __kms_contract_cases {
             disabled_key_operations,
             pending_deletion_key_operations,
             external_origin_is_unsupported,
+            import_key_material_lifecycle,
+            import_refuses_bad_tokens_and_material,
+            imported_material_expires,
+            import_new_version,
             delete_key_schedules_deletion,
             delete_key_rejects_bad_windows,
             cancel_deletion_leaves_key_disabled,
@@ -262,6 +268,7 @@ macro_rules! ensure {
 mod aliases;
 mod crypto;
 mod ctx;
+mod import;
 mod keys;
 mod listing;
 mod matrix;
@@ -270,6 +277,7 @@ mod validation;
 use aliases::{aliases_list_in_name_order, aliases_resolve_move_and_delete};
 use crypto::*;
 use ctx::Ctx;
+use import::*;
 // What `testkit_aliases.rs` reaches through `super::`.
 use ctx::{err, is_invalid_request, is_not_found, is_unsupported, ok};
 use keys::*;

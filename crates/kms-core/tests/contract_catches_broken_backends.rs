@@ -48,6 +48,13 @@ impl Flawed {
     fn new(flaw: Flaw) -> Self {
         let inner = if flaw == Flaw::OverclaimsCapabilities || flaw == Flaw::SilentlyIgnoresTags {
             MemoryBackend::with_capabilities(BackendCapabilities::default())
+        } else if flaw == Flaw::IgnoresOrigin {
+            // Without import, an external key must be refused (with import, the BYOK cases
+            // see it as a key that never reaches `PendingImport`).
+            MemoryBackend::with_capabilities(BackendCapabilities {
+                import_key_material: false,
+                ..BackendCapabilities::ALL
+            })
         } else {
             MemoryBackend::new()
         };

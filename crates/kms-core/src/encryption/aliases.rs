@@ -39,7 +39,9 @@ key_id_field!(
     KeyIdRequest,
     UpdateKeyDescriptionRequest,
     TagKeyRequest,
-    UntagKeyRequest
+    UntagKeyRequest,
+    kms_types::byok::GetParametersForImportRequest,
+    kms_types::byok::DeleteImportedKeyMaterialRequest
 );
 
 impl KeyRefs for DecryptRequest {

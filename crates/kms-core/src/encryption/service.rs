@@ -258,6 +258,35 @@ impl EncryptionService {
         self.lease().await?.manager.import_key(request).await
     }
 
+    /// BYOK: a fresh wrapping key and import token for an external key (`docs/byok.md`).
+    pub async fn get_parameters_for_import(
+        &self,
+        mut request: kms_types::byok::GetParametersForImportRequest,
+    ) -> Result<kms_types::byok::GetParametersForImportResponse> {
+        let lease = self.lease().await?;
+        super::aliases::resolve(&lease.manager, &mut request).await?;
+        lease.manager.get_parameters_for_import(request).await
+    }
+
+    /// BYOK: imports wrapped key material with its import token (`docs/byok.md`). Aliases are
+    /// not resolved: the token is bound to the key id it was issued for.
+    pub async fn import_key_material(
+        &self,
+        request: kms_types::byok::ImportKeyMaterialRequest,
+    ) -> Result<kms_types::types::KeyMetadataResponse> {
+        self.lease().await?.manager.import_key_material(request).await
+    }
+
+    /// BYOK: deletes an external key's imported material (`docs/byok.md`).
+    pub async fn delete_imported_key_material(
+        &self,
+        mut request: kms_types::byok::DeleteImportedKeyMaterialRequest,
+    ) -> Result<kms_types::types::KeyMetadataResponse> {
+        let lease = self.lease().await?;
+        super::aliases::resolve(&lease.manager, &mut request).await?;
+        lease.manager.delete_imported_key_material(request).await
+    }
+
     /// The configured default key id, if any.
     pub async fn default_key_id(&self) -> Result<Option<String>> {
         Ok(self.lease().await?.default_key_id)
