@@ -271,10 +271,9 @@ impl App {
             Op::Encrypt => self.encrypt(call).await,
             Op::Decrypt => self.decrypt(call).await,
             Op::ReEncrypt => self.re_encrypt(call).await,
-            // `route` maps no path to the BYOK operations yet.
-            Op::GetParametersForImport | Op::ImportKeyMaterial | Op::DeleteImportedKeyMaterial => {
-                Err(ApiError::no_route())
-            }
+            Op::GetParametersForImport => self.get_parameters_for_import(call).await,
+            Op::ImportKeyMaterial => self.import_key_material(call).await,
+            Op::DeleteImportedKeyMaterial => self.delete_imported_key_material(call).await,
         }
     }
 

@@ -66,6 +66,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
                     (["generate-data-key"], &Method::POST) => Op::GenerateDataKey,
                     (["generate-data-key-without-plaintext"], &Method::POST) => Op::GenerateDataKeyWithoutPlaintext,
                     (["encrypt"], &Method::POST) => Op::Encrypt,
+                    (["import-parameters"], &Method::POST) => Op::GetParametersForImport,
+                    (["import-material"], &Method::POST) => Op::ImportKeyMaterial,
+                    (["import-material"], &Method::DELETE) => Op::DeleteImportedKeyMaterial,
                     (
                         []
                         | [
@@ -78,7 +81,9 @@ pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
                             | "cancel-deletion"
                             | "generate-data-key"
                             | "generate-data-key-without-plaintext"
-                            | "encrypt",
+                            | "encrypt"
+                            | "import-parameters"
+                            | "import-material",
                         ],
                         _,
                     ) => return Err(ApiError::method_not_allowed()),
@@ -130,6 +135,9 @@ mod tests {
                 Some("k1"),
             ),
             (Method::POST, "/kms/v1/keys/k1/encrypt", Operation::Encrypt, Some("k1")),
+            (Method::POST, "/kms/v1/keys/k1/import-parameters", Operation::GetParametersForImport, Some("k1")),
+            (Method::POST, "/kms/v1/keys/k1/import-material", Operation::ImportKeyMaterial, Some("k1")),
+            (Method::DELETE, "/kms/v1/keys/k1/import-material", Operation::DeleteImportedKeyMaterial, Some("k1")),
             (Method::POST, "/kms/v1/decrypt", Operation::Decrypt, None),
             (Method::POST, "/kms/v1/re-encrypt", Operation::ReEncrypt, None),
         ];

@@ -217,6 +217,60 @@ impl ImportKeyMaterialRequest {
     }
 }
 
+/// The body of `POST /kms/v1/keys/{key_id}/import-parameters` (may be empty: `{}`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParametersBody {
+    /// The RSA key size (`rsa_4096` when absent).
+    #[serde(default)]
+    pub wrapping_key_spec: WrappingKeySpec,
+    /// The wrapping algorithm (`rsaes_oaep_sha_256`, the only one).
+    #[serde(default)]
+    pub wrapping_algorithm: WrappingAlgorithm,
+}
+
+impl ImportParametersBody {
+    /// The request for `key_id` (from the path).
+    pub fn into_request(self, key_id: String) -> GetParametersForImportRequest {
+        GetParametersForImportRequest {
+            key_id,
+            wrapping_key_spec: self.wrapping_key_spec,
+            wrapping_algorithm: self.wrapping_algorithm,
+        }
+    }
+}
+
+/// The body of `POST /kms/v1/keys/{key_id}/import-material`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportMaterialBody {
+    /// See [`ImportKeyMaterialRequest::encrypted_key_material`].
+    #[serde(with = "base64_bytes")]
+    pub encrypted_key_material: Vec<u8>,
+    /// See [`ImportKeyMaterialRequest::import_token`].
+    #[serde(with = "base64_bytes")]
+    pub import_token: Vec<u8>,
+    /// See [`ImportKeyMaterialRequest::valid_to`].
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub valid_to: Option<OffsetDateTime>,
+    /// See [`ImportKeyMaterialRequest::new_version`].
+    #[serde(default)]
+    pub new_version: bool,
+}
+
+impl ImportMaterialBody {
+    /// The request for `key_id` (from the path).
+    pub fn into_request(self, key_id: String) -> ImportKeyMaterialRequest {
+        ImportKeyMaterialRequest {
+            key_id,
+            encrypted_key_material: self.encrypted_key_material,
+            import_token: self.import_token,
+            valid_to: self.valid_to,
+            new_version: self.new_version,
+        }
+    }
+}
+
 /// `DELETE /kms/v1/keys/{key_id}/import-material`: the key returns to `PendingImport`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,6 +1,6 @@
 //! One handler per operation of the native API, grouped by what they touch: the service
 //! itself ([`service`]: health, metrics, status, configuration and lifecycle, caches, backup),
-//! key management ([`keys`]), aliases ([`aliases`]) and the cryptographic operations ([`crypto`]). Each gets a
+//! key management ([`keys`]), import of key material ([`import`]), aliases ([`aliases`]) and the cryptographic operations ([`crypto`]). Each gets a
 //! [`Call`]: the request, already authenticated, routed and authorized for its operation.
 
 use http::Request;
@@ -11,6 +11,7 @@ use crate::auth::{Identity, Operation};
 
 pub(crate) mod aliases;
 pub(crate) mod crypto;
+pub(crate) mod import;
 pub(crate) mod keys;
 pub(crate) mod service;
 
