@@ -24,7 +24,7 @@ use crate::cache::{Cached, DEFAULT_CACHE_CAPACITY, KeyCache, KeyCacheStats};
 use crate::clock::{Clock, SystemClock};
 use crate::dir::{KeyDir, io_error};
 use crate::master_key::{MasterSecret, RecordProtection};
-use crate::record::{KeyRecord, KeyVersion, MATERIAL_LEN, StoredMeta};
+use crate::record::{ImportedMeta, KeyRecord, KeyVersion, MATERIAL_LEN, StoredMeta, StoredState};
 use crate::store;
 use crate::writer::{Change, Op, Writer, WriterContext};
 
@@ -418,9 +418,6 @@ impl LocalBackend {
     }
 
     pub(crate) async fn create(&self, key_id: Option<String>, meta: StoredMeta) -> Result<Arc<KeyRecord>> {
-        if meta.origin != KeyOrigin::Kms {
-            return Err(KmsError::Unsupported { operation: "create_key with an external origin", backend: "local" });
-        }
         if let Some(id) = &key_id {
             validate_key_id("key_name", id)?;
         }
@@ -429,6 +426,12 @@ impl LocalBackend {
             Some(id) => id,
             None => kms_crypto::rand::key_id()?,
         };
+        if meta.origin == KeyOrigin::External {
+            // No material until it is imported (BYOK, `crate::byok`).
+            let meta =
+                StoredMeta { state: StoredState::PendingImport, imported: Some(ImportedMeta::default()), ..meta };
+            return self.insert(KeyRecord { key_id, meta, versions: Vec::new() }).await;
+        }
         let material = random_material()?;
         let version = KeyVersion::new(1, meta.creation_date, material.as_ref())?;
         self.insert(KeyRecord { key_id, meta, versions: vec![Arc::new(version)] }).await
@@ -487,7 +490,7 @@ impl LocalBackend {
                 .map(|(key_id, bytes)| {
                     let cached = inner.cache.peek(&key_id).unwrap_or_else(|| inner.open_record(&key_id, &bytes));
                     let key_state = match cached {
-                        Cached::Ready(record) => record.meta.state.into(),
+                        Cached::Ready(record) => record.state_at(inner.now()),
                         Cached::Unavailable(_) => KeyState::Unavailable,
                     };
                     KeyListEntry { key_id, key_state }
@@ -523,7 +526,7 @@ fn random_material() -> Result<Zeroizing<[u8; MATERIAL_LEN]>> {
 
 /// A fresh version of a key: the next number, new random material.
 pub(crate) fn next_version(record: &KeyRecord, now: OffsetDateTime) -> Result<KeyVersion> {
-    let number = record.current().version.checked_add(1).ok_or_else(|| KmsError::backend("key version overflow"))?;
+    let number = record.current_version().checked_add(1).ok_or_else(|| KmsError::backend("key version overflow"))?;
     KeyVersion::new(number, now, random_material()?.as_ref())
 }
 

@@ -24,6 +24,7 @@ impl LocalBackend {
         let version = KeyVersion::new(1, request.creation_date, request.material.expose_secret())?;
         let meta = StoredMeta {
             state,
+            imported: None,
             usage: request.key_usage,
             spec: MASTER_KEY_SPEC,
             origin: KeyOrigin::External,

@@ -86,7 +86,7 @@ pub(crate) fn decode(key_id: &str, bytes: &[u8], protection: &RecordProtection) 
         RecordProtection::InsecurePlaintext => raw,
     };
     let record = parse_body(key_id, &body)?;
-    if record.current().version != header.current_version {
+    if record.current_version() != header.current_version {
         return Err(RecordError::Malformed("current_version does not match the body".into()));
     }
     Ok(record)

@@ -38,6 +38,6 @@ fn local_key_record_v1_bytes() {
         };
         assert_eq!(body, hex(&case["body"]), "{name}");
         let record = decode(key_id, file.as_bytes(), &protection).unwrap();
-        assert_eq!(record.current().version, header.current_version, "{name}");
+        assert_eq!(record.current_version(), header.current_version, "{name}");
     }
 }

@@ -88,6 +88,7 @@ mod aliases;
 mod backend;
 mod backup;
 mod bundle;
+mod byok;
 mod cache;
 mod ciphertext;
 mod clock;

@@ -43,13 +43,15 @@ pub(crate) const MAX_RECORD_BYTES: usize = 1 << 20;
 pub(crate) const MATERIAL_LEN: usize = 32;
 const VERSION_ENTRY_LEN: usize = 4 + 8 + MATERIAL_LEN;
 
-/// Lifecycle state as stored (a key on disk is never `PendingImport` or `Unavailable`).
+/// Lifecycle state as stored (a key on disk is never `Unavailable`; only an external key is
+/// `PendingImport`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum StoredState {
     Enabled,
     Disabled,
     PendingDeletion,
+    PendingImport,
 }
 
 impl TryFrom<KeyState> for StoredState {
@@ -61,6 +63,7 @@ impl TryFrom<KeyState> for StoredState {
             KeyState::Enabled => Ok(Self::Enabled),
             KeyState::Disabled => Ok(Self::Disabled),
             KeyState::PendingDeletion => Ok(Self::PendingDeletion),
+            KeyState::PendingImport => Ok(Self::PendingImport),
             other => Err(KmsError::backend(format!("a local key cannot be stored as {other}"))),
         }
     }
@@ -72,6 +75,7 @@ impl From<StoredState> for KeyState {
             StoredState::Enabled => Self::Enabled,
             StoredState::Disabled => Self::Disabled,
             StoredState::PendingDeletion => Self::PendingDeletion,
+            StoredState::PendingImport => Self::PendingImport,
         }
     }
 }
@@ -98,6 +102,23 @@ pub(crate) struct StoredMeta {
     pub(crate) deletion_date: Option<OffsetDateTime>,
     #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
     pub(crate) rotation_date: Option<OffsetDateTime>,
+    /// An external key whose material is imported (BYOK, `docs/byok.md`); absent for every
+    /// other key (and in records written before BYOK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) imported: Option<ImportedMeta>,
+}
+
+/// What the record keeps of an external key's imported material besides the material itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImportedMeta {
+    /// The fingerprint of each version's material (index = version - 1), lowercase hex; kept
+    /// when the material is deleted, so that only the same material is accepted again.
+    #[serde(default)]
+    pub(crate) fingerprints: Vec<String>,
+    /// When the material expires: from then on the key reads `PendingImport`.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "time::serde::rfc3339::option")]
+    pub(crate) valid_to: Option<OffsetDateTime>,
 }
 
 /// One version of a key's material.
@@ -141,9 +162,28 @@ pub(crate) struct KeyRecord {
 }
 
 impl KeyRecord {
-    /// The version new ciphertexts are made with.
-    pub(crate) fn current(&self) -> &Arc<KeyVersion> {
-        self.versions.last().expect("a key record always has a version")
+    /// The number of the version new ciphertexts are made with: the newest version, or for an
+    /// external key the newest version ever imported (1 before the first import).
+    pub(crate) fn current_version(&self) -> u32 {
+        match &self.meta.imported {
+            Some(imported) => u32::try_from(imported.fingerprints.len()).unwrap_or(u32::MAX).max(1),
+            None => self.versions.last().map_or(1, |v| v.version),
+        }
+    }
+
+    /// The version new ciphertexts are made with, when its material is present (always, but
+    /// for an external key whose material was not imported, was deleted or expired).
+    pub(crate) fn current(&self) -> Option<&Arc<KeyVersion>> {
+        self.version(self.current_version())
+    }
+
+    /// The key's state at `now`: an external key whose material expired is `PendingImport`.
+    pub(crate) fn state_at(&self, now: OffsetDateTime) -> KeyState {
+        let expired = self.meta.imported.as_ref().and_then(|i| i.valid_to).is_some_and(|to| to <= now);
+        match self.meta.state {
+            StoredState::Enabled | StoredState::Disabled if expired => KeyState::PendingImport,
+            state => state.into(),
+        }
     }
 
     /// A version by number.
@@ -151,12 +191,13 @@ impl KeyRecord {
         self.versions.binary_search_by_key(&version, |v| v.version).ok().map(|i| &self.versions[i])
     }
 
-    /// The public view of this key.
-    pub(crate) fn metadata(&self) -> KeyMetadata {
+    /// The public view of this key at `now`.
+    pub(crate) fn metadata(&self, now: OffsetDateTime) -> KeyMetadata {
         let m = &self.meta;
+        let key_state = self.state_at(now);
         KeyMetadata {
             key_id: self.key_id.clone(),
-            key_state: m.state.into(),
+            key_state,
             key_usage: m.usage,
             key_spec: m.spec,
             origin: m.origin,
@@ -164,9 +205,9 @@ impl KeyRecord {
             tags: m.tags.clone(),
             creation_date: m.creation_date,
             deletion_date: m.deletion_date,
-            current_version: self.current().version,
+            current_version: self.current_version(),
             rotation_date: m.rotation_date,
-            valid_to: None,
+            valid_to: m.imported.as_ref().and_then(|i| i.valid_to).filter(|_| key_state != KeyState::PendingImport),
         }
     }
 
@@ -193,7 +234,7 @@ impl KeyRecord {
     /// a record it would refuse to read.
     pub(crate) fn encode(&self, protection: &RecordProtection) -> Result<Vec<u8>, KmsError> {
         let body = self.body()?;
-        let current = self.current().version;
+        let current = self.current_version();
         let kind = protection_byte(protection);
         let mut bytes = Vec::with_capacity(HEADER_LEN + body.len() + SEAL_OVERHEAD);
         bytes.push(RECORD_FORMAT_VERSION);
@@ -241,7 +282,7 @@ impl KeyRecord {
             RecordProtection::InsecurePlaintext => Zeroizing::new(sealed.to_vec()),
         };
         let record = parse_body(key_id, &body)?;
-        if record.current().version != current {
+        if record.current_version() != current {
             return Err(RecordError::Malformed("current_version does not match the body".into()));
         }
         Ok(record)
@@ -283,7 +324,8 @@ pub(crate) fn parse_body(key_id: &str, body: &[u8]) -> Result<KeyRecord, RecordE
     let meta: StoredMeta =
         serde_json::from_slice(take(meta_len)?).map_err(|e| RecordError::Malformed(format!("metadata: {e}")))?;
     let count = u32_at(take(4)?) as usize;
-    if count == 0 {
+    // Only an external key may hold no material (not imported yet, deleted, or expired).
+    if count == 0 && meta.imported.is_none() {
         return Err(RecordError::Malformed("no key version".into()));
     }
     let mut versions: Vec<Arc<KeyVersion>> = Vec::with_capacity(count.min(1024));
@@ -354,6 +396,7 @@ mod tests {
             key_id: key_id.into(),
             meta: StoredMeta {
                 state: StoredState::Enabled,
+                imported: None,
                 usage: KeyUsage::EncryptDecrypt,
                 spec: KeySpec::Aes256,
                 origin: KeyOrigin::Kms,
@@ -381,7 +424,7 @@ mod tests {
             assert_eq!(back.meta, rec.meta);
             assert_eq!(back.versions.len(), 3);
             assert_eq!(back.version(2).unwrap().material(), [2; 32]);
-            assert_eq!(back.metadata().current_version, 3);
+            assert_eq!(back.metadata(OffsetDateTime::now_utc()).current_version, 3);
         }
     }
 

@@ -50,7 +50,7 @@ fn local_key_record_v2_bytes() {
         let key_id = case["key_id"].as_str().unwrap();
         let current = number(&case["current_version"]);
         let expected = record(case);
-        assert_eq!(expected.current().version, current, "{name}");
+        assert_eq!(expected.current_version(), current, "{name}");
         assert_eq!(*expected.body().unwrap(), hex(&case["body"]), "{name}");
         let value = hex(&case["value"]);
         let protection = match case["protection"].as_u64() {

@@ -16,10 +16,11 @@ use kms_types::types::{
     DecryptRequest, DecryptResponse, DeleteKeyRequest, DeleteKeyResponse, DescribeKeyRequest, DescribeKeyResponse,
     DisableKeyRequest, EnableKeyRequest, EncryptRequest, EncryptResponse, EncryptionContext, GenerateDataKeyRequest,
     GenerateDataKeyResponse, GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse,
-    KeyMetadataResponse, KeySpec, KeyState, ListKeysRequest, ListKeysResponse, ReEncryptRequest, ReEncryptResponse,
-    RotateKeyRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest, validate_key_id,
+    KeyMetadataResponse, KeyOrigin, KeySpec, KeyState, ListKeysRequest, ListKeysResponse, ReEncryptRequest,
+    ReEncryptResponse, RotateKeyRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest, validate_key_id,
     validate_pending_window,
 };
+use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use crate::backend::{LocalBackend, MASTER_KEY_SPEC, next_version};
@@ -30,8 +31,8 @@ pub use kms_types::types::MAX_DESCRIPTION_LEN;
 
 /// The key-state table of [`kms_types::operation`]: `Ok` when `record`'s state allows
 /// `operation`.
-fn require(record: &KeyRecord, operation: Operation) -> Result<()> {
-    operation.check_key_state(&record.key_id, record.meta.state.into())
+fn require(record: &KeyRecord, operation: Operation, now: OffsetDateTime) -> Result<()> {
+    operation.check_key_state(&record.key_id, record.state_at(now))
 }
 
 /// `current` after `operation` (which [`require`] allowed): its next state per the table;
@@ -45,8 +46,8 @@ fn advanced(current: &KeyRecord, operation: Operation) -> Result<Option<KeyRecor
     }))
 }
 
-fn response(record: &KeyRecord) -> KeyMetadataResponse {
-    KeyMetadataResponse { key_metadata: record.metadata() }
+fn response(record: &KeyRecord, now: OffsetDateTime) -> KeyMetadataResponse {
+    KeyMetadataResponse { key_metadata: record.metadata(now) }
 }
 
 impl LocalBackend {
@@ -55,13 +56,13 @@ impl LocalBackend {
         validate_key_id("key_id", key_id)?;
         self.check_open()?;
         let record = self.inner.loaded(key_id, operation.as_str()).await?;
-        require(&record, operation)?;
+        require(&record, operation, self.now())?;
         Ok(record)
     }
 
     /// Seals `plaintext` under the current version of `record` into a blob.
     fn seal(record: &KeyRecord, plaintext: &[u8], context: &EncryptionContext) -> Result<(u32, Vec<u8>)> {
-        let version = record.current();
+        let version = record.current().ok_or_else(KmsError::crypto)?;
         let binding = Binding { master_key_id: &record.key_id, master_key_version: version.version, context };
         let sealed = version.key.seal(plaintext, &binding)?;
         Ok((version.version, ciphertext::encode(&record.key_id, version.version, &sealed)))
@@ -76,7 +77,7 @@ impl LocalBackend {
         operation: Operation,
     ) -> Result<(u32, PlaintextDataKey, Vec<u8>)> {
         let record = self.enabled(key_id, operation).await?;
-        let version = record.current();
+        let version = record.current().ok_or_else(KmsError::crypto)?;
         let binding = Binding { master_key_id: &record.key_id, master_key_version: version.version, context };
         // One random draw (key and envelope salt) and one seal under the per-envelope key.
         let (data_key, wrapped) = version.key.generate_and_wrap_data_key(spec, &binding)?;
@@ -114,8 +115,8 @@ impl LocalBackend {
 
     /// Enable or disable: checked against the table, written only when the state changes.
     async fn transition(&self, key_id: &str, operation: Operation) -> Result<Arc<KeyRecord>> {
-        self.mutate(key_id, operation.as_str(), move |current, _| {
-            require(current, operation)?;
+        self.mutate(key_id, operation.as_str(), move |current, now| {
+            require(current, operation, now)?;
             advanced(current, operation)
         })
         .await
@@ -127,6 +128,7 @@ impl KmsBackend for LocalBackend {
     async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse> {
         let meta = StoredMeta {
             state: StoredState::Enabled,
+            imported: None,
             usage: request.key_usage,
             spec: MASTER_KEY_SPEC,
             origin: request.origin.unwrap_or_default(),
@@ -138,7 +140,7 @@ impl KmsBackend for LocalBackend {
             rotation_date: None,
         };
         let record = self.create(request.key_name, meta).await?;
-        Ok(CreateKeyResponse { key_id: record.key_id.clone(), key_metadata: record.metadata() })
+        Ok(CreateKeyResponse { key_id: record.key_id.clone(), key_metadata: record.metadata(self.now()) })
     }
 
     async fn encrypt(&self, request: EncryptRequest) -> Result<EncryptResponse> {
@@ -188,7 +190,7 @@ impl KmsBackend for LocalBackend {
     }
 
     async fn describe_key(&self, request: DescribeKeyRequest) -> Result<DescribeKeyResponse> {
-        Ok(DescribeKeyResponse { key_metadata: self.describe(&request.key_id).await?.metadata() })
+        Ok(DescribeKeyResponse { key_metadata: self.describe(&request.key_id).await?.metadata(self.now()) })
     }
 
     async fn list_keys(&self, request: ListKeysRequest) -> Result<ListKeysResponse> {
@@ -200,7 +202,7 @@ impl KmsBackend for LocalBackend {
         let operation = Operation::ScheduleKeyDeletion;
         let record = self
             .mutate(&request.key_id, operation.as_str(), move |current, now| {
-                require(current, operation)?;
+                require(current, operation, now)?;
                 let mut next = advanced(current, operation)?.unwrap_or_else(|| current.clone());
                 next.meta.deletion_date = Some(now + time::Duration::days(i64::from(days)));
                 Ok(Some(next))
@@ -212,8 +214,8 @@ impl KmsBackend for LocalBackend {
 
     async fn cancel_key_deletion(&self, request: CancelKeyDeletionRequest) -> Result<CancelKeyDeletionResponse> {
         let operation = Operation::CancelKeyDeletion;
-        self.mutate(&request.key_id, operation.as_str(), move |current, _| {
-            require(current, operation)?;
+        self.mutate(&request.key_id, operation.as_str(), move |current, now| {
+            require(current, operation, now)?;
             let mut next = advanced(current, operation)?.unwrap_or_else(|| current.clone());
             next.meta.deletion_date = None;
             Ok(Some(next))
@@ -267,25 +269,31 @@ impl KmsBackend for LocalBackend {
 
     async fn enable_key(&self, request: EnableKeyRequest) -> Result<KeyMetadataResponse> {
         let record = self.transition(&request.key_id, Operation::EnableKey).await?;
-        Ok(response(&record))
+        Ok(response(&record, self.now()))
     }
 
     async fn disable_key(&self, request: DisableKeyRequest) -> Result<KeyMetadataResponse> {
         let record = self.transition(&request.key_id, Operation::DisableKey).await?;
-        Ok(response(&record))
+        Ok(response(&record, self.now()))
     }
 
     async fn rotate_key(&self, request: RotateKeyRequest) -> Result<KeyMetadataResponse> {
         let record = self
             .mutate(&request.key_id, Operation::RotateKey.as_str(), |current, now| {
-                require(current, Operation::RotateKey)?;
+                require(current, Operation::RotateKey, now)?;
+                if current.meta.origin != KeyOrigin::Kms {
+                    return Err(KmsError::invalid_request(
+                        "key_id",
+                        "an external key gains versions only by import (import_key_material with new_version)",
+                    ));
+                }
                 let mut next = current.clone();
                 next.versions.push(Arc::new(next_version(current, now)?));
                 next.meta.rotation_date = Some(now);
                 Ok(Some(next))
             })
             .await?;
-        Ok(response(&record))
+        Ok(response(&record, self.now()))
     }
 
     async fn re_encrypt(&self, request: ReEncryptRequest) -> Result<ReEncryptResponse> {
@@ -312,8 +320,8 @@ impl KmsBackend for LocalBackend {
         let description = request.description;
         let operation = Operation::UpdateKeyDescription;
         let record = self
-            .mutate(&request.key_id, operation.as_str(), move |current, _| {
-                require(current, operation)?;
+            .mutate(&request.key_id, operation.as_str(), move |current, now| {
+                require(current, operation, now)?;
                 Ok((current.meta.description.as_deref() != Some(description.as_str())).then(|| {
                     let mut next = current.clone();
                     next.meta.description = Some(description);
@@ -321,27 +329,27 @@ impl KmsBackend for LocalBackend {
                 }))
             })
             .await?;
-        Ok(response(&record))
+        Ok(response(&record, self.now()))
     }
 
     async fn tag_key(&self, request: TagKeyRequest) -> Result<KeyMetadataResponse> {
         let tags = request.tags;
         let record = self
-            .mutate(&request.key_id, Operation::TagKey.as_str(), move |current, _| {
-                require(current, Operation::TagKey)?;
+            .mutate(&request.key_id, Operation::TagKey.as_str(), move |current, now| {
+                require(current, Operation::TagKey, now)?;
                 let mut next = current.clone();
                 next.meta.tags.extend(tags);
                 Ok((next.meta.tags != current.meta.tags).then_some(next))
             })
             .await?;
-        Ok(response(&record))
+        Ok(response(&record, self.now()))
     }
 
     async fn untag_key(&self, request: UntagKeyRequest) -> Result<KeyMetadataResponse> {
         let names = request.tag_keys;
         let record = self
-            .mutate(&request.key_id, Operation::UntagKey.as_str(), move |current, _| {
-                require(current, Operation::UntagKey)?;
+            .mutate(&request.key_id, Operation::UntagKey.as_str(), move |current, now| {
+                require(current, Operation::UntagKey, now)?;
                 let mut next = current.clone();
                 for name in &names {
                     next.meta.tags.remove(name);
@@ -349,7 +357,7 @@ impl KmsBackend for LocalBackend {
                 Ok((next.meta.tags != current.meta.tags).then_some(next))
             })
             .await?;
-        Ok(response(&record))
+        Ok(response(&record, self.now()))
     }
 
     async fn close(&self) -> Result<()> {
@@ -361,8 +369,21 @@ impl KmsBackend for LocalBackend {
         self.snapshot().await
     }
 
+    async fn import_key_material(&self, request: kms_types::byok::ImportMaterial) -> Result<KeyMetadataResponse> {
+        let record = self.import_material(request).await?;
+        Ok(response(&record, self.now()))
+    }
+
+    async fn delete_imported_key_material(
+        &self,
+        request: kms_types::byok::DeleteImportedKeyMaterialRequest,
+    ) -> Result<KeyMetadataResponse> {
+        let record = self.delete_material(request).await?;
+        Ok(response(&record, self.now()))
+    }
+
     async fn import_key(&self, request: kms_types::import::ImportKeyRequest) -> Result<KeyMetadataResponse> {
-        Ok(KeyMetadataResponse { key_metadata: self.import(request).await?.metadata() })
+        Ok(KeyMetadataResponse { key_metadata: self.import(request).await?.metadata(self.now()) })
     }
 
     fn key_cache_stats(&self) -> Option<kms_types::api_types::CacheStats> {
