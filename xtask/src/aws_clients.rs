@@ -27,10 +27,10 @@ pub(crate) const AWS_CLIENTS: &[Package] = &[
 ];
 
 /// A `kms serve` child process, killed (and its data folder removed) on drop.
-struct KmsServer {
+pub(crate) struct KmsServer {
     child: Child,
-    data_dir: PathBuf,
-    endpoint: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) endpoint: String,
 }
 
 impl Drop for KmsServer {
@@ -43,7 +43,7 @@ impl Drop for KmsServer {
 }
 
 /// The backend `kms serve` runs on for one pass of the client script.
-enum Backend<'a> {
+pub(crate) enum Backend<'a> {
     /// The default: the local backend in the data folder.
     Local,
     /// The Vault backend on this OpenBao dev server (root token, its own KV prefix).
@@ -51,7 +51,7 @@ enum Backend<'a> {
 }
 
 impl Backend<'_> {
-    fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Self::Local => "local",
             Self::Vault(_) => "openbao",
@@ -72,7 +72,7 @@ fn vault_config(bao: &OpenBao) -> Result<String, String> {
 impl KmsServer {
     /// Starts `kms serve` on a free port, on the backend `backend` says, and waits until it
     /// listens.
-    fn start(kms: &Path, root: &Path, backend: &Backend<'_>) -> Result<Self, String> {
+    pub(crate) fn start(kms: &Path, root: &Path, backend: &Backend<'_>) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?

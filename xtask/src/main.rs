@@ -10,6 +10,9 @@
 //! - `aws-clients`: boto3, the AWS CLI and the AWS Encryption SDK (installed into
 //!   `.tools/python`) against a `kms serve` it starts and always stops, on the local backend
 //!   and then on an OpenBao dev server of its own (see [`aws_clients`]); `test` runs it too.
+//! - `byok`: key material made by Python `cryptography`, wrapped and imported through the
+//!   native API of a real `kms serve`, a data key opened with it by `docs/vectors/kmsformats.py`
+//!   (see [`byok`]); `test` runs it too.
 //! - `ci`: everything CI checks, in order: formatting, clippy with warnings denied, docs, the
 //!   facade's feature matrix, the layering rules, `cargo deny` (when installed), `test`, then
 //!   `fuzz --ci` (60 s per target).
@@ -29,6 +32,7 @@
 //! tests and benches share.
 
 mod aws_clients;
+mod byok;
 mod ha;
 mod layering;
 mod moto;
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("vectors") => check_format_vectors(),
         Some("aws-clients") => aws_clients::run(&workspace_root()).map(drop),
+        Some("byok") => byok::run(&workspace_root()),
         Some("ci") => ci(),
         Some("bench") => bench(&args[1..]),
         Some("fuzz") => fuzz(&args[1..]),
@@ -55,7 +60,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | vectors | aws-clients | ci | bench [{}] | fuzz [--ci] [SECONDS] | layering | openbao | ha [SECONDS]>",
+                "usage: cargo xtask <test | vectors | aws-clients | byok | ci | bench [{}] | fuzz [--ci] [SECONDS] | layering | openbao | ha [SECONDS]>",
                 bench_names().join("|")
             );
             return ExitCode::from(2);
@@ -115,6 +120,7 @@ fn workspace_root() -> std::path::PathBuf {
 /// when this returns, whether the tests passed or not.
 fn test() -> Result<(), String> {
     check_format_vectors()?;
+    byok::run(&workspace_root())?;
     let aws_cli_dir = aws_clients::run(&workspace_root())?;
     let server = openbao::start(&workspace_root())?;
     eprintln!(

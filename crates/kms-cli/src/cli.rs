@@ -199,6 +199,35 @@ pub(crate) enum KeyCommand {
         /// Tag as NAME=VALUE (repeatable).
         #[arg(long = "tag", value_name = "NAME=VALUE")]
         tags: Vec<String>,
+        /// Where the material comes from: `kms` generates it; an `external` key waits
+        /// (pending_import) for `kms key import` (docs/byok.md).
+        #[arg(long, value_enum, default_value_t = Origin::Kms)]
+        origin: Origin,
+    },
+    /// Import key material (BYOK) into an external key: asks for import parameters, wraps the
+    /// file's 32 bytes under the returned RSA key (RSAES-OAEP-SHA-256) here, and sends only the
+    /// wrapped bytes (docs/byok.md).
+    Import {
+        #[arg(help = KEY_ID_HELP)]
+        key_id: String,
+        /// File holding exactly 32 bytes of raw AES-256 material.
+        #[arg(long, value_name = "PATH")]
+        material_file: PathBuf,
+        /// When the material expires (RFC 3339); the key is then pending_import again.
+        #[arg(long, value_name = "RFC3339")]
+        valid_to: Option<String>,
+        /// Add the material as a new version of a key that has material.
+        #[arg(long)]
+        new_version: bool,
+        /// The RSA wrapping key's size.
+        #[arg(long, value_enum, default_value_t = WrappingSpec::Rsa4096)]
+        wrapping_key_spec: WrappingSpec,
+    },
+    /// Delete an external key's imported material (the key becomes pending_import; the same
+    /// material can be imported again).
+    DeleteMaterial {
+        #[arg(help = KEY_ID_HELP)]
+        key_id: String,
     },
     /// List keys.
     List {
@@ -268,6 +297,26 @@ pub(crate) enum KeyCommand {
         /// The new description (up to 8192 characters).
         description: String,
     },
+}
+
+/// `kms key create --origin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Origin {
+    /// kms generates the material.
+    Kms,
+    /// The material is imported later (`kms key import`).
+    External,
+}
+
+/// `kms key import --wrapping-key-spec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WrappingSpec {
+    /// RSA-3072.
+    #[value(name = "rsa-3072")]
+    Rsa3072,
+    /// RSA-4096.
+    #[value(name = "rsa-4096")]
+    Rsa4096,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

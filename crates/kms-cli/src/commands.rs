@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::cli::{Cli, Command, GlobalArgs, KeyCommand, ServiceCommand, Spec, TokenCommand};
+use crate::cli::{Cli, Command, GlobalArgs, KeyCommand, Origin, ServiceCommand, Spec, TokenCommand, WrappingSpec};
 use crate::client::{CliError, Client};
 use crate::output;
 use crate::pairs::pairs;
@@ -154,11 +154,12 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
         output::fields(m);
     };
     match cmd {
-        KeyCommand::Create { name, description, tags } => {
+        KeyCommand::Create { name, description, tags, origin } => {
             let request = CreateKeyRequest {
                 key_name: name,
                 description,
                 tags: pairs("--tag", &tags)?,
+                origin: (origin == Origin::External).then_some(kms::types::KeyOrigin::External),
                 ..CreateKeyRequest::default()
             };
             let created: CreateKeyResponse = client.call(Method::POST, "/kms/v1/keys", Some(&request)).await?;
@@ -205,6 +206,16 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
         }
         KeyCommand::Enable { key_id } => simple(client, global, &key_id, "enable").await?,
         KeyCommand::Disable { key_id } => simple(client, global, &key_id, "disable").await?,
+        KeyCommand::Import { key_id, material_file, valid_to, new_version, wrapping_key_spec } => {
+            let imported =
+                import_material(client, &key_id, &material_file, valid_to, new_version, wrapping_key_spec).await?;
+            show(global, &as_value(&imported)?, show_metadata);
+        }
+        KeyCommand::DeleteMaterial { key_id } => {
+            let path = format!("/kms/v1/keys/{}/import-material", segment(&key_id)?);
+            let deleted: KeyMetadataResponse = client.call(Method::DELETE, &path, None::<&()>).await?;
+            show(global, &as_value(&deleted)?, show_metadata);
+        }
         KeyCommand::Rotate { key_id } => simple(client, global, &key_id, "rotate").await?,
         KeyCommand::CancelDeletion { key_id } => simple(client, global, &key_id, "cancel-deletion").await?,
         KeyCommand::Delete { key_id, pending_days } => {
@@ -232,6 +243,57 @@ async fn key(client: &Client, global: &GlobalArgs, cmd: KeyCommand) -> Result<()
         }
     }
     Ok(())
+}
+
+/// `kms key import`: parameters from the server, the material wrapped here, the wrapped bytes
+/// sent. The material is read into a buffer wiped on drop and never leaves this process
+/// unwrapped.
+async fn import_material(
+    client: &Client,
+    key_id: &str,
+    material_file: &std::path::Path,
+    valid_to: Option<String>,
+    new_version: bool,
+    spec: WrappingSpec,
+) -> Result<KeyMetadataResponse, CliError> {
+    let material = Zeroizing::new(
+        std::fs::read(material_file)
+            .map_err(|e| CliError::local(format!("cannot read {}: {e}", material_file.display())))?,
+    );
+    if material.len() != kms::byok::IMPORT_MATERIAL_LEN {
+        return Err(CliError::local(format!(
+            "{} holds {} bytes; key material is exactly 32 raw bytes (AES-256)",
+            material_file.display(),
+            material.len()
+        )));
+    }
+    let valid_to = valid_to
+        .map(|text| {
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| CliError::usage(format!("--valid-to {text}: not an RFC 3339 date-time")))
+        })
+        .transpose()?;
+    let segment = segment(key_id)?;
+    let body = kms::byok::ImportParametersBody {
+        wrapping_key_spec: match spec {
+            WrappingSpec::Rsa3072 => kms::byok::WrappingKeySpec::Rsa3072,
+            WrappingSpec::Rsa4096 => kms::byok::WrappingKeySpec::Rsa4096,
+        },
+        ..Default::default()
+    };
+    let path = format!("/kms/v1/keys/{segment}/import-parameters");
+    let params: kms::byok::GetParametersForImportResponse = client.call(Method::POST, &path, Some(&body)).await?;
+    let encrypted_key_material = kms::crypto::wrapping::wrap_material(&params.public_key, &material)
+        .map_err(|e| CliError::local(format!("cannot wrap the material under the server's key: {e}")))?;
+    drop(material);
+    let body = kms::byok::ImportMaterialBody {
+        encrypted_key_material,
+        import_token: params.import_token,
+        valid_to,
+        new_version,
+    };
+    let path = format!("/kms/v1/keys/{segment}/import-material");
+    client.call(Method::POST, &path, Some(&body)).await
 }
 
 async fn simple(client: &Client, global: &GlobalArgs, key_id: &str, action: &str) -> Result<(), CliError> {

@@ -92,7 +92,7 @@ use std::sync::Arc;
 pub use kms_core::fs_trust;
 pub use kms_core::{aliases, backends, encryption, manager, mock, service_manager};
 pub use kms_crypto as crypto;
-pub use kms_types::{alias, api_types, config, error, import, limits, operation, secret, serde_helpers, types};
+pub use kms_types::{alias, api_types, byok, config, error, import, limits, operation, secret, serde_helpers, types};
 
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
