@@ -252,11 +252,87 @@ def test_encryption_sdk():
     print("aws encryption sdk: 10 MiB stream, strict and discovery providers, tampering refused: ok")
 
 
+def test_boto3_byok():
+    """BYOK the AWS way: an EXTERNAL key, material made here (not by kms) wrapped with
+    `cryptography`'s RSAES-OAEP-SHA-256 under the returned public key, imported, used, deleted.
+    Skipped, saying so, on a backend that answers CreateKey Origin=EXTERNAL with
+    UnsupportedOperationException."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    backend = os.environ.get("KMS_BACKEND", "local")
+    client = kms()
+    try:
+        key = client.create_key(Origin="EXTERNAL", Description="byok")["KeyMetadata"]
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "UnsupportedOperationException":
+            raise
+        print(f"boto3 byok: skipped, the {backend} backend does not import key material "
+              f"({e.response['Error']['Message']})")
+        return
+    arn = key["Arn"]
+    assert key["Origin"] == "EXTERNAL" and key["KeyState"] == "PendingImport" and not key["Enabled"], key
+    expect_error("KMSInvalidStateException", client.encrypt, KeyId=arn, Plaintext=b"x")
+    oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+    def parameters(spec="RSA_3072"):
+        params = client.get_parameters_for_import(
+            KeyId=arn, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec=spec)
+        assert params["KeyId"] == arn, params["KeyId"]
+        public = serialization.load_der_public_key(params["PublicKey"])
+        assert public.key_size == int(spec.split("_")[1]), public.key_size
+        left = params["ParametersValidTo"].timestamp() - __import__("time").time()
+        assert 23 * 3600 < left <= 24 * 3600 + 60, left
+        return params, public
+
+    for algorithm, spec in [("RSAES_OAEP_SHA_1", "RSA_3072"), ("RSAES_PKCS1_V1_5", "RSA_4096"),
+                            ("RSAES_OAEP_SHA_256", "RSA_2048")]:
+        expect_error("UnsupportedOperationException", client.get_parameters_for_import,
+                     KeyId=arn, WrappingAlgorithm=algorithm, WrappingKeySpec=spec)
+
+    material = os.urandom(32)
+    params, public = parameters("RSA_3072")
+    wrapped = public.encrypt(material, oaep)
+    no_expiry = {"ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}
+    expect_error("InvalidImportTokenException", client.import_key_material, KeyId=arn,
+                 ImportToken=b"not a token" * 8, EncryptedKeyMaterial=wrapped, **no_expiry)
+    expect_error("IncorrectKeyMaterialException", client.import_key_material, KeyId=arn,
+                 ImportToken=params["ImportToken"], EncryptedKeyMaterial=public.encrypt(os.urandom(16), oaep),
+                 **no_expiry)
+    params, public = parameters("RSA_4096")
+    client.import_key_material(KeyId=arn, ImportToken=params["ImportToken"],
+                               EncryptedKeyMaterial=public.encrypt(material, oaep), **no_expiry)
+    described = client.describe_key(KeyId=arn)["KeyMetadata"]
+    assert described["KeyState"] == "Enabled" and described["Origin"] == "EXTERNAL", described
+    context = {"purpose": "byok"}
+    blob = client.encrypt(KeyId=arn, Plaintext=b"brought my own key", EncryptionContext=context)["CiphertextBlob"]
+    assert client.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"] == b"brought my own key"
+
+    client.delete_imported_key_material(KeyId=arn)
+    assert client.describe_key(KeyId=arn)["KeyMetadata"]["KeyState"] == "PendingImport"
+    expect_error("KMSInvalidStateException", client.decrypt, CiphertextBlob=blob, EncryptionContext=context)
+    # Different material never goes into a key that had material; the same material does.
+    params, public = parameters()
+    expect_error("IncorrectKeyMaterialException", client.import_key_material, KeyId=arn,
+                 ImportToken=params["ImportToken"], EncryptedKeyMaterial=public.encrypt(os.urandom(32), oaep),
+                 **no_expiry)
+    params, public = parameters()
+    client.import_key_material(KeyId=arn, ImportToken=params["ImportToken"],
+                               EncryptedKeyMaterial=public.encrypt(material, oaep), **no_expiry)
+    assert client.decrypt(CiphertextBlob=blob, EncryptionContext=context)["Plaintext"] == b"brought my own key"
+    # Material on a key kms made is refused.
+    own = client.create_key()["KeyMetadata"]["Arn"]
+    expect_error("UnsupportedOperationException", client.get_parameters_for_import, KeyId=own,
+                 WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_3072")
+    print(f"boto3 byok: external key, OAEP-SHA-256 wrapped import, round trip, delete, re-import: ok ({backend})")
+
+
 if __name__ == "__main__":
     test_signatures_are_checked()
     test_boto3_operations()
     test_boto3_paginators()
     test_boto3_aliases()
+    test_boto3_byok()
     test_aws_cli()
     test_encryption_sdk()
     print(f"all AWS client tests passed on the {os.environ.get('KMS_BACKEND', 'local')} backend")

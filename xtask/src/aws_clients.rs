@@ -22,6 +22,8 @@ pub(crate) const AWS_CLIENTS: &[Package] = &[
     Package { requirement: "boto3>=1.34", module: "boto3" },
     Package { requirement: "awscli>=1.32", module: "awscli" },
     Package { requirement: "aws-encryption-sdk>=4,<5", module: "aws_encryption_sdk" },
+    // The BYOK check wraps its material with it (RSAES-OAEP-SHA-256), independently of kms.
+    Package { requirement: "cryptography>=42", module: "cryptography" },
 ];
 
 /// A `kms serve` child process, killed (and its data folder removed) on drop.

@@ -546,3 +546,150 @@ async fn bad_requests_never_succeed_and_never_5xx() {
     assert_eq!((successes, server_errors), (0, 0));
     server.stop().await;
 }
+
+/// `GetParametersForImport` for `arn` with `spec`, checked; the public key and token.
+async fn import_parameters(aws: &Aws, arn: &str, spec: &str) -> (Vec<u8>, String) {
+    let params = aws
+        .ok(
+            "GetParametersForImport",
+            json!({"KeyId": arn, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": spec}),
+        )
+        .await;
+    assert_eq!(params["KeyId"], arn);
+    let valid_for =
+        params["ParametersValidTo"].as_f64().unwrap() - time::OffsetDateTime::now_utc().unix_timestamp() as f64;
+    assert!((23.0 * 3600.0..=24.0 * 3600.0 + 60.0).contains(&valid_for), "{valid_for}");
+    (unb64(&params["PublicKey"]), params["ImportToken"].as_str().unwrap().to_owned())
+}
+
+fn wrap(public_key: &[u8], material: &[u8]) -> String {
+    b64(&kms_crypto::wrapping::wrap_material(public_key, material).unwrap())
+}
+
+#[tokio::test]
+async fn byok_external_keys_import_use_delete_and_reimport_only_their_material() {
+    let (server, aws, app) = server("byok").await;
+    let meta = aws.ok("CreateKey", json!({"Origin": "EXTERNAL", "Description": "byok"})).await["KeyMetadata"].clone();
+    let arn = meta["Arn"].as_str().unwrap().to_owned();
+    assert_eq!((meta["Origin"].as_str(), meta["KeyState"].as_str()), (Some("EXTERNAL"), Some("PendingImport")));
+    assert_eq!(meta["Enabled"], false);
+    assert_eq!(meta["ExpirationModel"], "KEY_MATERIAL_DOES_NOT_EXPIRE");
+    let encrypt = json!({"KeyId": arn, "Plaintext": b64(b"brought my own key"), "EncryptionContext": {"a": "b"}});
+    assert_eq!(aws.call("Encrypt", encrypt.clone()).await.error(), "KMSInvalidStateException");
+
+    let material = [0x42u8; 32];
+    let (public, token) = import_parameters(&aws, &arn, "RSA_3072").await;
+    let import = |token: &str, wrapped: String| {
+        json!({"KeyId": arn, "ImportToken": token, "EncryptedKeyMaterial": wrapped,
+               "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"})
+    };
+    // A token that is not one, a token of other parameters, wrapped bytes that do not unwrap,
+    // material of the wrong length.
+    let bogus = b64(&[7u8; 64]);
+    assert_eq!(
+        aws.call("ImportKeyMaterial", import(&bogus, wrap(&public, &material))).await.error(),
+        "InvalidImportTokenException"
+    );
+    let (other_public, other_token) = import_parameters(&aws, &arn, "RSA_4096").await;
+    assert_eq!(
+        aws.call("ImportKeyMaterial", import(&other_token, wrap(&public, &material))).await.error(),
+        "InvalidCiphertextException"
+    );
+    assert_eq!(
+        aws.call("ImportKeyMaterial", import(&token, wrap(&public, &[1u8; 16]))).await.error(),
+        "IncorrectKeyMaterialException"
+    );
+    // The app identity has no import grant.
+    assert_eq!(
+        app.call("ImportKeyMaterial", import(&token, wrap(&public, &material))).await.error(),
+        "AccessDeniedException"
+    );
+
+    let imported = aws.ok("ImportKeyMaterial", import(&other_token, wrap(&other_public, &material))).await;
+    assert_eq!(imported["KeyId"], arn);
+    let described = aws.ok("DescribeKey", json!({"KeyId": arn})).await["KeyMetadata"].clone();
+    assert_eq!((described["KeyState"].as_str(), described["Enabled"].as_bool()), (Some("Enabled"), Some(true)));
+    let blob = aws.ok("Encrypt", encrypt).await["CiphertextBlob"].as_str().unwrap().to_owned();
+    let decrypt = json!({"CiphertextBlob": blob, "EncryptionContext": {"a": "b"}});
+    assert_eq!(unb64(&aws.ok("Decrypt", decrypt.clone()).await["Plaintext"]), b"brought my own key");
+    // A used token is spent.
+    assert_eq!(
+        aws.call("ImportKeyMaterial", import(&other_token, wrap(&other_public, &material))).await.error(),
+        "InvalidImportTokenException"
+    );
+
+    let deleted = aws.ok("DeleteImportedKeyMaterial", json!({"KeyId": arn})).await;
+    assert_eq!(deleted["KeyId"], arn);
+    assert_eq!(aws.ok("DescribeKey", json!({"KeyId": arn})).await["KeyMetadata"]["KeyState"], "PendingImport");
+    assert_eq!(aws.call("Decrypt", decrypt.clone()).await.error(), "KMSInvalidStateException");
+    let (public, token) = import_parameters(&aws, &arn, "RSA_3072").await;
+    assert_eq!(
+        aws.call("ImportKeyMaterial", import(&token, wrap(&public, &[0x43u8; 32]))).await.error(),
+        "IncorrectKeyMaterialException"
+    );
+    // The same material again, with an expiry this time.
+    let valid_to = (time::OffsetDateTime::now_utc().unix_timestamp() + 3600) as f64;
+    let with_expiry = json!({"KeyId": arn, "ImportToken": token, "EncryptedKeyMaterial": wrap(&public, &material),
+                             "ExpirationModel": "KEY_MATERIAL_EXPIRES", "ValidTo": valid_to});
+    aws.ok("ImportKeyMaterial", with_expiry).await;
+    let described = aws.ok("DescribeKey", json!({"KeyId": arn})).await["KeyMetadata"].clone();
+    assert_eq!(described["ExpirationModel"], "KEY_MATERIAL_EXPIRES");
+    assert_eq!(described["ValidTo"].as_f64(), Some(valid_to));
+    assert_eq!(unb64(&aws.ok("Decrypt", decrypt).await["Plaintext"]), b"brought my own key");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn byok_requests_kms_does_not_serve_get_the_errors_botocore_lists() {
+    let (server, aws, _) = server("byok-refused").await;
+    let own = aws.ok("CreateKey", json!({})).await["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    assert_eq!(aws.call("CreateKey", json!({"Origin": "AWS_CLOUDHSM"})).await.error(), "UnsupportedOperationException");
+    assert_eq!(
+        aws.call("CreateKey", json!({"Origin": "EXTERNAL_KEY_STORE"})).await.error(),
+        "UnsupportedOperationException"
+    );
+    let params =
+        |algorithm: &str, spec: &str| json!({"KeyId": own, "WrappingAlgorithm": algorithm, "WrappingKeySpec": spec});
+    for (algorithm, spec, error) in [
+        ("RSAES_OAEP_SHA_1", "RSA_3072", "UnsupportedOperationException"),
+        ("RSAES_PKCS1_V1_5", "RSA_4096", "UnsupportedOperationException"),
+        ("RSA_AES_KEY_WRAP_SHA_256", "RSA_4096", "UnsupportedOperationException"),
+        ("RSAES_OAEP_SHA_256", "RSA_2048", "UnsupportedOperationException"),
+        ("RSAES_OAEP_SHA_256", "SM2", "UnsupportedOperationException"),
+        ("OAEP", "RSA_3072", "ValidationException"),
+        ("RSAES_OAEP_SHA_256", "RSA_8192", "ValidationException"),
+        // A key kms generated takes no material.
+        ("RSAES_OAEP_SHA_256", "RSA_3072", "UnsupportedOperationException"),
+    ] {
+        assert_eq!(
+            aws.call("GetParametersForImport", params(algorithm, spec)).await.error(),
+            error,
+            "{algorithm} {spec}"
+        );
+    }
+    let missing =
+        aws.call("GetParametersForImport", json!({"KeyId": own, "WrappingAlgorithm": "RSAES_OAEP_SHA_256"})).await;
+    // A missing required member is refused by the shared body parser, as for every operation.
+    assert_eq!(missing.error(), "SerializationException");
+    let import = |extra: Value| {
+        let mut body = json!({"KeyId": own, "ImportToken": b64(&[1; 32]), "EncryptedKeyMaterial": b64(&[2; 384])});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    for (extra, error) in [
+        (json!({"ExpirationModel": "KEY_MATERIAL_EXPIRES"}), "ValidationException"),
+        (
+            json!({"ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "ValidTo": 4_000_000_000u64}),
+            "ValidationException",
+        ),
+        (json!({"ExpirationModel": "SOMETIMES"}), "ValidationException"),
+        (json!({"ImportType": "OTHER"}), "ValidationException"),
+        (json!({"KeyMaterialId": "abc"}), "UnsupportedOperationException"),
+        (json!({"ImportToken": "not base64!"}), "ValidationException"),
+    ] {
+        assert_eq!(aws.call("ImportKeyMaterial", import(extra.clone())).await.error(), error, "{extra}");
+    }
+    let delete = aws.call("DeleteImportedKeyMaterial", json!({"KeyId": own, "KeyMaterialId": "abc"})).await;
+    assert_eq!(delete.error(), "UnsupportedOperationException");
+    server.stop().await;
+}

@@ -4,11 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use kms_crypto::cipher::{Aes256GcmCipher, ObjectCipher};
 use kms_crypto::keys::KeyEncryptionKey;
 use kms_crypto::rustfs::envelope::{DataKeyEnvelope, EnvelopeKeySpec};
 use kms_crypto::rustfs::object::ObjectHeaders;
 use kms_crypto::rustfs::record::{AtRestProtection, KeyRecord, KeyStatus, OpenedWith, RecordKeks};
-use kms_crypto::rustfs::stream::decrypt_stream;
+use kms_crypto::rustfs::stream::{
+    NonceLayout, StreamPart, decrypt_multipart_stream, decrypt_multipart_stream_with_layouts, decrypt_stream,
+    decrypt_stream_with_layout,
+};
 use kms_crypto::rustfs::{MasterKeyString, RustfsError};
 use kms_types::types::EncryptionContext;
 use serde_json::Value;
@@ -421,4 +425,172 @@ fn streams_cut_anywhere_extended_reordered_or_altered_are_refused() {
         // Another data key.
         assert_eq!(decrypt_stream(&[0; 32], &nonce, &body, size).unwrap_err(), RustfsError::Unauthenticated);
     }
+}
+
+/// A multipart object: body, data key (unwrapped with the context RustFS's S3 server asks for:
+/// the stored caller context plus `{bucket: "bucket/key"}`), base nonce, and its part list.
+fn multipart(name: &str) -> (Vec<u8>, zeroize::Zeroizing<Vec<u8>>, [u8; 12], Vec<StreamPart>) {
+    let manifest = manifest();
+    let case = manifest["multipart"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap().clone();
+    let dir = fixtures().join("multipart");
+    let headers: BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.headers.json"))).unwrap()).unwrap();
+    let mut context: EncryptionContext =
+        headers.get("x-rustfs-encryption-context").map(|json| serde_json::from_str(json).unwrap()).unwrap_or_default();
+    let (bucket, key) = (case["bucket"].as_str().unwrap(), case["object_key"].as_str().unwrap());
+    context.entry(bucket.to_owned()).or_insert_with(|| format!("{bucket}/{key}"));
+    let envelope = DataKeyEnvelope::parse(&base64_decode(&headers["x-rustfs-encryption-key"])).unwrap();
+    let data_key = envelope.unwrap(&material(&envelope.master_key_id), &context).unwrap();
+    let nonce = base64_decode(&headers["x-rustfs-encryption-iv"]).try_into().unwrap();
+    let parts = case["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| StreamPart {
+            number: p["number"].as_u64().unwrap() as u32,
+            plaintext_len: p["size"].as_u64().unwrap(),
+        })
+        .collect();
+    (std::fs::read(dir.join(format!("{name}.body"))).unwrap(), data_key, nonce, parts)
+}
+
+/// The byte offsets where each part's segment starts, and the body's end.
+fn segment_starts(body: &[u8]) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut at = 0;
+    while at < body.len() {
+        at += *block_starts(&body[at..]).last().unwrap() + 8;
+        starts.push(at);
+    }
+    starts
+}
+
+#[test]
+fn multipart_objects_of_every_layout_decrypt_to_the_python_plaintext() {
+    let manifest = manifest();
+    let cases = manifest["multipart"].as_array().unwrap();
+    assert_eq!(cases.len(), 5);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let (body, key, nonce, parts) = multipart(name);
+        let (plaintext, layouts) = decrypt_multipart_stream_with_layouts(&key, &nonce, &body, &parts)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let total: u64 = parts.iter().map(|p| p.plaintext_len).sum();
+        assert_eq!(&plaintext[..], pattern(total as usize), "{name}");
+        let expected = match case["layout"].as_str().unwrap() {
+            "counter" => NonceLayout::Counter,
+            "legacy-part-counter" => NonceLayout::LegacyPartCounter,
+            _ => NonceLayout::LegacyPartSingleNonce,
+        };
+        for (part, layout) in parts.iter().zip(&layouts) {
+            // An empty part has no block to tell its layout by.
+            if part.plaintext_len > 0 {
+                assert_eq!(*layout, expected, "{name} part {}", part.number);
+            }
+        }
+        assert_eq!(segment_starts(&body).len(), parts.len() + 1, "{name}");
+    }
+    // A multipart body is not a single-part one, and the other way round.
+    let (body, key, nonce, parts) = multipart("multipart-one");
+    assert_eq!(decrypt_stream(&key, &nonce, &body, parts[0].plaintext_len).unwrap_err(), RustfsError::Unauthenticated);
+    let (single, single_key, single_nonce) = stream("stream-100000");
+    let as_part = [StreamPart { number: 1, plaintext_len: 100_000 }];
+    assert_eq!(
+        decrypt_multipart_stream(&single_key, &single_nonce, &single, &as_part).unwrap_err(),
+        RustfsError::Unauthenticated
+    );
+}
+
+#[test]
+fn multipart_objects_with_parts_reordered_dropped_duplicated_or_cut_are_refused() {
+    let (body, key, nonce, parts) = multipart("multipart-3");
+    let open = |bytes: &[u8], parts: &[StreamPart]| decrypt_multipart_stream(&key, &nonce, bytes, parts);
+    assert!(open(&body, &parts).is_ok());
+    let seg = segment_starts(&body);
+    let part = |i: usize| &body[seg[i]..seg[i + 1]];
+    let joined = |order: &[usize]| order.iter().flat_map(|&i| part(i).to_vec()).collect::<Vec<u8>>();
+
+    // Reordered, duplicated, dropped parts (with the part list as stored, and with a list
+    // rewritten to match the new body's lengths).
+    for (order, what) in [(vec![1, 0, 2], "swapped"), (vec![0, 0, 2], "duplicated"), (vec![0, 1, 1], "duplicated last")]
+    {
+        assert_eq!(open(&joined(&order), &parts).unwrap_err(), RustfsError::Unauthenticated, "{what}");
+        let relabelled: Vec<StreamPart> = order
+            .iter()
+            .zip(&parts)
+            .map(|(&i, listed)| StreamPart { number: listed.number, plaintext_len: parts[i].plaintext_len })
+            .collect();
+        assert_eq!(open(&joined(&order), &relabelled).unwrap_err(), RustfsError::Unauthenticated, "{what}");
+    }
+    for dropped in 0..3 {
+        let order: Vec<usize> = (0..3).filter(|&i| i != dropped).collect();
+        assert_eq!(open(&joined(&order), &parts).unwrap_err(), RustfsError::Unauthenticated, "drop {dropped}");
+        let listed: Vec<StreamPart> = order.iter().map(|&i| parts[i]).collect();
+        // Each part authenticates alone, so a body and a part list both missing the same part
+        // read: the part list is the object's metadata, trusted like the expected length.
+        assert!(open(&joined(&order), &listed).is_ok(), "drop {dropped}, list rewritten too");
+    }
+    // A part's blocks under another part number.
+    let mut renumbered = parts.clone();
+    renumbered[2].number = 4;
+    assert_eq!(open(&body, &renumbered).unwrap_err(), RustfsError::Unauthenticated);
+
+    // Part 1 cut at a block boundary with a forged end header: its listed length tells.
+    let blocks = block_starts(part(0));
+    let mut cut = part(0)[..blocks[blocks.len() - 2]].to_vec();
+    cut.extend_from_slice(&[0xFF, 0, 0, 0, 0, 0, 0, 0]);
+    cut.extend_from_slice(&body[seg[1]..]);
+    assert_eq!(open(&cut, &parts).unwrap_err(), RustfsError::Unauthenticated);
+    // Without the last end header, trailing bytes, a flipped byte, a wrong listed length.
+    assert_eq!(open(&body[..body.len() - 8], &parts).unwrap_err(), RustfsError::Unauthenticated);
+    let mut longer = body.clone();
+    longer.extend_from_slice(&[0xFF, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(open(&longer, &parts).unwrap_err(), RustfsError::Unauthenticated);
+    let mut flipped = body.clone();
+    flipped[seg[1] + 30] ^= 1;
+    assert_eq!(open(&flipped, &parts).unwrap_err(), RustfsError::Unauthenticated);
+    let mut wrong_len = parts.clone();
+    wrong_len[2].plaintext_len += 1;
+    assert_eq!(open(&body, &wrong_len).unwrap_err(), RustfsError::Unauthenticated);
+    // A malformed part list; another data key.
+    assert_eq!(open(&body, &[]).unwrap_err(), RustfsError::Malformed("stream part list"));
+    let unsorted = [parts[1], parts[0], parts[2]];
+    assert_eq!(open(&body, &unsorted).unwrap_err(), RustfsError::Malformed("stream part number"));
+    assert_eq!(decrypt_multipart_stream(&[7; 32], &nonce, &body, &parts).unwrap_err(), RustfsError::Unauthenticated);
+}
+
+#[test]
+fn older_layouts_read_with_their_limit_and_a_segment_mixing_layouts_is_refused() {
+    for name in ["multipart-legacy-counter", "multipart-legacy-single"] {
+        let (body, key, nonce, parts) = multipart(name);
+        assert!(decrypt_multipart_stream(&key, &nonce, &body, &parts).is_ok(), "{name}");
+    }
+    let (body, key, nonce) = stream("stream-single-nonce");
+    let size = 3 * 8192 + 17;
+    let starts = block_starts(&body);
+    // The documented limit: blocks 1 and 2 of a single-nonce stream swapped still authenticate.
+    let mut swapped = body[..starts[1]].to_vec();
+    swapped.extend_from_slice(&body[starts[2]..starts[3]]);
+    swapped.extend_from_slice(&body[starts[1]..starts[2]]);
+    swapped.extend_from_slice(&body[starts[3]..]);
+    let (reordered, layout) = decrypt_stream_with_layout(&key, &nonce, &swapped, size).unwrap();
+    assert_eq!(layout, NonceLayout::SingleNonce);
+    assert_ne!(&reordered[..], pattern(size as usize), "reordering is not detected in the single-nonce layout");
+    // Block 1 resealed under the counter layout's nonce: blocks 0-1 fit the counter layout,
+    // blocks 0, 2, 3 the single-nonce one, no layout fits them all.
+    let cipher = Aes256GcmCipher::new(&key).unwrap();
+    let mut counter_nonce = nonce;
+    counter_nonce[11] = counter_nonce[11].wrapping_add(1);
+    assert_ne!(counter_nonce[11], 0, "the fixture's nonce does not carry");
+    let (ciphertext, tag) = cipher.encrypt(&pattern(2 * 8192)[8192..], &counter_nonce, &[]).unwrap();
+    let mut mixed = body.clone();
+    let block_1 = starts[1] + 8 + 2; // after the header and the 2-byte varint of 8192
+    mixed[block_1..block_1 + 8192].copy_from_slice(&ciphertext);
+    mixed[block_1 + 8192..block_1 + 8192 + 16].copy_from_slice(&tag);
+    assert_eq!(decrypt_stream(&key, &nonce, &mixed, size).unwrap_err(), RustfsError::Unauthenticated);
+    // ... while the same block in a two-block counter stream reads.
+    let mut two = mixed[..starts[2]].to_vec();
+    two.extend_from_slice(&[0xFF, 0, 0, 0, 0, 0, 0, 0]);
+    let (plaintext, layout) = decrypt_stream_with_layout(&key, &nonce, &two, 2 * 8192).unwrap();
+    assert_eq!((&plaintext[..], layout), (&pattern(2 * 8192)[..], NonceLayout::Counter));
 }

@@ -294,6 +294,16 @@ pub(crate) fn key_metadata(settings: &AwsSettings, m: &KeyMetadata) -> Value {
     if let Some(deletion) = m.deletion_date {
         out["DeletionDate"] = json!(epoch(deletion));
     }
+    // As AWS: only keys of imported material have an expiration model.
+    if matches!(m.origin, kms_types::types::KeyOrigin::External) {
+        match m.valid_to {
+            Some(valid_to) => {
+                out["ExpirationModel"] = json!("KEY_MATERIAL_EXPIRES");
+                out["ValidTo"] = json!(epoch(valid_to));
+            }
+            None => out["ExpirationModel"] = json!("KEY_MATERIAL_DOES_NOT_EXPIRE"),
+        }
+    }
     out
 }
 
@@ -353,4 +363,35 @@ mod tests {
             "InvalidKeyUsageException"
         );
     }
+}
+
+/// `GetParametersForImport` (both members are required by the model).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct GetParametersForImport {
+    pub(crate) key_id: String,
+    pub(crate) wrapping_algorithm: String,
+    pub(crate) wrapping_key_spec: String,
+}
+
+/// `ImportKeyMaterial` (`ValidTo` in epoch seconds, as the JSON protocol sends timestamps).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct ImportKeyMaterial {
+    pub(crate) key_id: String,
+    pub(crate) import_token: String,
+    pub(crate) encrypted_key_material: String,
+    pub(crate) valid_to: Option<f64>,
+    pub(crate) expiration_model: Option<String>,
+    pub(crate) import_type: Option<String>,
+    pub(crate) key_material_description: Option<String>,
+    pub(crate) key_material_id: Option<String>,
+}
+
+/// `DeleteImportedKeyMaterial`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub(crate) struct DeleteImportedKeyMaterial {
+    pub(crate) key_id: String,
+    pub(crate) key_material_id: Option<String>,
 }

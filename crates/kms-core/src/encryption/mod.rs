@@ -8,6 +8,7 @@
 //! | [`pipeline`] | `encrypt_stream`, `decrypt_stream`, multipart uploads (methods of `EncryptionService`) |
 //! | [`stream`] | the async readers: [`stream::EncryptStream`], [`stream::PartStream`], [`stream::DecryptStream`], [`stream::RangeFetcher`] |
 //! | [`rewrap`] | `rewrap` and the resumable bulk `rewrap_all` |
+//! | [`rustfs`] | `decrypt_rustfs_object`: the read-only path for objects RustFS wrote (`x-rustfs-encryption-*`) |
 //! | [`key_cache`] | [`key_cache::KmsUnavailablePolicy`]: what reads do when the KMS is down |
 //!
 //! Every module but [`service`] is the S3 pipeline and needs feature `sse`.
@@ -62,6 +63,9 @@ pub mod pipeline;
 #[cfg(feature = "sse")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
 pub mod rewrap;
+#[cfg(feature = "sse")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sse")))]
+pub mod rustfs;
 pub mod service;
 #[cfg(feature = "sse")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sse")))]

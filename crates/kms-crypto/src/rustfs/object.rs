@@ -46,6 +46,7 @@ pub struct ObjectHeaders {
     pub context: EncryptionContext,
     /// The data key's envelope.
     pub envelope: DataKeyEnvelope,
+    envelope_bytes: Vec<u8>,
     iv: [u8; NONCE_LEN],
     tag: [u8; TAG_LEN],
     aad: Vec<u8>,
@@ -68,14 +69,15 @@ impl ObjectHeaders {
         };
         let iv = base64("iv")?.try_into().map_err(|_| RustfsError::Malformed("iv"))?;
         let tag = base64("tag")?.try_into().map_err(|_| RustfsError::Malformed("tag"))?;
-        let envelope = DataKeyEnvelope::parse(&base64("key")?)?;
+        let envelope_bytes = base64("key")?;
+        let envelope = DataKeyEnvelope::parse(&envelope_bytes)?;
         let aad = get("context")?.as_bytes().to_vec();
         let context: EncryptionContext = serde_json::from_slice(&aad).map_err(|_| RustfsError::Malformed("context"))?;
         let master_key_id = get("key-id")?.to_owned();
         if envelope.master_key_id != master_key_id {
             return Err(RustfsError::Malformed("key-id"));
         }
-        Ok(Self { master_key_id, algorithm, context, envelope, iv, tag, aad })
+        Ok(Self { master_key_id, algorithm, context, envelope, envelope_bytes, iv, tag, aad })
     }
 
     /// The plaintext of `body`, with the data key unwrapped by `master_key` (the material of
@@ -83,10 +85,23 @@ impl ObjectHeaders {
     /// or of the body, is [`RustfsError::Unauthenticated`].
     pub fn decrypt(&self, master_key: &KeyEncryptionKey, body: &[u8]) -> Result<Zeroizing<Vec<u8>>, RustfsError> {
         let data_key = self.envelope.unwrap(master_key, &self.context)?;
+        self.open_body(&data_key, body)
+    }
+
+    /// The envelope's bytes as stored (decoded from base64): what a KMS that holds the master
+    /// key decrypts, with [`context`](Self::context), to the object's data key.
+    pub fn envelope_bytes(&self) -> &[u8] {
+        &self.envelope_bytes
+    }
+
+    /// The plaintext of `body` under `data_key`, already unwrapped (by a KMS, from
+    /// [`envelope_bytes`](Self::envelope_bytes)). A data key other than 32 bytes, and every
+    /// tag failure, is [`RustfsError::Unauthenticated`].
+    pub fn open_body(&self, data_key: &[u8], body: &[u8]) -> Result<Zeroizing<Vec<u8>>, RustfsError> {
         if data_key.len() != DATA_KEY_LEN {
             return Err(RustfsError::Unauthenticated);
         }
-        let cipher = new_cipher(self.algorithm, &data_key)?;
+        let cipher = new_cipher(self.algorithm, data_key)?;
         Ok(cipher.decrypt(body, &self.iv, &self.tag, &self.aad)?)
     }
 }

@@ -3,7 +3,7 @@
 
 use kms_core::encryption::service::EncryptionService;
 use kms_types::types::{
-    CancelKeyDeletionRequest, CreateKeyRequest, DeleteKeyRequest, KeyIdRequest, ListKeysRequest,
+    CancelKeyDeletionRequest, CreateKeyRequest, DeleteKeyRequest, KeyIdRequest, KeyOrigin, ListKeysRequest,
     UpdateKeyDescriptionRequest, validate_key_id, validate_pending_window,
 };
 use serde_json::{Value, json};
@@ -32,7 +32,18 @@ impl Ctx<'_> {
         only("KeyUsage", input.key_usage.as_deref(), "ENCRYPT_DECRYPT")?;
         only("KeySpec", input.key_spec.as_deref(), SYMMETRIC_DEFAULT)?;
         only("CustomerMasterKeySpec", input.customer_master_key_spec.as_deref(), SYMMETRIC_DEFAULT)?;
-        only("Origin", input.origin.as_deref(), "AWS_KMS")?;
+        let origin = match input.origin.as_deref() {
+            None | Some("AWS_KMS") => None,
+            // A key for imported material (BYOK): `PendingImport` until `ImportKeyMaterial`, on
+            // a backend that imports material (else `UnsupportedOperationException`).
+            Some("EXTERNAL") => Some(KeyOrigin::External),
+            Some(other) => {
+                return Err(AwsError::client(
+                    "UnsupportedOperationException",
+                    format!("Origin {other} is not supported: kms keys are AWS_KMS or EXTERNAL"),
+                ));
+            }
+        };
         if input.multi_region == Some(true) {
             return Err(AwsError::client("UnsupportedOperationException", "multi-region keys are not supported"));
         }
@@ -49,6 +60,7 @@ impl Ctx<'_> {
         let request = CreateKeyRequest {
             description: input.description,
             tags: shapes::tags(input.tags)?,
+            origin,
             ..CreateKeyRequest::default()
         };
         let r = call(self.app, Operation::CreateKey, svc.create_key(request)).await?;

@@ -1,10 +1,12 @@
 //! The operations: each AWS target mapped onto the [`EncryptionService`] call of the native
 //! API, with the same grants (operations × key patterns). This module dispatches a target and
 //! holds what every operation shares (resolving a `KeyId`, authorizing it, timing the call);
-//! the operations themselves live by job in [`crypto`], [`keys`], [`tags`] and [`aliases`].
+//! the operations themselves live by job in [`crypto`], [`keys`], [`tags`], [`aliases`] and
+//! [`import`] (BYOK).
 
 mod aliases;
 mod crypto;
+mod import;
 mod keys;
 mod tags;
 
@@ -55,6 +57,9 @@ fn operation_of(target: &str) -> Option<Operation> {
         "UntagResource" => Op::UntagKey,
         "CreateAlias" | "UpdateAlias" | "DeleteAlias" => Op::ManageAliases,
         "ListAliases" => Op::ListKeys,
+        "GetParametersForImport" => Op::GetParametersForImport,
+        "ImportKeyMaterial" => Op::ImportKeyMaterial,
+        "DeleteImportedKeyMaterial" => Op::DeleteImportedKeyMaterial,
         _ => return None,
     })
 }
@@ -96,6 +101,9 @@ impl Ctx<'_> {
             "EnableKeyRotation" => self.enable_key_rotation(&svc, parse(body)?, info).await,
             "DisableKeyRotation" => self.disable_key_rotation(&svc, parse(body)?, info).await,
             "GetKeyRotationStatus" => self.get_key_rotation_status(&svc, parse(body)?, info).await,
+            "GetParametersForImport" => self.get_parameters_for_import(&svc, parse(body)?, info).await,
+            "ImportKeyMaterial" => self.import_key_material(&svc, parse(body)?, info).await,
+            "DeleteImportedKeyMaterial" => self.delete_imported_key_material(&svc, parse(body)?, info).await,
             _ => Err(AwsError::unsupported(target)),
         }
     }
