@@ -66,7 +66,7 @@ use kms_types::secret::REDACTED;
 use kms_types::types::{EncryptionContext, KeySpec};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::aead::{Algorithm, NONCE_LEN, TAG_LEN};
 use crate::context::{canonical_context_len, put_bytes, put_canonical_context};
@@ -209,22 +209,45 @@ impl PreparedKek {
         plaintext: &[u8],
         binding: &Binding<'_>,
     ) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        self.seal_with_salt_into(salt, plaintext, binding, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the envelope to `out`; on failure `out` is as it was.
+    fn seal_with_salt_into(
+        &self,
+        salt: [u8; SALT_LEN],
+        plaintext: &[u8],
+        binding: &Binding<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         if plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(CryptoError::invalid("plaintext", "an envelope holds at most 4096 bytes"));
         }
-        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        let start = out.len();
+        out.reserve(plaintext.len() + OVERHEAD);
         out.push(ENVELOPE_FORMAT_VERSION);
         out.push(KeyEncryptionKey::ALGORITHM.id());
         out.extend_from_slice(&salt);
-        let aad = binding.aad(&out, DOMAIN_V2);
+        let aad = binding.aad(&out[start..], DOMAIN_V2);
         out.extend_from_slice(plaintext);
-        let tag = self.derive(&salt)?.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(V2_NONCE),
-            Aad::from(&aad),
-            &mut out[HEADER_LEN..],
-        )?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        let sealed = self.derive(&salt).and_then(|key| {
+            let nonce = Nonce::assume_unique_for_key(V2_NONCE);
+            Ok(key.seal_in_place_separate_tag(nonce, Aad::from(&aad), &mut out[start + HEADER_LEN..])?)
+        });
+        match sealed {
+            Ok(tag) => {
+                out.extend_from_slice(tag.as_ref());
+                Ok(())
+            }
+            Err(e) => {
+                // The plaintext was copied in to be sealed in place: wipe it before leaving.
+                out[start..].zeroize();
+                out.truncate(start);
+                Err(e)
+            }
+        }
     }
 
     /// Opens an envelope (version 2, or version 1) made with this key-encryption key and
@@ -245,6 +268,30 @@ impl PreparedKek {
         };
         buf.truncate(len);
         Ok(buf)
+    }
+
+    /// [`generate_and_wrap_data_key`](Self::generate_and_wrap_data_key) with the envelope
+    /// appended to `out`: a caller framing the envelope (a blob header written into `out`
+    /// first) builds its whole blob in one allocation instead of copying the envelope into
+    /// it. On failure `out` is as it was.
+    pub fn generate_and_wrap_data_key_into(
+        &self,
+        spec: KeySpec,
+        binding: &Binding<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<PlaintextDataKey, CryptoError> {
+        let key_len = spec.key_len();
+        if key_len > MAX_DATA_KEY_LEN {
+            return Err(CryptoError::invalid("key_spec", "not a data key length"));
+        }
+        let mut random = Zeroizing::new([0u8; MAX_DATA_KEY_LEN + SALT_LEN]);
+        let random = &mut random[..key_len + SALT_LEN];
+        fill_random(random)?;
+        let (key, salt) = random.split_at(key_len);
+        let salt: [u8; SALT_LEN] = salt.try_into().expect("SALT_LEN bytes");
+        let data_key = PlaintextDataKey::from_bytes(key)?;
+        self.seal_with_salt_into(salt, key, binding, out)?;
+        Ok(data_key)
     }
 
     /// Wraps `data_key`, bound to `binding`. The same as [`wrap_data_key`].
@@ -275,17 +322,8 @@ impl PreparedKek {
         spec: KeySpec,
         binding: &Binding<'_>,
     ) -> Result<(PlaintextDataKey, WrappedDataKey), CryptoError> {
-        let key_len = spec.key_len();
-        if key_len > MAX_DATA_KEY_LEN {
-            return Err(CryptoError::invalid("key_spec", "not a data key length"));
-        }
-        let mut random = Zeroizing::new([0u8; MAX_DATA_KEY_LEN + SALT_LEN]);
-        let random = &mut random[..key_len + SALT_LEN];
-        fill_random(random)?;
-        let (key, salt) = random.split_at(key_len);
-        let salt: [u8; SALT_LEN] = salt.try_into().expect("SALT_LEN bytes");
-        let data_key = PlaintextDataKey::from_bytes(key)?;
-        let wrapped = self.seal_with_salt(salt, key, binding)?;
+        let mut wrapped = Vec::with_capacity(spec.key_len() + OVERHEAD);
+        let data_key = self.generate_and_wrap_data_key_into(spec, binding, &mut wrapped)?;
         Ok((data_key, WrappedDataKey::from(wrapped)))
     }
 }
