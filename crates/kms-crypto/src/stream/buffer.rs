@@ -42,7 +42,8 @@ pub fn encrypt_parallel(
 
 /// Encrypts `plaintext` into `out`, which must be exactly
 /// [`ciphertext_len`]`(plaintext.len())` bytes long, spreading the segments over `threads`
-/// threads. For callers that reuse one output buffer across objects.
+/// threads. For callers that reuse one output buffer across objects. On failure `out` is
+/// wiped (a segment's plaintext is copied there to be sealed in place).
 pub fn encrypt_into(
     data_key: &PlaintextDataKey,
     context: &EncryptionContext,
