@@ -68,7 +68,7 @@ impl KeyRefs for ListKeysRequest {
     }
 }
 
-/// Replaces every alias in `request` by the key id it points at (`KeyNotFound` naming the
+/// Replaces the alias `request` names, if any, by the key id it points at (`KeyNotFound` naming the
 /// alias if there is none; `Unsupported` if the backend has no aliases).
 pub(crate) async fn resolve<R: KeyRefs>(manager: &KmsManager, request: &mut R) -> Result<()> {
     // No allocation on the data path: a plain key id is left as it is.
