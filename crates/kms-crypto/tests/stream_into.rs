@@ -156,6 +156,16 @@ fn objects_and_ranges_decrypt_into_a_reused_buffer_and_fail_empty() {
 }
 
 #[test]
+fn encrypting_into_a_vec_with_bad_parameters_leaves_it_empty() {
+    let mut sealed = vec![0xEE; 100];
+    let bad = StreamParams { algorithm: Algorithm::Aes256Gcm, segment_size: 8 };
+    let err = stream::encrypt_into_vec(&key(7), &context(&[]), Part::Whole, bad, b"x", &mut sealed, one_thread())
+        .unwrap_err();
+    assert!(matches!(err, CryptoError::InvalidArgument { .. }), "{err:?}");
+    assert!(sealed.is_empty());
+}
+
+#[test]
 fn encrypt_into_a_slice_of_the_wrong_length_is_refused() {
     let key = key(6);
     let ctx = context(&[]);

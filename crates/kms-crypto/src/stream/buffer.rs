@@ -71,11 +71,13 @@ pub fn encrypt_into_vec(
     out: &mut Vec<u8>,
     threads: NonZeroUsize,
 ) -> Result<(), CryptoError> {
-    let sealer = StreamSealer::new(data_key, context, part, params)?;
-    let total = ciphertext_len(plaintext.len() as u64, sealer.segment_size() as u32)?;
-    out.resize(usize::try_from(total).map_err(|_| CryptoError::invalid("plaintext", "too large"))?, 0);
-    let result = seal_into(&sealer, plaintext, out, threads);
+    let result = StreamSealer::new(data_key, context, part, params).and_then(|sealer| {
+        let total = ciphertext_len(plaintext.len() as u64, sealer.segment_size() as u32)?;
+        out.resize(usize::try_from(total).map_err(|_| CryptoError::invalid("plaintext", "too large"))?, 0);
+        seal_into(&sealer, plaintext, out, threads)
+    });
     if result.is_err() {
+        // `seal_into` wiped what it wrote; what `out` held before is an earlier ciphertext.
         out.clear();
     }
     result
