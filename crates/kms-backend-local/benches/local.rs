@@ -2,6 +2,15 @@
 //! `EncryptionService` (manager timeouts included), on one core and on two, against two
 //! baselines measured in the same process (the bare kms-crypto work, through the free
 //! functions and through a `PreparedKek`, and the backend called directly); and `create_key` with real fsyncs.
+//!
+//! Then the ratios of issue #17: `generate_data_key` and `decrypt` through `EncryptionService`
+//! against the crypto floor (44 random bytes and one AES-256-GCM seal of a 32-byte key under a
+//! key prepared once; one AES-256-GCM open of that blob), alternated with kms round by round
+//! in one thread, median of the per-round ratios of CPU time per operation. Beside it the
+//! envelope-format floor: the same through `PreparedKek`, which adds what format v2 requires
+//! per envelope (an HKDF-SHA256 derivation and an AES key schedule, `docs/formats.md`).
+//! `KMS_BENCH_ROUNDS` and `KMS_BENCH_OPS` size it; `KMS_BENCH_FLOORS_ONLY=1` runs nothing
+//! else (for profiling: `docs/performance.md`).
 #![allow(clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -13,12 +22,18 @@ use kms_backend_local::LocalBackend;
 use kms_core::backends::KmsBackend;
 use kms_core::encryption::service::EncryptionService;
 use kms_core::manager::KmsManager;
+use kms_crypto::aead::{Algorithm, RandomNonceKey};
+use kms_crypto::context::canonical_context;
 use kms_crypto::envelope::{self, Binding, PreparedKek};
 use kms_crypto::keys::{KeyEncryptionKey, PlaintextDataKey};
 use kms_types::config::{KmsConfig, LocalConfig, MasterKeySource};
 use kms_types::types::{CreateKeyRequest, DecryptRequest, EncryptionContext, GenerateDataKeyRequest, KeySpec};
 
 const OPS: usize = 200_000;
+/// Alternated rounds of the floor comparison (`KMS_BENCH_ROUNDS`, default 5), each of
+/// `KMS_BENCH_OPS` operations per side (default 50 000).
+const ROUNDS: usize = 5;
+const ROUND_OPS: usize = 50_000;
 
 fn context() -> EncryptionContext {
     [("bucket".to_owned(), "photos".to_owned()), ("object".to_owned(), "2026/cat.jpg".to_owned())].into()
@@ -223,6 +238,11 @@ fn main() {
 
     // Warm key (and a set of blobs to decrypt).
     let (_, blobs) = rt().block_on(gdk_loop(&*service, 10_000));
+    if std::env::var_os("KMS_BENCH_FLOORS_ONLY").is_some() {
+        // Only the floor comparison: short enough to run under `perf record` or callgrind.
+        floor_ratios(&service, &blobs);
+        return;
+    }
 
     let (direct_gdk, _) = run_pair("baseline: backend direct, ", backend.clone(), &blobs);
     let (gdk1, dec1) = run_pair("EncryptionService: ", service.clone(), &blobs);
@@ -235,6 +255,8 @@ fn main() {
         per_cpu(&direct_gdk) / per_cpu(&gdk1),
         per_cpu(&dec1)
     );
+
+    floor_ratios(&service, &blobs);
 
     // create_key with real fsyncs (each create: temp write, fsync, link, fsync of the directory).
     let n = 300;
@@ -251,4 +273,104 @@ fn main() {
     // Bound by the disk's fsync latency, not the CPU: only wall-clock figures mean anything.
     print("EncryptionService: create_key (fsync), 1 task", &stats(lat, start.elapsed(), None));
     println!("(key directory on {}; load average at end: {})", tmp.path().display(), load_average());
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(default)
+}
+
+/// CPU time per operation of `run`, which makes `n` operations on this thread (wall time
+/// without /proc).
+fn per_op(n: usize, run: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    let ((), cpu) = on_cpu(run);
+    cpu.unwrap_or_else(|| start.elapsed()) / n as u32
+}
+
+/// Median of `ratios`.
+fn median(mut ratios: Vec<f64>) -> f64 {
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
+/// The floor comparison of issue #17 (see the module docs): floor, format floor and kms
+/// alternated round by round on this thread; prints CPU time per op and the median ratios.
+fn floor_ratios(service: &EncryptionService, blobs: &[Vec<u8>]) {
+    let rounds = env_or("KMS_BENCH_ROUNDS", ROUNDS);
+    let n = env_or("KMS_BENCH_OPS", ROUND_OPS);
+    let runtime = rt();
+    let ctx = context();
+    // The crypto floor: a key prepared once, an AAD as long as kms binds (computed once).
+    let aad = canonical_context(&ctx);
+    let floor_key = RandomNonceKey::new(Algorithm::Aes256Gcm, &[7u8; 32]).unwrap();
+    let floor_gdk = || {
+        let data_key = PlaintextDataKey::generate(KeySpec::Aes256).unwrap(); // 32 random bytes
+        let sealed = floor_key.seal(&aad, data_key.expose_secret()).unwrap(); // 12 more: the nonce
+        std::hint::black_box((data_key, sealed));
+    };
+    let floor_blob = floor_key.seal(&aad, &[1u8; 32]).unwrap();
+    let floor_dec = || {
+        std::hint::black_box(floor_key.open(&aad, &floor_blob).unwrap());
+    };
+    // The envelope-format floor: what a v2 envelope costs through a PreparedKek.
+    let prepared = PreparedKek::new(KeyEncryptionKey::generate().unwrap());
+    let binding = Binding { master_key_id: "bench", master_key_version: 1, context: &ctx };
+    let format_gdk = || {
+        std::hint::black_box(prepared.generate_and_wrap_data_key(KeySpec::Aes256, &binding).unwrap());
+    };
+    let (_, wrapped) = prepared.generate_and_wrap_data_key(KeySpec::Aes256, &binding).unwrap();
+    let format_dec = || {
+        std::hint::black_box(prepared.open(wrapped.as_bytes(), &binding).unwrap());
+    };
+    // kms: one task making the `n` calls in turn, each request built as a caller builds it
+    // (key id and context copied, the blob to decrypt too).
+    let request = || GenerateDataKeyRequest {
+        key_id: "bench".into(),
+        key_spec: KeySpec::Aes256,
+        encryption_context: ctx.clone(),
+    };
+    let kms_gdk = || {
+        runtime.block_on(async {
+            for _ in 0..n {
+                std::hint::black_box(service.generate_data_key(request()).await.unwrap());
+            }
+        })
+    };
+    let kms_dec = || {
+        runtime.block_on(async {
+            for blob in blobs.iter().cycle().take(n) {
+                let request =
+                    DecryptRequest { ciphertext_blob: blob.clone(), encryption_context: ctx.clone(), key_id: None };
+                std::hint::black_box(service.decrypt(request).await.unwrap());
+            }
+        })
+    };
+    let mut rows: [(Vec<Duration>, Vec<Duration>, Vec<Duration>); 2] = Default::default();
+    for _ in 0..rounds {
+        let (floor, format, kms) = &mut rows[0];
+        floor.push(per_op(n, || (0..n).for_each(|_| floor_gdk())));
+        format.push(per_op(n, || (0..n).for_each(|_| format_gdk())));
+        kms.push(per_op(n, kms_gdk));
+        let (floor, format, kms) = &mut rows[1];
+        floor.push(per_op(n, || (0..n).for_each(|_| floor_dec())));
+        format.push(per_op(n, || (0..n).for_each(|_| format_dec())));
+        kms.push(per_op(n, kms_dec));
+    }
+    println!(
+        "\nissue #17 floors, 1 task, {rounds} alternated rounds of {n} ops, CPU time per op (median), \
+         kms speed as a share of the floor's (median of per-round ratios):"
+    );
+    for (name, (floor, format, kms)) in ["generate_data_key", "decrypt"].into_iter().zip(rows) {
+        let ratio =
+            |base: &[Duration]| median(base.iter().zip(&kms).map(|(b, k)| b.as_secs_f64() / k.as_secs_f64()).collect());
+        let med = |d: &[Duration]| Duration::from_secs_f64(median(d.iter().map(Duration::as_secs_f64).collect()));
+        println!(
+            "  {name:<18} floor {:>8.2?}  format floor {:>8.2?}  kms {:>8.2?}   kms/floor {:.2}x   kms/format floor {:.2}x",
+            med(&floor),
+            med(&format),
+            med(&kms),
+            ratio(&floor),
+            ratio(&format)
+        );
+    }
 }

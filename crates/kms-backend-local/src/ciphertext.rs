@@ -22,14 +22,21 @@ pub(crate) const BLOB_FORMAT_VERSION: u8 = 1;
 
 /// Frames `envelope` with the key id and version that made it.
 pub(crate) fn encode(key_id: &str, version: u32, envelope: &[u8]) -> Vec<u8> {
-    let mut blob = Vec::with_capacity(10 + key_id.len() + envelope.len());
+    let mut blob = header(key_id, version, envelope.len());
+    blob.extend_from_slice(envelope);
+    blob
+}
+
+/// The blob's header, in a buffer with room for an envelope of `envelope_len` bytes to be
+/// appended (sealed straight into it: the data-key path builds its blob in one allocation).
+pub(crate) fn header(key_id: &str, version: u32, envelope_len: usize) -> Vec<u8> {
+    let mut blob = Vec::with_capacity(10 + key_id.len() + envelope_len);
     blob.extend_from_slice(MAGIC);
     blob.push(BLOB_FORMAT_VERSION);
     // Key ids are at most MAX_KEY_ID_LEN (256) bytes: validated before any key exists.
     blob.extend_from_slice(&(key_id.len() as u16).to_be_bytes());
     blob.extend_from_slice(key_id.as_bytes());
     blob.extend_from_slice(&version.to_be_bytes());
-    blob.extend_from_slice(envelope);
     blob
 }
 

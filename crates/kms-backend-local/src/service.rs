@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kms_core::backends::KmsBackend;
-use kms_crypto::envelope::Binding;
+use kms_crypto::envelope::{self, Binding};
 use kms_crypto::keys::PlaintextDataKey;
 use kms_types::alias::{AliasEntry, CreateAliasRequest, ListAliasesRequest, ListAliasesResponse, UpdateAliasRequest};
 use kms_types::error::{KmsError, Result};
@@ -79,9 +79,10 @@ impl LocalBackend {
         let record = self.enabled(key_id, operation).await?;
         let version = record.current().ok_or_else(KmsError::crypto)?;
         let binding = Binding { master_key_id: &record.key_id, master_key_version: version.version, context };
-        // One random draw (key and envelope salt) and one seal under the per-envelope key.
-        let (data_key, wrapped) = version.key.generate_and_wrap_data_key(spec, &binding)?;
-        let blob = ciphertext::encode(&record.key_id, version.version, wrapped.as_bytes());
+        // One random draw (key and envelope salt) and one seal under the per-envelope key,
+        // sealed straight after the blob header: one allocation for the blob.
+        let mut blob = ciphertext::header(&record.key_id, version.version, spec.key_len() + envelope::OVERHEAD);
+        let data_key = version.key.generate_and_wrap_data_key_into(spec, &binding, &mut blob)?;
         Ok((version.version, data_key, blob))
     }
 

@@ -48,6 +48,7 @@ use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use kms_crypto::wrapping::ImportWrappingKey;
@@ -81,6 +82,18 @@ pub const MAX_ATTEMPTS: u32 = 48;
 /// between 1 and 10 seconds (never more than the budget).
 pub fn attempt_timeout(budget: Duration) -> Duration {
     (budget / 4).clamp(Duration::from_secs(1), Duration::from_secs(10)).min(budget)
+}
+
+/// One attempt of `operation` under `limit`. The call is polled once before any timer is
+/// set: one that completes at once (the local backend with its key in memory) never touches
+/// the runtime's timer, which cost more than the local data path's own work per call; one
+/// that waits then runs under the deadline as before.
+async fn run_attempt<T>(operation: &'static str, limit: Duration, call: impl Future<Output = Result<T>>) -> Result<T> {
+    let mut call = std::pin::pin!(call);
+    if let Poll::Ready(result) = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        return result;
+    }
+    tokio::time::timeout(limit, call).await.unwrap_or(Err(KmsError::Timeout { operation, after: limit }))
 }
 
 /// Backoff of retried reads: attempt `n` (from 0) waits a random time in
@@ -233,10 +246,10 @@ impl KmsManager {
         let mut retries = 0u32;
         loop {
             let per_attempt = if may_retry { attempt_timeout(budget) } else { budget };
-            let per_attempt = per_attempt.min(budget.saturating_sub(started.elapsed()));
-            let result = tokio::time::timeout(per_attempt, call())
-                .await
-                .unwrap_or(Err(KmsError::Timeout { operation, after: per_attempt }));
+            // The first attempt starts with the whole budget left: no clock read for it.
+            let per_attempt =
+                if attempt == 0 { per_attempt } else { per_attempt.min(budget.saturating_sub(started.elapsed())) };
+            let result = run_attempt(operation, per_attempt, call()).await;
             let error = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
@@ -260,6 +273,28 @@ impl KmsManager {
             tracing::debug!(operation, attempt, ?class, ?delay, error = %error, "retrying a kms call");
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// [`run_with`](Self::run_with) for a call made from an owned `request`. A call that can
+    /// make only one attempt (retries off, or a write the backend does not retry) hands the
+    /// request itself to the backend; only a call that may be retried copies it per attempt
+    /// (for a data key: the key id and every string of the encryption context).
+    async fn run_request<R, T, F, Fut>(
+        &self,
+        operation: &'static str,
+        may_retry: bool,
+        request: R,
+        call: F,
+    ) -> Result<T>
+    where
+        R: Clone,
+        F: Fn(R) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        if may_retry && self.options.retry.max_retries > 0 {
+            return self.run_with(operation, true, || call(request.clone())).await;
+        }
+        run_attempt(operation, self.options.timeout, call(request)).await
     }
 
     /// Runs a mutation of `key_id` and drops its cache entry, whatever the outcome (a
@@ -414,7 +449,7 @@ impl KmsManager {
     /// Decrypts (retried on transient failures).
     pub async fn decrypt(&self, request: DecryptRequest) -> Result<DecryptResponse> {
         validate::decrypt(&request)?;
-        let result = self.run("decrypt", || self.backend.decrypt(request.clone())).await;
+        let result = self.run_request("decrypt", true, request, |r| self.backend.decrypt(r)).await;
         if let Err(KmsError::KeyNotFound { key_id } | KmsError::InvalidKeyState { key_id, .. }) = &result {
             self.invalidate(key_id);
         }
@@ -425,7 +460,8 @@ impl KmsManager {
     pub async fn generate_data_key(&self, request: GenerateDataKeyRequest) -> Result<GenerateDataKeyResponse> {
         validate::key_id(&request.key_id)?;
         let key_id = request.key_id.clone();
-        let result = self.run_write("generate_data_key", || self.backend.generate_data_key(request.clone())).await;
+        let retry = self.backend.writes_are_retry_safe();
+        let result = self.run_request("generate_data_key", retry, request, |r| self.backend.generate_data_key(r)).await;
         self.note_error(&key_id, result)
     }
 
@@ -436,8 +472,9 @@ impl KmsManager {
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
         validate::key_id(&request.key_id)?;
         let key_id = request.key_id.clone();
-        let call = || self.backend.generate_data_key_without_plaintext(request.clone());
-        let result = self.run_write("generate_data_key_without_plaintext", call).await;
+        let retry = self.backend.writes_are_retry_safe();
+        let call = |r| self.backend.generate_data_key_without_plaintext(r);
+        let result = self.run_request("generate_data_key_without_plaintext", retry, request, call).await;
         self.note_error(&key_id, result)
     }
 

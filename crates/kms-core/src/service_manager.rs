@@ -266,7 +266,7 @@ impl KmsServiceManager {
             (state.status.clone(), state.config.as_ref().map(|c| c.backend.clone()))
         };
         let healthy = match self.slot.lease().await {
-            Ok((manager, _, _guard)) => Some(manager.health_check().await.unwrap_or(false)),
+            Ok((active, _guard)) => Some(active.manager.health_check().await.unwrap_or(false)),
             Err(_) => None,
         };
         KmsStatusResponse { status, backend, healthy }

@@ -28,15 +28,24 @@ pub(crate) struct ServiceSlot {
 }
 
 impl ServiceSlot {
-    /// The manager in force and a guard that keeps it open. The slot's read lock is held
-    /// while taking the guard, so a swap cannot retire this backend in between.
-    pub(crate) async fn lease(&self) -> Result<(Arc<KmsManager>, Option<String>, OwnedRwLockReadGuard<()>)> {
-        let slot = self.active.read().await;
+    /// The backend in force and a guard that keeps it open. The slot's read lock is held
+    /// while taking the guard, so a swap cannot retire this backend in between. Neither lock
+    /// is contended but while a reconfigure swaps or retires a backend, so each is tried
+    /// without waiting first (an atomic operation, where a queued acquire costs a waiter
+    /// node and a future per call), then awaited in turn, fairly, behind that writer.
+    pub(crate) async fn lease(&self) -> Result<(Arc<Active>, OwnedRwLockReadGuard<()>)> {
+        let slot = match self.active.try_read() {
+            Ok(slot) => slot,
+            Err(_) => self.active.read().await,
+        };
         let active = slot
             .as_ref()
             .ok_or_else(|| KmsError::ServiceUnavailable { message: "the kms service is not running".into() })?;
-        let guard = Arc::clone(&active.in_flight).read_owned().await;
-        Ok((Arc::clone(&active.manager), active.default_key_id.clone(), guard))
+        let guard = match Arc::clone(&active.in_flight).try_read_owned() {
+            Ok(guard) => guard,
+            Err(_) => Arc::clone(&active.in_flight).read_owned().await,
+        };
+        Ok((Arc::clone(active), guard))
     }
 
     pub(crate) async fn replace(&self, next: Option<Arc<Active>>) -> Option<Arc<Active>> {

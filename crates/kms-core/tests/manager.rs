@@ -263,6 +263,40 @@ async fn a_hanging_backend_times_out() {
     assert_eq!(backend.hooks().calls("decrypt"), 3);
     assert!(start.elapsed() >= per_attempt * 3 && start.elapsed() <= TIMEOUT, "{:?}", start.elapsed());
     assert!(matches!(m.health_check().await, Err(KmsError::Timeout { operation: "health_check", .. })));
+
+    // A write made once (this backend does not repeat writes) has the whole budget.
+    let start = Instant::now();
+    let request =
+        GenerateDataKeyRequest { key_id: id, key_spec: KeySpec::Aes256, encryption_context: Default::default() };
+    let err = m.generate_data_key(request).await.unwrap_err();
+    assert!(matches!(err, KmsError::Timeout { operation: "generate_data_key", after } if after == TIMEOUT), "{err:?}");
+    assert_eq!(start.elapsed(), TIMEOUT);
+    assert_eq!(backend.hooks().calls("generate_data_key"), 1);
+}
+
+/// A call the backend answers without waiting sets no timer: it runs, retries and budget
+/// included, on a runtime that has no time driver at all (where a timer would panic).
+#[test]
+fn calls_answered_at_once_need_no_timer() {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    runtime.block_on(async {
+        let backend = scripted();
+        let m = manager(&backend, 2, Some(CacheConfig::default()));
+        let (id, blob) = key(&m, "k").await;
+        let request = GenerateDataKeyRequest {
+            key_id: id.clone(),
+            key_spec: KeySpec::Aes256,
+            encryption_context: Default::default(),
+        };
+        let data_key = m.generate_data_key(request).await.unwrap();
+        assert_eq!(m.decrypt(decrypt(&data_key.ciphertext_blob)).await.unwrap().plaintext, data_key.plaintext_key);
+        assert_eq!(m.decrypt(decrypt(&blob)).await.unwrap().plaintext.expose_secret(), b"p");
+        m.describe_key(describe(&id)).await.unwrap();
+        // A failure answered at once is classified as before: permanent, returned at once.
+        let err = m.decrypt(decrypt(b"not a blob")).await.unwrap_err();
+        assert_eq!(err.code(), "crypto_error", "{err:?}");
+        assert_eq!(backend.hooks().calls("decrypt"), 3);
+    });
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
 //! `cargo xtask bench crypto`: throughput of the streaming format against raw ring on the
 //! same buffers (and against raw ring doing the one copy per segment a `Write`/`Read` adapter
-//! cannot avoid), parallel speed-up beside what two threads of raw ring get, the fixed cost
+//! cannot avoid), the whole-buffer APIs with a reused output (`encrypt_into_vec`,
+//! `decrypt_into`) and with a fresh one per call, parallel speed-up beside what two threads of raw ring get, the fixed cost
 //! of a small object, and peak memory of streaming 1 GiB.
 //!
 //! Every ratio is measured in this one process, so machine noise hits both sides alike.
@@ -23,6 +24,7 @@ use kms_crypto::stream::{
 };
 use kms_types::types::{EncryptionContext, KeySpec};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use zeroize::Zeroizing;
 
 const OBJECT: usize = 256 << 20;
 const STREAMED: u64 = 1 << 30;
@@ -103,6 +105,19 @@ fn main() {
         gbps(one)
     );
     drop(out_buf);
+    // The whole-buffer APIs: into a caller's reused Vec, and allocating a fresh one per call.
+    let mut sealed = Vec::new();
+    let encrypt_into_vec = |buf: &mut [u8]| {
+        timed(|| {
+            stream::encrypt_into_vec(&key, &ctx, Part::Whole, params, buf, &mut sealed, NonZeroUsize::MIN).unwrap()
+        })
+    };
+    let (_, ours, ratio) = compare(&mut buf[..], raw_seal, encrypt_into_vec);
+    row("stream::encrypt_into_vec (reused Vec)", gbps(ours), gbps(raw_best), ratio);
+    drop(sealed);
+    let encrypt = |buf: &mut [u8]| timed(|| drop(black_box(stream::encrypt(&key, &ctx, Part::Whole, params, buf))));
+    let (_, ours, ratio) = compare(&mut buf[..], raw_seal, encrypt);
+    row("stream::encrypt (fresh output per call)", gbps(ours), gbps(raw_best), ratio);
     // What two threads can give on this machine right now (other processes share the cores).
     let (one, two, speedup) = compare(&mut buf[..], |b: &mut [u8]| raw_threads(b, 1), |b: &mut [u8]| raw_threads(b, 2));
     println!(
@@ -190,6 +205,18 @@ fn main() {
     let (floor_best, ours, ratio) = compare(&mut work[..], raw_copy_open, &mut reader);
     println!("  floor for a reader: raw copy + open       {:6.2}", gbps(floor_best));
     println!("  DecryptingReader, 1 MiB reads             {:6.2}   {ratio:.2} of the floor", gbps(ours));
+    // The whole-buffer APIs: into a caller's reused buffer (one copy per segment, straight to
+    // its place, opened there), and allocating a fresh output per call (zeroized on drop,
+    // inside the timing).
+    let mut opened = Zeroizing::new(Vec::new());
+    let decrypt_into =
+        |_: &mut [u8]| timed(|| stream::decrypt_into(&key, &ctx, Part::Whole, &ct, &mut opened).unwrap());
+    let (raw_best, ours, ratio) = compare(&mut work[..], raw_open, decrypt_into);
+    row("stream::decrypt_into (reused buffer)", gbps(ours), gbps(raw_best), ratio);
+    drop(opened);
+    let decrypt = |_: &mut [u8]| timed(|| drop(black_box(stream::decrypt(&key, &ctx, Part::Whole, &ct).unwrap())));
+    let (raw_best, ours, ratio) = compare(&mut work[..], raw_open, decrypt);
+    row("stream::decrypt (fresh output per call)", gbps(ours), gbps(raw_best), ratio);
     drop((ct, raw_sealed, work));
 
     small_objects(&key, &ctx, &raw);

@@ -66,7 +66,7 @@ use kms_types::secret::REDACTED;
 use kms_types::types::{EncryptionContext, KeySpec};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::aead::{Algorithm, NONCE_LEN, TAG_LEN};
 use crate::context::{canonical_context_len, put_bytes, put_canonical_context};
@@ -203,48 +203,137 @@ impl PreparedKek {
         self.seal_with_salt(salt, plaintext, binding)
     }
 
+    /// [`seal`](Self::seal) with the envelope appended to `out` (a caller's reused buffer, or
+    /// one that already holds the caller's framing). On failure `out` is as it was.
+    pub fn seal_into(&self, plaintext: &[u8], binding: &Binding<'_>, out: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let mut salt = [0u8; SALT_LEN];
+        fill_random(&mut salt)?;
+        self.seal_with_salt_into(salt, plaintext, binding, out)
+    }
+
     pub(crate) fn seal_with_salt(
         &self,
         salt: [u8; SALT_LEN],
         plaintext: &[u8],
         binding: &Binding<'_>,
     ) -> Result<Vec<u8>, CryptoError> {
+        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        self.seal_with_salt_into(salt, plaintext, binding, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the envelope to `out`; on failure `out` is as it was.
+    fn seal_with_salt_into(
+        &self,
+        salt: [u8; SALT_LEN],
+        plaintext: &[u8],
+        binding: &Binding<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CryptoError> {
         if plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(CryptoError::invalid("plaintext", "an envelope holds at most 4096 bytes"));
         }
-        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+        let start = out.len();
+        out.reserve(plaintext.len() + OVERHEAD);
         out.push(ENVELOPE_FORMAT_VERSION);
         out.push(KeyEncryptionKey::ALGORITHM.id());
         out.extend_from_slice(&salt);
-        let aad = binding.aad(&out, DOMAIN_V2);
+        let aad = binding.aad(&out[start..], DOMAIN_V2);
         out.extend_from_slice(plaintext);
-        let tag = self.derive(&salt)?.seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(V2_NONCE),
-            Aad::from(&aad),
-            &mut out[HEADER_LEN..],
-        )?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        let sealed = self.derive(&salt).and_then(|key| {
+            let nonce = Nonce::assume_unique_for_key(V2_NONCE);
+            Ok(key.seal_in_place_separate_tag(nonce, Aad::from(&aad), &mut out[start + HEADER_LEN..])?)
+        });
+        match sealed {
+            Ok(tag) => {
+                out.extend_from_slice(tag.as_ref());
+                Ok(())
+            }
+            Err(e) => {
+                // The plaintext was copied in to be sealed in place: wipe it before leaving.
+                out[start..].zeroize();
+                out.truncate(start);
+                Err(e)
+            }
+        }
     }
 
     /// Opens an envelope (version 2, or version 1) made with this key-encryption key and
     /// `binding`; the plaintext is zeroized on drop. The same as [`open`].
     pub fn open(&self, envelope: &[u8], binding: &Binding<'_>) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let mut out = Zeroizing::new(Vec::new());
+        self.open_into(envelope, binding, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`open`](Self::open) into a buffer the caller reuses: on success `out` holds exactly
+    /// the plaintext. Its capacity is reused; one too small is wiped before it grows (growing
+    /// would leave a copy of what it held behind). On any failure `out` is wiped and empty.
+    pub fn open_into(
+        &self,
+        envelope: &[u8],
+        binding: &Binding<'_>,
+        out: &mut Zeroizing<Vec<u8>>,
+    ) -> Result<(), CryptoError> {
+        let result = self.open_into_unwiped(envelope, binding, out);
+        if result.is_err() {
+            out.as_mut_slice().zeroize();
+            out.clear();
+        }
+        result
+    }
+
+    fn open_into_unwiped(
+        &self,
+        envelope: &[u8],
+        binding: &Binding<'_>,
+        out: &mut Zeroizing<Vec<u8>>,
+    ) -> Result<(), CryptoError> {
         let (format, header) = parse_header(envelope)?;
         let aad = Aad::from(binding.aad(header, format.domain()));
-        let mut buf = Zeroizing::new(envelope[header.len()..].to_vec());
+        let body = &envelope[header.len()..];
+        if out.capacity() < body.len() {
+            out.zeroize();
+            out.reserve_exact(body.len());
+        }
+        out.clear();
+        out.extend_from_slice(body);
         let len = match format {
             Format::V1 => {
                 let nonce = Nonce::try_assume_unique_for_key(&header[2..]).map_err(|_| CryptoError::Malformed)?;
-                self.v1.open_in_place(nonce, aad, &mut buf)?.len()
+                self.v1.open_in_place(nonce, aad, out.as_mut_slice())?.len()
             }
             Format::V2 => {
                 let key = self.derive(&header[2..])?;
-                key.open_in_place(Nonce::assume_unique_for_key(V2_NONCE), aad, &mut buf)?.len()
+                key.open_in_place(Nonce::assume_unique_for_key(V2_NONCE), aad, out.as_mut_slice())?.len()
             }
         };
-        buf.truncate(len);
-        Ok(buf)
+        out.truncate(len);
+        Ok(())
+    }
+
+    /// [`generate_and_wrap_data_key`](Self::generate_and_wrap_data_key) with the envelope
+    /// appended to `out`: a caller framing the envelope (a blob header written into `out`
+    /// first) builds its whole blob in one allocation instead of copying the envelope into
+    /// it. On failure `out` is as it was.
+    pub fn generate_and_wrap_data_key_into(
+        &self,
+        spec: KeySpec,
+        binding: &Binding<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<PlaintextDataKey, CryptoError> {
+        let key_len = spec.key_len();
+        if key_len > MAX_DATA_KEY_LEN {
+            return Err(CryptoError::invalid("key_spec", "not a data key length"));
+        }
+        let mut random = Zeroizing::new([0u8; MAX_DATA_KEY_LEN + SALT_LEN]);
+        let random = &mut random[..key_len + SALT_LEN];
+        fill_random(random)?;
+        let (key, salt) = random.split_at(key_len);
+        let salt: [u8; SALT_LEN] = salt.try_into().expect("SALT_LEN bytes");
+        let data_key = PlaintextDataKey::from_bytes(key)?;
+        self.seal_with_salt_into(salt, key, binding, out)?;
+        Ok(data_key)
     }
 
     /// Wraps `data_key`, bound to `binding`. The same as [`wrap_data_key`].
@@ -275,17 +364,8 @@ impl PreparedKek {
         spec: KeySpec,
         binding: &Binding<'_>,
     ) -> Result<(PlaintextDataKey, WrappedDataKey), CryptoError> {
-        let key_len = spec.key_len();
-        if key_len > MAX_DATA_KEY_LEN {
-            return Err(CryptoError::invalid("key_spec", "not a data key length"));
-        }
-        let mut random = Zeroizing::new([0u8; MAX_DATA_KEY_LEN + SALT_LEN]);
-        let random = &mut random[..key_len + SALT_LEN];
-        fill_random(random)?;
-        let (key, salt) = random.split_at(key_len);
-        let salt: [u8; SALT_LEN] = salt.try_into().expect("SALT_LEN bytes");
-        let data_key = PlaintextDataKey::from_bytes(key)?;
-        let wrapped = self.seal_with_salt(salt, key, binding)?;
+        let mut wrapped = Vec::with_capacity(spec.key_len() + OVERHEAD);
+        let data_key = self.generate_and_wrap_data_key_into(spec, binding, &mut wrapped)?;
         Ok((data_key, WrappedDataKey::from(wrapped)))
     }
 }
@@ -375,6 +455,39 @@ mod tests {
         0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4a, 0x4b, 0x4c, 0x4d, 0x4e, 0x4f, 0x50, 0x51,
         0x52, 0x53, 0x54, 0x55, 0x56, 0x57, 0x58, 0x59, 0x5a, 0x5b, 0x5c, 0x5d, 0x5e, 0x5f,
     ];
+
+    /// The reusing variants: `seal_into` appends after a caller's framing, `open_into` reuses a
+    /// buffer holding an earlier plaintext and leaves it empty when the envelope does not open.
+    #[test]
+    fn into_variants_append_and_reuse_and_fail_empty() {
+        let prepared = PreparedKek::new(kat_kek());
+        let context = ctx(&[("bucket", "photos")]);
+        let binding = Binding { master_key_id: "master-1", master_key_version: 7, context: &context };
+        let mut framed = b"FRAME".to_vec();
+        prepared.seal_into(b"first secret", &binding, &mut framed).unwrap();
+        assert_eq!(&framed[..5], b"FRAME");
+        assert_eq!(framed.len(), 5 + b"first secret".len() + OVERHEAD);
+        let envelope = &framed[5..];
+
+        let mut out = Zeroizing::new(b"an earlier, longer plaintext".to_vec());
+        prepared.open_into(envelope, &binding, &mut out).unwrap();
+        assert_eq!(&out[..], b"first secret");
+        assert_eq!(&*prepared.open(envelope, &binding).unwrap(), b"first secret");
+
+        let mut tampered = envelope.to_vec();
+        tampered[HEADER_LEN] ^= 1;
+        let other = Binding { master_key_version: 8, ..binding };
+        let cases: [(&[u8], &Binding<'_>, CryptoError); 3] = [
+            (&tampered, &binding, CryptoError::Unauthenticated),
+            (envelope, &other, CryptoError::Unauthenticated),
+            (&envelope[..HEADER_LEN + TAG_LEN - 1], &binding, CryptoError::Malformed),
+        ];
+        for (bad, binding, expected) in cases {
+            let mut out = Zeroizing::new(b"first secret".to_vec());
+            assert_eq!(prepared.open_into(bad, binding, &mut out), Err(expected));
+            assert!(out.is_empty(), "{expected:?}: {} bytes left", out.len());
+        }
+    }
 
     /// Version 2: fixed KEK 00..1f, salt 40..5f, key id "master-1" v7, context {bucket:
     /// photos, object: cat.jpg}, plaintext 10..2f; and an empty plaintext under salt ff × 32,

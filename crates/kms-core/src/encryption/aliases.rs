@@ -13,17 +13,18 @@ use kms_types::types::{
 
 use crate::manager::KmsManager;
 
-/// The key references a request carries.
+/// The key reference a request carries (every request names at most one key).
 pub trait KeyRefs {
-    /// Each key id field, to be replaced by the key an alias resolves to.
-    fn key_refs(&mut self) -> Vec<&mut String>;
+    /// The key id field, to be replaced by the key an alias resolves to; `None` when the
+    /// request names no key.
+    fn key_ref(&mut self) -> Option<&mut String>;
 }
 
 macro_rules! key_id_field {
     ($($request:ty),*) => {
         $(impl KeyRefs for $request {
-            fn key_refs(&mut self) -> Vec<&mut String> {
-                vec![&mut self.key_id]
+            fn key_ref(&mut self) -> Option<&mut String> {
+                Some(&mut self.key_id)
             }
         })*
     };
@@ -45,37 +46,38 @@ key_id_field!(
 );
 
 impl KeyRefs for DecryptRequest {
-    fn key_refs(&mut self) -> Vec<&mut String> {
-        self.key_id.iter_mut().collect()
+    fn key_ref(&mut self) -> Option<&mut String> {
+        self.key_id.as_mut()
     }
 }
 
 impl KeyRefs for ReEncryptRequest {
-    fn key_refs(&mut self) -> Vec<&mut String> {
-        self.destination_key_id.iter_mut().collect()
+    fn key_ref(&mut self) -> Option<&mut String> {
+        self.destination_key_id.as_mut()
     }
 }
 
 /// A new key has a name, not a reference; listing names no key.
 impl KeyRefs for CreateKeyRequest {
-    fn key_refs(&mut self) -> Vec<&mut String> {
-        Vec::new()
+    fn key_ref(&mut self) -> Option<&mut String> {
+        None
     }
 }
 
 impl KeyRefs for ListKeysRequest {
-    fn key_refs(&mut self) -> Vec<&mut String> {
-        Vec::new()
+    fn key_ref(&mut self) -> Option<&mut String> {
+        None
     }
 }
 
-/// Replaces every alias in `request` by the key id it points at (`KeyNotFound` naming the
+/// Replaces the alias `request` names, if any, by the key id it points at (`KeyNotFound` naming the
 /// alias if there is none; `Unsupported` if the backend has no aliases).
 pub(crate) async fn resolve<R: KeyRefs>(manager: &KmsManager, request: &mut R) -> Result<()> {
-    for key_ref in request.key_refs() {
-        if is_alias(key_ref) {
-            *key_ref = manager.backend().resolve_alias(key_ref).await?;
-        }
+    // No allocation on the data path: a plain key id is left as it is.
+    if let Some(key_ref) = request.key_ref()
+        && is_alias(key_ref)
+    {
+        *key_ref = manager.backend().resolve_alias(key_ref).await?;
     }
     Ok(())
 }

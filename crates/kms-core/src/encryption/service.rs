@@ -58,7 +58,7 @@ use tokio::sync::OwnedRwLockReadGuard;
 #[cfg(feature = "sse")]
 use super::key_cache::DataKeyCache;
 use crate::manager::KmsManager;
-use crate::slot::ServiceSlot;
+use crate::slot::{Active, ServiceSlot};
 
 /// The façade over a [`KmsManager`]. See the [module docs](self).
 #[derive(Debug)]
@@ -76,12 +76,28 @@ enum Source {
     Managed(Arc<ServiceSlot>),
 }
 
-/// The manager a call runs on, and (for a managed service) the guard that keeps that backend
-/// open until the call is done.
-struct Lease {
-    manager: Arc<KmsManager>,
-    default_key_id: Option<String>,
-    _in_flight: Option<OwnedRwLockReadGuard<()>>,
+/// The manager a call runs on: borrowed from a fixed service, or (for a managed service) the
+/// backend in force with the guard that keeps it open until the call is done. Nothing is
+/// copied per call (no default key id, no reference count for a fixed manager).
+enum Lease<'a> {
+    Fixed { manager: &'a Arc<KmsManager>, default_key_id: &'a Option<String> },
+    Managed { active: Arc<Active>, _in_flight: OwnedRwLockReadGuard<()> },
+}
+
+impl Lease<'_> {
+    fn manager(&self) -> &Arc<KmsManager> {
+        match self {
+            Self::Fixed { manager, .. } => manager,
+            Self::Managed { active, .. } => &active.manager,
+        }
+    }
+
+    fn default_key_id(&self) -> Option<&str> {
+        match self {
+            Self::Fixed { default_key_id, .. } => default_key_id.as_deref(),
+            Self::Managed { active, .. } => active.default_key_id.as_deref(),
+        }
+    }
 }
 
 macro_rules! delegate {
@@ -90,8 +106,8 @@ macro_rules! delegate {
             $(#[$doc])*
             pub async fn $name(&self, mut request: $request) -> Result<$response> {
                 let lease = self.lease().await?;
-                super::aliases::resolve(&lease.manager, &mut request).await?;
-                lease.manager.$name(request).await
+                super::aliases::resolve(lease.manager(), &mut request).await?;
+                lease.manager().$name(request).await
             }
         )*
     };
@@ -124,16 +140,12 @@ impl EncryptionService {
         }
     }
 
-    async fn lease(&self) -> Result<Lease> {
+    async fn lease(&self) -> Result<Lease<'_>> {
         match &self.source {
-            Source::Fixed { manager, default_key_id } => {
-                Ok(Lease { manager: Arc::clone(manager), default_key_id: default_key_id.clone(), _in_flight: None })
+            Source::Fixed { manager, default_key_id } => Ok(Lease::Fixed { manager, default_key_id }),
+            Source::Managed(slot) => {
+                slot.lease().await.map(|(active, guard)| Lease::Managed { active, _in_flight: guard })
             }
-            Source::Managed(slot) => slot.lease().await.map(|(manager, default_key_id, guard)| Lease {
-                manager,
-                default_key_id,
-                _in_flight: Some(guard),
-            }),
         }
     }
 
@@ -179,33 +191,33 @@ impl EncryptionService {
     /// service is not running. Authorize on the id first, then decrypt with
     /// `DecryptRequest::key_id` set to it.
     pub async fn ciphertext_key_id(&self, ciphertext_blob: &[u8]) -> Result<Option<String>> {
-        Ok(self.lease().await?.manager.ciphertext_key_id(ciphertext_blob))
+        Ok(self.lease().await?.manager().ciphertext_key_id(ciphertext_blob))
     }
 
     /// Creates an alias of a key (`alias/...`, usable wherever a key id is).
     pub async fn create_alias(&self, request: CreateAliasRequest) -> Result<AliasEntry> {
-        self.lease().await?.manager.backend().create_alias(request).await
+        self.lease().await?.manager().backend().create_alias(request).await
     }
 
     /// Points an alias at another key.
     pub async fn update_alias(&self, request: UpdateAliasRequest) -> Result<AliasEntry> {
-        self.lease().await?.manager.backend().update_alias(request).await
+        self.lease().await?.manager().backend().update_alias(request).await
     }
 
     /// Deletes an alias (the key stays).
     pub async fn delete_alias(&self, alias_name: &str) -> Result<()> {
-        self.lease().await?.manager.backend().delete_alias(alias_name).await
+        self.lease().await?.manager().backend().delete_alias(alias_name).await
     }
 
     /// Lists aliases in name order, one page at a time.
     pub async fn list_aliases(&self, request: ListAliasesRequest) -> Result<ListAliasesResponse> {
-        self.lease().await?.manager.backend().list_aliases(request).await
+        self.lease().await?.manager().backend().list_aliases(request).await
     }
 
     /// The key id `key_ref` names: itself, or what the alias `alias/...` points at.
     pub async fn resolve_key_ref(&self, key_ref: &str) -> Result<String> {
         if kms_types::alias::is_alias(key_ref) {
-            self.lease().await?.manager.backend().resolve_alias(key_ref).await
+            self.lease().await?.manager().backend().resolve_alias(key_ref).await
         } else {
             Ok(key_ref.to_owned())
         }
@@ -213,40 +225,40 @@ impl EncryptionService {
 
     /// Whether the running backend stores aliases.
     pub async fn supports_aliases(&self) -> Result<bool> {
-        Ok(self.lease().await?.manager.backend().supports_aliases())
+        Ok(self.lease().await?.manager().backend().supports_aliases())
     }
 
     /// Whether the backend can serve requests.
     pub async fn health_check(&self) -> Result<bool> {
         let lease = self.lease().await?;
-        lease.manager.health_check().await
+        lease.manager().health_check().await
     }
 
     /// The metadata cache's statistics.
     pub async fn cache_stats(&self) -> Result<CacheStats> {
-        Ok(self.lease().await?.manager.cache_stats())
+        Ok(self.lease().await?.manager().cache_stats())
     }
 
     /// The statistics of the backend's own cache of opened keys, if it has one.
     pub async fn backend_key_cache_stats(&self) -> Result<Option<CacheStats>> {
-        Ok(self.lease().await?.manager.backend_key_cache_stats())
+        Ok(self.lease().await?.manager().backend_key_cache_stats())
     }
 
     /// The optional operations the backend in force implements.
     pub async fn capabilities(&self) -> Result<BackendCapabilities> {
-        Ok(self.lease().await?.manager.backend().capabilities())
+        Ok(self.lease().await?.manager().backend().capabilities())
     }
 
     /// Drops every cache: the manager's metadata cache and the backend's own.
     pub async fn clear_caches(&self) -> Result<()> {
-        self.lease().await?.manager.clear_all_caches().await;
+        self.lease().await?.manager().clear_all_caches().await;
         Ok(())
     }
 
     /// A sealed backup bundle of every key, if the backend makes them
     /// ([`KmsBackend::backup`](crate::backends::KmsBackend::backup)).
     pub async fn backup(&self) -> Result<Vec<u8>> {
-        self.lease().await?.manager.backend().backup().await
+        self.lease().await?.manager().backend().backup().await
     }
 
     /// Creates a key with material brought from another KMS
@@ -255,7 +267,7 @@ impl EncryptionService {
         &self,
         request: kms_types::import::ImportKeyRequest,
     ) -> Result<kms_types::types::KeyMetadataResponse> {
-        self.lease().await?.manager.import_key(request).await
+        self.lease().await?.manager().import_key(request).await
     }
 
     /// Adopts a key the backend's store holds but kms did not make, or checks it without
@@ -299,7 +311,7 @@ impl EncryptionService {
 
     /// The configured default key id, if any.
     pub async fn default_key_id(&self) -> Result<Option<String>> {
-        Ok(self.lease().await?.default_key_id)
+        Ok(self.lease().await?.default_key_id().map(str::to_owned))
     }
 
     /// `key_id` if given, else the default key; `InvalidRequest` (field `key_id`) when there
@@ -317,10 +329,10 @@ impl EncryptionService {
     /// the race is fine), and returns its metadata; `None` when no default key is configured.
     pub async fn ensure_default_key(&self) -> Result<Option<KeyMetadata>> {
         let lease = self.lease().await?;
-        let Some(key_id) = lease.default_key_id.clone() else {
+        let Some(key_id) = lease.default_key_id().map(str::to_owned) else {
             return Ok(None);
         };
-        let describe = || lease.manager.describe_key(DescribeKeyRequest { key_id: key_id.clone() });
+        let describe = || lease.manager().describe_key(DescribeKeyRequest { key_id: key_id.clone() });
         match describe().await {
             Ok(found) => return Ok(Some(found.key_metadata)),
             Err(KmsError::KeyNotFound { .. }) => {}
@@ -331,7 +343,7 @@ impl EncryptionService {
             description: Some("default key, created by kms".into()),
             ..Default::default()
         };
-        match lease.manager.create_key(request).await {
+        match lease.manager().create_key(request).await {
             Ok(created) => Ok(Some(created.key_metadata)),
             Err(KmsError::KeyAlreadyExists { .. }) => describe().await.map(|r| Some(r.key_metadata)),
             Err(e) => Err(e),

@@ -331,14 +331,28 @@ impl StreamOpener {
     /// the front of `in_out`. On failure the contents of `in_out` must be discarded.
     pub fn open_segment<'a>(&self, index: u64, last: bool, in_out: &'a mut [u8]) -> Result<&'a mut [u8], CryptoError> {
         let len = in_out.len().checked_sub(TAG_LEN).ok_or(CryptoError::Unauthenticated)?;
-        if index >= MAX_SEGMENTS || check_segment_len(len, self.segment_size(), index, last).is_err() {
+        let (segment, tag) = in_out.split_at_mut(len);
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().map_err(|_| CryptoError::Unauthenticated)?;
+        self.open_detached(index, last, segment, tag)?;
+        Ok(segment)
+    }
+
+    /// Opens segment number `index` in place when its tag is elsewhere: `segment` holds the
+    /// ciphertext alone (the whole-buffer decryptors copy it straight to its plaintext
+    /// position in the caller's buffer and open it there, one copy in all). On failure the
+    /// contents of `segment` must be discarded.
+    pub(crate) fn open_detached(
+        &self,
+        index: u64,
+        last: bool,
+        segment: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), CryptoError> {
+        if index >= MAX_SEGMENTS || check_segment_len(segment.len(), self.segment_size(), index, last).is_err() {
             return Err(CryptoError::Unauthenticated);
         }
         let nonce = nonce(self.header.nonce_prefix(), index, last)?;
-        let (segment, tag) = in_out.split_at_mut(len);
-        let tag: &[u8; TAG_LEN] = (&*tag).try_into().map_err(|_| CryptoError::Unauthenticated)?;
-        self.cipher.open_in_place(&nonce, &[], segment, tag)?;
-        Ok(segment)
+        self.cipher.open_in_place(&nonce, &[], segment, tag)
     }
 }
 

@@ -68,7 +68,10 @@ mod scratch;
 
 #[cfg(feature = "tokio")]
 pub use async_io::{AsyncDecryptingReader, AsyncEncryptingReader};
-pub use buffer::{decrypt, decrypt_object, decrypt_range, encrypt, encrypt_into, encrypt_parallel};
+pub use buffer::{
+    decrypt, decrypt_into, decrypt_object, decrypt_object_into, decrypt_range, decrypt_range_into, encrypt,
+    encrypt_into, encrypt_into_vec, encrypt_parallel,
+};
 pub use io::{DecryptingReader, EncryptingReader, EncryptingWriter};
 pub use keys::{COMMITMENT_LEN, Header, NONCE_PREFIX_LEN, Part, SALT_LEN, StreamOpener, StreamParams, StreamSealer};
 pub use layout::{ObjectLayout, PartLayout, PartRange, RangePlan, ciphertext_len, plaintext_len, segment_count};
