@@ -506,6 +506,30 @@ mod tests {
     }
 
     #[test]
+    fn lines_queued_while_the_writer_waits_out_its_window_are_written_as_one_batch() {
+        let sink = Flaky::default();
+        // A long sync interval: the only flushes are the batches' own.
+        let options = AuditOptions {
+            sync_interval: Duration::from_secs(60),
+            batch_window: Duration::from_millis(300),
+            ..AuditOptions::default()
+        };
+        let log = AuditLog::to_writer(Box::new(sink.clone()), options);
+        send(&log, "first");
+        wait_until("the first batch", || sink.flushes.load(Ordering::SeqCst) == 1);
+        assert_eq!(sink.lines().len(), 1);
+        // The writer now sleeps out its window: these wake nobody and go out together.
+        for i in 0..10 {
+            send(&log, &format!("k{i}"));
+        }
+        wait_until("the second batch", || sink.flushes.load(Ordering::SeqCst) >= 2);
+        assert_eq!(sink.lines().len(), 11, "ten lines, one write and flush");
+        assert_eq!(sink.flushes.load(Ordering::SeqCst), 2);
+        assert_eq!(sink.lines()[10]["key_id"], "k9", "in order");
+        drop(log);
+    }
+
+    #[test]
     fn disabled_logs_reserve_nothing() {
         assert!(matches!(AuditLog::disabled().reserve(), Reservation::Disabled));
     }
