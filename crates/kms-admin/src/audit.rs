@@ -511,7 +511,7 @@ mod tests {
         // A long sync interval: the only flushes are the batches' own.
         let options = AuditOptions {
             sync_interval: Duration::from_secs(60),
-            batch_window: Duration::from_millis(300),
+            batch_window: Duration::from_secs(1),
             ..AuditOptions::default()
         };
         let log = AuditLog::to_writer(Box::new(sink.clone()), options);
