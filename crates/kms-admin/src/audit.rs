@@ -14,6 +14,13 @@
 //! flushes it, and calls `sync_data` on the file at most every `sync_interval` (and when the
 //! queue goes idle, and at shutdown), so at most that much of the log is lost in a power cut.
 //!
+//! After each batch the writer waits `batch_window` (1 ms) before it takes the next: lines
+//! queued meanwhile cost their request a lock-free push and no wake-up of the writer thread,
+//! and the file one `write` per window instead of one per request. Handing every line to the
+//! writer at once cost a thread wake-up (futex, context switch) per request, more than the rest
+//! of the audit path together (`docs/performance.md`). A line thus reaches the file at most
+//! `batch_window` after its request is answered (plus the `sync_interval` to reach the disk).
+//!
 //! When the sink fails (a full disk, a revoked mount) or the queue is full, the log either
 //! **fails open** (the default: requests go on, the lost lines are counted in
 //! [`AuditLog::dropped`] and logged), or, with `fail_closed`, **fails closed**: every request
@@ -77,11 +84,22 @@ pub struct AuditOptions {
     pub sync_interval: Duration,
     /// Refuse requests while the sink fails or the queue is full.
     pub fail_closed: bool,
+    /// How long the writer lets lines gather after writing a batch (zero: it takes every
+    /// line as soon as it is queued, waking once per request under load).
+    pub batch_window: Duration,
 }
+
+/// The default [`AuditOptions::batch_window`].
+pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(1);
 
 impl Default for AuditOptions {
     fn default() -> Self {
-        Self { queue_capacity: 65_536, sync_interval: Duration::from_secs(1), fail_closed: false }
+        Self {
+            queue_capacity: 65_536,
+            sync_interval: Duration::from_secs(1),
+            fail_closed: false,
+            batch_window: DEFAULT_BATCH_WINDOW,
+        }
     }
 }
 
@@ -210,10 +228,9 @@ impl AuditLog {
         let (sender, receiver) = mpsc::channel::<AuditRecord>();
         let shared = Arc::new(Shared::new(options.queue_capacity.max(1)));
         let for_writer = shared.clone();
-        let interval = options.sync_interval;
         let writer = std::thread::Builder::new()
             .name("kms-audit".into())
-            .spawn(move || write_loop(&receiver, sink, &for_writer, interval))
+            .spawn(move || write_loop(&receiver, sink, &for_writer, options))
             .expect("spawning the audit writer thread");
         Self { sender: Some(sender), shared, fail_closed: options.fail_closed, writer: Some(writer) }
     }
@@ -294,7 +311,8 @@ impl Drop for AuditLog {
 /// Most bytes of lines kept for a retry while the sink fails; lines beyond are dropped.
 const MAX_PENDING_BYTES: usize = 4 << 20;
 
-fn write_loop(receiver: &mpsc::Receiver<AuditRecord>, mut sink: Sink, shared: &Shared, interval: Duration) {
+fn write_loop(receiver: &mpsc::Receiver<AuditRecord>, mut sink: Sink, shared: &Shared, options: AuditOptions) {
+    let interval = options.sync_interval;
     // Lines not yet written: after a failure they stay here and are retried (at the next
     // batch, or after `interval` when the queue is idle), so a sink that comes back loses none.
     let mut pending: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -324,6 +342,12 @@ fn write_loop(receiver: &mpsc::Receiver<AuditRecord>, mut sink: Sink, shared: &S
         if dirty && (idle || last_sync.elapsed() >= interval) && shared.note(sink.sync()) {
             dirty = false;
             last_sync = Instant::now();
+        }
+        // Let the next lines gather while this thread sleeps rather than waits on the queue:
+        // a request that queues a line then wakes nobody. After an empty window the next
+        // `recv_timeout` blocks, and the first line after the pause wakes the writer.
+        if !idle && !options.batch_window.is_zero() {
+            std::thread::sleep(options.batch_window);
         }
     }
     if !pending.is_empty() && !shared.note(sink.write_from(&mut pending)) {
@@ -398,8 +422,12 @@ mod tests {
         }
     }
 
-    const FAST: AuditOptions =
-        AuditOptions { queue_capacity: 16, sync_interval: Duration::from_millis(50), fail_closed: false };
+    const FAST: AuditOptions = AuditOptions {
+        queue_capacity: 16,
+        sync_interval: Duration::from_millis(50),
+        fail_closed: false,
+        batch_window: DEFAULT_BATCH_WINDOW,
+    };
 
     #[test]
     fn records_become_one_json_line_each_with_version_and_context_digest() {
@@ -474,6 +502,30 @@ mod tests {
         let flushes = sink.flushes.load(Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(sink.flushes.load(Ordering::SeqCst), flushes, "nothing new written: no more syncs");
+        drop(log);
+    }
+
+    #[test]
+    fn lines_queued_while_the_writer_waits_out_its_window_are_written_as_one_batch() {
+        let sink = Flaky::default();
+        // A long sync interval: the only flushes are the batches' own.
+        let options = AuditOptions {
+            sync_interval: Duration::from_secs(60),
+            batch_window: Duration::from_secs(1),
+            ..AuditOptions::default()
+        };
+        let log = AuditLog::to_writer(Box::new(sink.clone()), options);
+        send(&log, "first");
+        wait_until("the first batch", || sink.flushes.load(Ordering::SeqCst) == 1);
+        assert_eq!(sink.lines().len(), 1);
+        // The writer now sleeps out its window: these wake nobody and go out together.
+        for i in 0..10 {
+            send(&log, &format!("k{i}"));
+        }
+        wait_until("the second batch", || sink.flushes.load(Ordering::SeqCst) >= 2);
+        assert_eq!(sink.lines().len(), 11, "ten lines, one write and flush");
+        assert_eq!(sink.flushes.load(Ordering::SeqCst), 2);
+        assert_eq!(sink.lines()[10]["key_id"], "k9", "in order");
         drop(log);
     }
 

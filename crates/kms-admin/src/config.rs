@@ -158,6 +158,7 @@ impl From<&ServerConfig> for crate::audit::AuditOptions {
             queue_capacity: config.audit_queue_capacity,
             sync_interval: config.audit_sync_interval,
             fail_closed: config.audit_fail_closed,
+            ..Self::default()
         }
     }
 }

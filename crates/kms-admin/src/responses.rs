@@ -12,9 +12,16 @@ use crate::error::ApiError;
 /// A response of the admin server.
 pub(crate) type Resp = Response<Full<Bytes>>;
 
+/// The starting size of a JSON answer's buffer: room for a data-key or decrypt answer.
+const RESPONSE_CAPACITY: usize = 512;
+
 /// A JSON answer; like every JSON answer, it ends with a newline (friendly to `curl` and shells).
 pub(crate) fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Resp {
-    let mut body = serde_json::to_vec(value).expect("response types serialize");
+    // Sized for the hot answers (a data key: two base64 fields and a key id) so the buffer is
+    // not grown while it is written: each growth copied the bytes written so far (a plaintext
+    // key among them) and left the old copy in freed memory.
+    let mut body = Vec::with_capacity(RESPONSE_CAPACITY);
+    serde_json::to_writer(&mut body, value).expect("response types serialize");
     body.push(b'\n');
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

@@ -24,15 +24,30 @@ impl Route {
     }
 }
 
+/// The most segments of a routed path (`kms/v1/keys/{id}/{action}`).
+const MAX_SEGMENTS: usize = 5;
+
 /// Matches a request line. Unknown paths are 404; known paths with another method are 405;
 /// a malformed key id in the path is 400 naming `key_id`.
 pub fn route(method: &Method, path: &str) -> Result<Route, ApiError> {
-    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+    // The segments in a fixed array, not a `Vec`: a heap allocation per request for a list
+    // that is never longer than the deepest route (`kms/v1/keys/{id}/{action}`); a path with
+    // more segments than that matches nothing, as before.
+    let mut parts = [""; MAX_SEGMENTS];
+    let mut count = 0;
+    for segment in path.strip_prefix('/').unwrap_or(path).split('/') {
+        if count == MAX_SEGMENTS {
+            return Err(ApiError::no_route());
+        }
+        parts[count] = segment;
+        count += 1;
+    }
+    let segments = &parts[..count];
     let expect = |allowed: &Method, op: Operation| -> Result<Route, ApiError> {
         if method == allowed { Ok(Route::new(op)) } else { Err(ApiError::method_not_allowed()) }
     };
     use Operation as Op;
-    match segments.as_slice() {
+    match segments {
         ["health"] => expect(&Method::GET, Op::Health),
         ["metrics"] => expect(&Method::GET, Op::Metrics),
         ["kms", "v1", rest @ ..] => match rest {
@@ -162,6 +177,10 @@ mod tests {
         }
         for path in ["/", "/kms", "/kms/v1", "/kms/v2/keys", "/kms/v1/keys/k1/explode", "/kms/v1/keys/k1/enable/x"] {
             assert_eq!(route(&Method::GET, path).unwrap_err().status, 404, "{path}");
+        }
+        // Deeper than any route (more segments than the router keeps): 404 whatever the method.
+        for path in ["/kms/v1/keys/k1/enable/", "/kms/v1/keys/k1/enable/x/y", "/a/b/c/d/e/f/g/h/i"] {
+            assert_eq!(route(&Method::POST, path).unwrap_err().status, 404, "{path}");
         }
     }
 
