@@ -16,8 +16,8 @@ use kms_types::types::{
     DecryptRequest, DecryptResponse, DeleteKeyRequest, DeleteKeyResponse, DescribeKeyRequest, DescribeKeyResponse,
     DisableKeyRequest, EnableKeyRequest, EncryptRequest, EncryptResponse, EncryptionContext, GenerateDataKeyRequest,
     GenerateDataKeyResponse, GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse,
-    KeyMetadataResponse, KeyOrigin, KeySpec, KeyState, ListKeysRequest, ListKeysResponse, ReEncryptRequest,
-    ReEncryptResponse, RotateKeyRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest, validate_key_id,
+    KeyMetadataResponse, KeySpec, KeyState, ListKeysRequest, ListKeysResponse, ReEncryptRequest, ReEncryptResponse,
+    RotateKeyRequest, TagKeyRequest, UntagKeyRequest, UpdateKeyDescriptionRequest, validate_key_id,
     validate_pending_window,
 };
 use time::OffsetDateTime;
@@ -282,11 +282,13 @@ impl KmsBackend for LocalBackend {
         let record = self
             .mutate(&request.key_id, Operation::RotateKey.as_str(), |current, now| {
                 require(current, Operation::RotateKey, now)?;
-                if current.meta.origin != KeyOrigin::Kms {
-                    return Err(KmsError::invalid_request(
-                        "key_id",
-                        "an external key gains versions only by import (import_key_material with new_version)",
-                    ));
+                if current.meta.imported.is_some() {
+                    // BYOK material comes only from its owner; a key migrated from another
+                    // KMS (`import_key`) rotates like any other, as on the Vault backend.
+                    return Err(KmsError::Unsupported {
+                        operation: "rotate_key of a key with imported material (import a new version instead)",
+                        backend: "local",
+                    });
                 }
                 let mut next = current.clone();
                 next.versions.push(Arc::new(next_version(current, now)?));

@@ -11,7 +11,10 @@ use kms_core::backends::KmsBackend;
 use kms_types::error::KmsError;
 use kms_types::import::ImportKeyRequest;
 use kms_types::secret::SecretBytes;
-use kms_types::types::{DecryptRequest, DescribeKeyRequest, EncryptionContext, KeyOrigin, KeyState, KeyUsage};
+use kms_types::types::{
+    DecryptRequest, DescribeKeyRequest, EnableKeyRequest, EncryptionContext, KeyOrigin, KeyState, KeyUsage,
+    RotateKeyRequest,
+};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -63,6 +66,10 @@ async fn an_imported_key_keeps_its_id_state_metadata_and_date_across_a_restart_a
     assert_eq!(again, meta);
     assert_eq!(again.description.as_deref(), Some("from RustFS"));
     assert_eq!(again.tags["name"], "imported");
+    // A migrated key has no owner-held material (not BYOK): it rotates like any other.
+    backend.enable_key(EnableKeyRequest { key_id: "imported".into() }).await.unwrap();
+    let rotated = backend.rotate_key(RotateKeyRequest { key_id: "imported".into() }).await.unwrap();
+    assert_eq!(rotated.key_metadata.current_version, 2);
 }
 
 #[tokio::test]

@@ -572,10 +572,8 @@ impl KmsBackend for MemoryBackend {
         let rec = get_mut(&mut keys, &request.key_id)?;
         require_state(rec, Operation::RotateKey)?;
         if rec.metadata.origin != KeyOrigin::Kms {
-            return Err(KmsError::invalid_request(
-                "key_id",
-                "an external key gains versions only by import (import_key_material with new_version)",
-            ));
+            // Every external key here is a BYOK key: its material comes only from its owner.
+            return Err(self.unsupported("rotate_key of a key with imported material (import a new version instead)"));
         }
         rec.versions.push(Some(material));
         rec.metadata.current_version =

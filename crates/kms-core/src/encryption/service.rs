@@ -277,7 +277,7 @@ impl EncryptionService {
         request: kms_types::adopt::AdoptKeyRequest,
     ) -> Result<kms_types::adopt::AdoptKeyResponse> {
         request.validate()?;
-        self.lease().await?.manager.backend().adopt_key(request).await
+        self.lease().await?.manager().backend().adopt_key(request).await
     }
 
     /// BYOK: a fresh wrapping key and import token for an external key (`docs/byok.md`).
@@ -286,8 +286,8 @@ impl EncryptionService {
         mut request: kms_types::byok::GetParametersForImportRequest,
     ) -> Result<kms_types::byok::GetParametersForImportResponse> {
         let lease = self.lease().await?;
-        super::aliases::resolve(&lease.manager, &mut request).await?;
-        lease.manager.get_parameters_for_import(request).await
+        super::aliases::resolve(lease.manager(), &mut request).await?;
+        lease.manager().get_parameters_for_import(request).await
     }
 
     /// BYOK: imports wrapped key material with its import token (`docs/byok.md`). Aliases are
@@ -296,7 +296,7 @@ impl EncryptionService {
         &self,
         request: kms_types::byok::ImportKeyMaterialRequest,
     ) -> Result<kms_types::types::KeyMetadataResponse> {
-        self.lease().await?.manager.import_key_material(request).await
+        self.lease().await?.manager().import_key_material(request).await
     }
 
     /// BYOK: deletes an external key's imported material (`docs/byok.md`).
@@ -305,8 +305,8 @@ impl EncryptionService {
         mut request: kms_types::byok::DeleteImportedKeyMaterialRequest,
     ) -> Result<kms_types::types::KeyMetadataResponse> {
         let lease = self.lease().await?;
-        super::aliases::resolve(&lease.manager, &mut request).await?;
-        lease.manager.delete_imported_key_material(request).await
+        super::aliases::resolve(lease.manager(), &mut request).await?;
+        lease.manager().delete_imported_key_material(request).await
     }
 
     /// The configured default key id, if any.

@@ -15,8 +15,8 @@ use kms_types::byok::{
 use kms_types::error::{KmsError, Result};
 use kms_types::operation::Operation;
 use kms_types::types::{
-    CreateKeyRequest, DecryptRequest, EncryptRequest, EncryptionContext, GenerateDataKeyRequest, KeyMetadataResponse,
-    KeyOrigin, KeySpec, KeyState,
+    CreateKeyRequest, DecryptRequest, DescribeKeyRequest, EncryptRequest, EncryptionContext, GenerateDataKeyRequest,
+    KeyMetadataResponse, KeyOrigin, KeySpec, KeyState, RotateKeyRequest,
 };
 use time::OffsetDateTime;
 
@@ -314,5 +314,14 @@ pub(super) async fn import_new_version(ctx: Ctx) -> Outcome {
     ensure!(version == 2, "a new ciphertext is under version {version}");
     let (version, plaintext) = ok("decrypt the old ciphertext", decrypt(&m, &old).await)?;
     ensure!(version == 1 && plaintext == b"byok", "old ciphertext: version {version}, {plaintext:?}");
+    // Material of an imported key comes only from its owner: kms never generates a version.
+    let rotated = m.rotate_key(RotateKeyRequest { key_id: key_id.clone() }).await;
+    err("rotate_key of a key with imported material", rotated, "Unsupported", is_unsupported)?;
+    let described = ok("describe after the refused rotation", m.describe_key(DescribeKeyRequest { key_id }).await)?;
+    ensure!(
+        described.key_metadata.current_version == 2,
+        "a refused rotation changed the key: {:?}",
+        described.key_metadata
+    );
     Ok(())
 }
