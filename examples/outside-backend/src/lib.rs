@@ -179,6 +179,16 @@ impl KmsBackend for OutsideBackend {
     async fn resolve_alias(&self, alias_name: &str) -> Result<String> {
         self.keys.resolve_alias(alias_name).await
     }
+    // BYOK: the manager above unwraps the material; the backend only stores it.
+    async fn import_key_material(&self, request: kms_types::byok::ImportMaterial) -> Result<KeyMetadataResponse> {
+        self.keys.import_key_material(request).await
+    }
+    async fn delete_imported_key_material(
+        &self,
+        request: kms_types::byok::DeleteImportedKeyMaterialRequest,
+    ) -> Result<KeyMetadataResponse> {
+        self.keys.delete_imported_key_material(request).await
+    }
 }
 
 /// Builds an [`OutsideBackend`] from its [`OutsideSettings`], and keeps the last one it built
