@@ -206,6 +206,82 @@ def test_aws_cli():
     print("aws cli: create-key, create-alias, encrypt a file with --encryption-context, decrypt it: ok")
 
 
+def test_aws_cli_byok():
+    """The AWS CLI's documented import procedure: create-key --origin EXTERNAL,
+    get-parameters-for-import, wrap 32 random bytes with `openssl pkeyutl` (RSAES-OAEP, SHA-256,
+    MGF1-SHA-256), import-key-material from files, then encrypt and decrypt with the key.
+    Without openssl on the machine the wrap falls back to Python's `cryptography`."""
+    import shutil
+    backend = os.environ.get("KMS_BACKEND", "local")
+    command = [sys.executable, "-S", "-m", "awscli", "kms", "create-key", "--origin", "EXTERNAL",
+               "--query", "KeyMetadata.KeyId", "--output", "text", "--endpoint-url", ENDPOINT]
+    created = subprocess.run(command, capture_output=True, check=False)
+    if created.returncode != 0:
+        assert b"UnsupportedOperationException" in created.stderr, created.stderr
+        print(f"aws cli byok: skipped, the {backend} backend does not import key material")
+        return
+    key_id = created.stdout.decode().strip()
+    state = aws_cli("describe-key", "--key-id", key_id, "--query", "KeyMetadata.KeyState", "--output", "text")
+    assert state == "PendingImport", state
+    with tempfile.TemporaryDirectory() as tmp:
+        path = lambda name: os.path.join(tmp, name)  # noqa: E731
+        answer = aws_cli("get-parameters-for-import", "--key-id", key_id, "--wrapping-algorithm", "RSAES_OAEP_SHA_256",
+                         "--wrapping-key-spec", "RSA_4096", "--query", "[PublicKey,ImportToken]", "--output", "text")
+        public_key, token = answer.split()
+        with open(path("WrappingPublicKey.bin"), "wb") as f:
+            f.write(base64.b64decode(public_key))
+        with open(path("ImportToken.bin"), "wb") as f:
+            f.write(base64.b64decode(token))
+        material = os.urandom(32)
+        with open(path("PlaintextKeyMaterial.bin"), "wb") as f:
+            f.write(material)
+        openssl = shutil.which("openssl")
+        if openssl:
+            subprocess.run([openssl, "pkeyutl", "-encrypt", "-in", path("PlaintextKeyMaterial.bin"),
+                            "-out", path("EncryptedKeyMaterial.bin"), "-inkey", path("WrappingPublicKey.bin"),
+                            "-keyform", "DER", "-pubin", "-pkeyopt", "rsa_padding_mode:oaep",
+                            "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256"],
+                           check=True, capture_output=True)
+            wrapper = "openssl pkeyutl"
+        else:
+            from cryptography.hazmat.primitives import hashes, serialization
+            from cryptography.hazmat.primitives.asymmetric import padding
+            public = serialization.load_der_public_key(base64.b64decode(public_key))
+            oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+            with open(path("EncryptedKeyMaterial.bin"), "wb") as f:
+                f.write(public.encrypt(material, oaep))
+            wrapper = "cryptography (no openssl here)"
+        aws_cli("import-key-material", "--key-id", key_id,
+                "--encrypted-key-material", f"fileb://{path('EncryptedKeyMaterial.bin')}",
+                "--import-token", f"fileb://{path('ImportToken.bin')}",
+                "--expiration-model", "KEY_MATERIAL_DOES_NOT_EXPIRE")
+        # The token imports once.
+        command = [sys.executable, "-S", "-m", "awscli", "kms", "import-key-material", "--key-id", key_id,
+                   "--encrypted-key-material", f"fileb://{path('EncryptedKeyMaterial.bin')}",
+                   "--import-token", f"fileb://{path('ImportToken.bin')}",
+                   "--expiration-model", "KEY_MATERIAL_DOES_NOT_EXPIRE", "--endpoint-url", ENDPOINT]
+        again = subprocess.run(command, capture_output=True, check=False)
+        assert again.returncode != 0 and b"InvalidImportTokenException" in again.stderr, again.stderr
+        state = aws_cli("describe-key", "--key-id", key_id, "--query", "KeyMetadata.[KeyState,Origin,ExpirationModel]",
+                        "--output", "text")
+        assert state.split() == ["Enabled", "EXTERNAL", "KEY_MATERIAL_DOES_NOT_EXPIRE"], state
+        content = os.urandom(1000)
+        with open(path("plain.bin"), "wb") as f:
+            f.write(content)
+        blob = aws_cli("encrypt", "--key-id", key_id, "--plaintext", f"fileb://{path('plain.bin')}",
+                       "--encryption-context", "purpose=byok-cli", "--query", "CiphertextBlob", "--output", "text")
+        with open(path("sealed.bin"), "wb") as f:
+            f.write(base64.b64decode(blob))
+        opened = aws_cli("decrypt", "--ciphertext-blob", f"fileb://{path('sealed.bin')}",
+                         "--encryption-context", "purpose=byok-cli", "--query", "Plaintext", "--output", "text")
+        assert base64.b64decode(opened) == content
+    aws_cli("delete-imported-key-material", "--key-id", key_id)
+    state = aws_cli("describe-key", "--key-id", key_id, "--query", "KeyMetadata.KeyState", "--output", "text")
+    assert state == "PendingImport", state
+    print(f"aws cli byok: create-key --origin EXTERNAL, material wrapped by {wrapper}, import-key-material, "
+          f"encrypt/decrypt, token reuse refused, delete-imported-key-material: ok ({backend})")
+
+
 def test_encryption_sdk():
     import aws_encryption_sdk
     from aws_encryption_sdk import CommitmentPolicy
@@ -334,5 +410,6 @@ if __name__ == "__main__":
     test_boto3_aliases()
     test_boto3_byok()
     test_aws_cli()
+    test_aws_cli_byok()
     test_encryption_sdk()
     print(f"all AWS client tests passed on the {os.environ.get('KMS_BACKEND', 'local')} backend")
