@@ -245,7 +245,9 @@ fn deny() -> Result<(), String> {
         eprintln!("xtask: the RustSec advisory database cannot be fetched from here; advisories NOT checked");
         return Ok(());
     }
-    cargo(&["deny", "--all-features", "check", "--disable-fetch", "advisories"])
+    // `--offline` (a global flag since cargo-deny 0.17, which dropped `check --disable-fetch`)
+    // uses the database found above without touching the network.
+    cargo(&["deny", "--offline", "--all-features", "check", "advisories"])
 }
 
 /// `cargo xtask bench NAME` runs `cargo bench -p PACKAGE --bench NAME`.
