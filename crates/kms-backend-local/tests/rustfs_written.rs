@@ -1,11 +1,12 @@
 //! Data written by RustFS's own code, not by our description of it: a key directory, two
 //! data-key envelopes and whole-helper objects that `rustfs-kms` (rustfs/rustfs at
-//! `20d126649`, its local backend with a master key) produced, kept as bytes in
-//! `kms-crypto/tests/fixtures/rustfs-written` (see its README). The Python fixtures
-//! (`rustfs_objects.rs`) test every format case; these pin that the reader agrees with the
-//! writer itself: records open with the Argon2id KEK and keep their states and dates, the
-//! envelopes open through the backend under kms's context rule, and the objects read through
-//! `EncryptionService::decrypt_rustfs_object`, with tampering refused.
+//! `20d126649`, its local backend with a master key) produced, and streaming objects that its
+//! `rio` `EncryptReader` wrote, kept as bytes in `kms-crypto/tests/fixtures/rustfs-written`
+//! (see its README). The Python fixtures (`rustfs_objects.rs`) test every format case; these
+//! pin that the reader agrees with the writer itself: records open with the Argon2id KEK and
+//! keep their states and dates, the envelopes open through the backend under kms's context
+//! rule, and objects and streams read through `EncryptionService::decrypt_rustfs_object`, with
+//! tampering refused.
 
 mod common;
 
@@ -15,13 +16,13 @@ use std::sync::Arc;
 
 use base64::Engine;
 use common::*;
-use kms_backend_local::LocalBackend;
 use kms_core::backends::KmsBackend;
 use kms_core::encryption::rustfs::{RustfsBodyFormat, RustfsObjectRequest};
 use kms_core::encryption::service::EncryptionService;
 use kms_core::manager::{KmsManager, ManagerOptions};
 use kms_crypto::rustfs::record::{KeyRecord, KeyStatus, MasterKeyString, OpenedWith, RecordKeks};
 use kms_crypto::rustfs::stream::{StreamPart, decrypt_multipart_stream, decrypt_stream};
+use kms_testkit::vectors::hex;
 use kms_types::error::KmsError;
 use kms_types::import::ImportKeyRequest;
 use kms_types::secret::SecretBytes;
@@ -52,21 +53,13 @@ fn record(key_id: &str) -> KeyRecord {
     KeyRecord::parse(key_id, &read(&format!("keydir/{key_id}.key"))).unwrap()
 }
 
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
-}
-
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A local backend holding `xc-active` as `kms migrate rustfs-local` imports it: the material
 /// the record opens to, origin external.
-async fn service(tmp: &tempfile::TempDir) -> (EncryptionService, Arc<KmsManager>, Arc<LocalBackend>) {
+async fn service(tmp: &tempfile::TempDir) -> (EncryptionService, Arc<KmsManager>) {
     let active = record("xc-active");
     let (material, _) = active.open(Some(&keks())).unwrap();
     let backend = Arc::new(open(&keys_dir(tmp)).await);
@@ -83,8 +76,8 @@ async fn service(tmp: &tempfile::TempDir) -> (EncryptionService, Arc<KmsManager>
         })
         .await
         .unwrap();
-    let manager = Arc::new(KmsManager::with_options(backend.clone(), ManagerOptions::default()));
-    (EncryptionService::new(manager.clone()), manager, backend)
+    let manager = Arc::new(KmsManager::with_options(backend, ManagerOptions::default()));
+    (EncryptionService::new(manager.clone()), manager)
 }
 
 fn whole_object<'a>(object_key: &'a str, headers: &'a BTreeMap<String, String>) -> RustfsObjectRequest<'a> {
@@ -135,7 +128,7 @@ fn every_record_rustfs_wrote_opens_with_the_argon2id_kek_and_keeps_its_state() {
 #[tokio::test]
 async fn rustfs_envelopes_open_through_the_backend_under_the_exact_context_only() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_, manager, _) = service(&tmp).await;
+    let (_, manager) = service(&tmp).await;
     let envelopes: Value = serde_json::from_slice(&read("envelopes.json")).unwrap();
     for envelope in envelopes.as_array().unwrap() {
         let name = envelope["name"].as_str().unwrap();
@@ -151,7 +144,7 @@ async fn rustfs_envelopes_open_through_the_backend_under_the_exact_context_only(
             })
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(hex(opened.plaintext.expose_secret()), envelope["plaintext_hex"].as_str().unwrap(), "{name}");
+        assert_eq!(opened.plaintext.expose_secret(), &hex(&envelope["plaintext_hex"])[..], "{name}");
         assert_eq!((opened.key_id.as_str(), opened.key_version), ("xc-active", 1));
 
         let mut extra = context.clone();
@@ -173,7 +166,7 @@ async fn rustfs_envelopes_open_through_the_backend_under_the_exact_context_only(
 #[tokio::test]
 async fn rustfs_whole_objects_read_through_the_sse_path_and_tampering_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let (service, _, _) = service(&tmp).await;
+    let (service, _) = service(&tmp).await;
     for size in SIZES {
         let headers: BTreeMap<String, String> =
             serde_json::from_slice(&read(&format!("objects/obj-{size}.headers.json"))).unwrap();
@@ -206,7 +199,7 @@ fn stream_headers(case: &Value, original_size: Option<u64>) -> BTreeMap<String, 
     let mut headers = BTreeMap::from([
         ("x-amz-server-side-encryption".to_owned(), "aws:kms".to_owned()),
         ("x-rustfs-encryption-key-id".to_owned(), "xc-active".to_owned()),
-        ("x-rustfs-encryption-iv".to_owned(), b64(&unhex(case["base_nonce_hex"].as_str().unwrap()))),
+        ("x-rustfs-encryption-iv".to_owned(), b64(&hex(&case["base_nonce_hex"]))),
         ("x-rustfs-encryption-key".to_owned(), case["envelope_b64"].as_str().unwrap().to_owned()),
     ]);
     if let Some(size) = original_size {
@@ -218,14 +211,14 @@ fn stream_headers(case: &Value, original_size: Option<u64>) -> BTreeMap<String, 
 #[tokio::test]
 async fn rustfs_rio_streams_decrypt_with_their_data_key_and_through_the_sse_path() {
     let tmp = tempfile::tempdir().unwrap();
-    let (service, _, _) = service(&tmp).await;
+    let (service, _) = service(&tmp).await;
     let cases: Value = serde_json::from_slice(&read("streams.json")).unwrap();
     let mut seen = 0;
     for case in cases.as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let body = read(&format!("streams/{name}.body"));
-        let data_key = unhex(case["data_key_hex"].as_str().unwrap());
-        let nonce: [u8; 12] = unhex(case["base_nonce_hex"].as_str().unwrap()).try_into().unwrap();
+        let data_key = hex(&case["data_key_hex"]);
+        let nonce: [u8; 12] = hex(&case["base_nonce_hex"]).try_into().unwrap();
         if let Some(size) = case["size"].as_u64() {
             let size_usize = size as usize;
             let opened = decrypt_stream(&data_key, &nonce, &body, size).unwrap_or_else(|e| panic!("{name}: {e}"));
