@@ -171,9 +171,14 @@ def test_signatures_are_checked():
     print("boto3: wrong secret, unknown key, wrong region refused: ok")
 
 
-def aws_cli(*args, binary=False):
+def aws_cli_run(*args):
+    """`aws kms ARGS` against the server, whatever its exit status."""
     command = [sys.executable, "-S", "-m", "awscli", "kms", *args, "--endpoint-url", ENDPOINT]
-    result = subprocess.run(command, capture_output=True, check=False)
+    return subprocess.run(command, capture_output=True, check=False)
+
+
+def aws_cli(*args, binary=False):
+    result = aws_cli_run(*args)
     if result.returncode != 0:
         raise AssertionError(f"aws kms {' '.join(args)} failed: {result.stderr.decode()}")
     return result.stdout if binary else result.stdout.decode().strip()
@@ -195,9 +200,7 @@ def test_aws_cli():
         opened = aws_cli("decrypt", "--ciphertext-blob", f"fileb://{sealed}", "--encryption-context", "purpose=cli",
                          "--query", "Plaintext", "--output", "text")
         assert base64.b64decode(opened) == content
-        command = [sys.executable, "-S", "-m", "awscli", "kms", "decrypt", "--ciphertext-blob", f"fileb://{sealed}",
-                   "--endpoint-url", ENDPOINT]
-        refused = subprocess.run(command, capture_output=True, check=False)
+        refused = aws_cli_run("decrypt", "--ciphertext-blob", f"fileb://{sealed}")
         assert refused.returncode != 0 and b"InvalidCiphertextException" in refused.stderr, refused.stderr
     listed = aws_cli("list-keys", "--query", "Keys[].KeyId", "--output", "text")
     assert key_id in listed.split()
@@ -213,9 +216,7 @@ def test_aws_cli_byok():
     Without openssl on the machine the wrap falls back to Python's `cryptography`."""
     import shutil
     backend = os.environ.get("KMS_BACKEND", "local")
-    command = [sys.executable, "-S", "-m", "awscli", "kms", "create-key", "--origin", "EXTERNAL",
-               "--query", "KeyMetadata.KeyId", "--output", "text", "--endpoint-url", ENDPOINT]
-    created = subprocess.run(command, capture_output=True, check=False)
+    created = aws_cli_run("create-key", "--origin", "EXTERNAL", "--query", "KeyMetadata.KeyId", "--output", "text")
     if created.returncode != 0:
         assert b"UnsupportedOperationException" in created.stderr, created.stderr
         print(f"aws cli byok: skipped, the {backend} backend does not import key material")
@@ -251,16 +252,13 @@ def test_aws_cli_byok():
             with open(path("EncryptedKeyMaterial.bin"), "wb") as f:
                 f.write(public.encrypt(material, oaep))
             wrapper = "cryptography (no openssl here)"
-        aws_cli("import-key-material", "--key-id", key_id,
-                "--encrypted-key-material", f"fileb://{path('EncryptedKeyMaterial.bin')}",
-                "--import-token", f"fileb://{path('ImportToken.bin')}",
-                "--expiration-model", "KEY_MATERIAL_DOES_NOT_EXPIRE")
+        import_args = ("import-key-material", "--key-id", key_id,
+                       "--encrypted-key-material", f"fileb://{path('EncryptedKeyMaterial.bin')}",
+                       "--import-token", f"fileb://{path('ImportToken.bin')}",
+                       "--expiration-model", "KEY_MATERIAL_DOES_NOT_EXPIRE")
+        aws_cli(*import_args)
         # The token imports once.
-        command = [sys.executable, "-S", "-m", "awscli", "kms", "import-key-material", "--key-id", key_id,
-                   "--encrypted-key-material", f"fileb://{path('EncryptedKeyMaterial.bin')}",
-                   "--import-token", f"fileb://{path('ImportToken.bin')}",
-                   "--expiration-model", "KEY_MATERIAL_DOES_NOT_EXPIRE", "--endpoint-url", ENDPOINT]
-        again = subprocess.run(command, capture_output=True, check=False)
+        again = aws_cli_run(*import_args)
         assert again.returncode != 0 and b"InvalidImportTokenException" in again.stderr, again.stderr
         state = aws_cli("describe-key", "--key-id", key_id, "--query", "KeyMetadata.[KeyState,Origin,ExpirationModel]",
                         "--output", "text")
