@@ -70,6 +70,7 @@ pub mod aws;
 mod body;
 pub mod config;
 mod conn_limits;
+mod conn_timer;
 pub mod error;
 mod handlers;
 mod hex;

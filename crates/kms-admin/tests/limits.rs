@@ -30,6 +30,71 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     server.stop().await;
 }
 
+/// A head dripped a byte at a time is cut off at the timeout counted from its first byte:
+/// steady progress does not extend it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_a_byte_at_a_time_is_cut_off_at_the_timeout() {
+    let mut options = Options::default();
+    options.config.header_read_timeout = Duration::from_secs(1);
+    let server = TestServer::with(options).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!("GET /kms/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+    let started = std::time::Instant::now();
+    for byte in head.as_bytes() {
+        if stream.write_all(std::slice::from_ref(byte)).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    let answer = read_all(&mut stream, Duration::from_secs(5)).await;
+    assert!(!answer.contains("200 OK"), "a head that took {:?} was served: {answer}", started.elapsed());
+    server.stop().await;
+}
+
+/// Idle keep-alive connections close after the header-read timeout, and one whose requests
+/// each come within it stays open across several timeout periods (the per-connection timer
+/// is shared by its requests and must not fire at an earlier request's deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_live_while_used_and_close_when_idle() {
+    let mut options = Options::default();
+    options.config.header_read_timeout = Duration::from_secs(1);
+    let server = TestServer::with(options).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let request = format!("GET /kms/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+    let mut buf = vec![0u8; 8192];
+    // Eight requests 600 ms apart: 4.2 s on one connection, each within 1 s of the last answer.
+    for i in 0..8 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]);
+        assert!(answer.starts_with("HTTP/1.1 200"), "request {i}: {answer}");
+        // The answer may come in more than one read; take the rest of its body.
+        let length: usize = answer
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+            .unwrap();
+        let head_end = answer.find("\r\n\r\n").unwrap() + 4;
+        let mut have = n - head_end;
+        while have < length {
+            have += stream.read(&mut buf).await.unwrap();
+        }
+    }
+    // Then idle: closed within the timeout (plus the timer's and the scheduler's slack).
+    let idle_since = std::time::Instant::now();
+    let n =
+        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.expect("never closed").unwrap_or(0);
+    assert_eq!(n, 0, "an idle connection got data");
+    let idle = idle_since.elapsed();
+    assert!(idle >= Duration::from_millis(900) && idle < Duration::from_secs(3), "closed after {idle:?} idle");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_never_arrives_hits_the_request_timeout() {
     let mut options = Options::default();
