@@ -70,7 +70,6 @@ pub mod aws;
 mod body;
 pub mod config;
 mod conn_limits;
-mod conn_timer;
 pub mod error;
 mod handlers;
 mod hex;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -19,7 +19,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::App;
 use crate::config::ServerConfig;
 use crate::conn_limits::{PeerLimiter, WriteTimeout};
-use crate::conn_timer::ConnectionTimer;
 use crate::setup_error::SetupError;
 
 /// A bound, not yet running, admin server.
@@ -120,7 +119,7 @@ impl Server {
             let app = self.app.clone();
             let builder = {
                 let mut b = http1::Builder::new();
-                b.timer(ConnectionTimer::default()).header_read_timeout(self.header_read_timeout).keep_alive(true);
+                b.timer(TokioTimer::new()).header_read_timeout(self.header_read_timeout).keep_alive(true);
                 b
             };
             let service = service_fn(move |req| {

@@ -55,8 +55,8 @@ async fn a_head_sent_a_byte_at_a_time_is_cut_off_at_the_timeout() {
 }
 
 /// Idle keep-alive connections close after the header-read timeout, and one whose requests
-/// each come within it stays open across several timeout periods (the per-connection timer
-/// is shared by its requests and must not fire at an earlier request's deadline).
+/// each come within it stays open across several timeout periods (each wait for a head has
+/// its own deadline, not the connection's first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_connections_live_while_used_and_close_when_idle() {
     let mut options = Options::default();
