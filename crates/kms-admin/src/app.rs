@@ -137,12 +137,12 @@ impl App {
             return aws.handle(self, req, remote).await;
         }
         let started = Instant::now();
-        let time = AuditRecord::now();
         let mut info = RequestInfo::default();
         let is_probe = self.public_health && req.uri().path() == "/health";
         // The line's queue slot is taken before anything is done: a log that fails closed
         // refuses the request here, while it cannot record it.
         let slot = if is_probe { Reservation::Disabled } else { self.audit.reserve() };
+        let time = slot.arrival_time();
         let result = if matches!(slot, Reservation::Refuse) {
             Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

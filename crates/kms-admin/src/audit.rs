@@ -193,6 +193,14 @@ pub enum Reservation {
     Refuse,
 }
 
+impl Reservation {
+    /// The request's arrival time for its audit line ([`AuditRecord::now`]), read and
+    /// formatted only when a line will be written; empty otherwise.
+    pub fn arrival_time(&self) -> String {
+        if matches!(self, Self::Slot(_)) { AuditRecord::now() } else { String::new() }
+    }
+}
+
 /// Where audit lines go.
 #[derive(Debug)]
 pub struct AuditLog {

@@ -41,7 +41,7 @@ use self::settings::{AwsSettings, Credentials};
 use self::sigv4::{Expectation, SignedRequest};
 use crate::App;
 use crate::app::{RequestEnd, RequestInfo};
-use crate::audit::{AuditRecord, Reservation};
+use crate::audit::Reservation;
 use crate::store::ConfigStore;
 
 /// The header naming the operation.
@@ -82,12 +82,12 @@ impl AwsApi {
     /// Handles one request; never fails (errors become AWS error answers).
     pub(crate) async fn handle(&self, app: &App, req: Request<Incoming>, remote: SocketAddr) -> Response<Full<Bytes>> {
         let started = Instant::now();
-        let time = AuditRecord::now();
         let request_id = request_id();
         let mut info = RequestInfo::default();
         // As for the native API: the audit line's slot is taken first, and a log that fails
         // closed refuses the request while it cannot record it.
         let slot = app.audit.reserve();
+        let time = slot.arrival_time();
         let result = if matches!(slot, Reservation::Refuse) {
             Err(AwsError::internal("the audit log cannot be written; requests are refused until it can"))
         } else {
