@@ -389,6 +389,13 @@ impl KmsBackend for LocalBackend {
         Ok(KeyMetadataResponse { key_metadata: self.import(request).await?.metadata(self.now()) })
     }
 
+    /// No: the keys are in this process and on its own disk, every error is final (disk
+    /// errors included, `dir.rs`), and a disk that stalls one attempt would stall the next.
+    /// Each call gets one attempt under the manager's whole budget.
+    fn may_fail_transiently(&self) -> bool {
+        false
+    }
+
     fn key_cache_stats(&self) -> Option<kms_types::api_types::CacheStats> {
         let stats = self.cache_stats();
         Some(kms_types::api_types::CacheStats {

@@ -400,3 +400,14 @@ async fn the_cache_of_opened_keys_counts_hits_and_misses_for_metrics() {
     assert_eq!((stats.misses, stats.hits, stats.entries), (1, 2, 1));
     assert_eq!(backend.cache_stats().records_opened, 1);
 }
+
+/// Nothing between kms and these keys can fail transiently (every disk error is final), so
+/// the manager gives each call one attempt under its whole budget and hands the request over
+/// without a copy for retries.
+#[tokio::test]
+async fn the_manager_makes_one_attempt_per_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backend = open(&keys_dir(&tmp)).await;
+    assert!(!backend.may_fail_transiently());
+    assert!(!backend.writes_are_retry_safe());
+}

@@ -190,6 +190,15 @@ pub trait KmsBackend: Send + Sync {
         false
     }
 
+    /// Whether a call can fail in a way that asking again may cure: a network between kms
+    /// and the keys, a cluster electing a leader, a per-attempt timeout. Default: yes. A
+    /// backend that says no (its keys are in this process and on its own disk) gets exactly
+    /// one attempt per call under the whole budget, and the manager hands it each request
+    /// without the copy a retry would need.
+    fn may_fail_transiently(&self) -> bool {
+        true
+    }
+
     /// For a backend shared by several servers (Vault): how long key metadata may be cached
     /// before a change made elsewhere must be seen. The manager caps its own cache's TTL to
     /// it. `None` (the default): this process is the only writer.

@@ -13,12 +13,14 @@
 //!   retried, on another node, for as long as the budget lasts.
 //!
 //! Pauses grow exponentially with "equal jitter" ([`RetryPolicy`]), and no call makes more
-//! than [`MAX_ATTEMPTS`] attempts. `retry_attempts = 0` turns retries off. Reads are always
+//! than [`MAX_ATTEMPTS`] attempts. `retry_attempts = 0` turns retries off. Reads are
 //! retried; calls that create or change something only when the backend says a repeat is
 //! safe (`KmsBackend::writes_are_retry_safe`:
 //! the Vault backend reads a write whose reply was lost back, and records a rotation that
 //! already happened instead of rotating twice); otherwise they run once, under the whole
-//! budget.
+//! budget. A backend with no failure a repeat could cure (`KmsBackend::may_fail_transiently`
+//! is false: the local backend) runs every call once, under the whole budget, and gets its
+//! requests without a per-attempt copy.
 //!
 //! Every request is validated first, once for every backend ([`crate::validate`]): a
 //! malformed request never reaches the backend.
@@ -225,6 +227,12 @@ impl KmsManager {
         self.run_with(operation, true, call).await
     }
 
+    /// Whether a call the operation would let repeat may actually be tried again: retries
+    /// are on and the backend has failures a repeat may cure.
+    fn retries_allowed(&self, may_retry: bool) -> bool {
+        may_retry && self.options.retry.max_retries > 0 && self.backend.may_fail_transiently()
+    }
+
     /// [`run`](Self::run) for a call that creates or changes something.
     async fn run_write<T, F, Fut>(&self, operation: &'static str, call: F) -> Result<T>
     where
@@ -240,7 +248,7 @@ impl KmsManager {
         Fut: Future<Output = Result<T>>,
     {
         let budget = self.options.timeout;
-        let may_retry = may_retry && self.options.retry.max_retries > 0;
+        let may_retry = self.retries_allowed(may_retry);
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut retries = 0u32;
@@ -291,7 +299,7 @@ impl KmsManager {
         F: Fn(R) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        if may_retry && self.options.retry.max_retries > 0 {
+        if self.retries_allowed(may_retry) {
             return self.run_with(operation, true, || call(request.clone())).await;
         }
         run_attempt(operation, self.options.timeout, call(request)).await

@@ -33,6 +33,8 @@ struct Script {
     failure: Mutex<MakeError>,
     /// Whether this backend declares its writes safe to repeat.
     retry_safe: AtomicBool,
+    /// Whether this backend declares it can fail in a way a repeat may cure.
+    transient: AtomicBool,
     hang: AtomicBool,
     slow_describe: AtomicBool,
     calls: Mutex<HashMap<&'static str, u32>>,
@@ -43,6 +45,7 @@ fn scripted() -> Arc<Scripted> {
         fail_next: AtomicU32::new(0),
         failure: Mutex::new(transient),
         retry_safe: AtomicBool::new(false),
+        transient: AtomicBool::new(true),
         hang: AtomicBool::new(false),
         slow_describe: AtomicBool::new(false),
         calls: Mutex::default(),
@@ -92,6 +95,10 @@ impl Hooks for Script {
 
     fn writes_are_retry_safe(&self, _inner: bool) -> bool {
         self.retry_safe.load(Ordering::SeqCst)
+    }
+
+    fn may_fail_transiently(&self, _inner: bool) -> bool {
+        self.transient.load(Ordering::SeqCst)
     }
 }
 
@@ -491,4 +498,37 @@ async fn writes_are_retried_only_when_the_backend_says_it_is_safe() {
     backend.hooks().fail(1, node_down);
     m.rotate_key(RotateKeyRequest { key_id: id }).await.unwrap_err();
     assert_eq!(backend.hooks().calls("rotate_key"), 4, "not safe: once");
+}
+
+/// A backend with no transient failures (the local backend) gets one attempt per call, for
+/// reads as for writes, even for an error it calls retryable, and that attempt runs under
+/// the whole budget instead of a quarter of it.
+#[tokio::test(start_paused = true)]
+async fn a_backend_without_transient_failures_gets_one_attempt_under_the_whole_budget() {
+    let backend = scripted();
+    let m = manager(&backend, 3, None);
+    let (id, blob) = key(&m, "k").await;
+    backend.hooks().transient.store(false, Ordering::SeqCst);
+    backend.hooks().retry_safe.store(true, Ordering::SeqCst);
+
+    backend.hooks().fail(1, transient);
+    m.decrypt(decrypt(&blob)).await.unwrap_err();
+    assert_eq!(backend.hooks().calls("decrypt"), 1);
+    backend.hooks().fail(1, transient);
+    m.describe_key(describe(&id)).await.unwrap_err();
+    assert_eq!(backend.hooks().calls("describe_key"), 1);
+    backend.hooks().fail(1, node_down);
+    m.rotate_key(RotateKeyRequest { key_id: id.clone() }).await.unwrap_err();
+    assert_eq!(backend.hooks().calls("rotate_key"), 1);
+    // And with nothing failing, every call answers after that one attempt.
+    assert_eq!(m.decrypt(decrypt(&blob)).await.unwrap().plaintext.expose_secret(), b"p");
+    assert_eq!(backend.hooks().calls("decrypt"), 2);
+
+    // A hanging call is cut at the whole budget, not at a quarter of it.
+    backend.hooks().hang.store(true, Ordering::SeqCst);
+    let started = tokio::time::Instant::now();
+    let err = m.decrypt(decrypt(&blob)).await.unwrap_err();
+    assert!(matches!(err, KmsError::Timeout { .. }), "{err:?}");
+    assert_eq!(started.elapsed(), TIMEOUT);
+    assert_eq!(backend.hooks().calls("decrypt"), 3);
 }

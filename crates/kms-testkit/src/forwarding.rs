@@ -81,6 +81,14 @@ pub trait Hooks: Send + Sync {
         inner
     }
 
+    /// Whether calls may fail in a way a repeat may cure, given the inner backend's answer
+    /// `inner`. Default: yes, whatever the inner backend says, since hooks may answer any
+    /// error, transient ones included.
+    fn may_fail_transiently(&self, inner: bool) -> bool {
+        let _ = inner;
+        true
+    }
+
     /// Runs when the backend is closed, before the inner backend is; an error is returned
     /// and the inner backend stays open.
     async fn close(&self) -> Result<()> {
@@ -209,6 +217,10 @@ forward! {
 
     fn writes_are_retry_safe(&self) -> bool {
         self.hooks.writes_are_retry_safe(self.inner.writes_are_retry_safe())
+    }
+
+    fn may_fail_transiently(&self) -> bool {
+        self.hooks.may_fail_transiently(self.inner.may_fail_transiently())
     }
 
     fn metadata_staleness_bound(&self) -> Option<Duration> {
