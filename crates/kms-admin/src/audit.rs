@@ -196,7 +196,7 @@ pub enum Reservation {
 impl Reservation {
     /// The request's arrival time for its audit line ([`AuditRecord::now`]), read and
     /// formatted only when a line will be written; empty otherwise.
-    pub fn arrival_time(&self) -> String {
+    pub(crate) fn arrival_time(&self) -> String {
         if matches!(self, Self::Slot(_)) { AuditRecord::now() } else { String::new() }
     }
 }

@@ -15,6 +15,11 @@ async fn read_all(stream: &mut TcpStream, limit: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// An authenticated `GET /kms/v1/status`, as raw HTTP/1.1.
+fn status_request() -> String {
+    format!("GET /kms/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let mut options = Options::default();
@@ -38,7 +43,7 @@ async fn a_head_sent_a_byte_at_a_time_is_cut_off_at_the_timeout() {
     options.config.header_read_timeout = Duration::from_secs(1);
     let server = TestServer::with(options).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let head = format!("GET /kms/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+    let head = status_request();
     // The whole head, evenly spread over 2.5 s: a server without the timeout would answer it.
     let pause = Duration::from_millis(2500) / u32::try_from(head.len()).unwrap();
     let started = std::time::Instant::now();
@@ -62,7 +67,7 @@ async fn keep_alive_connections_live_while_used_and_close_when_idle() {
     options.config.header_read_timeout = Duration::from_secs(2);
     let server = TestServer::with(options).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let request = format!("GET /kms/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+    let request = status_request();
     let mut buf = vec![0u8; 8192];
     // Seven requests 800 ms apart: 4.8 s on one connection, over two timeout periods, each
     // within 2 s of the last answer (1.2 s of slack for a loaded machine).
@@ -82,7 +87,9 @@ async fn keep_alive_connections_live_while_used_and_close_when_idle() {
         let head_end = answer.find("\r\n\r\n").unwrap() + 4;
         let mut have = n - head_end;
         while have < length {
-            have += stream.read(&mut buf).await.unwrap();
+            let more = stream.read(&mut buf).await.unwrap();
+            assert_ne!(more, 0, "request {i}: the connection closed mid-answer");
+            have += more;
         }
     }
     // Then idle: closed within the timeout (plus the timer's and the scheduler's slack).
@@ -118,7 +125,7 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let mut options = Options::default();
     options.config.max_connections = 2;
     let server = TestServer::with(options).await;
-    let request = format!("GET /kms/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n\r\n");
+    let request = status_request();
     // Two keep-alive connections hold both slots.
     let mut held = Vec::new();
     for _ in 0..2 {
